@@ -1,0 +1,6 @@
+"""``python -m mammography`` (also how torchrun launches it)."""
+
+from mammography.cli.app import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Command-line layer: options → config → one call. No work happens here."""

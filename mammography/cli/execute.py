@@ -1,0 +1,53 @@
+"""Resolve a command's config (defaults ← YAML ← CLI) and run it.
+
+Result-producing commands (their config class names an ``EXPERIMENT_TYPE``)
+run inside the run lifecycle, which allocates ``results_N`` and records
+everything; the others (``synth``, ``data check``) are called directly.
+Errors in the settings are reported here, before any run directory exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from mammography.config.core import build_config, load_yaml_config
+from mammography.errors import EXIT_OK, InputError
+
+
+def import_target(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def resolve_config(config_cls: type, config_file: Path | None, explicit: dict[str, Any]) -> Any:
+    values: dict[str, Any] = {}
+    source = "command-line options"
+    if config_file is not None:
+        values.update(load_yaml_config(config_file))
+        source = f"{config_file} and command-line options"
+    values.update(explicit)
+    return build_config(config_cls, values, source=source)
+
+
+def execute(config_cls: type, target: str, command: str, config_file: Path | None,
+            explicit: dict[str, Any]) -> int:
+    try:
+        config = resolve_config(config_cls, config_file, explicit)
+        body = import_target(target)
+        experiment_type = getattr(config_cls, "EXPERIMENT_TYPE", None)
+        if experiment_type is None:
+            return body(config) or EXIT_OK
+        from mammography.run import Run
+
+        run = Run(command=command, experiment_type=experiment_type,
+                  outdir=Path(config.outdir), config=config)
+        with run:
+            body(config, run)
+        return run.exit_code if run.exit_code is not None else EXIT_OK
+    except InputError as exc:
+        # Detected before any work started (settings, outdir): message only.
+        print(f"Error: {exc.render()}", file=sys.stderr, flush=True)
+        return exc.exit_code

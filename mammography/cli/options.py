@@ -1,0 +1,100 @@
+"""Build Typer commands from config dataclasses, so each option is declared once.
+
+A command is registered with its config class and the dotted name of the
+function that runs it; the function is imported only when the command runs,
+which keeps ``mammography --help`` free of heavy imports. Options given on the
+command line override values from ``--config FILE.yaml``, which override the
+dataclass defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+from pathlib import Path
+from typing import Any, Literal, Optional, get_args, get_origin
+
+import typer
+from click.core import ParameterSource
+
+from mammography.config.core import field_types, unwrap_optional
+
+CONFIG_OPTION_HELP = "YAML file of settings; options given on the command line override it."
+
+
+def _option_for(f: dataclasses.Field, tp: Any) -> tuple[Any, Any]:
+    """(annotation, typer.Option) for one dataclass field."""
+    inner, optional = unwrap_optional(tp)
+    meta = f.metadata
+    flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+    default = f.default if f.default is not dataclasses.MISSING else (
+        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+    decls = [flag]
+    if meta.get("short"):
+        decls.append(meta["short"])
+    kwargs: dict[str, Any] = {"help": meta.get("help") or None}
+    if meta.get("metavar"):
+        kwargs["metavar"] = meta["metavar"]
+    annotation: Any = inner
+    origin = get_origin(inner)
+    if inner is bool:
+        decls = [f"{flag}/--no-{flag[2:]}"]
+    elif origin is Literal:
+        # Typer renders an Enum as a choice list; values are turned back into
+        # plain strings before the config is built (see _plain).
+        choices = [str(c) for c in get_args(inner)]
+        annotation = enum.Enum(f"{f.name}_choices", {c: c for c in choices}, type=str)
+        default = None if default is None else annotation(str(default))
+    elif origin in (list, tuple):
+        (item,) = get_args(inner)[:1] or (str,)
+        annotation = list[item]  # type: ignore[valid-type]
+        default = list(default) if default else None
+    if optional and annotation is not bool:
+        annotation = Optional[annotation]  # noqa: UP045 - typer needs the typing form
+    return annotation, typer.Option(default, *decls, **kwargs)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def add_config_command(app: typer.Typer, name: str, config_cls: type, target: str,
+                       help: str, *, config_file_option: bool = True) -> None:
+    """Register ``name`` on ``app``: options from ``config_cls``, runs ``target``.
+
+    ``target`` is ``"package.module:function"``; the function takes the
+    resolved config and returns an exit code (or None for 0).
+    """
+    hints = field_types(config_cls)
+    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY,
+                                annotation=typer.Context)]
+    if config_file_option:
+        params.append(inspect.Parameter(
+            "config_file", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045
+            default=typer.Option(None, "--config", help=CONFIG_OPTION_HELP, metavar="FILE.yaml",
+                                 dir_okay=False)))
+    for f in dataclasses.fields(config_cls):
+        if not f.metadata.get("cli", True):
+            continue
+        annotation, option = _option_for(f, hints[f.name])
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                        annotation=annotation, default=option))
+
+    def command(ctx: typer.Context, config_file: Path | None = None, **values: Any) -> None:
+        from mammography.cli.execute import execute  # lazy: keeps --help light
+
+        explicit = {key: _plain(value) for key, value in values.items()
+                    if ctx.get_parameter_source(key) not in
+                    (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+        code = execute(config_cls, target, name, config_file, explicit)
+        raise typer.Exit(code or 0)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__name__ = name.replace("-", "_")
+    command.__doc__ = help
+    app.command(name, help=help)(command)

@@ -1,0 +1,1 @@
+"""Typed configs per command (dataclasses) and their YAML/CLI resolution."""

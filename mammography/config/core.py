@@ -1,0 +1,208 @@
+"""Typed command configs: dataclass fields are the single source of truth.
+
+Each command's settings are a dataclass whose fields carry their CLI help in
+``metadata``; the CLI builds its options from the fields (cli/options.py), a
+YAML file given with ``--config`` fills in values, and options given on the
+command line override the file. The resolved dataclass is what a run records.
+
+Validation collects *every* problem before reporting, so a user fixes a
+config in one round trip instead of one error per attempt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from mammography.errors import ConfigError
+
+C = TypeVar("C")
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
+            cli: bool = True, record: bool = True, default_factory: Any = dataclasses.MISSING,
+            metavar: str | None = None, short: str | None = None) -> Any:
+    """A dataclass field with CLI metadata.
+
+    ``flag`` overrides the option name (default ``--field-name``); ``cli=False``
+    keeps a field out of the CLI (YAML only); ``record=False`` keeps it out of
+    the recorded hyperparameters (e.g. ``--outdir`` does not change results).
+    """
+    meta = {"help": help, "flag": flag, "cli": cli, "record": record,
+            "metavar": metavar, "short": short}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved type hints of a config dataclass (works with postponed annotations)."""
+    return typing.get_type_hints(cls)
+
+
+def unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """``Optional[X]`` → ``(X, True)``; anything else → ``(tp, False)``."""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def coerce(value: Any, tp: Any, name: str) -> Any:
+    """Convert a YAML/CLI value to the field's type, raising ValueError with a reason."""
+    inner, optional = unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{name}: a value is required (got null)")
+    origin = get_origin(inner)
+    if origin is Literal:
+        choices = get_args(inner)
+        if value not in choices:
+            text = str(value)
+            if text in [str(c) for c in choices]:
+                return choices[[str(c) for c in choices].index(text)]
+            raise ValueError(f"{name}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin in (list, tuple):
+        (item_tp, *_rest) = get_args(inner) or (str,)
+        if isinstance(value, str | Path):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{name}: expected a list, got {value!r}")
+        items = [coerce(v, item_tp, name) for v in value]
+        return tuple(items) if origin is tuple else items
+    if inner is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+    if inner is int:
+        if isinstance(value, bool) or not isinstance(value, int | str | float):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected an integer, got {value!r}") from None
+        if not as_float.is_integer():
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+        return int(as_float)
+    if inner is float:
+        if isinstance(value, bool):
+            raise ValueError(f"{name}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if inner is Path:
+        if not isinstance(value, str | Path):
+            raise ValueError(f"{name}: expected a path, got {value!r}")
+        return Path(value)
+    if inner is str:
+        if isinstance(value, dict | list):
+            raise ValueError(f"{name}: expected text, got {value!r}")
+        return str(value)
+    return value
+
+
+def load_yaml_config(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping of settings; errors name the file and the fix."""
+    import yaml  # lazy: not needed for --help
+
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist; check the --config path.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(
+            f"Config file {path} is not valid YAML{where}: "
+            f"{getattr(exc, 'problem', None) or exc}. Fix the syntax or remove --config."
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"Config file {path} is not UTF-8 text; save it as UTF-8.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"Config file {path} must be a mapping of setting: value, got {type(data).__name__}."
+        )
+    # YAML authors write either `img_size` or `img-size`; accept both.
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(cls: type[C], values: dict[str, Any], source: str = "settings") -> C:
+    """Instantiate ``cls`` from ``values`` (unknown keys, bad types → one ConfigError)."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    hints = field_types(cls)
+    problems: list[str] = []
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"unknown setting {key!r} in {source}{hint}")
+            continue
+        try:
+            kwargs[key] = coerce(value, hints[key], _flag_name(known[key]))
+        except ValueError as exc:
+            problems.append(f"{exc} (from {source})")
+    if problems:
+        raise ConfigError(f"Invalid {source}:", problems)
+    config = cls(**kwargs)
+    validate(config)
+    return config
+
+
+def validate(config: Any) -> None:
+    """Run the dataclass's ``problems()`` hook; raise one ConfigError listing them all."""
+    hook = getattr(config, "problems", None)
+    problems = list(hook()) if hook else []
+    if problems:
+        raise ConfigError("Invalid settings:", problems)
+
+
+def _flag_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def flag_name(cls: type, name: str) -> str:
+    """The CLI spelling of a field, for messages (``img_size`` → ``--img-size``)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return _flag_name(f)
+    raise KeyError(name)
+
+
+def to_record(config: Any) -> dict[str, Any]:
+    """JSON-ready dict of the settings that change results (``record=True`` fields)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        if not f.metadata.get("record", True):
+            continue
+        out[f.name] = jsonable(getattr(config, f.name))
+    return out
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """JSON-ready dict of every field."""
+    return {f.name: jsonable(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def jsonable(value: Any) -> Any:
+    """Paths → str, tuples → lists, recursively; everything else unchanged."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return value

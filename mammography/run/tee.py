@@ -1,0 +1,135 @@
+"""File-descriptor-level tee of stdout/stderr into run.log.
+
+``Tee.start()`` points fds 1 and 2 at a pipe (or a pseudo-terminal when the
+original is a terminal, so ``isatty()`` stays true and progress bars keep
+animating) whose other end is read by ``tee_worker.py`` in a separate process.
+Because the redirection happens at the fd level, output from C extensions,
+DataLoader workers, subprocesses, ``warnings`` and uncaught tracebacks is
+captured as well as ``print``.
+
+When fds 1 and 2 lead to the same place (a terminal, or ``2>&1``) one channel
+carries both, which keeps their relative order exact in run.log.
+
+Tees nest: a child run (a CV fold) started inside a parent run tees into the
+parent's channel, so the fold's lines land in the fold's run.log *and* the
+parent's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pty
+import subprocess
+import sys
+import termios
+import tty
+from pathlib import Path
+
+_WORKER = Path(__file__).with_name("tee_worker.py")
+
+
+def _same_destination(fd_a: int, fd_b: int) -> bool:
+    try:
+        a, b = os.fstat(fd_a), os.fstat(fd_b)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _open_channel(dest_fd: int) -> tuple[int, int]:
+    """(read_end, write_end); a pty mirroring the terminal's size when dest is a tty."""
+    if os.isatty(dest_fd):
+        master, slave = pty.openpty()
+        # Raw mode: no "\n" -> "\r\n" translation; the real terminal does its own.
+        tty.setraw(slave)
+        with contextlib.suppress(OSError):
+            size = fcntl.ioctl(dest_fd, termios.TIOCGWINSZ, b"\0" * 8)
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
+        return master, slave
+    read_end, write_end = os.pipe()
+    return read_end, write_end
+
+
+class Tee:
+    """Redirects this process's fds 1 and 2 through a tee process into ``log_path``."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = Path(log_path)
+        self._saved: dict[int, int] = {}
+        self._proc: subprocess.Popen | None = None
+        self._line_buffering: bool | None = None
+        self.active = False
+
+    def start(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        self._saved = {fd: os.dup(fd) for fd in (1, 2)}
+        shared = _same_destination(1, 2)
+        channels: dict[int, tuple[int, int]] = {1: _open_channel(self._saved[1])}
+        channels[2] = channels[1] if shared else _open_channel(self._saved[2])
+        pairs = [f"{channels[1][0]}:{self._saved[1]}"]
+        if not shared:
+            pairs.append(f"{channels[2][0]}:{self._saved[2]}")
+        pass_fds = {channels[1][0], channels[2][0], self._saved[1], self._saved[2]}
+        self.log_path.touch()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-S", "-u", str(_WORKER), str(self.log_path), *pairs],
+            pass_fds=tuple(pass_fds),
+            stdin=subprocess.DEVNULL,
+            stdout=self._saved[1],
+            stderr=self._saved[2],
+            start_new_session=True,  # not reached by Ctrl-C aimed at the run
+            close_fds=True,
+        )
+        for fd in (1, 2):
+            os.dup2(channels[fd][1], fd)
+        for read_end, write_end in {channels[1], channels[2]}:
+            os.close(read_end)
+            os.close(write_end)
+        # A pipe makes Python block-buffer stdout; line buffering means a
+        # printed line reaches the tee at once and survives a SIGKILL.
+        if getattr(sys.stdout, "fileno", None) and _fileno(sys.stdout) == 1:
+            self._line_buffering = sys.stdout.line_buffering
+            with contextlib.suppress(Exception):
+                sys.stdout.reconfigure(line_buffering=True)
+        self.active = True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Restore fds 1/2 and wait for the tee to drain what was written."""
+        if not self.active:
+            return
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        for fd, saved in self._saved.items():
+            os.dup2(saved, fd)
+            os.close(saved)
+        self._saved = {}
+        if self._line_buffering is not None:
+            with contextlib.suppress(Exception):
+                sys.stdout.reconfigure(line_buffering=self._line_buffering)
+        self.active = False
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                # A leftover child still holds the channel open; the worker
+                # finishes writing when it exits. Nothing is lost by not waiting.
+                pass
+
+    def __enter__(self) -> Tee:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _fileno(stream: object) -> int | None:
+    try:
+        return stream.fileno()  # type: ignore[attr-defined]
+    except Exception:
+        return None
