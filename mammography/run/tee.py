@@ -113,12 +113,10 @@ class Tee:
                 sys.stdout.reconfigure(line_buffering=self._line_buffering)
         self.active = False
         if self._proc is not None:
-            try:
+            # On timeout a leftover child still holds the channel open; the
+            # worker finishes writing when it exits. Nothing is lost by not waiting.
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                # A leftover child still holds the channel open; the worker
-                # finishes writing when it exits. Nothing is lost by not waiting.
-                pass
 
     def __enter__(self) -> Tee:
         self.start()
