@@ -1,0 +1,1 @@
+"""Data layer: DICOM reading, labels, splits and the synthetic dataset generator."""
