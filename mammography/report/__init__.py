@@ -1,0 +1,1 @@
+"""Report artefacts for a run: plots (PNG) written with matplotlib's Agg canvas."""
