@@ -1,0 +1,36 @@
+# Set-up and checks. `make demo` and `make test` do everything on a fresh machine.
+PY ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_DATA := data/synthetic
+
+.PHONY: install demo test test-fast lint bench clean-venv
+
+install: $(STAMP)
+
+# Re-installs only when the project's dependencies change (idempotent).
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	test -f $(DEMO_DATA)/classificacao.csv || $(VENV)/bin/mammography synth --out $(DEMO_DATA) --exams 100
+	@echo "Demo dataset: $(DEMO_DATA)/classificacao.csv and $(DEMO_DATA)/archive/"
+
+test: install
+	$(PYTHON) -m pytest -m "not gpu"
+
+test-fast: install
+	$(PYTHON) -m pytest -m "not gpu and not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PYTHON) benchmarks/run_all.py
+
+clean-venv:
+	rm -rf $(VENV)
