@@ -1,0 +1,354 @@
+"""Labels CSV → one image-level table (path, accession, patient, view, laterality, label).
+
+Two CSV shapes are understood:
+
+* the reference pipeline's ``classificacao.csv``: ``AccessionNumber,
+  Classification[, PatientID]``, images at ``DICOM_ROOT/<AccessionNumber>/**/*.dcm``
+  (every view of the exam is used);
+* a generic ``path,label`` CSV (column names configurable; paths absolute or
+  relative to ``--dicom-root``, else to the CSV's folder).
+
+Density labels are 1-4 or A-D (stored as 1-4); 5 means "not classifiable" and
+is excluded unless asked for. Problems with single rows or files become
+``WARNING`` lines plus recorded exclusions; problems that make the data
+unusable (no usable row at all, missing columns, unreadable CSV) raise
+``DataError`` (exit 2) with the file, row and fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mammography.errors import DataError
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+LABEL_ALIASES = {"A": 1, "B": 2, "C": 3, "D": 4, "E": 5}
+CLASSES = (1, 2, 3, 4)
+SEED_COLUMNS = ("accessionnumber", "classification")
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class ImageRecord:
+    path: Path
+    accession: str
+    patient: str
+    view: str
+    laterality: str
+    label: int
+    row: int  # CSV line number (header = 1), for messages
+    for_processing: bool = False
+
+
+@dataclass
+class LabelTable:
+    """The images a run will use, and everything left out with the reason."""
+
+    images: list[ImageRecord]
+    exclusions: list[dict[str, Any]]
+    csv_path: Path
+    dicom_root: Path | None
+    csv_format: str  # "classificacao" or "generic"
+    csv_rows: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[int]:
+        return [r.label for r in self.images]
+
+    def class_distribution(self, per: str = "image") -> dict[str, int]:
+        """Counts per class, per image or per exam (``per="exam"``)."""
+        if per == "exam":
+            seen = {r.accession: r.label for r in self.images}
+            counts = Counter(seen.values())
+        else:
+            counts = Counter(self.labels)
+        return {str(k): counts[k] for k in sorted(counts)}
+
+    @property
+    def num_exams(self) -> int:
+        return len({r.accession for r in self.images})
+
+    @property
+    def num_patients(self) -> int:
+        return len({r.patient for r in self.images})
+
+
+def parse_label(value: str) -> int | None:
+    """'3', '3.0', 'C', 'c' → 3; anything else → None."""
+    text = (value or "").strip().upper()
+    if text in LABEL_ALIASES:
+        return LABEL_ALIASES[text]
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    if number.is_integer() and 1 <= number <= 5:
+        return int(number)
+    return None
+
+
+def read_csv_rows(path: Path, log: Log) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header and (line number, row) pairs; tolerant of BOM, ';' or tab, Latin-1."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{path} is empty; it needs a header row and one row per exam "
+                        "(AccessionNumber,Classification) or image (path,label).")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+        log(f"WARNING: {path} is not UTF-8; read it as Latin-1. Save it as UTF-8 to silence "
+            "this.")
+    sample = text[:8192]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        header = []
+    rows: list[tuple[int, dict[str, str]]] = []
+    for values in reader:
+        line = reader.line_num
+        if not any(v.strip() for v in values):
+            continue
+        rows.append((line, {h: (values[i].strip() if i < len(values) else "")
+                            for i, h in enumerate(header)}))
+    if not rows:
+        raise DataError(f"{path} has a header but no data rows; add one row per exam or image.")
+    return header, rows
+
+
+def _column(header: list[str], wanted: str) -> str | None:
+    """Case- and space-insensitive column lookup."""
+    norm = {h.lower().replace(" ", "").replace("_", ""): h for h in header}
+    return norm.get(wanted.lower().replace(" ", "").replace("_", ""))
+
+
+def find_dicoms(folder: Path) -> list[Path]:
+    """Every DICOM file below ``folder`` (any depth), sorted for determinism."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in DICOM_SUFFIXES and p.is_file())
+
+
+def load_label_table(csv_path: Path, dicom_root: Path | None, *, include_class_5: bool = False,
+                     path_column: str = "path", label_column: str = "label",
+                     log: Log = print) -> LabelTable:
+    """Read the CSV and find the images; headers are read later (see ``attach_headers``)."""
+    csv_path = Path(csv_path)
+    log(f"Loading data from {csv_path}")
+    header, rows = read_csv_rows(csv_path, log)
+    accession_col, class_col = _column(header, "AccessionNumber"), _column(header,
+                                                                           "Classification")
+    if accession_col and class_col:
+        root = Path(dicom_root) if dicom_root else csv_path.parent / "archive"
+        if not root.is_dir():
+            raise DataError(f"DICOM root {root} does not exist. Pass --dicom-root DIR, the "
+                            "folder holding one sub-folder per AccessionNumber.")
+        table = _seed_table(csv_path, root, header, rows, accession_col, class_col, log)
+    else:
+        path_col, lab_col = _column(header, path_column), _column(header, label_column)
+        if not (path_col and lab_col):
+            raise DataError(
+                f"{csv_path}: columns {header} are neither AccessionNumber,Classification "
+                f"(classificacao.csv) nor {path_column},{label_column} (generic CSV). Rename "
+                "the columns or pass --path-column/--label-column.")
+        base = Path(dicom_root) if dicom_root else csv_path.parent
+        table = _generic_table(csv_path, base, header, rows, path_col, lab_col, log)
+    _apply_class_5(table, include_class_5, log)
+    if not table.images:
+        raise DataError(f"No usable images in {csv_path}: every row was excluded "
+                        f"({_reason_summary(table.exclusions)}). Check the CSV labels and "
+                        "--dicom-root.")
+    return table
+
+
+def _seed_table(csv_path: Path, root: Path, header: list[str],
+                rows: list[tuple[int, dict[str, str]]], accession_col: str, class_col: str,
+                log: Log) -> LabelTable:
+    patient_col = _column(header, "PatientID")
+    table = LabelTable([], [], csv_path, root, "classificacao", len(rows))
+    # accession -> [(line, label or None, raw label text, patient)]
+    by_accession: dict[str, list[tuple[int, int | None, str, str]]] = defaultdict(list)
+    for line, row in rows:
+        accession = row.get(accession_col, "")
+        if not accession:
+            _exclude(table, log, row=line, reason="empty AccessionNumber")
+            continue
+        raw = row.get(class_col, "")
+        patient = row.get(patient_col, "") if patient_col else ""
+        by_accession[accession].append((line, parse_label(raw), raw, patient))
+    for accession, entries in by_accession.items():
+        labels = {label for _, label, _, _ in entries}
+        line = entries[0][0]
+        if None in labels:
+            raw = next(text for _, label, text, _ in entries if label is None)
+            _exclude(table, log, row=line, accession=accession,
+                     reason=f"unknown label {raw!r} (use 1-4, A-D, or 5 = not classifiable)")
+            continue
+        if len(labels) > 1:
+            _exclude(table, log, row=line, accession=accession,
+                     reason=f"listed {len(entries)} times with conflicting labels "
+                            f"{sorted(labels)} (lines {[e[0] for e in entries]})")
+            continue
+        if len(entries) > 1:
+            log(f"WARNING: AccessionNumber {accession} is listed {len(entries)} times with the "
+                "same label; using it once.")
+        files = find_dicoms(root / accession)
+        if not files:
+            _exclude(table, log, row=line, accession=accession,
+                     reason=f"no DICOM files under {root / accession}")
+            continue
+        label = labels.pop()
+        patient = entries[0][3]
+        for path in files:
+            table.images.append(ImageRecord(path=path, accession=accession, patient=patient,
+                                            view="", laterality="", label=label, row=line))
+    orphans = sorted(p.name for p in root.iterdir()
+                     if p.is_dir() and p.name not in by_accession) if root.is_dir() else []
+    if orphans:
+        shown = ", ".join(orphans[:5]) + (" ..." if len(orphans) > 5 else "")
+        log(f"WARNING: {len(orphans)} folders in {root} have no row in {csv_path.name} and "
+            f"are not used: {shown}")
+        for name in orphans:
+            table.exclusions.append({"accession": name, "path": str(root / name),
+                                     "reason": "folder has no CSV row"})
+    return table
+
+
+def _generic_table(csv_path: Path, base: Path, header: list[str],
+                   rows: list[tuple[int, dict[str, str]]], path_col: str, label_col: str,
+                   log: Log) -> LabelTable:
+    accession_col = _column(header, "AccessionNumber") or _column(header, "accession")
+    patient_col = _column(header, "PatientID") or _column(header, "patient")
+    table = LabelTable([], [], csv_path, base, "generic", len(rows))
+    seen: dict[Path, tuple[int, int]] = {}
+    for line, row in rows:
+        raw_path = row.get(path_col, "")
+        label = parse_label(row.get(label_col, ""))
+        if not raw_path:
+            _exclude(table, log, row=line, reason=f"empty {path_col!r}")
+            continue
+        path = Path(raw_path)
+        if not path.is_absolute():
+            candidates = [base / path, csv_path.parent / path]
+            path = next((c for c in candidates if c.exists()), candidates[0])
+        if label is None:
+            _exclude(table, log, row=line, path=str(path),
+                     reason=f"unknown label {row.get(label_col, '')!r} (use 1-4 or A-D)")
+            continue
+        if not path.is_file():
+            _exclude(table, log, row=line, path=str(path), reason="file not found")
+            continue
+        if path in seen:
+            first_line, first_label = seen[path]
+            if first_label != label:
+                log(f"WARNING: {csv_path.name} line {line}: {path} already labelled "
+                    f"{first_label} on line {first_line}; both rows excluded.")
+                table.images = [r for r in table.images if r.path != path]
+                table.exclusions.append({"row": line, "path": str(path),
+                                         "reason": "conflicting duplicate labels"})
+            continue
+        seen[path] = (line, label)
+        table.images.append(ImageRecord(
+            path=path, accession=row.get(accession_col, "") if accession_col else "",
+            patient=row.get(patient_col, "") if patient_col else "", view="", laterality="",
+            label=label, row=line))
+    return table
+
+
+def _apply_class_5(table: LabelTable, include: bool, log: Log) -> None:
+    class5 = [r for r in table.images if r.label == 5]
+    exams = len({r.accession or str(r.path) for r in class5})
+    if include:
+        log(f"Keeping class 5 (not classifiable): {exams} exams")
+        return
+    log(f"Excluding class 5 ({exams} samples)")
+    table.images = [r for r in table.images if r.label != 5]
+    for accession in sorted({r.accession or str(r.path) for r in class5}):
+        table.exclusions.append({"accession": accession, "reason": "class 5 (not classifiable)"})
+
+
+def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
+                   on_bad_image: str = "skip", max_bad_fraction: float = 0.2,
+                   workers: int = 8, log: Log = print) -> None:
+    """Fill patient/view/laterality from DICOM headers; drop unreadable files.
+
+    Patient falls back CSV → DICOM PatientID → accession; accession (generic
+    CSV) falls back to DICOM AccessionNumber → the file's folder name.
+    """
+    from mammography.data.dicom import DicomReadError
+
+    def read(record: ImageRecord) -> tuple[ImageRecord, Any, str | None]:
+        try:
+            return record, read_header(record.path), None
+        except DicomReadError as exc:
+            return record, None, exc.reason
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = list(pool.map(read, table.images))
+    kept, bad = [], []
+    for record, header, error in results:
+        if error is not None:
+            bad.append((record, error))
+            continue
+        record.patient = record.patient or header.patient_id or ""
+        record.accession = record.accession or header.accession or record.path.parent.name
+        record.patient = record.patient or record.accession
+        record.view, record.laterality = header.view, header.laterality
+        record.for_processing = bool(header.for_processing)
+        kept.append(record)
+    _report_bad(table, bad, len(results), on_bad_image, max_bad_fraction, log)
+    table.images = kept
+    processing = [r for r in kept if r.for_processing]
+    if processing:
+        log(f"WARNING: {len(processing)} images are 'For Processing' (raw detector data, e.g. "
+            f"{processing[0].path}); density models are trained on 'For Presentation' images.")
+
+
+def _report_bad(table: LabelTable, bad: list[tuple[ImageRecord, str]], total: int,
+                on_bad_image: str, max_bad_fraction: float, log: Log) -> None:
+    if not bad:
+        return
+    if on_bad_image == "error":
+        record, reason = bad[0]
+        raise DataError(f"Cannot read {record.path} (CSV line {record.row}): {reason}. "
+                        f"{len(bad)} unreadable images in all; fix or remove them, or pass "
+                        "--on-bad-image skip.")
+    for record, reason in bad:
+        log(f"WARNING: skipping unreadable image {record.path}: {reason}")
+        table.exclusions.append({"path": str(record.path), "accession": record.accession,
+                                 "row": record.row, "reason": reason})
+    share = len(bad) / max(total, 1)
+    if share > max_bad_fraction:
+        raise DataError(f"{len(bad)} of {total} images ({share:.0%}) cannot be read, more than "
+                        f"--max-bad-fraction {max_bad_fraction:g}; first: {bad[0][0].path}: "
+                        f"{bad[0][1]}. Check --dicom-root and the decoder plugins "
+                        "(`mammography data check`).")
+
+
+def _exclude(table: LabelTable, log: Log, *, reason: str, row: int | None = None,
+             **where: str) -> None:
+    place = f"{table.csv_path.name} line {row}" if row is not None else str(table.csv_path)
+    subject = " ".join(f"{v}" for v in where.values())
+    log(f"WARNING: {place}{' (' + subject + ')' if subject else ''}: {reason}; excluded.")
+    table.exclusions.append({"row": row, **where, "reason": reason})
+
+
+def _reason_summary(exclusions: Iterable[dict[str, Any]]) -> str:
+    counts = Counter(str(e.get("reason", "")).split(" (")[0] for e in exclusions)
+    return ", ".join(f"{n} x {reason}" for reason, n in counts.most_common(4)) or "no rows"
