@@ -1,0 +1,422 @@
+"""From a decoded mammogram to the network input: orient, crop, resize, pad, quantise.
+
+The network sees one orientation and one scale convention:
+
+1. **Orientation** - the chest wall goes to the *left* edge. The side is read
+   from the image content (the chest-wall third of the image holds more breast
+   than the nipple third); the DICOM laterality only breaks ties (L: chest wall
+   already left, R: right), because laterality tags are often missing or wrong
+   while anatomy is not.
+2. **Crop** - the bounding box of the breast (foreground threshold above the
+   background noise, the largest connected components, a 1 % margin), so the
+   pixels go to tissue instead of air. Components at least
+   ``KEEP_COMPONENT_SHARE`` of the largest are kept too: a crop may include a
+   little extra background but never cuts tissue.
+3. **Resize** - aspect preserved, longer side = ``img_size``, by area averaging
+   (an integer block mean, then Pillow's BOX filter for the fractional rest);
+   enlarging (tiny images) is bilinear.
+4. **Pad** with background (0) on the right/bottom to a square, so the chest
+   wall stays on the left edge; then quantise to uint8/uint16.
+
+All decisions (threshold, components, flip, crop box) are made on a strided
+copy of the image (about ``ANALYSIS_LONG_SIDE`` pixels on the long side). The
+flip happens inside the block averaging, so the block grid starts at the chest
+wall and a partial block falls on the nipple side.
+
+:func:`load_preprocessed` is the fast path the cache builder calls. It makes the
+same decisions on the stored integers mapped through the file's lookup table
+(identical to slicing the decoded image), crops the integers, and - when the
+lookup table is a clipped straight line, as for linear windows - averages
+clipped integers before mapping them, which avoids mapping the full-resolution
+image at all. The result equals ``preprocess(decode(path))`` up to a difference
+smaller than one window step in blocks that straddle the window's ends.
+
+Bump ``PREPROCESS_VERSION`` whenever the output for the same input changes: it
+is part of the preprocessed-image cache key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from mammography.data.dicom import Affine, DicomHeader, DicomReadError, read_frame
+
+__all__ = [
+    "PREPROCESS_VERSION",
+    "PreprocessSettings",
+    "load_preprocessed",
+    "load_preprocessed_with_info",
+    "preprocess",
+    "preprocess_with_info",
+]
+
+PREPROCESS_VERSION = 1
+
+#: Long side of the strided copy all decisions are made on.
+ANALYSIS_LONG_SIDE = 256
+#: Foreground threshold bounds on the [0, 1] scale: at least this far above the
+#: background level, at most the Otsu split between background and tissue.
+MIN_CONTRAST = 0.02
+#: Background noise multiple the threshold must clear (robust sigma units).
+NOISE_SIGMAS = 5.0
+#: Connected components at least this share of the largest one count as breast.
+KEEP_COMPONENT_SHARE = 0.10
+#: Crop margin as a share of the image's long side (and at least 2 strides).
+CROP_MARGIN_SHARE = 0.01
+#: Left and right thirds whose breast area differs by less than this share of
+#: the larger one are "ambiguous"; laterality decides then.
+ORIENTATION_TIE_SHARE = 0.10
+
+_MAX_VALUE = {"uint8": 255, "uint16": 65535}
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """How a decoded image becomes the network input (part of the cache key)."""
+
+    img_size: int = 512
+    """Side of the square output, in pixels."""
+    crop_breast: bool = True
+    """Crop to the breast's bounding box before resizing."""
+    orientation: Literal["chest_left"] = "chest_left"
+    """Where the chest wall ends up; one orientation for every image."""
+    dtype: Literal["uint8", "uint16"] = "uint16"
+    """Output dtype, using its full range (0..255 or 0..65535)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.img_size, bool) or not isinstance(self.img_size, int) \
+                or self.img_size < 1:
+            raise ValueError(f"img_size must be a positive integer, got {self.img_size!r}")
+        if self.orientation != "chest_left":
+            raise ValueError(f"orientation must be 'chest_left', got {self.orientation!r}")
+        if self.dtype not in _MAX_VALUE:
+            raise ValueError(f"dtype must be 'uint8' or 'uint16', got {self.dtype!r}")
+        if not isinstance(self.crop_breast, bool):
+            raise ValueError(f"crop_breast must be a bool, got {self.crop_breast!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields (round-trips through ``PreprocessSettings(**d)``)."""
+        return asdict(self)
+
+    def key(self) -> str:
+        """Short stable hash of the fields and ``PREPROCESS_VERSION`` (cache key part)."""
+        payload = {"preprocess_version": PREPROCESS_VERSION, **self.as_dict()}
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Every decision, made on the strided copy, in input-image coordinates."""
+
+    flip: bool
+    orientation_source: str           # "content", "laterality" or "default"
+    box: tuple[int, int, int, int]    # rows r0:r1, columns c0:c1 (before flipping)
+    threshold: float
+    block: int                        # integer block size of the first reduction
+    out_shape: tuple[int, int]        # resized (rows, columns), before padding
+    scale: float
+
+    def info(self, input_shape: tuple[int, ...], settings: PreprocessSettings) -> dict[str, Any]:
+        return {
+            "input_shape": [int(n) for n in input_shape],
+            "flipped": self.flip,
+            "orientation_source": self.orientation_source,
+            "crop_box": list(self.box),
+            "foreground_threshold": round(self.threshold, 6),
+            "scale": self.scale,
+            "block": self.block,
+            "resized_shape": list(self.out_shape),
+            "settings_key": settings.key(),
+        }
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def preprocess(image01: np.ndarray, settings: PreprocessSettings,
+               laterality: str = "") -> np.ndarray:
+    """The network input for a decoded image (float in [0, 1], 1 = dense)."""
+    return preprocess_with_info(image01, settings, laterality)[0]
+
+
+def preprocess_with_info(image01: np.ndarray, settings: PreprocessSettings,
+                         laterality: str = "") -> tuple[np.ndarray, dict[str, Any]]:
+    """:func:`preprocess` plus its decisions: flip, crop box, scale (JSON-ready)."""
+    image = np.asarray(image01)
+    if image.ndim != 2 or image.size == 0:
+        raise ValueError(f"image must be a non-empty 2-D array, got shape {image.shape}")
+    if image.dtype != np.float32:
+        image = image.astype(np.float32)
+    stride = _analysis_stride(image.shape)
+    plan = _plan(image[::stride, ::stride], stride, image.shape, settings, laterality)
+    reduced = _block_mean(_region(image, plan), plan.block, plan.flip)
+    return _finish(reduced, plan, settings), plan.info(image.shape, settings)
+
+
+def load_preprocessed(path: str | Path,
+                      settings: PreprocessSettings) -> tuple[np.ndarray, DicomHeader]:
+    """``preprocess(decode(path))`` done fast; raises only DicomReadError per file."""
+    array, header, _ = load_preprocessed_with_info(path, settings)
+    return array, header
+
+
+def load_preprocessed_with_info(
+        path: str | Path,
+        settings: PreprocessSettings) -> tuple[np.ndarray, DicomHeader, dict[str, Any]]:
+    """:func:`load_preprocessed` plus the decisions of :func:`preprocess_with_info`."""
+    frame = read_frame(path)
+    try:
+        raw, mapping = frame.raw, frame.mapping
+        stride = _analysis_stride(raw.shape)
+        small = mapping.apply(raw[::stride, ::stride])
+        plan = _plan(small, stride, raw.shape, settings, frame.header.laterality)
+        region = _region(raw, plan)
+        if mapping.affine is not None and plan.block > 1:
+            reduced = _block_mean_affine(region, mapping.affine, plan.block, plan.flip)
+        else:
+            reduced = _block_mean(mapping.apply(region), plan.block, plan.flip)
+        array = _finish(reduced, plan, settings)
+    except Exception as exc:  # a per-file failure, never a crash of the whole run
+        raise DicomReadError(frame.header.path,
+                             f"cannot preprocess: {type(exc).__name__}: {exc}") from exc
+    return array, frame.header, plan.info(raw.shape, settings)
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def _analysis_stride(shape: tuple[int, ...]) -> int:
+    return max(1, max(shape) // ANALYSIS_LONG_SIDE)
+
+
+def _plan(small: np.ndarray, stride: int, shape: tuple[int, ...],
+          settings: PreprocessSettings, laterality: str) -> _Plan:
+    rows, cols = int(shape[0]), int(shape[1])
+    threshold = _foreground_threshold(small)
+    breast = _breast_mask(small > threshold)
+    flip, source = _chest_wall_on_right(breast, laterality)
+    box = (_crop_box(breast, stride, (rows, cols)) if settings.crop_breast
+           else (0, rows, 0, cols))
+    height, width = box[1] - box[0], box[3] - box[2]
+    scale = settings.img_size / max(height, width)
+    out_shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+    # The tolerance keeps an exact factor such as 4096 -> 512 from landing on 7.
+    block = max(1, math.floor(1.0 / scale + 1e-9))
+    return _Plan(flip=flip, orientation_source=source, box=box, threshold=threshold,
+                 block=block, out_shape=out_shape, scale=scale)
+
+
+def _foreground_threshold(small: np.ndarray) -> float:
+    """Just above the background: its level plus noise, but never above the Otsu split.
+
+    A low threshold keeps the thin breast periphery (skin line, nipple) inside
+    the mask; the Otsu cap keeps a noisy background from swallowing it all.
+    Everything comes from one histogram (bins of 1/1024), which is plenty for
+    a threshold and much cheaper than medians over the pixels.
+    """
+    bins = 1024
+    index = np.clip(small, np.float32(0), np.float32(1)) * np.float32(bins - 1)
+    hist = np.bincount(index.astype(np.intp).ravel(), minlength=bins).astype(np.float64)
+    centres = np.arange(bins) / (bins - 1)
+    otsu_bin = _otsu_bin(hist)
+    dark = hist[: otsu_bin + 1]
+    if dark.sum() == 0:
+        return float(centres[otsu_bin])
+    level_bin = _weighted_median(np.arange(dark.size), dark)
+    deviation = np.abs(np.arange(dark.size) - level_bin)
+    sigma = 1.4826 * _weighted_median(deviation, dark) / (bins - 1)
+    level = level_bin / (bins - 1)
+    return float(min(centres[otsu_bin], level + max(NOISE_SIGMAS * sigma, MIN_CONTRAST)))
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+
+def _otsu_bin(hist: np.ndarray) -> int:
+    """Last bin of the dark class under Otsu's split (maximal between-class variance)."""
+    bins = np.arange(hist.size, dtype=np.float64)
+    weight0 = np.cumsum(hist)
+    weight1 = weight0[-1] - weight0
+    mass0 = np.cumsum(hist * bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = weight0 * weight1 * (mass0 / weight0 - (mass0[-1] - mass0) / weight1) ** 2
+    return int(np.argmax(np.nan_to_num(between[:-1], nan=-1.0)))
+
+
+def _breast_mask(foreground: np.ndarray) -> np.ndarray:
+    """The largest connected component, plus any at least KEEP_COMPONENT_SHARE of it.
+
+    Drops markers, labels and noise specks; keeps a breast split in two by a
+    dark band (a crop must never cut tissue).
+    """
+    labels, count = ndimage.label(foreground)
+    if count <= 1:
+        return foreground
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0  # background
+    keep = sizes >= KEEP_COMPONENT_SHARE * sizes.max()
+    keep[0] = False
+    return keep[labels]
+
+
+def _chest_wall_on_right(breast: np.ndarray, laterality: str) -> tuple[bool, str]:
+    """Is the chest wall on the right edge? Plus what decided it."""
+    columns = breast.sum(axis=0, dtype=np.int64)
+    third = max(1, columns.size // 3)
+    left, right = int(columns[:third].sum()), int(columns[-third:].sum())
+    if abs(left - right) > ORIENTATION_TIE_SHARE * max(left, right, 1):
+        return right > left, "content"
+    side = laterality.strip().upper()[:1]
+    if side in ("L", "R"):
+        # Stored convention (PatientOrientation A\R for a left breast): the
+        # chest wall is on the image side of the breast's laterality.
+        return side == "R", "laterality"
+    return False, "default"
+
+
+def _crop_box(breast: np.ndarray, stride: int,
+              shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    rows, cols = shape
+    hit_rows = np.flatnonzero(breast.any(axis=1))
+    hit_cols = np.flatnonzero(breast.any(axis=0))
+    if hit_rows.size == 0:
+        return (0, rows, 0, cols)
+    # A strided copy sees every stride-th pixel: tissue may reach stride - 1
+    # pixels past the last one it saw, hence at least two strides of margin.
+    margin = max(2 * stride, math.ceil(CROP_MARGIN_SHARE * max(rows, cols)))
+    return (max(0, int(hit_rows[0]) * stride - margin),
+            min(rows, int(hit_rows[-1]) * stride + 1 + margin),
+            max(0, int(hit_cols[0]) * stride - margin),
+            min(cols, int(hit_cols[-1]) * stride + 1 + margin))
+
+
+# --------------------------------------------------------------------------- pixels
+
+
+def _region(image: np.ndarray, plan: _Plan) -> np.ndarray:
+    """The crop as a view (not flipped: the block sums flip, keeping strides positive)."""
+    r0, r1, c0, c1 = plan.box
+    return image[r0:r1, c0:c1]
+
+
+def _block_counts(n: int, k: int) -> np.ndarray:
+    counts = np.full(-(-n // k), k, dtype=np.float64)
+    counts[-1] = n - k * (counts.size - 1)
+    return counts
+
+
+def _column_sums(row_sums: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """Sums over k columns; the block grid starts at the chest wall (left after flipping)."""
+    if flip:
+        row_sums = row_sums[:, ::-1]
+    n_rows, cols = row_sums.shape
+    # Same dtype as the row sums: int32 holds k*k 16-bit values for k <= 181.
+    sums = np.zeros((n_rows, -(-cols // k)), dtype=row_sums.dtype)
+    for j in range(min(k, cols)):
+        part = row_sums[:, j::k]
+        sums[:, : part.shape[1]] += part
+    return sums
+
+
+def _block_mean(region: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """Area average over k x k blocks of a float image, flipped if asked (float32).
+
+    Works on strided views without copying them: row ``i`` of every block is
+    ``region[i::k]``. The last row/column of blocks may be partial; it averages
+    the pixels it has.
+    """
+    if k == 1:
+        return np.array(region[:, ::-1] if flip else region, dtype=np.float32)
+    rows, cols = region.shape
+    row_sums = np.zeros((-(-rows // k), cols), dtype=np.float32)
+    for i in range(min(k, rows)):
+        part = region[i::k]
+        row_sums[: part.shape[0]] += part
+    sums = _column_sums(row_sums, k, flip)
+    counts = np.outer(_block_counts(rows, k), _block_counts(cols, k))
+    return (sums / counts).astype(np.float32)
+
+
+def _block_mean_affine(raw: np.ndarray, affine: Affine, k: int, flip: bool) -> np.ndarray:
+    """Area average of ``lut[raw]`` for a clipped-line LUT, from integer sums (float32).
+
+    The line commutes with averaging, so only ``clip(raw, lo, hi)`` needs
+    summing; mapping after averaging is exact wherever a block lies on one part
+    of the line (see :class:`mammography.data.dicom.Affine`).
+    """
+    rows, cols = raw.shape
+    row_sums = _clipped_row_sums(raw, k, affine.lo, affine.hi)
+    sums = _column_sums(row_sums, k, flip)
+    counts = np.outer(_block_counts(rows, k), _block_counts(cols, k))
+    mean = sums / counts + affine.lo
+    return np.clip(affine.alpha * mean + affine.beta, 0.0, 1.0).astype(np.float32)
+
+
+def _clipped_row_sums(raw: np.ndarray, k: int, lo: int, hi: int) -> np.ndarray:
+    """Sums of ``clip(raw, lo, hi) - lo`` over k rows, int32; raw is 8/16-bit integers.
+
+    The heavy pass of the fast path, so it avoids numpy's slow mixed-type
+    adds: rows are added as uint16 with wrap-around, which is exact because a
+    group of ``group`` shifted values sums to at most 65535 and the shift is
+    removed modulo 2**16. Work goes in strips of block rows that stay in cache.
+    """
+    rows, cols = raw.shape
+    n_rows = -(-rows // k)
+    group = max(1, 65535 // max(hi - lo, 1))
+    row_sums = np.zeros((n_rows, cols), dtype=np.int32)
+    strip = max(1, (256 << 10) // (2 * cols))  # block rows per strip (~256 KiB buffers)
+    acc = np.empty((strip, cols), dtype=np.uint16)
+    # 8-bit values are widened on the way in so the uint16 view below is valid.
+    wide = raw.dtype if raw.dtype.itemsize == 2 else np.dtype(raw.dtype.kind + "2")
+    clipped = np.empty((strip, cols), dtype=wide)
+    # Bounds as numpy scalars of the array's type: with Python ints numpy
+    # picks a casting loop that is ~8x slower (numpy 2.x).
+    low, high = wide.type(lo), wide.type(hi)
+    for b0 in range(0, n_rows, strip):
+        b1 = min(n_rows, b0 + strip)
+        source = raw[b0 * k: b1 * k]
+        for g0 in range(0, k, group):
+            g1 = min(k, g0 + group)
+            total = acc[: b1 - b0]
+            total.fill(0)
+            added = np.zeros(b1 - b0, dtype=np.int64)  # rows added per block row
+            for i in range(g0, min(g1, source.shape[0])):
+                part = source[i::k]
+                n = part.shape[0]
+                np.clip(part, low, high, out=clipped[:n])
+                np.add(total[:n], clipped[:n].view(np.uint16), out=total[:n])
+                added[:n] += 1
+            # Remove the shift: sum(c) - added * lo, modulo 2**16, is the exact sum.
+            offset = ((added * lo) % 65536).astype(np.uint16)
+            np.subtract(total, offset[:, None], out=total)
+            row_sums[b0:b1] += total
+    return row_sums
+
+
+def _finish(reduced: np.ndarray, plan: _Plan, settings: PreprocessSettings) -> np.ndarray:
+    """Resize the block means to the planned shape, pad to a square, quantise."""
+    out_rows, out_cols = plan.out_shape
+    if reduced.shape != (out_rows, out_cols):
+        shrinking = reduced.shape[0] > out_rows or reduced.shape[1] > out_cols
+        method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+        picture = Image.fromarray(np.ascontiguousarray(reduced, dtype=np.float32))
+        reduced = np.asarray(picture.resize((out_cols, out_rows), resample=method))
+    size = settings.img_size
+    canvas = np.zeros((size, size), dtype=np.float32)
+    canvas[:out_rows, :out_cols] = reduced
+    np.clip(canvas, np.float32(0), np.float32(1), out=canvas)
+    top = _MAX_VALUE[settings.dtype]
+    return np.rint(canvas * np.float32(top)).astype(settings.dtype)
