@@ -21,7 +21,7 @@ import csv
 import io
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ from mammography.errors import DataError
 DICOM_SUFFIXES = (".dcm", ".dicom")
 LABEL_ALIASES = {"A": 1, "B": 2, "C": 3, "D": 4, "E": 5}
 CLASSES = (1, 2, 3, 4)
+# Below this many files, reading headers in one process beats starting a pool.
+PARALLEL_HEADERS_FROM = 400
 SEED_COLUMNS = ("accessionnumber", "classification")
 
 Log = Callable[[str], None]
@@ -291,16 +293,18 @@ def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
     Patient falls back CSV → DICOM PatientID → accession; accession (generic
     CSV) falls back to DICOM AccessionNumber → the file's folder name.
     """
-    from mammography.data.dicom import DicomReadError
-
     def read(record: ImageRecord) -> tuple[ImageRecord, Any, str | None]:
-        try:
-            return record, read_header(record.path), None
-        except DicomReadError as exc:
-            return record, None, exc.reason
+        return (record, *_safe_header(record.path, read_header))
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(read, table.images))
+    if workers > 1 and len(table.images) > PARALLEL_HEADERS_FROM:
+        # Processes, not threads: the DICOM reader swaps warning filters, which
+        # is process-global state.
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            headers = list(pool.map(_safe_header, [r.path for r in table.images],
+                                    [read_header] * len(table.images), chunksize=64))
+        results = [(r, h, e) for r, (h, e) in zip(table.images, headers, strict=True)]
+    else:
+        results = [read(r) for r in table.images]
     kept, bad = [], []
     for record, header, error in results:
         if error is not None:
@@ -318,6 +322,15 @@ def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
     if processing:
         log(f"WARNING: {len(processing)} images are 'For Processing' (raw detector data, e.g. "
             f"{processing[0].path}); density models are trained on 'For Presentation' images.")
+
+
+def _safe_header(path: Path, read_header: Callable[[Path], Any]) -> tuple[Any, str | None]:
+    from mammography.data.dicom import DicomReadError
+
+    try:
+        return read_header(path), None
+    except DicomReadError as exc:
+        return None, exc.reason
 
 
 def _report_bad(table: LabelTable, bad: list[tuple[ImageRecord, str]], total: int,

@@ -1,0 +1,120 @@
+"""The decode-once cache: integrity checks, regeneration, concurrency, memory mode."""
+
+import multiprocessing as mp
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mammography.data.cache import (
+    CacheEntryError,
+    ImageCache,
+    decode_entry,
+    encode_entry,
+)
+from mammography.data.preprocess import PreprocessSettings
+from mammography.data.synthetic import synthesize_mammogram, write_mammogram_dicom
+
+SETTINGS = PreprocessSettings(img_size=64)
+
+
+@pytest.fixture(scope="module")
+def dicoms(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dicoms")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(6):
+        image = synthesize_mammogram(rng, 1 + i % 4, (160, 128), "CC", "L" if i % 2 else "R")
+        path = root / f"img{i}.dcm"
+        write_mammogram_dicom(path, image, patient_id=f"P{i}", accession=f"A{i}", view="CC",
+                              laterality="L" if i % 2 else "R", seed_uid_suffix=str(i))
+        paths.append(path)
+    return paths
+
+
+def test_entry_round_trip_and_damage_detection():
+    array = (np.arange(64 * 48) % 65535).astype(np.uint16).reshape(64, 48)
+    data = encode_entry(array)
+    assert np.array_equal(decode_entry(data), array)
+    with pytest.raises(CacheEntryError, match="truncated"):
+        decode_entry(data[:-10])
+    flipped = bytearray(data)
+    flipped[-1] ^= 0xFF
+    with pytest.raises(CacheEntryError, match="checksum"):
+        decode_entry(bytes(flipped))
+    with pytest.raises(CacheEntryError):
+        decode_entry(b"garbage")
+
+
+def test_build_then_reuse(dicoms, tmp_path):
+    cache = ImageCache(SETTINGS, tmp_path)
+    first = cache.build(dicoms, workers=2, progress=False)
+    assert (first.built, first.reused, first.failed) == (6, 0, {})
+    second = cache.build(dicoms, workers=2, progress=False)
+    assert (second.built, second.reused) == (0, 6)
+    arr = cache.load(dicoms[0])
+    assert arr.shape == (64, 64) and arr.dtype == np.uint16 and arr.max() > 0
+
+
+def test_truncated_entry_is_detected_warned_and_rebuilt_identically(dicoms, tmp_path):
+    cache = ImageCache(SETTINGS, tmp_path)
+    cache.build(dicoms, workers=1, progress=False)
+    entry = cache.entry_path(dicoms[2])
+    original = entry.read_bytes()
+    entry.write_bytes(original[: len(original) // 2])
+    lines = []
+    report = cache.build(dicoms, workers=1, log=lines.append, progress=False)
+    assert report.regenerated == 1 and report.reused == 5
+    assert "WARNING: Disk cache truncation detected for 1 samples - regenerating" in lines
+    assert any(line.startswith("Cache rebuild complete (took") for line in lines)
+    assert entry.read_bytes() == original
+
+
+def test_damaged_entry_met_while_loading_is_repaired(dicoms, tmp_path):
+    cache = ImageCache(SETTINGS, tmp_path)
+    expected = cache.load(dicoms[1]).copy()
+    cache.entry_path(dicoms[1]).write_bytes(b"MGCACHE1 broken")
+    notes = []
+    assert np.array_equal(cache.load(dicoms[1], on_repair=notes.append), expected)
+    assert "Disk cache truncation detected" in notes[0]
+
+
+def test_changed_source_file_gets_a_new_entry(dicoms, tmp_path):
+    cache = ImageCache(SETTINGS, tmp_path)
+    before = cache.entry_path(dicoms[0])
+    other = PreprocessSettings(img_size=32)
+    assert ImageCache(other, tmp_path).entry_path(dicoms[0]).parent.parent != before.parent.parent
+    copy = tmp_path / "copy.dcm"
+    copy.write_bytes(dicoms[0].read_bytes())
+    assert cache.entry_path(copy) != before
+
+
+def test_undecodable_files_are_reported_not_raised(dicoms, tmp_path):
+    bad = tmp_path / "bad.dcm"
+    bad.write_text("not dicom")
+    report = ImageCache(SETTINGS, tmp_path).build([dicoms[0], bad], workers=1, progress=False)
+    assert report.built == 1 and str(bad) in report.failed
+
+
+def _build(args):
+    root, paths = args
+    report = ImageCache(SETTINGS, Path(root)).build([Path(p) for p in paths], workers=1,
+                                                    progress=False)
+    return report.failed
+
+
+def test_two_processes_building_one_cache(dicoms, tmp_path):
+    with mp.get_context("spawn").Pool(2) as pool:
+        failures = pool.map(_build, [(str(tmp_path), [str(p) for p in dicoms])] * 2)
+    assert failures == [{}, {}]
+    cache = ImageCache(SETTINGS, tmp_path)
+    assert cache.build(dicoms, progress=False).reused == 6
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_memory_mode_keeps_arrays_without_writing(dicoms, tmp_path):
+    cache = ImageCache(SETTINGS, tmp_path, mode="memory")
+    report = cache.build(dicoms, workers=2, progress=False)
+    assert report.built == 6
+    assert cache.read(dicoms[3]) is not None
+    assert not (tmp_path / "images").exists()
