@@ -23,12 +23,20 @@ def import_target(target: str) -> Any:
 
 
 def resolve_config(config_cls: type, config_file: Path | None, explicit: dict[str, Any]) -> Any:
+    """Defaults ← (resumed run's config.yaml) ← ``--config`` file ← command-line options."""
     values: dict[str, Any] = {}
     source = "command-line options"
     if config_file is not None:
         values.update(load_yaml_config(config_file))
         source = f"{config_file} and command-line options"
     values.update(explicit)
+    resume_field = getattr(config_cls, "RESUME_FIELD", None)
+    if resume_field and values.get(resume_field):
+        # Continuing a run means its settings, unless told otherwise.
+        previous = Path(values[resume_field]) / "config.yaml"
+        if previous.is_file():
+            values = {**load_yaml_config(previous), **values}
+            source = f"{previous} and {source}"
     return build_config(config_cls, values, source=source)
 
 

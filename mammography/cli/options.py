@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Literal, Optional, get_args, get_origin
 
 import typer
-from click.core import ParameterSource
 
 from mammography.config.core import field_types, unwrap_optional
 
@@ -88,9 +87,11 @@ def add_config_command(app: typer.Typer, name: str, config_cls: type, target: st
     def command(ctx: typer.Context, config_file: Path | None = None, **values: Any) -> None:
         from mammography.cli.execute import execute  # lazy: keeps --help light
 
+        # Only options the user typed override the YAML file. Compared by name:
+        # typer vendors its own click, so the enum class differs between versions.
         explicit = {key: _plain(value) for key, value in values.items()
-                    if ctx.get_parameter_source(key) not in
-                    (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+                    if getattr(ctx.get_parameter_source(key), "name", "COMMANDLINE")
+                    not in ("DEFAULT", "DEFAULT_MAP")}
         code = execute(config_cls, target, name, config_file, explicit)
         raise typer.Exit(code or 0)
 

@@ -1,0 +1,29 @@
+"""Settings of `mammography data check` and `mammography data cache`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mammography.config.core import setting
+from mammography.config.data import ImageConfig
+
+
+@dataclass
+class DataCheckConfig(ImageConfig):
+    decode: bool = setting(True, "Decode every image's pixels (finds truncated or undecodable "
+                           "files); --no-decode reads headers only, much faster.")
+    json: Path | None = setting(None, "Also write the audit as JSON to this file.",
+                                metavar="FILE")
+
+    def problems(self) -> list[str]:
+        return self.image_problems()
+
+
+@dataclass
+class DataCacheConfig(ImageConfig):
+    def problems(self) -> list[str]:
+        found = self.image_problems()
+        if self.cache != "disk":
+            found.append("--cache must be disk for `data cache` (it builds the on-disk cache)")
+        return found

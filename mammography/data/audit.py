@@ -1,0 +1,110 @@
+"""`mammography data check` and `mammography data cache`.
+
+``check`` is the audit a researcher runs before spending GPU hours: what the
+CSV and the DICOM tree hold (classes, exams, images, patients, views), and
+every item that will be left out with the reason. ``cache`` builds (or
+verifies) the decode-once cache ahead of the GPU jobs that will read it.
+Neither makes a run directory: they change no results.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from mammography.config.datacmd import DataCacheConfig, DataCheckConfig
+from mammography.data.labels import LabelTable
+from mammography.data.pipeline import build_cache, load_table, preprocess_settings
+from mammography.errors import EXIT_OK
+
+
+def audit(table: LabelTable) -> dict[str, Any]:
+    """Counts and exclusions of a label table, JSON-ready."""
+    views = Counter(f"{r.laterality or '?'}-{r.view or '?'}" for r in table.images)
+    reasons = Counter(_reason_key(e["reason"]) for e in table.exclusions)
+    return {
+        "csv": str(table.csv_path),
+        "csv_format": table.csv_format,
+        "csv_rows": table.csv_rows,
+        "dicom_root": str(table.dicom_root) if table.dicom_root else None,
+        "images": len(table.images),
+        "exams": table.num_exams,
+        "patients": table.num_patients,
+        "class_distribution_exams": table.class_distribution("exam"),
+        "class_distribution_images": table.class_distribution("image"),
+        "views": dict(sorted(views.items())),
+        "for_processing": sum(r.for_processing for r in table.images),
+        "excluded": len(table.exclusions),
+        "exclusion_reasons": dict(reasons.most_common()),
+        "exclusions": table.exclusions,
+        "usable": bool(table.images),
+    }
+
+
+def _reason_key(reason: str) -> str:
+    # "unknown label 'Q' (use 1-4 ...)" and "unknown label 'X' ..." count as one reason.
+    return reason.split(" '")[0].split(" (")[0].split(":")[0]
+
+
+def print_audit(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"Data check: {report['csv']}", show_header=True)
+    table.add_column("class")
+    table.add_column("exams", justify="right")
+    table.add_column("images", justify="right")
+    exams, images = report["class_distribution_exams"], report["class_distribution_images"]
+    names = {"1": "1 (A)", "2": "2 (B)", "3": "3 (C)", "4": "4 (D)", "5": "5 (n/c)"}
+    for key in sorted(set(exams) | set(images)):
+        table.add_row(names.get(key, key), str(exams.get(key, 0)), str(images.get(key, 0)))
+    table.add_row("total", str(report["exams"]), str(report["images"]), style="bold")
+    console.print(table)
+    console.print(f"Patients: {report['patients']}   CSV rows: {report['csv_rows']} "
+                  f"({report['csv_format']})   DICOM root: {report['dicom_root']}")
+    console.print("Views: " + ", ".join(f"{k} {v}" for k, v in report["views"].items()))
+    if report["for_processing"]:
+        console.print(f"[yellow]For Processing images: {report['for_processing']}[/yellow]")
+    if report["excluded"]:
+        console.print(f"Excluded: {report['excluded']} — " + ", ".join(
+            f"{n} x {reason}" for reason, n in report["exclusion_reasons"].items()))
+        for item in report["exclusions"][:50]:
+            where = item.get("path") or item.get("accession") or f"row {item.get('row')}"
+            console.print(f"  - {where}: {item['reason']}", markup=False, highlight=False)
+        if report["excluded"] > 50:
+            console.print(f"  ... and {report['excluded'] - 50} more (see --json)")
+    verdict = "usable" if report["usable"] else "NOT usable"
+    console.print(f"Verdict: {verdict} — {report['images']} images of {report['exams']} exams")
+
+
+def run_check(cfg: DataCheckConfig) -> int:
+    table = load_table(cfg, log=print)
+    if cfg.decode:
+        from mammography.data.cache import ImageCache
+
+        cache = ImageCache(preprocess_settings(cfg), cfg.cache_dir, "off")
+        report = cache.verify([r.path for r in table.images], workers=cfg.workers)
+        for record in [r for r in table.images if str(r.path) in report.failed]:
+            reason = report.failed[str(record.path)]
+            print(f"WARNING: cannot decode {record.path}: {reason}")
+            table.exclusions.append({"path": str(record.path), "accession": record.accession,
+                                     "row": record.row, "reason": reason})
+        table.images = [r for r in table.images if str(r.path) not in report.failed]
+    result = audit(table)
+    result["decoded"] = cfg.decode
+    print_audit(result)
+    if cfg.json is not None:
+        cfg.json.parent.mkdir(parents=True, exist_ok=True)
+        cfg.json.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+        print(f"Audit written to {cfg.json}")
+    return EXIT_OK if result["usable"] else 2
+
+
+def run_cache(cfg: DataCacheConfig) -> int:
+    table = load_table(cfg, log=print)
+    cache, report = build_cache(cfg, table, log=print)
+    print(f"Cache ready: {len(table.images)} images at {Path(cache.dir)}")
+    return EXIT_OK

@@ -1,0 +1,149 @@
+"""From data options to ready-to-train images, with everything recorded.
+
+``prepare_data`` is the one path every image-reading command takes: labels
+CSV → image table (DICOM headers for patient, view, laterality) → decode-once
+cache → data manifest in the run directory. Each step's exclusions (class 5,
+missing files, unreadable images) are logged as WARNING lines and kept, so
+the manifest says exactly what was used and what was left out, and why.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mammography.config.data import ImageConfig, LabelsConfig
+from mammography.data.labels import LabelTable, attach_headers, load_label_table
+from mammography.errors import DataError
+
+MANIFEST_FILE = "data_manifest.json"
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class PreparedData:
+    table: LabelTable
+    cache: Any  # ImageCache (typed loosely: importing it pulls numpy)
+    manifest: dict[str, Any]
+    cache_report: dict[str, Any]
+
+    @property
+    def manifest_digest(self) -> str:
+        return self.manifest["digest"]
+
+
+def preprocess_settings(cfg: ImageConfig) -> Any:
+    from mammography.data.preprocess import PreprocessSettings
+
+    return PreprocessSettings(img_size=cfg.img_size, crop_breast=cfg.crop_breast)
+
+
+def load_table(cfg: LabelsConfig, log: Log = print) -> LabelTable:
+    """Labels CSV plus DICOM headers, with per-file problems excluded."""
+    from mammography.data.dicom import read_header
+
+    table = load_label_table(cfg.csv, cfg.dicom_root, include_class_5=cfg.include_class_5,
+                             path_column=cfg.path_column, label_column=cfg.label_column,
+                             log=log)
+    attach_headers(table, read_header, on_bad_image=cfg.on_bad_image,
+                   max_bad_fraction=cfg.max_bad_fraction, workers=min(8, os.cpu_count() or 1),
+                   log=log)
+    return table
+
+
+def build_cache(cfg: ImageConfig, table: LabelTable, log: Log = print,
+                progress: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Decode every image once into the cache; undecodable ones become exclusions."""
+    from mammography.data.cache import ImageCache
+
+    cache = ImageCache(preprocess_settings(cfg), cfg.cache_dir, cfg.cache)
+    if cfg.cache == "off":
+        log("Image cache off: images are decoded on every read")
+        return cache, {"mode": "off"}
+    sources = [r.path for r in table.images]
+    report = cache.build(sources, workers=cfg.workers, log=log, progress=progress)
+    log(f"Image cache ({cfg.cache}, {cache.dir if cfg.cache == 'disk' else 'RAM'}): "
+        f"{report.reused} reused, {report.built} decoded, {report.regenerated} regenerated, "
+        f"{len(report.failed)} failed ({report.seconds:.1f}s)")
+    if report.failed:
+        bad = [(r, report.failed[str(r.path)]) for r in table.images
+               if str(r.path) in report.failed]
+        if cfg.on_bad_image == "error":
+            record, reason = bad[0]
+            raise DataError(f"Cannot decode {record.path} (CSV line {record.row}): {reason}. "
+                            f"{len(bad)} undecodable images in all; fix or remove them, or "
+                            "pass --on-bad-image skip.")
+        for record, reason in bad:
+            log(f"WARNING: skipping undecodable image {record.path}: {reason}")
+            table.exclusions.append({"path": str(record.path), "accession": record.accession,
+                                     "row": record.row, "reason": reason})
+        share = len(bad) / max(len(sources), 1)
+        if share > cfg.max_bad_fraction:
+            raise DataError(f"{len(bad)} of {len(sources)} images ({share:.0%}) cannot be "
+                            f"decoded, more than --max-bad-fraction {cfg.max_bad_fraction:g}; "
+                            f"first: {bad[0][0].path}: {bad[0][1]}.")
+        failed = set(report.failed)
+        table.images = [r for r in table.images if str(r.path) not in failed]
+    return cache, {"mode": cfg.cache, "dir": str(cache.dir), **report.as_dict()}
+
+
+def write_data_manifest(run_dir: Path, table: LabelTable, log: Log = print,
+                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``data_manifest.json`` for the images in ``table`` (checksums memoised)."""
+    from mammography.data.manifest import (
+        ChecksumMemo,
+        build_manifest,
+        default_memo_path,
+        write_manifest,
+    )
+
+    with ChecksumMemo(default_memo_path()) as memo:
+        if memo.warning:
+            log(f"WARNING: {memo.warning}")
+        manifest = build_manifest(csv_path=table.csv_path, dicom_root=table.dicom_root,
+                                  images=[r.path for r in table.images],
+                                  exclusions=table.exclusions, memo=memo, extra=extra)
+    write_manifest(Path(run_dir) / MANIFEST_FILE, manifest)
+    hashing = manifest.get("hashing", {})
+    log(f"Data manifest: {manifest['num_images']} images, {manifest['num_exclusions']} "
+        f"exclusions, digest {manifest['digest'][:12]} ({hashing.get('files_hashed', 0)} "
+        f"hashed, {hashing.get('files_from_memo', 0)} remembered)")
+    return manifest
+
+
+def data_config(cfg: LabelsConfig, table: LabelTable, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The ``data_config`` section of summary.json."""
+    return {
+        "csv": str(cfg.csv),
+        "csv_format": table.csv_format,
+        "dicom_root": str(table.dicom_root) if table.dicom_root else None,
+        "num_images": len(table.images),
+        "num_exams": table.num_exams,
+        "num_patients": table.num_patients,
+        "class_distribution": table.class_distribution("exam"),
+        "class_distribution_images": table.class_distribution("image"),
+        "num_excluded": len(table.exclusions),
+        "manifest_digest": manifest["digest"],
+        "manifest_file": MANIFEST_FILE,
+    }
+
+
+def prepare_data(cfg: ImageConfig, run_dir: Path, log: Log = print,
+                 progress: bool = True) -> PreparedData:
+    table = load_table(cfg, log)
+    cache, cache_report = build_cache(cfg, table, log, progress)
+    log(f"Found {len(table.images)} images of {table.num_exams} exams from "
+        f"{table.num_patients} patients")
+    log(f"Class distribution: {_pretty(table.class_distribution('exam'))} (exams), "
+        f"{_pretty(table.class_distribution('image'))} (images)")
+    manifest = write_data_manifest(run_dir, table, log,
+                                   extra={"preprocessing": cache.settings.as_dict()})
+    return PreparedData(table, cache, manifest, cache_report)
+
+
+def _pretty(counts: dict[str, int]) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + "}"
