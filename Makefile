@@ -16,9 +16,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# Synthetic data (made once), then a density classifier trained on CPU (~2 minutes).
 demo: install
 	test -f $(DEMO_DATA)/classificacao.csv || $(VENV)/bin/mammography synth --out $(DEMO_DATA) --exams 100
-	@echo "Demo dataset: $(DEMO_DATA)/classificacao.csv and $(DEMO_DATA)/archive/"
+	$(VENV)/bin/mammography train-density --config configs/demo.yaml
+	@latest=$$(ls -d outputs/demo/results_* | sort -t_ -k2 -n | tail -1); \
+	echo ""; echo "Artifacts of this run: $$latest"; ls $$latest; \
+	echo "Try: jq .best_val_kappa $$latest/summary.json; grep 'New best' $$latest/run.log"
 
 test: install
 	$(PYTHON) -m pytest -m "not gpu"

@@ -1,0 +1,137 @@
+"""Settings of `mammography train-density` (option names are a contract: sweeps use them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from mammography.config.core import setting
+from mammography.config.data import ImageConfig
+
+
+@dataclass
+class TrainConfig(ImageConfig):
+    EXPERIMENT_TYPE: ClassVar[str] = "density_classification"
+    # `--resume RUN_DIR` starts from that run's config.yaml (options given override it).
+    RESUME_FIELD: ClassVar[str] = "resume"
+
+    outdir: Path = setting(Path("outputs/density"), "Root of the run directories "
+                           "(results_N is created inside).", metavar="DIR", record=False)
+    arch: str = setting("efficientnet_b0", "Backbone: any timm model name (efficientnet_b0, "
+                        "resnet50, convnext_tiny, test_efficientnet, ...).")
+    pretrained: bool = setting(True, "Start from timm's pretrained weights (local cache or "
+                               "download). --no-pretrained starts from random weights.")
+    weights: Path | None = setting(None, "Local weights file (.pt/.pth/.safetensors) for the "
+                                   "backbone, loaded offline; the head is adapted.",
+                                   metavar="FILE")
+    epochs: int = setting(20, "Training epochs.")
+    batch_size: int = setting(16, "Images per batch.")
+    lr: float = setting(1e-4, "Learning rate of the head (the backbone gets lr x "
+                        "--backbone-lr-ratio).")
+    weight_decay: float = setting(1e-4, "Weight decay.")
+    optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", "Optimizer.")
+    scheduler: Literal["cosine", "step", "plateau", "none"] = setting(
+        "cosine", "Learning-rate schedule after warm-up.")
+    warmup_epochs: int = setting(2, "Epochs of linear learning-rate warm-up.")
+    class_weights: str = setting("auto", "Loss weights per class: auto (inverse frequency in "
+                                 "the training split), none, or four numbers w1,w2,w3,w4.")
+    freeze_backbone: bool = setting(False, "Train only the head (and, with "
+                                    "--unfreeze-last-block, the backbone's last stage).")
+    unfreeze_last_block: bool = setting(False, "With --freeze-backbone: also train the "
+                                        "backbone's last stage.")
+    backbone_lr_ratio: float = setting(1.0, "Backbone learning rate as a fraction of --lr.")
+    train_augment: bool = setting(True, "Augment training batches (vertical flip, rotation, "
+                                  "scale, brightness/contrast).")
+    grad_clip: float = setting(1.0, "Clip the gradient norm to this value (0 = off).")
+    early_stop_patience: int = setting(5, "Stop after this many epochs without a better "
+                                       "validation kappa (0 = never).")
+    val_fraction: float = setting(0.2, "Share of patients in the validation split.")
+    cv_folds: int = setting(0, "k-fold cross-validation with patient-grouped, stratified "
+                            "folds (0 = one train/validation split).")
+    seed: int = setting(42, "Random seed: splits, initialisation, data order, augmentation.")
+    device: Literal["auto", "cpu", "cuda"] = setting("auto", "Where to train.")
+    num_workers: int = setting(2, "DataLoader worker processes (0 = load in the main "
+                               "process).", record=False)
+    amp: bool = setting(True, "Mixed precision on CUDA (bfloat16 where supported, else "
+                        "float16); ignored on CPU.")
+    resume: Path | None = setting(None, "Continue an interrupted or finished run from its "
+                                  "last_checkpoint.pt, in a new run directory.",
+                                  metavar="RUN_DIR")
+    based_on: Path | None = setting(None, "Record that this run derives from RUN_DIR "
+                                    "(lineage).", metavar="RUN_DIR", record=False)
+    optuna_trial_id: str | None = setting(None, "Optuna trial this run belongs to.",
+                                          record=False)
+    ray_trial_name: str | None = setting(None, "Ray Tune trial this run belongs to.",
+                                         record=False)
+
+    def problems(self) -> list[str]:
+        found = self.image_problems()
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                found.append(f"--{name.replace('_', '-')} must be at least 1, got "
+                             f"{getattr(self, name)}")
+        if self.lr <= 0:
+            found.append(f"--lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            found.append(f"--weight-decay must be 0 or more, got {self.weight_decay}")
+        if not 0 < self.backbone_lr_ratio <= 10:
+            found.append(f"--backbone-lr-ratio must be in (0, 10], got {self.backbone_lr_ratio}")
+        if self.warmup_epochs < 0 or self.early_stop_patience < 0 or self.grad_clip < 0:
+            found.append("--warmup-epochs, --early-stop-patience and --grad-clip must be 0 "
+                         "or more")
+        if self.num_workers < 0:
+            found.append(f"--num-workers must be 0 or more, got {self.num_workers}")
+        if not 0.05 <= self.val_fraction <= 0.5:
+            found.append(f"--val-fraction must be between 0.05 and 0.5, got {self.val_fraction}")
+        if self.cv_folds == 1 or self.cv_folds < 0 or self.cv_folds > 20:
+            found.append(f"--cv-folds must be 0 (off) or 2-20, got {self.cv_folds}")
+        if self.unfreeze_last_block and not self.freeze_backbone:
+            found.append("--unfreeze-last-block only makes sense with --freeze-backbone")
+        if self.weights is not None and not self.weights.is_file():
+            found.append(f"--weights {self.weights} does not exist")
+        try:
+            self.parsed_class_weights()
+        except ValueError as exc:
+            found.append(str(exc))
+        for name in ("resume", "based_on"):
+            path = getattr(self, name)
+            if path is not None and not (path / "summary.json").is_file():
+                found.append(f"--{name.replace('_', '-')} {path} is not a run directory "
+                             "(no summary.json)")
+        if self.resume is not None and not (self.resume / "last_checkpoint.pt").is_file():
+            found.append(f"--resume {self.resume} has no last_checkpoint.pt to continue from")
+        arch_problem = unknown_arch(self.arch)
+        if arch_problem:
+            found.append(arch_problem)
+        if self.resume is not None and self.cv_folds:
+            found.append("--resume continues a single run; resume a fold by passing its "
+                         "fold_i/results directory without --cv-folds")
+        return found
+
+    def parsed_class_weights(self) -> str | list[float]:
+        """``"auto"``, ``"none"`` or four positive floats."""
+        text = self.class_weights.strip().lower()
+        if text in ("auto", "none"):
+            return text
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            values = []
+        if len(values) != 4 or any(v <= 0 for v in values):
+            raise ValueError(f"--class-weights must be auto, none or four positive numbers "
+                             f"like 1,1,0.5,1; got {self.class_weights!r}")
+        return values
+
+
+def unknown_arch(arch: str) -> str | None:
+    """A message when ``arch`` is not a timm model (checked before any run starts)."""
+    import timm  # only when a command runs, never for --help
+
+    if timm.is_model(arch):
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(arch.lower(), timm.list_models(), n=5, cutoff=0.6)
+    hint = f"; similar: {', '.join(close)}" if close else ""
+    return f"--arch {arch!r} is not a timm model{hint}"

@@ -1,0 +1,41 @@
+"""torch Dataset over the decode-once cache.
+
+Items are the cached integer arrays (uint8/uint16), not floats: a batch
+travels to the device at half the bytes and is normalised and augmented
+there (``augment.py``), so loading never becomes the bottleneck. A damaged
+cache entry met here is rebuilt on the spot with a WARNING.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class CachedImageDataset(Dataset):
+    """``(image[1,H,W] integer tensor, label index, row index)`` per image."""
+
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int], cache: object) -> None:
+        if len(paths) != len(labels):
+            raise ValueError("paths and labels differ in length")
+        self.paths = [Path(p) for p in paths]
+        self.labels = [int(v) for v in labels]
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        array = self.cache.load(self.paths[index], on_repair=_warn)
+        # Read-only cached buffers: copy once so torch owns writable memory.
+        tensor = torch.from_numpy(np.array(array, copy=True))
+        return tensor.unsqueeze(0), self.labels[index], index

@@ -1,0 +1,92 @@
+"""Checkpoints: ``best_model.pt`` (portable weights + what is needed to use them)
+and ``last_checkpoint.pt`` (everything needed to resume).
+
+Both hold only tensors and plain Python values, so they load with
+``torch.load(weights_only=True)``: opening a checkpoint can never execute code.
+Both are written to a temp file and renamed, so a kill mid-save never leaves a
+truncated checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mammography.errors import InputError
+
+FORMAT_VERSION = 1
+BEST_FILE = "best_model.pt"
+LAST_FILE = "last_checkpoint.pt"
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_safely(path: Path, what: str = "checkpoint") -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` with a clear refusal for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {path} does not exist.")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile,
+            ValueError, AttributeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"Refusing to load {path}: it is not a plain weights file (corrupt, truncated, or "
+            f"it contains code/objects that a weights-only load does not execute: {first}). "
+            "Use a best_model.pt or last_checkpoint.pt written by mammography.") from None
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise InputError(f"{path} is not a mammography {what} (no state_dict inside).")
+    return data
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "numpy": np.random.get_state()[1].tolist(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def best_payload(model: torch.nn.Module, *, arch: str, epoch: int, metrics: dict[str, Any],
+                 preprocess: dict[str, Any], normalization: dict[str, float],
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    from mammography.engine.metrics import CLASS_NAMES
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "density_classifier",
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "arch": arch,
+        "num_classes": 4,
+        "class_names": list(CLASS_NAMES),
+        "labels": [1, 2, 3, 4],
+        "in_chans": 1,
+        "embedding_dim": int(getattr(model, "embedding_dim", 0)),
+        "epoch": epoch,
+        "val_metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | str)},
+        "preprocess": preprocess,
+        "normalization": normalization,
+        **(extra or {}),
+    }

@@ -1,0 +1,229 @@
+"""The epoch loop: train, validate, keep the best model by validation kappa.
+
+Each epoch logs the reference pipeline's markers (``Epoch N/M``, the
+train/val metric lines, ``✓ New best model (kappa: …)``), appends a history
+row (written to disk at once, so a crash keeps the history so far), and
+saves ``last_checkpoint.pt``. Everything random in epoch e is seeded from
+(seed, e), so ``--resume`` continues exactly where an uninterrupted run
+would be.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mammography.engine.checkpoint import (
+    BEST_FILE,
+    LAST_FILE,
+    best_payload,
+    rng_state,
+    save_atomic,
+)
+from mammography.engine.device import Precision, epoch_seed
+from mammography.engine.loop import PassOutput, evaluate, train_one_epoch
+from mammography.engine.metrics import aggregate_by_exam, classification_metrics, format_metrics
+from mammography.engine.schedule import EpochSchedule
+from mammography.errors import RunInterrupted
+from mammography.run.progress import progress_bar
+
+HISTORY_CSV, HISTORY_JSON = "train_history.csv", "train_history.json"
+SHORT = {"accuracy": "acc", "kappa": "kappa", "macro_f1": "f1", "auc": "auc",
+         "balanced_accuracy": "balanced_acc", "loss": "loss"}
+
+
+def short_metrics(prefix: str, metrics: dict[str, Any]) -> dict[str, float | None]:
+    """``{"val_acc": …, "val_kappa": …}``: the seed's names for history and summary."""
+    return {f"{prefix}_{short}": metrics.get(key) for key, short in SHORT.items()
+            if key in metrics}
+
+
+@dataclass
+class FitState:
+    """What survives an epoch boundary; saved in last_checkpoint.pt."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_kappa: float = -math.inf
+    epochs_without_improvement: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val_probs: list[list[float]] | None = None
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    best_exam_metrics: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class FitContext:
+    model: nn.Module
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: EpochSchedule
+    scaler: torch.amp.GradScaler | None
+    device: torch.device
+    precision: Precision
+    val_exam_ids: list[str]
+    run_dir: Path
+    arch: str
+    seed: int
+    epochs: int
+    grad_clip: float
+    augment: bool
+    early_stop_patience: int
+    preprocess: dict[str, Any]
+    normalization: dict[str, float]
+    checkpoint_extra: dict[str, Any] = field(default_factory=dict)
+    channels_last: bool = False
+
+
+def save_last(ctx: FitContext, state: FitState) -> None:
+    save_atomic({
+        "format_version": 1,
+        "state_dict": ctx.model.state_dict(),
+        "optimizer": ctx.optimizer.state_dict(),
+        "schedule": ctx.schedule.state_dict(),
+        "scaler": ctx.scaler.state_dict() if ctx.scaler is not None else None,
+        "fit_state": state.as_dict(),
+        "rng": rng_state(),
+        "arch": ctx.arch,
+        "seed": ctx.seed,
+        "epochs": ctx.epochs,
+    }, ctx.run_dir / LAST_FILE)
+
+
+def restore(ctx: FitContext, checkpoint: dict[str, Any]) -> FitState:
+    ctx.model.load_state_dict(checkpoint["state_dict"])
+    ctx.optimizer.load_state_dict(checkpoint["optimizer"])
+    ctx.schedule.load_state_dict(checkpoint["schedule"])
+    if ctx.scaler is not None and checkpoint.get("scaler"):
+        ctx.scaler.load_state_dict(checkpoint["scaler"])
+    return FitState(**checkpoint["fit_state"])
+
+
+def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    (run_dir / HISTORY_JSON).write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    with (run_dir / HISTORY_CSV).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def _pass_metrics(out: PassOutput) -> dict[str, Any]:
+    return classification_metrics(out.labels, out.probs, loss=out.loss)
+
+
+def _exam_metrics(ctx: FitContext, out: PassOutput) -> dict[str, Any]:
+    exam_ids = [ctx.val_exam_ids[i] for i in out.indices]
+    _, labels, probs = aggregate_by_exam(exam_ids, out.labels, out.probs)
+    return classification_metrics(labels, probs)
+
+
+def run_epoch(ctx: FitContext, epoch: int, log: Any, check_stop: Any = None,
+              progress: bool = True) -> tuple[dict[str, Any], PassOutput, dict[str, Any]]:
+    """Train and validate one epoch; ``check_stop`` runs after every batch (safe point)."""
+    lr = ctx.schedule.start_epoch(epoch)
+    seed = epoch_seed(ctx.seed, epoch)
+    torch.manual_seed(seed)  # dropout and anything else drawing from the global RNG
+    ctx.train_loader.generator.manual_seed(seed)  # data order
+    generator = None
+    if ctx.augment:
+        generator = torch.Generator(device="cpu").manual_seed(seed + 1)
+    with progress_bar(len(ctx.train_loader), f"epoch {epoch} train", enabled=progress,
+                      transient=True) as advance:
+        train = train_one_epoch(ctx.model, ctx.train_loader, ctx.optimizer, ctx.criterion,
+                                device=ctx.device, precision=ctx.precision, scaler=ctx.scaler,
+                                generator=generator, grad_clip=ctx.grad_clip,
+                                channels_last=ctx.channels_last,
+                                on_step=_steps(advance, check_stop))
+    train_m = _pass_metrics(train)
+    log(format_metrics("train", train_m, keys=("loss", "acc", "kappa")))
+    with progress_bar(len(ctx.val_loader), f"epoch {epoch} val", enabled=progress,
+                      transient=True) as advance:
+        val = evaluate(ctx.model, ctx.val_loader, ctx.criterion, device=ctx.device,
+                       precision=ctx.precision, channels_last=ctx.channels_last,
+                       on_step=_steps(advance, check_stop))
+    val_m = _pass_metrics(val)
+    exam_m = _exam_metrics(ctx, val)
+    log(format_metrics("val", val_m))
+    log(format_metrics("val_exam", exam_m, keys=("acc", "kappa", "f1", "auc")))
+    row = {"epoch": epoch, **short_metrics("train", train_m), **short_metrics("val", val_m),
+           **short_metrics("val_exam", exam_m), "lr": lr,
+           "train_seconds": round(train.seconds, 3), "val_seconds": round(val.seconds, 3),
+           "train_images_per_second": round(train.images_per_second, 1),
+           "val_images_per_second": round(val.images_per_second, 1)}
+    return row, val, {"image": val_m, "exam": exam_m}
+
+
+def _steps(*callbacks: Any) -> Any:
+    def step() -> None:
+        for callback in callbacks:
+            if callback is not None:
+                callback()
+    return step
+
+
+def fit(ctx: FitContext, state: FitState, *, run: Any, progress: bool = True) -> FitState:
+    """Epochs ``state.epoch + 1 .. ctx.epochs``; returns the final state."""
+    log = run.log
+    if state.epoch == 0:
+        save_last(ctx, state)  # so an interrupt in epoch 1 still leaves a resumable file
+    run.graceful_stop = True
+    try:
+        for epoch in range(state.epoch + 1, ctx.epochs + 1):
+            started = time.perf_counter()
+            log("")
+            log(f"Epoch {epoch}/{ctx.epochs}")
+            log("-" * len(f"Epoch {epoch}/{ctx.epochs}"))
+            try:
+                row, val, metrics = run_epoch(ctx, epoch, log, run.check_stop, progress)
+            except RunInterrupted:
+                log(f"Stopped during epoch {epoch}: {LAST_FILE} holds epoch {state.epoch}. "
+                    f"Continue with: mammography train-density --resume {ctx.run_dir}")
+                raise
+            kappa = metrics["image"]["kappa"]
+            row["epoch_seconds"] = round(time.perf_counter() - started, 3)
+            state.history.append(row)
+            state.epoch = epoch
+            if kappa > state.best_kappa:
+                state.best_kappa, state.best_epoch = kappa, epoch
+                state.epochs_without_improvement = 0
+                state.best_metrics, state.best_exam_metrics = metrics["image"], metrics["exam"]
+                order = np.argsort(val.indices)
+                state.best_val_probs = val.probs[order].tolist()
+                save_atomic(best_payload(ctx.model, arch=ctx.arch, epoch=epoch,
+                                         metrics=metrics["image"], preprocess=ctx.preprocess,
+                                         normalization=ctx.normalization,
+                                         extra=ctx.checkpoint_extra),
+                            ctx.run_dir / BEST_FILE)
+                log(f"✓ New best model (kappa: {kappa:.3f})")
+            else:
+                state.epochs_without_improvement += 1
+            ctx.schedule.end_epoch(kappa)
+            write_history(ctx.run_dir, state.history)
+            save_last(ctx, state)
+            run.update(results={"epochs_completed": epoch, "best_epoch": state.best_epoch,
+                                "best_val_kappa": state.best_kappa})
+            if (ctx.early_stop_patience
+                    and state.epochs_without_improvement >= ctx.early_stop_patience):
+                log(f"Early stopping: no better validation kappa for "
+                    f"{ctx.early_stop_patience} epochs")
+                break
+    finally:
+        run.graceful_stop = False
+    return state

@@ -1,0 +1,121 @@
+"""One pass over a DataLoader: training or evaluation, returning every prediction.
+
+The loops stay plain torch (no framework): a batch is moved to the device as
+integers, converted, augmented and normalised there, then the model runs
+under autocast when mixed precision is on. Predictions are collected so the
+caller computes every metric (and per-exam aggregation) from one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from mammography.data.augment import augment, normalize, to_float
+from mammography.engine.device import Precision
+
+
+@dataclass
+class PassOutput:
+    loss: float
+    labels: np.ndarray  # class indices 0..3
+    probs: np.ndarray  # N x 4
+    indices: np.ndarray  # dataset row of each prediction
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.labels) / self.seconds if self.seconds > 0 else 0.0
+
+
+def prepare_batch(images: torch.Tensor, device: torch.device, *, generator: torch.Generator |
+                  None = None, channels_last: bool = False) -> torch.Tensor:
+    """Integer batch → normalised float on ``device`` (augmented when a generator is given)."""
+    x = to_float(images.to(device, non_blocking=True))
+    if generator is not None:
+        x = augment(x, generator)
+    x = normalize(x)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _autocast(device: torch.device, precision: Precision) -> torch.autocast:
+    return torch.autocast(device_type=device.type, dtype=precision.dtype or torch.float32,
+                          enabled=precision.enabled)
+
+
+def train_one_epoch(model: nn.Module, loader: torch.utils.data.DataLoader,
+                    optimizer: torch.optim.Optimizer, criterion: nn.Module, *,
+                    device: torch.device, precision: Precision,
+                    scaler: torch.amp.GradScaler | None, generator: torch.Generator | None,
+                    grad_clip: float, channels_last: bool,
+                    on_step: Callable[[], None] | None = None) -> PassOutput:
+    model.train()
+    start = time.perf_counter()
+    total_loss, seen = 0.0, 0
+    labels, probs, indices = [], [], []
+    for images, targets, rows in loader:
+        x = prepare_batch(images, device, generator=generator, channels_last=channels_last)
+        y = targets.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(device, precision):
+            logits = model(x)
+            loss = criterion(logits.float(), y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        batch = y.shape[0]
+        total_loss += float(loss.detach()) * batch
+        seen += batch
+        labels.append(targets.numpy())
+        probs.append(torch.softmax(logits.detach().float(), dim=1).cpu().numpy())
+        indices.append(rows.numpy())
+        if on_step is not None:
+            on_step()
+    return PassOutput(total_loss / max(seen, 1), _cat(labels, np.int64), _cat(probs, np.float32),
+                      _cat(indices, np.int64), time.perf_counter() - start)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, criterion: nn.Module, *,
+             device: torch.device, precision: Precision, channels_last: bool,
+             on_step: Callable[[], None] | None = None) -> PassOutput:
+    model.eval()
+    start = time.perf_counter()
+    total_loss, seen = 0.0, 0
+    labels, probs, indices = [], [], []
+    for images, targets, rows in loader:
+        x = prepare_batch(images, device, channels_last=channels_last)
+        y = targets.to(device, non_blocking=True)
+        with _autocast(device, precision):
+            logits = model(x)
+        loss = criterion(logits.float(), y)
+        batch = y.shape[0]
+        total_loss += float(loss) * batch
+        seen += batch
+        labels.append(targets.numpy())
+        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        indices.append(rows.numpy())
+        if on_step is not None:
+            on_step()
+    return PassOutput(total_loss / max(seen, 1), _cat(labels, np.int64), _cat(probs, np.float32),
+                      _cat(indices, np.int64), time.perf_counter() - start)
+
+
+def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)

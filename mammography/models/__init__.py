@@ -1,0 +1,1 @@
+"""Model factory on timm backbones: creation, weights, freezing, fusion head."""

@@ -1,0 +1,195 @@
+"""Density classifiers on timm backbones.
+
+``DensityModel`` = any timm backbone (features only, one grey input channel)
++ a linear head over the pooled features (optionally concatenated with a
+precomputed embedding, for fusion). Keeping the head separate from the
+backbone gives one code path for freezing, per-group learning rates,
+Grad-CAM (``features`` → ``pool`` → ``head``) and weights loading.
+
+Weights: ``pretrained=True`` asks timm for its pretrained weights (cached
+locally or downloaded); with no network that fails and we say how to go on
+(``--weights FILE`` or ``--no-pretrained``). ``weights=FILE`` loads a local
+``.pt/.pth/.safetensors`` through timm's own pretrained-loading path, which
+adapts the first convolution to one channel and drops a mismatched classifier.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mammography.errors import ConfigError, InputError
+
+NUM_CLASSES = 4
+IN_CHANS = 1
+
+
+class DensityModel(nn.Module):
+    def __init__(self, backbone: nn.Module, num_classes: int = NUM_CLASSES,
+                 embedding_dim: int = 0, drop_rate: float = 0.2) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.embedding_dim = embedding_dim
+        self.num_features = int(backbone.num_features)
+        self.dropout = nn.Dropout(drop_rate)
+        self.head = nn.Linear(self.num_features + embedding_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Unpooled backbone features (a B×C×H×W map for CNNs)."""
+        return self.backbone.forward_features(x)
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_head(features, pre_logits=True)
+
+    def classify(self, pooled: torch.Tensor, embedding: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        if self.embedding_dim:
+            if embedding is None:
+                raise ValueError("this model fuses embeddings: pass embedding=")
+            pooled = torch.cat([pooled, embedding.to(pooled.dtype)], dim=1)
+        return self.head(self.dropout(pooled))
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classify(self.pool(self.features(x)), embedding)
+
+
+def _timm_create(arch: str, **kwargs: Any) -> nn.Module:
+    import timm
+
+    if not timm.is_model(arch):
+        from mammography.config.train import unknown_arch
+
+        raise ConfigError(f"{unknown_arch(arch)}. List them with "
+                          "`python -c \"import timm; print(timm.list_models())\"`.")
+    return timm.create_model(arch, num_classes=0, in_chans=IN_CHANS, **kwargs)
+
+
+def create_backbone(arch: str, *, pretrained: bool = False, weights: Path | None = None
+                    ) -> nn.Module:
+    if weights is not None:
+        weights = Path(weights)
+        if not weights.is_file():
+            raise ConfigError(f"--weights {weights} does not exist.")
+        try:
+            return _timm_create(arch, pretrained=True,
+                                pretrained_cfg_overlay={"file": str(weights.resolve())})
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(
+                f"Cannot load --weights {weights} into {arch}: {type(exc).__name__}: {exc}. "
+                "Give a weights file of the same architecture (a state dict as .pt/.pth or "
+                ".safetensors).") from None
+    if not pretrained:
+        return _timm_create(arch, pretrained=False)
+    cached = _create_from_local_cache(arch)
+    if cached is not None:
+        return cached
+    problem = "no network connection to download them" if not _hub_reachable() else None
+    if problem is None:
+        try:
+            return _timm_create(arch, pretrained=True)
+        except InputError:
+            raise
+        except Exception as exc:
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            problem = f"the download failed: {type(exc).__name__}: {text}"
+    raise InputError(
+        f"Pretrained weights for {arch} are not in the local cache and {problem}. Pass "
+        "--weights FILE with a local weights file, or --no-pretrained to start from random "
+        "weights.")
+
+
+def _create_from_local_cache(arch: str) -> nn.Module | None:
+    """timm's pretrained weights from the local Hugging Face cache, without any network."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        return _timm_create(arch, pretrained=True)
+    except InputError:
+        raise
+    except Exception:
+        return None
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """A quick check, so an offline machine fails in seconds, not after minutes of retries."""
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def create_model(arch: str, *, pretrained: bool = False, weights: Path | None = None,
+                 num_classes: int = NUM_CLASSES, embedding_dim: int = 0,
+                 drop_rate: float = 0.2) -> DensityModel:
+    backbone = create_backbone(arch, pretrained=pretrained, weights=weights)
+    return DensityModel(backbone, num_classes=num_classes, embedding_dim=embedding_dim,
+                        drop_rate=drop_rate)
+
+
+def last_block_prefix(model: DensityModel) -> str:
+    """Name prefix (within ``backbone``) of the last feature stage, per timm's feature_info."""
+    info = getattr(model.backbone, "feature_info", None)
+    if info:
+        last = info[-1]
+        return last["module"] if isinstance(last, dict) else info.module_name(-1)
+    children = [name for name, _ in model.backbone.named_children()]
+    return children[-1]
+
+
+def apply_freezing(model: DensityModel, freeze_backbone: bool,
+                   unfreeze_last_block: bool) -> str:
+    """Set ``requires_grad``; returns a one-line description for the log.
+
+    With ``unfreeze_last_block`` the last stage *and everything after it*
+    (e.g. EfficientNet's conv_head/bn2) train: parameters are registered in
+    module order, so "after" is simply later in ``named_parameters``.
+    """
+    if not freeze_backbone:
+        for param in model.parameters():
+            param.requires_grad = True
+        return "all layers trainable"
+    for param in model.backbone.parameters():
+        param.requires_grad = False
+    for param in model.head.parameters():
+        param.requires_grad = True
+    if not unfreeze_last_block:
+        return "backbone frozen, head trainable"
+    prefix = last_block_prefix(model)
+    reached = False
+    for name, param in model.backbone.named_parameters():
+        reached = reached or name == prefix or name.startswith(prefix + ".")
+        if reached:
+            param.requires_grad = True
+    return f"backbone frozen except its last block ({prefix}) and after"
+
+
+def parameter_counts(model: nn.Module) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
+
+
+def parameter_groups(model: DensityModel, lr: float, backbone_lr_ratio: float,
+                     weight_decay: float) -> list[dict[str, Any]]:
+    """Head at ``lr``, backbone at ``lr * backbone_lr_ratio``; frozen params left out."""
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    groups = [{"params": head, "lr": lr, "weight_decay": weight_decay, "name": "head"}]
+    if backbone:
+        groups.append({"params": backbone, "lr": lr * backbone_lr_ratio,
+                       "weight_decay": weight_decay, "name": "backbone"})
+    return groups
