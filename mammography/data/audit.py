@@ -45,7 +45,7 @@ def audit(table: LabelTable) -> dict[str, Any]:
 
 def _reason_key(reason: str) -> str:
     # "unknown label 'Q' (use 1-4 ...)" and "unknown label 'X' ..." count as one reason.
-    return reason.split(" '")[0].split(" (")[0].split(":")[0]
+    return reason.split(" '")[0].split(" (")[0].split(":")[0].split(" under ")[0]
 
 
 def print_audit(report: dict[str, Any]) -> None:
@@ -53,7 +53,8 @@ def print_audit(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"Data check: {report['csv']}", show_header=True)
+    console.print(f"Data check: {report['csv']}", markup=False, highlight=False)
+    table = Table(show_header=True)
     table.add_column("class")
     table.add_column("exams", justify="right")
     table.add_column("images", justify="right")
