@@ -60,8 +60,8 @@ class SplitResult:
 def run_train_density(cfg: TrainConfig, run: Run) -> None:
     run.log("Starting density classification training")
     run.update(integration={"optuna_trial_id": cfg.optuna_trial_id,
-                            "ray_trial_name": cfg.ray_trial_name},
-               based_on=_lineage(cfg))
+                            "ray_trial_name": cfg.ray_trial_name})
+    run.add_based_on(_lineage(cfg))
     data = prepare_data(cfg, run.dir, run.log)
     run.update(data_config=data_config(cfg, data.table, data.manifest)
                | {"preprocessing": data.cache.settings.as_dict(), "cache": data.cache_report,

@@ -169,6 +169,13 @@ class Run:
         """Record results under ``results`` and at top level (``jq .best_val_kappa``)."""
         self.update({"results": results, **results})
 
+    def add_based_on(self, links: list[dict[str, Any]] | None) -> None:
+        """Append lineage links (``{run_dir, run_id, relation}``) to ``based_on``."""
+        if not links:
+            return
+        current = self.summary.get("based_on") or []
+        self.update(based_on=current + [dict(link) for link in links])
+
     def path(self, relative: str) -> Path:
         """A path inside the run directory, its parent folders created."""
         target = self.dir / relative
@@ -263,7 +270,7 @@ class Run:
                 "error": None,
             },
             "integration": self._integration,
-            "based_on": self._based_on or None,
+            "based_on": (self._based_on or []) + _env_lineage() or None,
             "results": {},
             "warnings": {"count": 0, "messages": []},
             "artifacts": [],
@@ -444,6 +451,21 @@ class Run:
                 if run.summary is not None and run.status == "running":
                     with contextlib.suppress(Exception):
                         run.update(execution={"heartbeat": stamp})
+
+
+def _env_lineage() -> list[dict[str, Any]]:
+    """``MAMMOGRAPHY_BASED_ON=RUN_DIR[::relation]`` links a run to its origin.
+
+    Set by `mammography runs reproduce`, so any command re-run from a recorded
+    command line records where it came from without a per-command option.
+    """
+    value = os.environ.get("MAMMOGRAPHY_BASED_ON")
+    if not value:
+        return []
+    path, _, relation = value.partition("::")
+    run_id = Path(path).name if Path(path).name.startswith("results_") else None
+    return [{"run_dir": str(Path(path).resolve()), "run_id": run_id,
+             "relation": relation or "reproduce"}]
 
 
 def _parents(rel: Path) -> list[Path]:

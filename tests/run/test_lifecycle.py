@@ -168,3 +168,13 @@ def test_heartbeat_advances_while_running(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_based_on_from_the_environment(tmp_path):
+    origin = tmp_path / "old" / "results_4"
+    proc = run_mode("ok", tmp_path / "new", MAMMOGRAPHY_BASED_ON=f"{origin}::reproduce")
+    assert proc.returncode == 0, proc.stderr
+    summary = read_summary(tmp_path / "new" / "results_1")
+    assert summary["based_on"] == [{"run_dir": str(origin.resolve()), "run_id": "results_4",
+                                    "relation": "reproduce"}]
+    assert schema_problems(summary) == []
