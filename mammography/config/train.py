@@ -55,6 +55,9 @@ class TrainConfig(ImageConfig):
                                "process).", record=False)
     amp: bool = setting(True, "Mixed precision on CUDA (bfloat16 where supported, else "
                         "float16); ignored on CPU.")
+    embeddings_dir: Path | None = setting(
+        None, "Fuse precomputed embeddings: a results_N of `mammography embed`, or a folder of "
+        "them (the latest completed one is used).", metavar="DIR")
     resume: Path | None = setting(None, "Continue an interrupted or finished run from its "
                                   "last_checkpoint.pt, in a new run directory.",
                                   metavar="RUN_DIR")
@@ -101,6 +104,8 @@ class TrainConfig(ImageConfig):
                              "(no summary.json)")
         if self.resume is not None and not (self.resume / "last_checkpoint.pt").is_file():
             found.append(f"--resume {self.resume} has no last_checkpoint.pt to continue from")
+        if self.embeddings_dir is not None and not self.embeddings_dir.is_dir():
+            found.append(f"--embeddings-dir {self.embeddings_dir} does not exist")
         arch_problem = unknown_arch(self.arch)
         if arch_problem:
             found.append(arch_problem)

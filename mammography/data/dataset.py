@@ -21,21 +21,35 @@ def _warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class CachedImageDataset(Dataset):
-    """``(image[1,H,W] integer tensor, label index, row index)`` per image."""
+NO_EMBEDDING = torch.zeros(0)
 
-    def __init__(self, paths: Sequence[Path], labels: Sequence[int], cache: object) -> None:
+
+class CachedImageDataset(Dataset):
+    """``(image[1,H,W] integer tensor, label index, row index, embedding)`` per image.
+
+    ``embedding`` is the image's precomputed feature vector when the model
+    fuses embeddings (``embeddings`` given, one row per path), else an empty
+    tensor, so batches have one shape either way.
+    """
+
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int], cache: object,
+                 embeddings: np.ndarray | None = None) -> None:
         if len(paths) != len(labels):
             raise ValueError("paths and labels differ in length")
+        if embeddings is not None and len(embeddings) != len(paths):
+            raise ValueError("embeddings must have one row per path")
         self.paths = [Path(p) for p in paths]
         self.labels = [int(v) for v in labels]
         self.cache = cache
+        self.embeddings = (torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
+                           if embeddings is not None else None)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, torch.Tensor]:
         array = self.cache.load(self.paths[index], on_repair=_warn)
         # Read-only cached buffers: copy once so torch owns writable memory.
         tensor = torch.from_numpy(np.array(array, copy=True))
-        return tensor.unsqueeze(0), self.labels[index], index
+        embedding = self.embeddings[index] if self.embeddings is not None else NO_EMBEDDING
+        return tensor.unsqueeze(0), self.labels[index], index, embedding

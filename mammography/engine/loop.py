@@ -45,6 +45,13 @@ def prepare_batch(images: torch.Tensor, device: torch.device, *, generator: torc
     return x
 
 
+def fused_input(embeddings: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    """The batch's embeddings for a fusion model; None when the dataset has none."""
+    if embeddings.numel() == 0:
+        return None
+    return embeddings.to(device, non_blocking=True)
+
+
 def _autocast(device: torch.device, precision: Precision) -> torch.autocast:
     return torch.autocast(device_type=device.type, dtype=precision.dtype or torch.float32,
                           enabled=precision.enabled)
@@ -60,12 +67,12 @@ def train_one_epoch(model: nn.Module, loader: torch.utils.data.DataLoader,
     start = time.perf_counter()
     total_loss, seen = 0.0, 0
     labels, probs, indices = [], [], []
-    for images, targets, rows in loader:
+    for images, targets, rows, embeddings in loader:
         x = prepare_batch(images, device, generator=generator, channels_last=channels_last)
         y = targets.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, precision):
-            logits = model(x)
+            logits = model(x, fused_input(embeddings, device))
             loss = criterion(logits.float(), y)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -99,11 +106,11 @@ def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, criterion: n
     start = time.perf_counter()
     total_loss, seen = 0.0, 0
     labels, probs, indices = [], [], []
-    for images, targets, rows in loader:
+    for images, targets, rows, embeddings in loader:
         x = prepare_batch(images, device, channels_last=channels_last)
         y = targets.to(device, non_blocking=True)
         with _autocast(device, precision):
-            logits = model(x)
+            logits = model(x, fused_input(embeddings, device))
         loss = criterion(logits.float(), y)
         batch = y.shape[0]
         total_loss += float(loss) * batch

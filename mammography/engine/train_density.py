@@ -41,6 +41,7 @@ from mammography.models.factory import (
     parameter_counts,
     parameter_groups,
 )
+from mammography.report.predictions import write_predictions
 from mammography.run import Run
 from mammography.run.jsonio import read_json, write_json_atomic
 
@@ -68,15 +69,42 @@ def run_train_density(cfg: TrainConfig, run: Run) -> None:
                   "val_fraction": cfg.val_fraction, "cv_folds": cfg.cv_folds})
     labels = [r.label - 1 for r in data.table.images]
     groups = [r.patient for r in data.table.images]
+    fusion = _load_fusion(cfg, run, data)
     if cfg.cv_folds:
-        _cross_validate(cfg, run, data, labels, groups)
+        _cross_validate(cfg, run, data, labels, groups, fusion)
         return
     train_idx, val_idx = train_val_indices(labels, groups, cfg.val_fraction, cfg.seed)
     resume = load_safely(cfg.resume / LAST_FILE, "checkpoint") if cfg.resume else None
     if cfg.resume and (cfg.resume / BEST_FILE).is_file():
         shutil.copy2(cfg.resume / BEST_FILE, run.dir / BEST_FILE)  # best may predate resume
-    result = train_split(cfg, run, data, train_idx, val_idx, resume=resume)
+    result = train_split(cfg, run, data, train_idx, val_idx, resume=resume, fusion=fusion)
     run.set_results(**_headline(result))
+
+
+@dataclass
+class Fusion:
+    """Embeddings aligned with ``data.table.images`` and where they came from."""
+
+    embeddings: np.ndarray
+    run_dir: Path
+    run_id: str
+    arch: str
+
+
+def _load_fusion(cfg: TrainConfig, run: Run, data: PreparedData) -> Fusion | None:
+    from mammography.engine.fusion import align, find_embedding_run, load_embedding_run
+
+    if cfg.embeddings_dir is None:
+        return None
+    source = find_embedding_run(cfg.embeddings_dir, run.log)
+    run.log(f"Loading embeddings from {source}")
+    embedding_run = load_embedding_run(source)
+    matrix = align(embedding_run, [r.path for r in data.table.images], data.table.dicom_root)
+    run.log(f"Fusing {embedding_run.dim}-dimensional {embedding_run.arch} embeddings of "
+            f"{len(matrix)} images")
+    run.add_based_on([{"run_dir": str(source.resolve()), "run_id": embedding_run.run_id,
+                       "relation": "fusion"}])
+    return Fusion(matrix, source.resolve(), embedding_run.run_id, embedding_run.arch)
 
 
 def _lineage(cfg: TrainConfig) -> list[dict[str, Any]] | None:
@@ -111,12 +139,13 @@ def _split_rows(data: PreparedData, assignment: dict[int, str]) -> list[dict[str
 
 
 def _loaders(cfg: TrainConfig, data: PreparedData, train_idx: np.ndarray, val_idx: np.ndarray,
-             device: torch.device) -> tuple[DataLoader, DataLoader]:
+             device: torch.device, fusion: Fusion | None) -> tuple[DataLoader, DataLoader]:
     images = data.table.images
 
     def dataset(idx: np.ndarray) -> CachedImageDataset:
         return CachedImageDataset([images[i].path for i in idx],
-                                  [images[i].label - 1 for i in idx], data.cache)
+                                  [images[i].label - 1 for i in idx], data.cache,
+                                  fusion.embeddings[idx] if fusion is not None else None)
 
     common = {"num_workers": cfg.num_workers, "pin_memory": device.type == "cuda",
               "persistent_workers": cfg.num_workers > 0}
@@ -139,7 +168,8 @@ def _class_weights(cfg: TrainConfig, labels: list[int]) -> torch.Tensor | None:
 
 
 def train_split(cfg: TrainConfig, run: Run, data: PreparedData, train_idx: np.ndarray,
-                val_idx: np.ndarray, resume: dict[str, Any] | None = None) -> SplitResult:
+                val_idx: np.ndarray, resume: dict[str, Any] | None = None,
+                fusion: Fusion | None = None) -> SplitResult:
     images = data.table.images
     assignment = {int(i): "train" for i in train_idx} | {int(i): "val" for i in val_idx}
     write_splits_csv(run.dir / "splits.csv", _split_rows(data, assignment))
@@ -153,7 +183,8 @@ def train_split(cfg: TrainConfig, run: Run, data: PreparedData, train_idx: np.nd
     device = select_device(cfg.device)
     precision = select_precision(device, cfg.amp)
     model = create_model(cfg.arch, pretrained=cfg.pretrained and cfg.weights is None
-                         and resume is None, weights=cfg.weights if resume is None else None)
+                         and resume is None, weights=cfg.weights if resume is None else None,
+                         embedding_dim=fusion.embeddings.shape[1] if fusion else 0)
     freezing = apply_freezing(model, cfg.freeze_backbone, cfg.unfreeze_last_block)
     total, trainable = parameter_counts(model)
     run.log(f"Initializing {cfg.arch} (freeze_backbone={cfg.freeze_backbone}, "
@@ -168,7 +199,11 @@ def train_split(cfg: TrainConfig, run: Run, data: PreparedData, train_idx: np.nd
         "arch": cfg.arch, "num_classes": 4, "in_chans": 1, "pretrained": cfg.pretrained,
         "weights": str(cfg.weights) if cfg.weights else None,
         "freeze_backbone": cfg.freeze_backbone, "unfreeze_last_block": cfg.unfreeze_last_block,
-        "embeddings_fusion": False, "embeddings_dir": None,
+        "embeddings_fusion": fusion is not None,
+        "embeddings_dir": str(fusion.run_dir) if fusion else None,
+        "embeddings_run_id": fusion.run_id if fusion else None,
+        "embeddings_arch": fusion.arch if fusion else None,
+        "embedding_dim": int(fusion.embeddings.shape[1]) if fusion else 0,
         "total_params": total, "trainable_params": trainable,
         "normalization": {"mean": GRAY_MEAN, "std": GRAY_STD},
         "device": str(device), "precision": precision.describe()},
@@ -177,7 +212,7 @@ def train_split(cfg: TrainConfig, run: Run, data: PreparedData, train_idx: np.nd
                      "train_class_distribution": _count_dict(train_labels),
                      "val_class_distribution": _count_dict(val_labels)})
     run.refresh_environment()
-    train_loader, val_loader = _loaders(cfg, data, train_idx, val_idx, device)
+    train_loader, val_loader = _loaders(cfg, data, train_idx, val_idx, device, fusion)
     weights = _class_weights(cfg, train_labels)
     if weights is not None:
         run.log("Class weights: " + ", ".join(f"{n}={w:.3f}" for n, w in
@@ -197,7 +232,8 @@ def train_split(cfg: TrainConfig, run: Run, data: PreparedData, train_idx: np.nd
         early_stop_patience=cfg.early_stop_patience,
         preprocess=data.cache.settings.as_dict(),
         normalization={"mean": GRAY_MEAN, "std": GRAY_STD},
-        checkpoint_extra={"run_id": run.run_id, "config": to_dict(cfg)},
+        checkpoint_extra={"run_id": run.run_id, "config": to_dict(cfg),
+                          "embeddings_run_dir": str(fusion.run_dir) if fusion else None},
         channels_last=channels_last)
     state = FitState()
     if resume is not None:
@@ -205,11 +241,11 @@ def train_split(cfg: TrainConfig, run: Run, data: PreparedData, train_idx: np.nd
         run.log(f"Resuming from {cfg.resume} after epoch {state.epoch} (best so far: epoch "
                 f"{state.best_epoch}, kappa {state.best_kappa:.3f})")
     state = fit(ctx, state, run=run)
-    return _finish(cfg, run, data, ctx, state, train_idx, val_idx)
+    return _finish(cfg, run, data, ctx, state, train_idx, val_idx, fusion)
 
 
 def _finish(cfg: TrainConfig, run: Run, data: PreparedData, ctx: FitContext, state: FitState,
-            train_idx: np.ndarray, val_idx: np.ndarray) -> SplitResult:
+            train_idx: np.ndarray, val_idx: np.ndarray, fusion: Fusion | None) -> SplitResult:
     from mammography.report.plots import (
         plot_confusion_matrix,
         plot_roc_curves,
@@ -220,9 +256,10 @@ def _finish(cfg: TrainConfig, run: Run, data: PreparedData, ctx: FitContext, sta
     if state.best_val_probs is None:
         raise RuntimeError("no epoch was completed, so there is no best model")
     probs = np.asarray(state.best_val_probs, dtype=np.float32)
-    val_records = [images[i] for i in np.sort(val_idx)]
+    val_order = np.sort(val_idx)
+    val_records = [images[i] for i in val_order]
     labels = np.array([r.label - 1 for r in val_records])
-    _write_predictions(run.dir, val_records, labels, probs)
+    write_predictions(run.dir, val_records, labels, probs)
     metrics = {"best_epoch": state.best_epoch, "image": state.best_metrics,
                "exam": state.best_exam_metrics}
     run.write_json("metrics/val_metrics.json", metrics)
@@ -233,7 +270,8 @@ def _finish(cfg: TrainConfig, run: Run, data: PreparedData, ctx: FitContext, sta
                           run.path("plots/confusion_matrix.png"),
                           title=f"Validation, best epoch {state.best_epoch}")
     plot_roc_curves(labels, probs, run.path("plots/roc_curves.png"))
-    _gradcam(run, ctx, data, val_records, labels, probs)
+    val_embeddings = fusion.embeddings[val_order] if fusion is not None else None
+    _gradcam(run, ctx, data, val_records, labels, probs, val_embeddings)
     best_path = run.dir / BEST_FILE
     run.log("")
     run.log("Training Complete")
@@ -250,35 +288,6 @@ def _finish(cfg: TrainConfig, run: Run, data: PreparedData, ctx: FitContext, sta
                        len(train_idx), len(val_idx), run.dir / "summary.json")
 
 
-def _write_predictions(run_dir: Path, records: list[Any], labels: np.ndarray,
-                       probs: np.ndarray) -> None:
-    from mammography.engine.metrics import aggregate_by_exam
-
-    prob_cols = [f"prob_{n}" for n in CLASS_NAMES]
-    with (run_dir / "val_predictions.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image_path", "accession", "patient", "view", "laterality",
-                         "true_label", "pred_label", *prob_cols])
-        for record, y, p in zip(records, labels, probs, strict=True):
-            writer.writerow([str(record.path), record.accession, record.patient, record.view,
-                             record.laterality, int(y) + 1, int(p.argmax()) + 1,
-                             *(f"{v:.6f}" for v in p)])
-    exam_ids, exam_labels, exam_probs = aggregate_by_exam([r.accession for r in records],
-                                                          labels, probs)
-    patient_of = {r.accession: r.patient for r in records}
-    views = {}
-    for r in records:
-        views[r.accession] = views.get(r.accession, 0) + 1
-    with (run_dir / "val_predictions_exam.csv").open("w", newline="",
-                                                     encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["accession", "patient", "num_images", "true_label", "pred_label",
-                         *prob_cols])
-        for exam, y, p in zip(exam_ids, exam_labels, exam_probs, strict=True):
-            writer.writerow([exam, patient_of[exam], views[exam], int(y) + 1,
-                             int(p.argmax()) + 1, *(f"{v:.6f}" for v in p)])
-
-
 def _write_metrics_csv(path: Path, image: dict[str, Any], exam: dict[str, Any]) -> None:
     flat_image, flat_exam = flat_metrics("", image), flat_metrics("", exam)
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -293,7 +302,7 @@ def _write_metrics_csv(path: Path, image: dict[str, Any], exam: dict[str, Any]) 
 
 
 def _gradcam(run: Run, ctx: FitContext, data: PreparedData, records: list[Any],
-             labels: np.ndarray, probs: np.ndarray) -> None:
+             labels: np.ndarray, probs: np.ndarray, embeddings: np.ndarray | None) -> None:
     from mammography.report.gradcam import gradcam, pick_samples, save_montage, title_for
 
     best = load_safely(run.dir / BEST_FILE, "best model")
@@ -303,7 +312,9 @@ def _gradcam(run: Run, ctx: FitContext, data: PreparedData, records: list[Any],
         array = data.cache.load(records[row].path)
         x = normalize(to_float(torch.from_numpy(np.array(array))[None, None]))
         x = x.to(ctx.device)
-        cam = gradcam(ctx.model, x, int(probs[row].argmax()))
+        embedding = (torch.from_numpy(embeddings[row:row + 1]).to(ctx.device)
+                     if embeddings is not None else None)
+        cam = gradcam(ctx.model, x, int(probs[row].argmax()), embedding)
         if cam is None:
             run.log(f"Grad-CAM skipped: {ctx.arch} has no convolutional feature map")
             return
@@ -322,7 +333,7 @@ def _counts(labels: list[int]) -> str:
 
 
 def _cross_validate(cfg: TrainConfig, run: Run, data: PreparedData, labels: list[int],
-                    groups: list[str]) -> None:
+                    groups: list[str], fusion: Fusion | None) -> None:
     from mammography.report.plots import plot_fold_metrics
 
     folds = kfold_indices(labels, groups, cfg.cv_folds, cfg.seed)
@@ -336,7 +347,9 @@ def _cross_validate(cfg: TrainConfig, run: Run, data: PreparedData, labels: list
         with run.child(f"fold_{k}", integration={"cv_fold": k}) as child:
             shutil.copy2(run.dir / MANIFEST_FILE, child.dir / MANIFEST_FILE)
             child.update(data_config=run.summary.get("data_config"))
-            result = train_split(cfg, child, data, train_idx, val_idx)
+            if fusion is not None:
+                child.add_based_on(run.summary.get("based_on"))
+            result = train_split(cfg, child, data, train_idx, val_idx, fusion=fusion)
             child.set_results(**_headline(result))
         results.append(result)
     summary = _cv_summary(cfg, run, results)

@@ -19,8 +19,12 @@ import torch.nn.functional as F
 from mammography.engine.metrics import CLASS_NAMES
 
 
-def gradcam(model: Any, x: torch.Tensor, target: int) -> np.ndarray | None:
-    """CAM in [0, 1] at the input's size for one image ``x`` (1×C×H×W), or None."""
+def gradcam(model: Any, x: torch.Tensor, target: int,
+            embedding: torch.Tensor | None = None) -> np.ndarray | None:
+    """CAM in [0, 1] at the input's size for one image ``x`` (1×C×H×W), or None.
+
+    ``embedding`` (1×D) is the image's fused embedding for fusion models.
+    """
     model.eval()
     x = x.clone().requires_grad_(True)  # builds the graph even through a frozen backbone
     with torch.enable_grad():
@@ -28,7 +32,7 @@ def gradcam(model: Any, x: torch.Tensor, target: int) -> np.ndarray | None:
         if features.ndim != 4:
             return None
         features.retain_grad()
-        logits = model.classify(model.pool(features))
+        logits = model.classify(model.pool(features), embedding)
         model.zero_grad(set_to_none=True)
         logits[0, target].backward()
     weights = features.grad.mean(dim=(2, 3), keepdim=True)

@@ -1,0 +1,126 @@
+"""Embedding fusion: find an embedding run and line its vectors up with a dataset.
+
+``train-density --embeddings-dir DIR`` concatenates each image's precomputed
+embedding (from `mammography embed`) with the CNN's pooled features. DIR is
+an embedding run (``results_N``) or a folder of them, in which case the
+latest completed one is used and named in the log. Images are matched by
+absolute path, falling back to the path relative to the DICOM root (so a
+dataset that moved still matches); any image without an embedding stops the
+run before training with a message saying what to re-run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mammography.errors import DataError
+
+FEATURES_FILE = "features.npy"
+METADATA_FILE = "metadata.csv"
+METADATA_COLUMNS = ("image_path", "rel_path", "accession", "patient", "view", "laterality",
+                    "label")
+
+
+@dataclass
+class EmbeddingRun:
+    run_dir: Path
+    run_id: str
+    arch: str
+    features: np.ndarray  # N x D float32, standardised per dimension
+    paths: list[str]
+    rel_paths: list[str]
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+
+def _summary(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _is_usable(summary: dict[str, Any] | None) -> bool:
+    return bool(summary and summary.get("experiment_type") == "embedding_extraction"
+                and summary.get("status") == "completed")
+
+
+def find_embedding_run(path: Path, log: Callable[[str], None] = print) -> Path:
+    """``path`` itself when it is a completed embedding run, else its latest one."""
+    path = Path(path)
+    if (path / "summary.json").is_file():
+        summary = _summary(path)
+        if not _is_usable(summary):
+            kind = (summary or {}).get("experiment_type", "unreadable summary")
+            status = (summary or {}).get("status", "?")
+            raise DataError(f"--embeddings-dir {path} is not a completed embedding run "
+                            f"({kind}, status {status}). Point it at a results_N written by "
+                            "`mammography embed`.")
+        return path
+    candidates = []
+    for child in path.glob("results_*"):
+        suffix = child.name.split("_", 1)[1]
+        if suffix.isdigit() and _is_usable(_summary(child)):
+            candidates.append((int(suffix), child))
+    if not candidates:
+        raise DataError(f"--embeddings-dir {path} holds no completed embedding run "
+                        "(results_N from `mammography embed`). Run `mammography embed` first.")
+    chosen = max(candidates)[1]
+    log(f"Using the latest completed embedding run in {path}: {chosen.name}")
+    return chosen
+
+
+def load_embedding_run(run_dir: Path) -> EmbeddingRun:
+    run_dir = Path(run_dir)
+    summary = _summary(run_dir) or {}
+    try:
+        features = np.load(run_dir / FEATURES_FILE, allow_pickle=False)
+        with (run_dir / METADATA_FILE).open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"Cannot read the embeddings in {run_dir}: {exc}. Re-run "
+                        "`mammography embed`.") from None
+    if features.ndim != 2 or len(rows) != features.shape[0]:
+        raise DataError(f"{run_dir}: {FEATURES_FILE} has shape {features.shape} but "
+                        f"{METADATA_FILE} has {len(rows)} rows; the run is damaged.")
+    features = features.astype(np.float32)
+    # Unsupervised, whole-run statistics: no label information leaks in.
+    mean, std = features.mean(axis=0), features.std(axis=0)
+    standardised = (features - mean) / np.where(std > 1e-8, std, 1.0)
+    return EmbeddingRun(run_dir, str(summary.get("run_id", run_dir.name)),
+                        str((summary.get("model_config") or {}).get("arch", "?")),
+                        standardised.astype(np.float32), [r["image_path"] for r in rows],
+                        [r.get("rel_path", "") for r in rows])
+
+
+def align(run: EmbeddingRun, paths: Sequence[Path], dicom_root: Path | None) -> np.ndarray:
+    """One embedding row per path (same order); DataError naming what is missing."""
+    by_path = {p: i for i, p in enumerate(run.paths)}
+    by_rel = {p: i for i, p in enumerate(run.rel_paths) if p}
+    rows, missing = [], []
+    for path in paths:
+        index = by_path.get(str(path))
+        if index is None and dicom_root is not None:
+            try:
+                index = by_rel.get(str(Path(path).relative_to(dicom_root)))
+            except ValueError:
+                index = None
+        if index is None:
+            missing.append(str(path))
+        else:
+            rows.append(index)
+    if missing:
+        raise DataError(f"The embeddings of {run.run_dir} do not cover {len(missing)} of the "
+                        f"{len(paths)} images (e.g. {missing[0]}): they come from other "
+                        "images or another dataset. Run `mammography embed` with the same "
+                        "--csv/--dicom-root and pass its run to --embeddings-dir.")
+    return run.features[np.asarray(rows, dtype=np.int64)]
