@@ -47,7 +47,7 @@ def load_safely(path: Path, what: str = "checkpoint") -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile,
-            ValueError, AttributeError, TypeError) as exc:
+            ValueError, AttributeError, TypeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise InputError(
             f"Refusing to load {path}: it is not a plain weights file (corrupt, truncated, or "
@@ -90,3 +90,27 @@ def best_payload(model: torch.nn.Module, *, arch: str, epoch: int, metrics: dict
         "normalization": normalization,
         **(extra or {}),
     }
+
+
+def model_from_best(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model a ``best_model.pt`` describes; refuse anything else clearly."""
+    from mammography.models.factory import create_model
+
+    payload = load_safely(path, "best model")
+    if payload.get("kind") != "density_classifier" or "arch" not in payload:
+        raise InputError(f"{path} is not a density classifier written by train-density "
+                         "(no kind/arch recorded); pass a run's best_model.pt.")
+    arch = str(payload["arch"])
+    embedding_dim = int(payload.get("embedding_dim", 0))
+    model = create_model(arch, pretrained=False, embedding_dim=embedding_dim)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        lines = str(exc).strip().splitlines()
+        detail = (lines[1] if len(lines) > 1 else lines[0]).strip() if lines else ""
+        raise InputError(
+            f"{path} does not fit the {arch} architecture it names ({detail}): a checkpoint "
+            "from another architecture or a damaged file. Re-train or use the run's own "
+            "best_model.pt.") from None
+    model.eval()
+    return model, payload

@@ -1,0 +1,61 @@
+"""Settings of `mammography eval-export`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from mammography.config.core import setting
+from mammography.config.data import LabelsConfig
+
+
+@dataclass
+class EvalConfig(LabelsConfig):
+    EXPERIMENT_TYPE: ClassVar[str] = "evaluation"
+
+    run: list[Path] = setting(default_factory=list, help="A train-density run directory "
+                              "(results_N, a CV parent = all its folds, or fold_i/results); "
+                              "repeat --run to evaluate and compare several.",
+                              metavar="RUN_DIR")
+    outdir: Path = setting(Path("outputs/evaluations"), "Root of the run directories.",
+                           metavar="DIR", record=False)
+    export: Literal["torchscript", "onnx", "none"] = setting(
+        "torchscript", "Export each model for deployment (with its preprocessing settings "
+        "beside it), checked to give the checkpoint's predictions.")
+    batch_size: int = setting(32, "Images per inference batch.")
+    device: Literal["auto", "cpu", "cuda"] = setting("auto", "Where to run the models.")
+    bootstrap: int = setting(1000, "Bootstrap resamples (patient-grouped) for the 95 % "
+                             "confidence intervals (0 = none).")
+    seed: int = setting(42, "Seed of the bootstrap.")
+    cache: Literal["disk", "memory", "off"] = setting("disk", "Preprocessed-image cache.")
+    cache_dir: Path | None = setting(None, "Cache folder (default: the user cache dir, or "
+                                     "$MAMMOGRAPHY_CACHE_DIR).", metavar="DIR", record=False)
+    workers: int = setting(0, "Processes that decode images (0 = all cores).", record=False)
+    num_workers: int = setting(2, "DataLoader worker processes.", record=False)
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.run:
+            found.append("--run RUN_DIR is required (a results_N of train-density); repeat it "
+                         "to compare several runs")
+        for path in self.run:
+            if not (path / "summary.json").is_file():
+                found.append(f"--run {path} is not a run directory (no summary.json)")
+        if self.csv is not None:
+            found += self.label_problems()
+        elif self.dicom_root is not None:
+            found.append("--dicom-root needs --csv (without --csv each run's own validation "
+                         "split is used)")
+        if self.batch_size < 1:
+            found.append(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.bootstrap < 0:
+            found.append(f"--bootstrap must be 0 or more, got {self.bootstrap}")
+        if self.export == "onnx":
+            import importlib.util
+
+            missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+            if missing:
+                found.append(f"--export onnx needs {', '.join(missing)}: pip install "
+                             "'mammography[export]' (or use --export torchscript)")
+        return found

@@ -1,0 +1,117 @@
+"""Portable model export (TorchScript or ONNX) with its preprocessing beside it.
+
+An exported model is only useful with the exact input it expects, so every
+export writes ``preprocessing.json`` next to the model file: input shape,
+preprocessing settings, normalisation, class order, and where it came from.
+The export is then run on real evaluation images and compared with the
+checkpoint model; the largest probability difference is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mammography.engine.metrics import CLASS_NAMES
+
+PARITY_TOLERANCE = 1e-4
+
+
+def _example(model: Any, img_size: int) -> tuple[torch.Tensor, ...]:
+    x = torch.zeros(1, 1, img_size, img_size)
+    dim = int(getattr(model, "embedding_dim", 0))
+    return (x, torch.zeros(1, dim)) if dim else (x,)
+
+
+@contextmanager
+def _quiet_torchscript_deprecation() -> Iterator[None]:
+    # TorchScript is deprecated upstream (torch >= 2.10) but still the
+    # dependency-free portable format; the notice would repeat per model.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.", category=FutureWarning)
+        yield
+
+
+def export_torchscript(model: torch.nn.Module, img_size: int, path: Path) -> Path:
+    with _quiet_torchscript_deprecation():
+        traced = torch.jit.trace(model.cpu().eval(), _example(model, img_size),
+                                 check_trace=False)
+        traced.save(str(path))
+    return path
+
+
+def export_onnx(model: torch.nn.Module, img_size: int, path: Path) -> Path:
+    example = _example(model, img_size)
+    batch = torch.export.Dim("batch")
+    shapes = tuple({0: batch} for _ in example)
+    torch.onnx.export(model.cpu().eval(), example, str(path), dynamo=True,
+                      dynamic_shapes=shapes, input_names=["image", "embedding"][:len(example)],
+                      output_names=["logits"])
+    return path
+
+
+def exported_probabilities(kind: str, path: Path, inputs: tuple[torch.Tensor, ...]
+                           ) -> np.ndarray | None:
+    """Probabilities from the exported file itself (None when no runtime is installed)."""
+    if kind == "torchscript":
+        with _quiet_torchscript_deprecation():
+            loaded = torch.jit.load(str(path))
+        with torch.no_grad():
+            return torch.softmax(loaded(*inputs), dim=1).numpy()
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {arg.name: t.numpy() for arg, t in zip(session.get_inputs(), inputs, strict=True)}
+    logits = session.run(None, feeds)[0]
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def sha256(path: Path) -> str:
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def preprocessing_card(payload: dict[str, Any], checkpoint: Path, kind: str,
+                       model_file: str) -> dict[str, Any]:
+    pre = payload.get("preprocess", {})
+    size = int(pre.get("img_size", 512))
+    norm = payload.get("normalization", {})
+    dim = int(payload.get("embedding_dim", 0))
+    return {
+        "model_file": model_file,
+        "format": kind,
+        "arch": payload.get("arch"),
+        "inputs": [{"name": "image", "shape": ["batch", 1, size, size], "dtype": "float32"}]
+        + ([{"name": "embedding", "shape": ["batch", dim], "dtype": "float32",
+             "note": "standardised embedding of the image from the recorded embedding run"}]
+           if dim else []),
+        "output": {"name": "logits", "shape": ["batch", 4],
+                   "classes": list(payload.get("class_names", CLASS_NAMES)),
+                   "labels": payload.get("labels", [1, 2, 3, 4]),
+                   "note": "softmax gives the probabilities of BI-RADS density A-D"},
+        "preprocess": pre,
+        "normalization": norm,
+        "steps": [
+            "decode the DICOM: modality LUT, VOI LUT or window (else 0.5-99.5 % percentile "
+            "window), MONOCHROME1 inverted so that 1 = dense",
+            "flip so the chest wall is on the left; crop to the breast (crop_breast)",
+            f"resize keeping the aspect ratio so the long side is {size}, pad right/bottom "
+            f"with 0 to {size}x{size}",
+            f"scale to [0, 1], then (x - {norm.get('mean')}) / {norm.get('std')}",
+            "mammography.data.preprocess.load_preprocessed(path, "
+            "PreprocessSettings(**preprocess)) does all of this",
+        ],
+        "source_checkpoint": {"path": str(checkpoint), "sha256": sha256(checkpoint),
+                              "epoch": payload.get("epoch"), "run_id": payload.get("run_id")},
+    }
