@@ -11,6 +11,20 @@ import typer
 
 from mammography.cli.options import add_config_command
 from mammography.config.datacmd import DataCacheConfig, DataCheckConfig
+from mammography.config.embed import EmbedConfig
+from mammography.config.evaluate import EvalConfig
+from mammography.config.runs import (
+    RunsArchiveConfig,
+    RunsCleanConfig,
+    RunsDiffConfig,
+    RunsExportConfig,
+    RunsLineageConfig,
+    RunsListConfig,
+    RunsLogConfig,
+    RunsReproduceConfig,
+    RunsShowConfig,
+    RunsValidateConfig,
+)
 from mammography.config.synth import SynthConfig
 from mammography.config.train import TrainConfig
 
@@ -55,6 +69,17 @@ add_config_command(
     "results_N with summary.json, run.log, data manifest, best_model.pt, history, metrics, "
     "predictions and plots. --cv-folds k for cross-validation, --resume to continue.",
 )
+add_config_command(
+    app, "embed", EmbedConfig, "mammography.engine.embed:run_embed",
+    "Extract pooled backbone features of every image (features.npy + metadata.csv), with a "
+    "PCA plot and a linear-probe baseline; the input of train-density --embeddings-dir.",
+)
+add_config_command(
+    app, "eval-export", EvalConfig, "mammography.engine.evaluate:run_eval_export",
+    "Evaluate train-density runs (their validation split, or --csv data) with bootstrap "
+    "95% CIs, compare several runs (CSV/Markdown/LaTeX), and export each model "
+    "(TorchScript/ONNX) with its preprocessing settings.",
+)
 
 data_app = typer.Typer(help="Audit a dataset, or build its decode-once image cache.",
                        no_args_is_help=True, rich_markup_mode=None)
@@ -68,6 +93,71 @@ add_config_command(
     data_app, "cache", DataCacheConfig, "mammography.data.audit:run_cache",
     "Decode and preprocess every image once into the on-disk cache (parallel), ahead of "
     "training jobs.",
+)
+
+runs_app = typer.Typer(help="Inspect, compare, check, reproduce, tidy and export run "
+                       "directories (results_N). Reads runs; never creates one.",
+                       no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(runs_app, name="runs")
+add_config_command(
+    runs_app, "list", RunsListConfig, "mammography.runs.listing:run_list",
+    "Every run under ROOT... (default outputs/) as a table: path, type, status (crashed "
+    "when a running run's process is gone), start, duration, git, seed, kappa, accuracy. "
+    "--where, --sort, --limit; --json or --csv for scripts.",
+    config_file_option=False,
+)
+add_config_command(
+    runs_app, "show", RunsShowConfig, "mammography.runs.show:run_show",
+    "One run at a glance: status, times, command line, git, seed, hyperparameters, data "
+    "digest, results, artifacts with sizes, warnings and the last log lines.",
+    config_file_option=False,
+)
+add_config_command(
+    runs_app, "diff", RunsDiffConfig, "mammography.runs.diff:run_diff",
+    "Key-by-key differences of two runs' summaries (settings, data, git, environment, "
+    "results); noise such as pids and timestamps only with --all.",
+    config_file_option=False,
+)
+add_config_command(
+    runs_app, "lineage", RunsLineageConfig, "mammography.runs.lineage:run_lineage",
+    "The runs RUN is based on (resume, evaluation, fusion, reproduce), and the runs "
+    "derived from it, as a tree.",
+    config_file_option=False,
+)
+add_config_command(
+    runs_app, "log", RunsLogConfig, "mammography.runs.log:run_log",
+    "Print a run's run.log, optionally filtered (--grep) and shortened (--tail).",
+    config_file_option=False,
+)
+add_config_command(
+    runs_app, "reproduce", RunsReproduceConfig, "mammography.runs.reproduce:run_reproduce",
+    "Check code, data and environment against RUN's record, warn on each difference, and "
+    "re-run its command line (a new run based_on RUN). --dry-run only checks.",
+    config_file_option=False,
+)
+add_config_command(
+    runs_app, "validate", RunsValidateConfig, "mammography.runs.validate:run_validate",
+    "Check every run under ROOT: summary.json against the schemas, required artifacts, "
+    "readable JSON. One line per problem; exit 1 when any.",
+    config_file_option=False,
+)
+add_config_command(
+    runs_app, "clean", RunsCleanConfig, "mammography.runs.clean:run_clean",
+    "Apply the retention policy (failed runs after 7 days, exploratory after 30, "
+    "non-best HPO trials); keeps CV runs, runs others are based on, runs with a KEEP "
+    "file, running runs. Lists only, unless --yes.",
+    config_file_option=False,
+)
+add_config_command(
+    runs_app, "archive", RunsArchiveConfig, "mammography.runs.archive:run_archive",
+    "Pack run directories into a new .tar.gz (paths relative to their common parent).",
+    config_file_option=False,
+)
+add_config_command(
+    runs_app, "export", RunsExportConfig, "mammography.runs.export:run_export",
+    "Export runs to MLflow (--to mlflow) or TensorBoard (--to tensorboard --logdir DIR): "
+    "params, per-epoch metrics, results, tags, artifacts. Needs mammography[export].",
+    config_file_option=False,
 )
 
 

@@ -22,10 +22,33 @@ from mammography.config.core import field_types, unwrap_optional
 CONFIG_OPTION_HELP = "YAML file of settings; options given on the command line override it."
 
 
+def _argument_for(f: dataclasses.Field, inner: Any) -> tuple[Any, Any]:
+    """(annotation, typer.Argument) for a ``setting(..., positional=True)`` field.
+
+    A field without a default is a required argument; a list field takes any
+    number of values (``ROOT ...``). An optional argument left out is not passed
+    on (its parameter source is DEFAULT), so the dataclass default applies.
+    """
+    meta = f.metadata
+    required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    annotation: Any = inner
+    if get_origin(inner) in (list, tuple):
+        (item,) = get_args(inner)[:1] or (str,)
+        annotation = list[item]  # type: ignore[valid-type]
+    if not required:
+        annotation = Optional[annotation]  # noqa: UP045 - typer needs the typing form
+    kwargs: dict[str, Any] = {"help": meta.get("help") or None,
+                              "metavar": meta.get("metavar") or f.name.upper(),
+                              "show_default": False}
+    return annotation, typer.Argument(... if required else None, **kwargs)
+
+
 def _option_for(f: dataclasses.Field, tp: Any) -> tuple[Any, Any]:
-    """(annotation, typer.Option) for one dataclass field."""
+    """(annotation, typer.Option or typer.Argument) for one dataclass field."""
     inner, optional = unwrap_optional(tp)
     meta = f.metadata
+    if meta.get("positional"):
+        return _argument_for(f, inner)
     flag = meta.get("flag") or "--" + f.name.replace("_", "-")
     default = f.default if f.default is not dataclasses.MISSING else (
         f.default_factory() if f.default_factory is not dataclasses.MISSING else None)

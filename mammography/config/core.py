@@ -25,15 +25,19 @@ C = TypeVar("C")
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
             cli: bool = True, record: bool = True, default_factory: Any = dataclasses.MISSING,
-            metavar: str | None = None, short: str | None = None) -> Any:
+            metavar: str | None = None, short: str | None = None,
+            positional: bool = False) -> Any:
     """A dataclass field with CLI metadata.
 
     ``flag`` overrides the option name (default ``--field-name``); ``cli=False``
     keeps a field out of the CLI (YAML only); ``record=False`` keeps it out of
     the recorded hyperparameters (e.g. ``--outdir`` does not change results).
+    ``positional=True`` makes it a command-line argument instead of an option
+    (``mammography runs show RUN``): required when the field has no default,
+    any number of values when it is a list.
     """
     meta = {"help": help, "flag": flag, "cli": cli, "record": record,
-            "metavar": metavar, "short": short}
+            "metavar": metavar, "short": short, "positional": positional}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import os
 import shlex
 import signal
@@ -463,7 +464,10 @@ def _env_lineage() -> list[dict[str, Any]]:
     if not value:
         return []
     path, _, relation = value.partition("::")
-    run_id = Path(path).name if Path(path).name.startswith("results_") else None
+    try:  # a fold's folder is plain "results": its summary knows the run id
+        run_id = json.loads((Path(path) / SUMMARY_FILE).read_text()).get("run_id")
+    except (OSError, ValueError):
+        run_id = Path(path).name if Path(path).name.startswith("results_") else None
     return [{"run_dir": str(Path(path).resolve()), "run_id": run_id,
              "relation": relation or "reproduce"}]
 

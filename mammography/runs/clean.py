@@ -1,0 +1,342 @@
+"""`mammography runs clean [ROOT]`: the reference retention policy, dry-run by default.
+
+What goes (the seed document's retention table):
+
+* failed runs -- status ``failed``, or ``crashed`` (see discover.py) -- older
+  than ``--failed-older-than`` (7d);
+* other finished runs ("exploratory": completed or interrupted) older than
+  ``--older-than`` (30d);
+* HPO trials once the search has selected its best: a trial (a child run with
+  ``integration.optuna_trial_id`` or ``ray_trial_name``) under a run whose
+  summary names a best trial (``best_trial``, ``best_trial_dir``,
+  ``best_trial_name`` or ``best_trial_number``, in ``results`` or at top level),
+  and not that one -- whatever its age.
+
+What stays, always: a running run (status running and not crashed); a CV
+parent and its folds; a run another run's ``based_on`` points at (it was
+evaluated, resumed, fused or reproduced); the best HPO trial; a run holding a
+``KEEP`` file (``touch outputs/density/results_7/KEEP``) with everything in
+it. A run that must stay also keeps the runs it sits in.
+
+A run's age is measured from ``execution.end_time``, else its last
+``execution.heartbeat`` (a crashed run), else ``execution.start_time``, else
+the modification time of its summary.json. Runs whose summary.json cannot be
+read are never touched (`runs validate` reports them).
+
+``--keep-logs`` thins a run instead of deleting it: models, plots and large
+files go; summary.json, run.log, config.yaml, data_manifest.json and small
+(<= 1 MiB) JSON/CSV/YAML/text files stay, and CLEANED.json records what was
+removed (so `runs validate` does not report those files as missing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mammography.config.runs import RunsCleanConfig
+from mammography.runs.discover import (
+    CLEANED_FILE,
+    KEEP_MARKER,
+    LOG_FILE,
+    SUMMARY_FILE,
+    RunRecord,
+    classify,
+    find_runs,
+    natural_key,
+    read_summary,
+    stale_seconds,
+    walk_files,
+)
+from mammography.runs.durations import format_duration, now, parse_duration, parse_time
+from mammography.runs.lineage import derived_from, derived_index
+
+KEEP_NAMES = frozenset({SUMMARY_FILE, LOG_FILE, "config.yaml", "data_manifest.json",
+                        "cv_summary.json", "git_diff.patch", KEEP_MARKER, CLEANED_FILE})
+SMALL_SUFFIXES = (".json", ".jsonl", ".csv", ".yaml", ".yml", ".txt", ".patch")
+SMALL_BYTES = 1 << 20
+BEST_TRIAL_KEYS = ("best_trial", "best_trial_dir", "best_trial_run_dir", "best_trial_name",
+                   "best_trial_number", "best_trial_id")
+
+
+@dataclass
+class Decision:
+    record: RunRecord
+    reason: str
+    files: list[str] = field(default_factory=list)  # --keep-logs: files to remove
+    size: int = 0
+
+
+# ------------------------------------------------------------------ policy
+
+def run_time(record: RunRecord) -> dt.datetime | None:
+    """The moment a run's age counts from (see the module docstring)."""
+    execution = (record.summary or {}).get("execution") or {}
+    for key in ("end_time", "heartbeat", "start_time"):
+        stamp = parse_time(execution.get(key))
+        if stamp is not None:
+            return stamp
+    try:
+        mtime = (record.dir / SUMMARY_FILE).stat().st_mtime
+    except OSError:
+        return None
+    return dt.datetime.fromtimestamp(mtime, dt.timezone.utc)
+
+
+def is_trial(record: RunRecord) -> bool:
+    integration = (record.summary or {}).get("integration") or {}
+    return record.parent is not None and (integration.get("optuna_trial_id") is not None
+                                          or integration.get("ray_trial_name") is not None)
+
+
+def _trial_names(trial: RunRecord) -> set[str]:
+    integration = (trial.summary or {}).get("integration") or {}
+    holder = trial.dir.parent.name if trial.dir.name == "results" else trial.dir.name
+    names = {holder, os.path.relpath(trial.dir, trial.parent.dir) if trial.parent else holder}
+    for key in ("optuna_trial_id", "ray_trial_name"):
+        if integration.get(key) is not None:
+            names.add(str(integration[key]))
+    names |= trial.identities()
+    return names
+
+
+def best_trial(parent: RunRecord) -> RunRecord | None:
+    """The trial child the search recorded as best; None if none recorded or none matches."""
+    summary = parent.summary or {}
+    value: Any = None
+    for container in (summary.get("results") or {}, summary):
+        for key in BEST_TRIAL_KEYS:
+            if container.get(key) is not None:
+                value = container[key]
+                break
+        if value is not None:
+            break
+    if value is None:
+        return None
+    candidates = [value]
+    if isinstance(value, dict):
+        candidates = [value.get(k) for k in ("run_dir", "dir", "name", "trial_name",
+                                             "trial_id", "number", "trial_number")]
+    wanted = set()
+    for item in candidates:
+        if item is None or isinstance(item, bool):
+            continue
+        wanted.add(str(item))
+        if isinstance(item, int):
+            wanted.add(f"trial_{item}")
+        if isinstance(item, str) and os.sep in item:
+            wanted.add(os.path.normpath(item if os.path.isabs(item)
+                                        else os.path.abspath(parent.dir / item)))
+    for child in parent.children:
+        if is_trial(child) and _trial_names(child) & wanted:
+            return child
+    return None
+
+
+def kept_reasons(records: list[RunRecord]) -> dict[int, str]:
+    """id(record) → why it stays (``category: detail``), for the runs that must stay,
+    the runs they sit in and, for KEEP and running runs, the runs inside them."""
+    reasons: dict[int, str] = {}
+    index = derived_index(records)
+
+    def keep(record: RunRecord, why: str, subtree: bool = False) -> None:
+        reasons.setdefault(id(record), why)
+        ancestor = record.parent
+        while ancestor is not None:
+            reasons.setdefault(id(ancestor), f"holds a run that stays: {why}")
+            ancestor = ancestor.parent
+        if subtree:
+            for child in record.descendants():
+                reasons.setdefault(id(child), f"inside a run that stays: {why}")
+
+    for record in records:
+        summary = record.summary or {}
+        if record.status == "running":
+            keep(record, "running", subtree=True)
+        if (record.dir / KEEP_MARKER).exists():
+            keep(record, "KEEP file", subtree=True)
+        if (summary.get("integration") or {}).get("cv_fold") is not None:
+            keep(record, "cross-validation fold")
+        elif "num_folds" in (summary.get("results") or {}) or \
+                (record.dir / "cv_summary.json").exists():
+            keep(record, "cross-validation run")
+        derived = derived_from(record, index)
+        if derived:
+            relation, run = derived[0][1], derived[0][0]
+            keep(record, f"based on: {relation} by {run.path}")
+        best = best_trial(record)
+        if best is not None:
+            keep(best, "best HPO trial")
+    return reasons
+
+
+def plan(records: list[RunRecord], *, failed_after: float, older_than: float,
+         keep_logs: bool, when: dt.datetime | None = None
+         ) -> tuple[list[Decision], dict[int, str]]:
+    """(what goes, {id(record): why it stays} for the runs that must stay)."""
+    when = when or now()
+    kept = kept_reasons(records)
+    selected: set[int] = set()
+    decisions: list[Decision] = []
+    for record in records:  # parents come before their children
+        if id(record) in kept or record.summary is None:
+            continue
+        if any(id(a) in selected for a in _ancestors(record)):
+            continue  # goes with its parent
+        reason = _rule(record, failed_after=failed_after, older_than=older_than, when=when)
+        if reason is None:
+            continue
+        decision = Decision(record, reason)
+        if keep_logs:
+            removable = [(rel, size) for rel, size in walk_files(record.dir)
+                         if not _keeps(rel, size)]
+            if not removable:
+                continue  # already thinned
+            decision.files = [rel for rel, _ in removable]
+            decision.size = sum(size for _, size in removable)
+        else:
+            decision.size = sum(size for _, size in walk_files(record.dir))
+        selected.add(id(record))
+        decisions.append(decision)
+    return decisions, kept
+
+
+def _ancestors(record: RunRecord) -> list[RunRecord]:
+    found, current = [], record.parent
+    while current is not None:
+        found.append(current)
+        current = current.parent
+    return found
+
+
+def _rule(record: RunRecord, *, failed_after: float, older_than: float,
+          when: dt.datetime) -> str | None:
+    if is_trial(record) and record.parent is not None:
+        best = best_trial(record.parent)
+        if best is not None and best is not record:
+            return f"HPO trial, not the best ({os.path.relpath(best.dir, record.parent.dir)})"
+    stamp = run_time(record)
+    if stamp is None:
+        return None
+    age = (when - stamp).total_seconds()
+    if record.status in ("failed", "crashed") and age > failed_after:
+        return f"{record.status}, {format_duration(age)} ago"
+    if record.status in ("completed", "interrupted") and age > older_than:
+        return f"exploratory ({record.status}), {format_duration(age)} old"
+    return None
+
+
+def _keeps(rel: str, size: int) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return name in KEEP_NAMES or (name.endswith(SMALL_SUFFIXES) and size <= SMALL_BYTES)
+
+
+# --------------------------------------------------------------- execution
+
+def _still_dead(record: RunRecord, stale_after: float) -> bool:
+    """Re-read the summary right before deleting: a run may have started meanwhile."""
+    summary, _ = read_summary(record.dir / SUMMARY_FILE)
+    if summary is None:
+        return False
+    probe = RunRecord(dir=record.dir, root=record.root, summary=summary)
+    classify([probe], stale_after=stale_after)
+    return probe.status != "running"
+
+
+def apply(decision: Decision) -> None:
+    record = decision.record
+    if not decision.files:
+        shutil.rmtree(record.dir)
+        holder = record.dir.parent
+        if record.parent is not None and record.dir.name == "results":
+            with contextlib.suppress(OSError):
+                holder.rmdir()  # fold_3/ or trial_7/ once its results/ is gone
+        return
+    by_run: dict[Path, list[str]] = {}
+    run_dirs = sorted({record.dir, *(c.dir for c in record.descendants())},
+                      key=lambda p: len(p.parts), reverse=True)
+    for rel in decision.files:
+        path = record.dir / rel
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        owner = next(d for d in run_dirs if path.is_relative_to(d))
+        by_run.setdefault(owner, []).append(str(path.relative_to(owner)))
+        _prune_empty(path.parent, owner)
+    for owner, removed in by_run.items():
+        _write_cleaned(owner, removed, decision.reason)
+
+
+def _prune_empty(folder: Path, stop: Path) -> None:
+    while folder != stop and folder.is_relative_to(stop):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def _write_cleaned(run_dir: Path, removed: list[str], reason: str) -> None:
+    from mammography.run.jsonio import write_json_atomic
+
+    path = run_dir / CLEANED_FILE
+    previous: list[str] = []
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        previous = list(json.loads(path.read_text(encoding="utf-8")).get("removed", []))
+    write_json_atomic(path, {"cleaned_at": now().isoformat(timespec="seconds"),
+                             "by": "mammography runs clean --keep-logs", "reason": reason,
+                             "removed": sorted(set(previous) | set(removed))})
+
+
+def run_clean(config: RunsCleanConfig) -> int:
+    from rich.table import Table
+
+    from mammography.runs.render import console, escape, human_bytes
+
+    stale = stale_seconds(config.stale_after)
+    records = find_runs(config.roots, stale_after=stale)
+    decisions, kept = plan(records, failed_after=parse_duration(config.failed_older_than),
+                           older_than=parse_duration(config.older_than),
+                           keep_logs=config.keep_logs)
+    out = console()
+    action = "thin" if config.keep_logs else "delete"
+    if decisions:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for name in ("run", "action", "reason", "size"):
+            table.add_column(name, justify="right" if name == "size" else "left")
+        for decision in sorted(decisions, key=lambda d: natural_key(d.record.path)):
+            table.add_row(escape(decision.record.path), action, escape(decision.reason),
+                          human_bytes(decision.size))
+        out.print(table)
+    total = sum(d.size for d in decisions)
+    counts: dict[str, int] = {}
+    for record in records:
+        if id(record) in kept:
+            label = kept[id(record)].split(":")[0]
+            counts[label] = counts.get(label, 0) + 1
+    if counts:
+        out.print("[dim]kept: " + ", ".join(f"{n} {escape(k)}" for k, n in sorted(
+            counts.items())) + "[/]")
+    if not decisions:
+        out.print(f"Nothing to clean among {len(records)} runs.")
+        return 0
+    if not config.yes:
+        out.print(f"Would {action} {len(decisions)} runs and free {human_bytes(total)}. "
+                  "Dry run: nothing was changed; add --yes to do it.")
+        return 0
+    freed, done = 0, 0
+    for decision in decisions:
+        if not _still_dead(decision.record, stale):
+            out.print(f"skipped {escape(decision.record.path)}: it is running now")
+            continue
+        apply(decision)
+        freed += decision.size
+        done += 1
+    verb = "Thinned" if config.keep_logs else "Deleted"
+    out.print(f"{verb} {done} runs, freed {human_bytes(freed)}.")
+    return 0

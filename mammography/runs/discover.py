@@ -1,0 +1,327 @@
+"""Find run directories under a root, read their summaries, tell crashed runs apart.
+
+A *run directory* is a folder holding ``summary.json`` (or a ``results_N``
+folder that should hold one). Child runs -- CV folds ``results_N/fold_i/results``
+and HPO trials ``results_N/<trial>/results`` -- are found by the same walk and
+linked to their nearest enclosing run, so listings can group them.
+
+Speed matters (``runs list`` over 1,000 runs in well under a second), so the
+walk uses ``os.scandir`` (the directory entry says what is a folder, no extra
+``stat``), reads each summary with the stdlib ``json`` and never opens run.log.
+
+Status: summary.json says ``running`` from the start of a run until it ends.
+A process killed with SIGKILL (or a machine that lost power) never gets to
+rewrite it, so such a run is reported as ``crashed`` when its process is gone
+on this host, or when its heartbeat (refreshed every 30 s while the run lives)
+is older than ``stale_after`` -- whichever shows first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import socket
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mammography.errors import InputError
+from mammography.runs.durations import now as _now
+from mammography.runs.durations import parse_duration, parse_time
+
+SUMMARY_FILE = "summary.json"
+LOG_FILE = "run.log"
+KEEP_MARKER = "KEEP"
+CLEANED_FILE = "CLEANED.json"
+RUN_DIR_RE = re.compile(r"^results_(\d+)$")
+# Folders that never hold runs of ours but may hold copies of them (MLflow
+# artifact stores) or a great many entries (virtualenvs, VCS data).
+SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "mlruns", "mlartifacts"})
+MAX_DEPTH = 12
+# The run layer refreshes execution.heartbeat this often (lifecycle.HEARTBEAT_SECONDS);
+# read from the same variable rather than importing the run layer.
+HEARTBEAT_SECONDS = float(os.environ.get("MAMMOGRAPHY_HEARTBEAT_SECONDS", "30"))
+STALE_FACTOR = 3
+
+
+def default_stale_after() -> float:
+    return STALE_FACTOR * HEARTBEAT_SECONDS
+
+
+def stale_seconds(text: str | None) -> float:
+    return default_stale_after() if text is None else parse_duration(text)
+
+
+@dataclass(eq=False)
+class RunRecord:
+    """One run directory as found on disk."""
+
+    dir: Path                      # as reachable from the current directory
+    root: Path                     # the root it was found under, as given
+    summary: dict[str, Any] | None
+    problem: str | None = None     # why there is no summary (missing, unreadable)
+    parent: RunRecord | None = None
+    children: list[RunRecord] = field(default_factory=list)
+    status: str = "unknown"        # effective: recorded status, or crashed / invalid
+    crash_reason: str | None = None
+
+    @property
+    def path(self) -> str:
+        return str(self.dir)
+
+    @property
+    def depth(self) -> int:
+        return 0 if self.parent is None else self.parent.depth + 1
+
+    @property
+    def recorded_status(self) -> str | None:
+        return (self.summary or {}).get("status")
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        value = lookup(self.summary or {}, dotted)
+        return default if value is MISSING else value
+
+    def identities(self) -> set[str]:
+        """Paths that name this run in other runs' ``based_on`` (now and as recorded)."""
+        names = {os.path.abspath(self.dir), os.path.realpath(self.dir)}
+        recorded = (self.summary or {}).get("run_dir")
+        if isinstance(recorded, str) and recorded:
+            names.add(os.path.normpath(recorded))
+        return names
+
+    def descendants(self) -> Iterator[RunRecord]:
+        for child in self.children:
+            yield child
+            yield from child.descendants()
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+def lookup(data: Any, dotted: str) -> Any:
+    """``data["a"]["b"]`` for ``"a.b"`` (list items by index); ``MISSING`` if absent."""
+    current = data
+    for part in dotted.split("."):
+        if isinstance(current, dict):
+            if part not in current:
+                return MISSING
+            current = current[part]
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return MISSING
+    return current
+
+
+def read_summary(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(document, None) or (None, why it cannot be used)."""
+    try:
+        with open(path, "rb") as handle:
+            document = json.loads(handle.read())
+    except FileNotFoundError:
+        return None, "summary.json missing"
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"summary.json unreadable: {exc}"
+    except json.JSONDecodeError as exc:
+        return None, f"summary.json is not valid JSON: {exc}"
+    if not isinstance(document, dict):
+        return None, f"summary.json is not a JSON object (got {type(document).__name__})"
+    return document, None
+
+
+def _walk(directory: str, root: Path, parent: RunRecord | None, depth: int,
+          out: list[RunRecord]) -> None:
+    # Plain strings and no sorting here: this runs for every folder under the
+    # roots, and callers order what they show (parents always come before
+    # their children, which is all that consumers rely on).
+    try:
+        with os.scandir(directory) as it:
+            entries = list(it)
+    except OSError:
+        return  # unreadable folder: nothing we can list
+    has_summary = False
+    subdirs: list[str] = []
+    for entry in entries:
+        name = entry.name
+        if name == SUMMARY_FILE:
+            has_summary = True
+        elif name[0] != "." and name not in SKIP_DIRS:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.path)
+            except OSError:
+                continue
+    record = None
+    name = os.path.basename(directory)
+    if has_summary or RUN_DIR_RE.match(name) or (name == "results" and parent is not None):
+        if has_summary:
+            summary, problem = read_summary(os.path.join(directory, SUMMARY_FILE))
+        else:
+            summary, problem = None, "summary.json missing"
+        record = RunRecord(dir=Path(directory), root=root, summary=summary, problem=problem,
+                           parent=parent)
+        if parent is not None:
+            parent.children.append(record)
+        out.append(record)
+    if depth >= MAX_DEPTH:
+        return
+    for path in subdirs:
+        _walk(path, root, record or parent, depth + 1, out)
+
+
+def natural_key(path: str) -> list[Any]:
+    """Sort key: results_2 before results_10, fold_2 before fold_10."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", path)]
+
+
+def sort_natural(records: Iterable[RunRecord]) -> list[RunRecord]:
+    return sorted(records, key=lambda r: natural_key(r.path))
+
+
+def find_runs(roots: Iterable[Path], *, stale_after: float | None = None,
+              when: dt.datetime | None = None) -> list[RunRecord]:
+    """Every run directory under ``roots`` (parents before their children).
+
+    A root that does not exist is an ``InputError`` (exit 2) naming it. A root
+    that is itself a run directory is listed with its children.
+    """
+    records: list[RunRecord] = []
+    checked = []
+    for root in roots:
+        root = Path(root)
+        if root.is_file() and root.name == SUMMARY_FILE:
+            root = root.parent
+        if not root.is_dir():
+            raise InputError(f"{root} is not a folder: give the folder holding your runs "
+                             "(the --outdir of your commands, e.g. outputs/density).")
+        checked.append(root)
+    for root in checked:
+        _walk(str(root), root, None, 0, records)
+    classify(records, stale_after=stale_after, when=when)
+    return records
+
+
+def open_run(path: Path, *, stale_after: float | None = None,
+             need_summary: bool = True) -> RunRecord:
+    """One run directory named on the command line (``RUN``), with its child runs.
+
+    Accepts the folder or its summary.json. Not a run directory, or an
+    unreadable summary.json when ``need_summary``: ``InputError`` (exit 2).
+    """
+    path = Path(path)
+    if path.is_file() and path.name == SUMMARY_FILE:
+        path = path.parent
+    if not path.is_dir():
+        raise InputError(f"{path} does not exist or is not a folder: give a run directory "
+                         "(e.g. outputs/density/results_3).")
+    if not (path / SUMMARY_FILE).exists():
+        raise InputError(f"{path} is not a run directory (it has no summary.json): give a "
+                         "results_N folder, or a fold's results folder.")
+    records: list[RunRecord] = []
+    _walk(str(path), path, None, 0, records)
+    record = records[0]
+    if record.summary is None and need_summary:
+        raise InputError(f"{path}: {record.problem}. `mammography runs validate {path}` "
+                         "lists what is wrong.")
+    classify(records, stale_after=stale_after)
+    return record
+
+
+# ------------------------------------------------------------------ status
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (signal 0 probes only)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return True  # cannot tell: do not call a live run crashed
+    return True
+
+
+def crash_reason(summary: dict[str, Any], *, stale_after: float, when: dt.datetime,
+                 hostname: str, alive: dict[int, bool]) -> str | None:
+    """Why a run recorded as ``running`` is in fact dead, or None if it may be alive."""
+    execution = summary.get("execution") or {}
+    pid = execution.get("pid")
+    host = execution.get("hostname") or (summary.get("environment") or {}).get("hostname")
+    if isinstance(pid, int) and host == hostname:
+        if pid not in alive:
+            alive[pid] = pid_alive(pid)
+        if not alive[pid]:
+            return f"process {pid} is gone on {hostname}"
+    beat = parse_time(execution.get("heartbeat")) or parse_time(execution.get("start_time"))
+    if beat is not None:
+        age = (when - beat).total_seconds()
+        if age > stale_after:
+            return f"no heartbeat for {int(age)} s (last {execution.get('heartbeat')})"
+    return None
+
+
+def classify(records: Iterable[RunRecord], *, stale_after: float | None = None,
+             when: dt.datetime | None = None) -> None:
+    """Set each record's effective ``status`` (and ``crash_reason``)."""
+    stale = default_stale_after() if stale_after is None else stale_after
+    when = when or _now()
+    hostname = socket.gethostname()
+    alive: dict[int, bool] = {}
+    for record in records:
+        summary = record.summary
+        if summary is None:
+            record.status = "invalid"
+            continue
+        status = summary.get("status")
+        record.status = status if isinstance(status, str) else "unknown"
+        if status == "running":
+            reason = crash_reason(summary, stale_after=stale, when=when, hostname=hostname,
+                                  alive=alive)
+            if reason:
+                record.status, record.crash_reason = "crashed", reason
+
+
+def walk_files(directory: Path, *, skip_dirs: set[str] | frozenset[str] = frozenset()
+               ) -> Iterator[tuple[str, int]]:
+    """(path relative to ``directory``, size) of every file below it, not following links.
+
+    ``skip_dirs`` are relative folder paths not to enter (child runs).
+    """
+    stack = [("", directory)]
+    while stack:
+        rel, current = stack.pop()
+        try:
+            with os.scandir(current) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            child_rel = f"{rel}/{entry.name}" if rel else entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if child_rel not in skip_dirs:
+                        stack.append((child_rel, Path(entry.path)))
+                elif entry.is_file(follow_symlinks=False):
+                    yield child_rel, entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+
+
+def child_dirs(record: RunRecord) -> set[str]:
+    """Child runs' folders relative to ``record`` (``fold_1/results``) and their holders."""
+    found: set[str] = set()
+    for child in record.children:
+        rel = os.path.relpath(child.dir, record.dir)
+        found.add(rel)
+    return found
