@@ -52,9 +52,12 @@ def export_onnx(model: torch.nn.Module, img_size: int, path: Path) -> Path:
     example = _example(model, img_size)
     batch = torch.export.Dim("batch")
     shapes = tuple({0: batch} for _ in example)
+    # One self-contained file (no model.onnx.data beside it) unless the
+    # weights exceed protobuf's 2 GB limit.
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
     torch.onnx.export(model.cpu().eval(), example, str(path), dynamo=True,
                       dynamic_shapes=shapes, input_names=["image", "embedding"][:len(example)],
-                      output_names=["logits"])
+                      output_names=["logits"], external_data=size > 1_900_000_000)
     return path
 
 

@@ -161,7 +161,12 @@ def _walk(directory: str, root: Path, parent: RunRecord | None, depth: int,
                 continue
     record = None
     name = os.path.basename(directory)
-    if has_summary or RUN_DIR_RE.match(name) or (name == "results" and parent is not None):
+    # A results_N without summary.json is a broken run at top level; inside a
+    # run only folds/trials (``fold_i/results``) count, so an eval-export's
+    # ``models/results_4`` output folder is not mistaken for one.
+    looks_like_run = (RUN_DIR_RE.match(name) and parent is None) or \
+        (name == "results" and parent is not None)
+    if has_summary or looks_like_run:
         if has_summary:
             summary, problem = read_summary(os.path.join(directory, SUMMARY_FILE))
         else:

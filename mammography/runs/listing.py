@@ -149,9 +149,13 @@ def _metric_cell(record: RunRecord, name: str) -> str:
         std = _value(record, f"cv_std_{name}")
         spread = f"±{fmt_value(float(std), 3)}" if isinstance(std, int | float) else ""
         return f"{fmt_value(float(cv), 3)}{spread} cv"
-    best = _value(record, f"best_val_{name}")
-    if isinstance(best, int | float) and not isinstance(best, bool):
-        return fmt_value(float(best), 3)
+    # Training runs report validation metrics; evaluations their mean over the
+    # evaluated models; embedding runs their linear-probe baseline.
+    for key, suffix in ((f"best_val_{name}", ""), (f"eval_{name}_mean", " eval"),
+                        (f"linear_probe_{name}", " probe")):
+        value = _value(record, key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return fmt_value(float(value), 3) + suffix
     return ""
 
 
