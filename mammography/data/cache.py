@@ -24,13 +24,13 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mammography.data.preprocess import PREPROCESS_VERSION, PreprocessSettings
+from mammography.data.workers import process_pool
 from mammography.run.progress import progress_bar
 
 MAGIC = b"MGCACHE1"
@@ -240,7 +240,7 @@ class ImageCache:
                     advance()
             else:
                 chunk = max(1, min(16, len(todo) // (workers * 4)))
-                with ProcessPoolExecutor(max_workers=workers) as pool:
+                with process_pool(workers) as pool:  # workers die with this process
                     for result in pool.map(job, todo, chunksize=chunk):
                         self._collect(result, report)
                         advance()

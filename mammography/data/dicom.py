@@ -43,10 +43,11 @@ Not thread-safe in one respect: pydicom's warnings are silenced with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -105,6 +106,14 @@ WINDOW_SAMPLE_PIXELS = 1 << 14
 #: in CT/MR) sits at the dark end; markers at the bright end are excluded by
 #: the percentile itself.
 BACKGROUND_RANGE_SHARE = 0.10
+#: Largest frame decoded (rows x columns): 4x the largest full-field detectors
+#: (~5900 x 4700). A corrupt header claiming more (e.g. 60000 x 60000) would
+#: make a compressed-syntax decoder allocate gigabytes and run for many seconds
+#: per file - per worker - before failing; it is refused up front instead.
+MAX_FRAME_PIXELS = 10_000 * 10_000
+
+#: Decoder plugins used only when no other can decode a syntax (see _pixel_array).
+_ABORTING_PLUGINS = frozenset({"gdcm"})
 
 # HTJ2K (2021) postdates pydicom's JPEG2000TransferSyntaxes constant.
 _HTJ2K = frozenset({"1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
@@ -201,8 +210,9 @@ class RawFrame:
 def read_header(path: str | Path) -> DicomHeader:
     """The indexed tags of one file, without reading its pixel data."""
     path = Path(path)
-    ds = _read_dataset(path, stop_before_pixels=True)
-    return _guard(path, "cannot read the header", lambda: _header(ds, path))
+    with _quiet():
+        ds = _read_dataset(path, stop_before_pixels=True)
+        return _guard(path, "cannot read the header", lambda: _header(ds, path))
 
 
 def decode(path: str | Path) -> tuple[np.ndarray, DicomHeader]:
@@ -220,13 +230,24 @@ def read_frame(path: str | Path) -> RawFrame:
     values (crop, downsample) before mapping them.
     """
     path = Path(path)
-    ds = _read_dataset(path, stop_before_pixels=False)
-    header = _guard(path, "cannot read the header", lambda: _header(ds, path))
-    _check_image(ds, header)
-    raw, table_bits = _first_frame(ds, header)
-    mapping = _guard(path, "cannot apply the modality/VOI LUT",
-                     lambda: _intensity_map(ds, raw, path, table_bits))
+    with _quiet():
+        ds = _read_dataset(path, stop_before_pixels=False)
+        header = _guard(path, "cannot read the header", lambda: _header(ds, path))
+        _check_image(ds, header)
+        raw, table_bits = _first_frame(ds, header)
+        mapping = _guard(path, "cannot apply the modality/VOI LUT",
+                         lambda: _intensity_map(ds, raw, path, table_bits))
     return RawFrame(raw=raw, header=header, mapping=mapping)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """pydicom warns while converting values lazily, long after ``dcmread`` returned
+    (an over-long UID, an odd VR): per-file noise that would land in run.log as
+    ``WARNING:`` lines, once per image and epoch. Real problems raise instead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 # --------------------------------------------------------------------------- reading
@@ -240,6 +261,21 @@ def _guard(path: Path, what: str, func: Callable[[], T]) -> T:
         raise
     except Exception as exc:  # per-file errors must never escape unwrapped
         raise DicomReadError(path, f"{what}: {type(exc).__name__}: {exc}") from exc
+    except BaseException as exc:
+        if not _is_panic(exc):
+            raise
+        raise DicomReadError(path, f"{what}: {type(exc).__name__}: {exc}") from None
+
+
+def _is_panic(exc: BaseException) -> bool:
+    """A Rust decoder's panic on bad bytes (pylibjpeg-rle: "index out of bounds").
+
+    pyo3 raises it as ``PanicException``, a ``BaseException`` so that ``except
+    Exception`` does not swallow it - which let one corrupt RLE file end a
+    whole run. It is a per-file failure like any other decoder error. (Ctrl-C,
+    SystemExit and RunInterrupted are BaseExceptions too, and stay untouched.)
+    """
+    return type(exc).__name__ == "PanicException"
 
 
 def _read_dataset(path: Path, *, stop_before_pixels: bool) -> Dataset:
@@ -360,6 +396,10 @@ def _check_image(ds: Dataset, header: DicomHeader) -> None:
             "per pixel: only grayscale (MONOCHROME1/MONOCHROME2) images are supported")
     if header.rows <= 0 or header.columns <= 0:
         raise DicomReadError(path, f"bad image size {header.rows} x {header.columns}")
+    if header.rows * header.columns > MAX_FRAME_PIXELS:
+        raise DicomReadError(
+            path, f"image size {header.rows} x {header.columns} is implausibly large (more "
+            f"than {MAX_FRAME_PIXELS // 1_000_000} megapixels): a corrupt Rows/Columns header?")
     if _transfer_syntax(ds) is None:
         raise DicomReadError(path, "no transfer syntax (file meta header missing)")
 
@@ -416,14 +456,46 @@ def _first_frame(ds: Dataset, header: DicomHeader) -> tuple[np.ndarray, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            arr = pixel_array(ds, index=0, **opts)
+            arr = _pixel_array(ds, decoder, opts)
     except Exception as exc:  # decoders raise anything
         raise DicomReadError(path, _decode_failure(syntax, exc)) from exc
+    except BaseException as exc:  # ... including a Rust panic (see _is_panic)
+        if not _is_panic(exc):
+            raise
+        raise DicomReadError(path, _decode_failure(syntax, exc)) from None
     if arr.ndim != 2:
         raise DicomReadError(path, f"decoded pixel data has shape {arr.shape}, expected 2-D")
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return _fit_bits_stored(arr, header.bits_stored, may_mask=as_view)
+
+
+def _pixel_array(ds: Dataset, decoder: object, opts: dict[str, bool]) -> np.ndarray:
+    """Frame 0 through pydicom's plugins, python-gdcm only when no other one can decode it.
+
+    pydicom tries gdcm *first* for JPEG, JPEG-LS and JPEG 2000. On some corrupt
+    files gdcm throws a C++ exception its binding does not catch, and
+    ``std::terminate`` aborts the whole process (fuzzing found one: a JPEG-LS
+    file whose Rows disagree with its codestream) - a crash of the run, not a
+    per-file error. pylibjpeg, pyjpegls and pillow fail with Python exceptions.
+    """
+    plugins = list(getattr(decoder, "_available", None) or decoder.available_plugins)
+    safe = [name for name in plugins if name not in _ABORTING_PLUGINS]
+    if not safe or len(safe) == len(plugins):
+        return pixel_array(ds, index=0, **opts)
+    failures = []
+    for name in safe:
+        try:
+            return pixel_array(ds, index=0, decoding_plugin=name, **opts)
+        except Exception as exc:
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+        except BaseException as exc:  # a Rust decoder's panic (see _is_panic)
+            if not _is_panic(exc):
+                raise
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    raise RuntimeError("Unable to decode as exceptions were raised by all available plugins "
+                       "(gdcm not tried: it can abort the process on corrupt data): "
+                       + "; ".join(failures))
 
 
 def _mapped_frame(ds: Dataset, header: DicomHeader) -> np.ndarray | None:
@@ -459,7 +531,7 @@ def _mapped_frame(ds: Dataset, header: DicomHeader) -> np.ndarray | None:
     return mapped.view(np.ndarray)  # a plain array; the mapping lives on as its base
 
 
-def _decode_failure(syntax: UID, exc: Exception) -> str:
+def _decode_failure(syntax: UID, exc: BaseException) -> str:
     message = " ".join(str(exc).split())
     if "less than expected" in message or "truncated" in message.lower():
         return f"truncated pixel data: {message}"
@@ -573,7 +645,15 @@ class _Chain:
         return (low, high) if math.isfinite(low) and math.isfinite(high) and high > low else None
 
     def modality(self, values: np.ndarray) -> np.ndarray:
-        return apply_modality_lut(values, self.ds)
+        out = apply_modality_lut(values, self.ds)
+        if out.dtype.kind == "f" and not np.isfinite(out).all():
+            # A NaN/inf Rescale Slope or Intercept (or an overflowing slope) would
+            # otherwise come out as NaN pixels, which clip() keeps, in a network input.
+            raise DicomReadError(
+                self.path, "the modality LUT gives non-finite values (Rescale Slope "
+                f"{_text(self.ds, 'RescaleSlope')!r}, Intercept "
+                f"{_text(self.ds, 'RescaleIntercept')!r}): a corrupt header?")
+        return out
 
     def table(self, values: np.ndarray) -> np.ndarray:
         """float64 intensities in [0, 1] for ``values`` (stored pixel values)."""

@@ -17,15 +17,16 @@ unusable (no usable row at all, missing columns, unreadable CSV) raise
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mammography.data.workers import process_pool
 from mammography.errors import DataError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -99,44 +100,81 @@ def parse_label(value: str) -> int | None:
 
 
 def read_csv_rows(path: Path, log: Log) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Header and (line number, row) pairs; tolerant of BOM, ';' or tab, Latin-1."""
-    raw = path.read_bytes()
+    """Header and (line number, row) pairs; tolerant of BOM, ';' or tab, Latin-1, UTF-16."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:  # a folder, a permission problem: exit 2, not a traceback
+        raise DataError(f"Cannot read {path}: {exc.strerror or exc}. Check the --csv path."
+                        ) from None
     if not raw.strip():
         raise DataError(f"{path} is empty; it needs a header row and one row per exam "
                         "(AccessionNumber,Classification) or image (path,label).")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-        log(f"WARNING: {path} is not UTF-8; read it as Latin-1. Save it as UTF-8 to silence "
-            "this.")
+    text = _decode_csv(path, raw, log)
+    if "\x00" in text:
+        # Binary data (or UTF-16/32 without a byte-order mark) read as Latin-1
+        # would give nonsense column names or a csv.Error; say what it is.
+        raise DataError(f"{path} contains NUL bytes: it is not a text CSV (a binary file, or "
+                        "UTF-16/32 without a byte-order mark). Save it as UTF-8 CSV.")
     sample = text[:8192]
     try:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
         delimiter = dialect.delimiter
     except csv.Error:
         delimiter = ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        header = []
+    # newline="": the csv module splits lines itself, so "\r" line ends (old Mac
+    # exports) and newlines inside quoted fields are read, not an error.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows: list[tuple[int, dict[str, str]]] = []
-    for values in reader:
-        line = reader.line_num
-        if not any(v.strip() for v in values):
-            continue
-        rows.append((line, {h: (values[i].strip() if i < len(values) else "")
-                            for i, h in enumerate(header)}))
+    try:
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            header = []
+        for values in reader:
+            line = reader.line_num
+            if not any(v.strip() for v in values):
+                continue
+            rows.append((line, {h: (values[i].strip() if i < len(values) else "")
+                                for i, h in enumerate(header)}))
+    except csv.Error as exc:  # e.g. a field over the size limit, a stray quote + newline
+        raise DataError(f"{path} line {reader.line_num} is not valid CSV ({exc}). Fix that "
+                        "line, or re-export the file as CSV.") from None
     if not rows:
         raise DataError(f"{path} has a header but no data rows; add one row per exam or image.")
     return header, rows
+
+
+def _decode_csv(path: Path, raw: bytes, log: Log) -> str:
+    """UTF-8 (BOM or not), UTF-16 with a BOM (Excel's "Unicode text"), else Latin-1."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DataError(f"{path} starts with a UTF-16 byte-order mark but is not valid "
+                            "UTF-16. Save it as UTF-8 CSV.") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        log(f"WARNING: {path} is not UTF-8; read it as Latin-1. Save it as UTF-8 to silence "
+            "this.")
+        return raw.decode("latin-1")
 
 
 def _column(header: list[str], wanted: str) -> str | None:
     """Case- and space-insensitive column lookup."""
     norm = {h.lower().replace(" ", "").replace("_", ""): h for h in header}
     return norm.get(wanted.lower().replace(" ", "").replace("_", ""))
+
+
+def _is_folder_name(name: str) -> bool:
+    return name not in (".", "..") and "/" not in name and "\\" not in name
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # ENAMETOOLONG and friends: not a usable path
+        return False
 
 
 def find_dicoms(folder: Path) -> list[Path]:
@@ -191,6 +229,14 @@ def _seed_table(csv_path: Path, root: Path, header: list[str],
         if not accession:
             _exclude(table, log, row=line, reason="empty AccessionNumber")
             continue
+        if not _is_folder_name(accession):
+            # ".", "..", "a/b" or "/abs" would make root / accession point at the
+            # root itself, its parent or anywhere: every DICOM below would get
+            # this row's label (and "/" would walk the whole file system).
+            _exclude(table, log, row=line, accession=accession,
+                     reason="AccessionNumber is not a plain folder name (no '/', '\\', "
+                            "'.' or '..')")
+            continue
         raw = row.get(class_col, "")
         patient = row.get(patient_col, "") if patient_col else ""
         by_accession[accession].append((line, parse_label(raw), raw, patient))
@@ -210,7 +256,12 @@ def _seed_table(csv_path: Path, root: Path, header: list[str],
         if len(entries) > 1:
             log(f"WARNING: AccessionNumber {accession} is listed {len(entries)} times with the "
                 "same label; using it once.")
-        files = find_dicoms(root / accession)
+        try:
+            files = find_dicoms(root / accession)
+        except OSError as exc:  # e.g. a name too long for the file system
+            _exclude(table, log, row=line, accession=accession,
+                     reason=f"cannot list {root / accession}: {exc.strerror or exc}")
+            continue
         if not files:
             _exclude(table, log, row=line, accession=accession,
                      reason=f"no DICOM files under {root / accession}")
@@ -248,12 +299,18 @@ def _generic_table(csv_path: Path, base: Path, header: list[str],
         path = Path(raw_path)
         if not path.is_absolute():
             candidates = [base / path, csv_path.parent / path]
-            path = next((c for c in candidates if c.exists()), candidates[0])
+            path = next((c for c in candidates if _exists(c)), candidates[0])
         if label is None:
             _exclude(table, log, row=line, path=str(path),
                      reason=f"unknown label {row.get(label_col, '')!r} (use 1-4 or A-D)")
             continue
-        if not path.is_file():
+        try:
+            is_file = path.is_file()
+        except OSError as exc:  # e.g. a name too long for the file system
+            _exclude(table, log, row=line, path=str(path),
+                     reason=f"unusable path: {exc.strerror or exc}")
+            continue
+        if not is_file:
             _exclude(table, log, row=line, path=str(path), reason="file not found")
             continue
         if path in seen:
@@ -299,7 +356,7 @@ def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
     if workers > 1 and len(table.images) > PARALLEL_HEADERS_FROM:
         # Processes, not threads: the DICOM reader swaps warning filters, which
         # is process-global state.
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:  # workers die with this process
             headers = list(pool.map(_safe_header, [r.path for r in table.images],
                                     [read_header] * len(table.images), chunksize=64))
         results = [(r, h, e) for r, (h, e) in zip(table.images, headers, strict=True)]

@@ -186,6 +186,8 @@ def load_preprocessed_with_info(
         else:
             reduced = _block_mean(mapping.apply(region), plan.block, plan.flip)
         array = _finish(reduced, plan, settings)
+    except DicomReadError:
+        raise
     except Exception as exc:  # a per-file failure, never a crash of the whole run
         raise DicomReadError(frame.header.path,
                              f"cannot preprocess: {type(exc).__name__}: {exc}") from exc

@@ -38,12 +38,25 @@ def dumps(data: Any) -> str:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory + rename."""
+    write_bytes_atomic(path, (dumps(data) + "\n").encode("utf-8"))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """A UTF-8 text file that is either complete or absent (temp file + rename).
+
+    For files that are read back later (config.yaml by --resume, git_diff.patch
+    by `runs reproduce`): a disk that fills up mid-write must not leave a
+    truncated file that still parses.
+    """
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
-    text = dumps(data) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mammography.run.jsonio import write_text_atomic
+
 # The schema asks for a 7-hex `git_commit` on every run; this value means
 # "no commit is known" and always comes with `git.available = false`.
 NO_COMMIT = "0000000"
@@ -124,8 +126,13 @@ def _collect_git(run_dir: Path | None, cwd: Path | None) -> dict[str, Any]:
         # The patch reconstructs the exact code: `git apply` it on git_commit_full.
         patch = repo.git.diff("HEAD", "--binary")
         if patch:
-            (Path(run_dir) / "git_diff.patch").write_text(patch + "\n", encoding="utf-8")
-            detail["diff_file"] = "git_diff.patch"
+            # Atomic: a full disk must not leave half a patch that `runs reproduce`
+            # would later apply; the commit is still recorded when the write fails.
+            try:
+                write_text_atomic(Path(run_dir) / "git_diff.patch", patch + "\n")
+                detail["diff_file"] = "git_diff.patch"
+            except OSError as exc:
+                detail["diff_error"] = f"could not write git_diff.patch: {exc}"
     return {
         "git_commit": commit.hexsha[:7],
         "git_commit_full": commit.hexsha,
