@@ -27,6 +27,7 @@ from mammography.config.runs import (
 )
 from mammography.config.synth import SynthConfig
 from mammography.config.train import TrainConfig
+from mammography.config.tune import TuneConfig
 
 app = typer.Typer(
     name="mammography",
@@ -79,6 +80,13 @@ add_config_command(
     "Evaluate train-density runs (their validation split, or --csv data) with bootstrap "
     "95% CIs, compare several runs (CSV/Markdown/LaTeX), and export each model "
     "(TorchScript/ONNX) with its preprocessing settings.",
+)
+add_config_command(
+    app, "tune", TuneConfig, "mammography.hpo.tune:run_tune",
+    "Hyper-parameter search (Optuna with an embedded SQLite study, or Ray Tune): every "
+    "train-density option, plus --n-trials, --search-space, --metric, --engine. Each trial is "
+    "a full train-density run inside the tune run; trials.csv, best_params.json and plots at "
+    "the end. --resume RUN_DIR continues a killed study.",
 )
 
 data_app = typer.Typer(help="Audit a dataset, or build its decode-once image cache.",

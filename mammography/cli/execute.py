@@ -48,6 +48,8 @@ def execute(config_cls: type, target: str, command: str, config_file: Path | Non
         experiment_type = getattr(config_cls, "EXPERIMENT_TYPE", None)
         if experiment_type is None:
             return body(config) or EXIT_OK
+        if getattr(config_cls, "DISTRIBUTED", False) and _under_torchrun():
+            return _execute_distributed(config, body, command, experiment_type)
         from mammography.run import Run
 
         run = Run(command=command, experiment_type=experiment_type,
@@ -59,3 +61,35 @@ def execute(config_cls: type, target: str, command: str, config_file: Path | Non
         # Detected before any work started (settings, outdir): message only.
         print(f"Error: {exc.render()}", file=sys.stderr, flush=True)
         return exc.exit_code
+
+
+def _under_torchrun() -> bool:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _execute_distributed(config: Any, body: Any, command: str, experiment_type: str) -> int:
+    """Under torchrun: rank 0 owns the run directory and tells the others where it is;
+    they follow it (their output lands in its run.log with a ``[rank N]`` prefix)."""
+    from mammography.engine import distributed
+    from mammography.run import Run
+
+    ddp = distributed.init_from_env(config.device)
+    try:
+        if ddp.is_main:
+            run = Run(command=command, experiment_type=experiment_type,
+                      outdir=Path(config.outdir), config=config)
+        else:
+            run_dir = distributed.broadcast(None)
+            run = Run(command=command, experiment_type=experiment_type, config=config,
+                      follow=Path(run_dir), log_prefix=f"[rank {ddp.rank}] ")
+        with run:
+            if ddp.is_main:
+                distributed.broadcast(str(run.dir))
+                run.update(execution={"world_size": ddp.world_size,
+                                      "distributed_backend": ddp.backend})
+            body(config, run)
+        return run.exit_code if run.exit_code is not None else EXIT_OK
+    finally:
+        distributed.shutdown()

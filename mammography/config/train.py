@@ -13,6 +13,8 @@ from mammography.config.data import ImageConfig
 @dataclass
 class TrainConfig(ImageConfig):
     EXPERIMENT_TYPE: ClassVar[str] = "density_classification"
+    # Runs under `torchrun --nproc-per-node N -m mammography train-density` (DDP).
+    DISTRIBUTED: ClassVar[bool] = True
     # `--resume RUN_DIR` starts from that run's config.yaml (options given override it).
     RESUME_FIELD: ClassVar[str] = "resume"
 
@@ -49,6 +51,13 @@ class TrainConfig(ImageConfig):
     val_fraction: float = setting(0.2, "Share of patients in the validation split.")
     cv_folds: int = setting(0, "k-fold cross-validation with patient-grouped, stratified "
                             "folds (0 = one train/validation split).")
+    cv_workers: int = setting(1, "Train this many CV folds at once, each in its own process "
+                              "(threads split between them).", record=False)
+    cv_engine: Literal["local", "ray"] = setting(
+        "local", "Run parallel folds as local processes or as Ray tasks (--ray-address).",
+        record=False)
+    ray_address: str | None = setting(None, "Ray cluster to join (default: start a local "
+                                      "Ray instance).", record=False)
     seed: int = setting(42, "Random seed: splits, initialisation, data order, augmentation.")
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "Where to train.")
     num_workers: int = setting(2, "DataLoader worker processes (0 = load in the main "
@@ -69,6 +78,17 @@ class TrainConfig(ImageConfig):
                                          record=False)
 
     def problems(self) -> list[str]:
+        found = self.training_problems()
+        if self.resume is not None and (self.resume / "summary.json").is_file() and not (
+                self.resume / "last_checkpoint.pt").is_file():
+            found.append(f"--resume {self.resume} has no last_checkpoint.pt to continue from")
+        if self.resume is not None and self.cv_folds:
+            found.append("--resume continues a single run; resume a fold by passing its "
+                         "fold_i/results directory without --cv-folds")
+        return found
+
+    def training_problems(self) -> list[str]:
+        """Everything but the meaning of --resume (which `tune` gives its own)."""
         found = self.image_problems()
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
@@ -87,6 +107,13 @@ class TrainConfig(ImageConfig):
             found.append(f"--num-workers must be 0 or more, got {self.num_workers}")
         if not 0.05 <= self.val_fraction <= 0.5:
             found.append(f"--val-fraction must be between 0.05 and 0.5, got {self.val_fraction}")
+        if self.cv_workers < 1:
+            found.append(f"--cv-workers must be at least 1, got {self.cv_workers}")
+        if self.cv_engine == "ray":
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                found.append("--cv-engine ray needs Ray: pip install 'mammography[ray]'")
         if self.cv_folds == 1 or self.cv_folds < 0 or self.cv_folds > 20:
             found.append(f"--cv-folds must be 0 (off) or 2-20, got {self.cv_folds}")
         if self.unfreeze_last_block and not self.freeze_backbone:
@@ -102,16 +129,11 @@ class TrainConfig(ImageConfig):
             if path is not None and not (path / "summary.json").is_file():
                 found.append(f"--{name.replace('_', '-')} {path} is not a run directory "
                              "(no summary.json)")
-        if self.resume is not None and not (self.resume / "last_checkpoint.pt").is_file():
-            found.append(f"--resume {self.resume} has no last_checkpoint.pt to continue from")
         if self.embeddings_dir is not None and not self.embeddings_dir.is_dir():
             found.append(f"--embeddings-dir {self.embeddings_dir} does not exist")
         arch_problem = unknown_arch(self.arch)
         if arch_problem:
             found.append(arch_problem)
-        if self.resume is not None and self.cv_folds:
-            found.append("--resume continues a single run; resume a fold by passing its "
-                         "fold_i/results directory without --cv-folds")
         return found
 
     def parsed_class_weights(self) -> str | list[float]:

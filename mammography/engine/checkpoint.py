@@ -34,6 +34,11 @@ def save_atomic(obj: Any, path: Path) -> None:
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
+    except RuntimeError as exc:
+        # torch's zip writer reports a full disk as "enforce fail ... unexpected pos".
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(f"could not write {path} (disk full or file too large?): "
+                      f"{str(exc).strip().splitlines()[0]}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -23,12 +23,13 @@ class Precision:
         return f"AMP {str(self.dtype).replace('torch.', '')}"
 
 
-def select_device(requested: str) -> torch.device:
+def select_device(requested: str, local_rank: int = 0) -> torch.device:
+    """``cuda`` (this process's GPU under torchrun) when asked for or available, else CPU."""
     if requested == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was requested but CUDA is not available here; use "
                           "--device auto or cpu.")
     if requested in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
 

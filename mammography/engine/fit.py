@@ -11,9 +11,12 @@ would be.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +33,12 @@ from mammography.engine.checkpoint import (
     save_atomic,
 )
 from mammography.engine.device import Precision, epoch_seed
+from mammography.engine.distributed import SINGLE, Distributed, any_rank, gather_arrays
 from mammography.engine.loop import PassOutput, evaluate, train_one_epoch
 from mammography.engine.metrics import aggregate_by_exam, classification_metrics, format_metrics
 from mammography.engine.schedule import EpochSchedule
-from mammography.errors import RunInterrupted
+from mammography.errors import InputError, RunInterrupted
+from mammography.run.jsonio import write_text_atomic
 from mammography.run.progress import progress_bar
 
 HISTORY_CSV, HISTORY_JSON = "train_history.csv", "train_history.json"
@@ -59,6 +64,7 @@ class FitState:
     best_val_probs: list[list[float]] | None = None
     best_metrics: dict[str, Any] = field(default_factory=dict)
     best_exam_metrics: dict[str, Any] = field(default_factory=dict)
+    stopped_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -87,12 +93,21 @@ class FitContext:
     normalization: dict[str, float]
     checkpoint_extra: dict[str, Any] = field(default_factory=dict)
     channels_last: bool = False
+    # Called after every epoch with (epoch, history row); a returned text stops
+    # training there and says why (an HPO pruner, a scheduler such as ASHA).
+    epoch_callback: Callable[[int, dict[str, Any]], str | None] | None = None
+    dist: Distributed = SINGLE
+
+    @property
+    def module(self) -> nn.Module:
+        """The model itself (not its DistributedDataParallel wrapper): what is saved."""
+        return getattr(self.model, "module", self.model)
 
 
 def save_last(ctx: FitContext, state: FitState) -> None:
     save_atomic({
         "format_version": 1,
-        "state_dict": ctx.model.state_dict(),
+        "state_dict": ctx.module.state_dict(),
         "optimizer": ctx.optimizer.state_dict(),
         "schedule": ctx.schedule.state_dict(),
         "scaler": ctx.scaler.state_dict() if ctx.scaler is not None else None,
@@ -105,7 +120,16 @@ def save_last(ctx: FitContext, state: FitState) -> None:
 
 
 def restore(ctx: FitContext, checkpoint: dict[str, Any]) -> FitState:
-    ctx.model.load_state_dict(checkpoint["state_dict"])
+    if checkpoint.get("arch") != ctx.arch:
+        raise InputError(f"--resume: the checkpoint is a {checkpoint.get('arch')} model, not "
+                         f"{ctx.arch}; resume with --arch {checkpoint.get('arch')} (or leave "
+                         "--arch out: the resumed run's settings are used).")
+    try:
+        ctx.module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as exc:
+        raise InputError(f"--resume: the checkpoint does not fit this {ctx.arch} model "
+                         f"({str(exc).strip().splitlines()[0]}); resume with the run's own "
+                         "settings.") from None
     ctx.optimizer.load_state_dict(checkpoint["optimizer"])
     ctx.schedule.load_state_dict(checkpoint["schedule"])
     if ctx.scaler is not None and checkpoint.get("scaler"):
@@ -114,14 +138,16 @@ def restore(ctx: FitContext, checkpoint: dict[str, Any]) -> FitState:
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    (run_dir / HISTORY_JSON).write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+    """Both history files, each complete or absent (a kill mid-write keeps the old one)."""
+    write_text_atomic(run_dir / HISTORY_JSON, json.dumps(history, indent=2) + "\n")
     columns: list[str] = []
     for row in history:
         columns += [k for k in row if k not in columns]
-    with (run_dir / HISTORY_CSV).open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(history)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    write_text_atomic(run_dir / HISTORY_CSV, buffer.getvalue())
 
 
 def _pass_metrics(out: PassOutput) -> dict[str, Any]:
@@ -139,11 +165,12 @@ def run_epoch(ctx: FitContext, epoch: int, log: Any, check_stop: Any = None,
     """Train and validate one epoch; ``check_stop`` runs after every batch (safe point)."""
     lr = ctx.schedule.start_epoch(epoch)
     seed = epoch_seed(ctx.seed, epoch)
-    torch.manual_seed(seed)  # dropout and anything else drawing from the global RNG
-    ctx.train_loader.generator.manual_seed(seed)  # data order
+    # Dropout and anything else drawing from the global RNG; each rank its own.
+    torch.manual_seed(seed + ctx.dist.rank)
+    ctx.train_loader.sampler.set_epoch(epoch)  # data order: a function of (seed, epoch)
     generator = None
     if ctx.augment:
-        generator = torch.Generator(device="cpu").manual_seed(seed + 1)
+        generator = torch.Generator(device="cpu").manual_seed(seed + 1 + ctx.dist.rank)
     with progress_bar(len(ctx.train_loader), f"epoch {epoch} train", enabled=progress,
                       transient=True) as advance:
         train = train_one_epoch(ctx.model, ctx.train_loader, ctx.optimizer, ctx.criterion,
@@ -151,6 +178,7 @@ def run_epoch(ctx: FitContext, epoch: int, log: Any, check_stop: Any = None,
                                 generator=generator, grad_clip=ctx.grad_clip,
                                 channels_last=ctx.channels_last,
                                 on_step=_steps(advance, check_stop))
+    train = _gathered(ctx, train)
     train_m = _pass_metrics(train)
     log(format_metrics("train", train_m, keys=("loss", "acc", "kappa")))
     with progress_bar(len(ctx.val_loader), f"epoch {epoch} val", enabled=progress,
@@ -158,6 +186,7 @@ def run_epoch(ctx: FitContext, epoch: int, log: Any, check_stop: Any = None,
         val = evaluate(ctx.model, ctx.val_loader, ctx.criterion, device=ctx.device,
                        precision=ctx.precision, channels_last=ctx.channels_last,
                        on_step=_steps(advance, check_stop))
+    val = _gathered(ctx, val)
     val_m = _pass_metrics(val)
     exam_m = _exam_metrics(ctx, val)
     log(format_metrics("val", val_m))
@@ -168,6 +197,29 @@ def run_epoch(ctx: FitContext, epoch: int, log: Any, check_stop: Any = None,
            "train_images_per_second": round(train.images_per_second, 1),
            "val_images_per_second": round(val.images_per_second, 1)}
     return row, val, {"image": val_m, "exam": exam_m}
+
+
+def _gathered(ctx: FitContext, out: PassOutput) -> PassOutput:
+    """Every rank's predictions, once each (the val sampler pads with repeats)."""
+    if not ctx.dist.enabled:
+        return out
+    stats = np.array([[out.loss * len(out.labels), len(out.labels)]], dtype=np.float64)
+    labels, probs, indices, stats = gather_arrays(out.labels, out.probs, out.indices, stats)
+    unique, first = np.unique(indices, return_index=True)
+    loss = float(stats[:, 0].sum() / max(stats[:, 1].sum(), 1))
+    return PassOutput(loss, labels[first], probs[first], unique, out.seconds)
+
+
+def _stop_check(ctx: FitContext, run: Any) -> Any:
+    """Per-batch safe-point check; with several ranks they all stop at the same batch
+    (one rank leaving the gradient all-reduce alone would hang the others)."""
+    if not ctx.dist.enabled:
+        return run.check_stop
+
+    def check() -> None:
+        if any_rank(run.stop_requested, ctx.device):
+            raise RunInterrupted(run.root._stop_signal or signal.SIGTERM)
+    return check
 
 
 def _steps(*callbacks: Any) -> Any:
@@ -183,6 +235,8 @@ def fit(ctx: FitContext, state: FitState, *, run: Any, progress: bool = True) ->
     log = run.log
     if state.epoch == 0:
         save_last(ctx, state)  # so an interrupt in epoch 1 still leaves a resumable file
+    elif state.history:
+        write_history(ctx.run_dir, state.history)  # a resumed run has its history at once
     run.graceful_stop = True
     try:
         for epoch in range(state.epoch + 1, ctx.epochs + 1):
@@ -191,7 +245,7 @@ def fit(ctx: FitContext, state: FitState, *, run: Any, progress: bool = True) ->
             log(f"Epoch {epoch}/{ctx.epochs}")
             log("-" * len(f"Epoch {epoch}/{ctx.epochs}"))
             try:
-                row, val, metrics = run_epoch(ctx, epoch, log, run.check_stop, progress)
+                row, val, metrics = run_epoch(ctx, epoch, log, _stop_check(ctx, run), progress)
             except RunInterrupted:
                 log(f"Stopped during epoch {epoch}: {LAST_FILE} holds epoch {state.epoch}. "
                     f"Continue with: mammography train-density --resume {ctx.run_dir}")
@@ -206,7 +260,7 @@ def fit(ctx: FitContext, state: FitState, *, run: Any, progress: bool = True) ->
                 state.best_metrics, state.best_exam_metrics = metrics["image"], metrics["exam"]
                 order = np.argsort(val.indices)
                 state.best_val_probs = val.probs[order].tolist()
-                save_atomic(best_payload(ctx.model, arch=ctx.arch, epoch=epoch,
+                save_atomic(best_payload(ctx.module, arch=ctx.arch, epoch=epoch,
                                          metrics=metrics["image"], preprocess=ctx.preprocess,
                                          normalization=ctx.normalization,
                                          extra=ctx.checkpoint_extra),
@@ -223,6 +277,11 @@ def fit(ctx: FitContext, state: FitState, *, run: Any, progress: bool = True) ->
                     and state.epochs_without_improvement >= ctx.early_stop_patience):
                 log(f"Early stopping: no better validation kappa for "
                     f"{ctx.early_stop_patience} epochs")
+                break
+            reason = ctx.epoch_callback(epoch, row) if ctx.epoch_callback else None
+            if reason:
+                state.stopped_by = reason
+                log(f"Stopped after epoch {epoch}: {reason}")
                 break
     finally:
         run.graceful_stop = False

@@ -15,14 +15,18 @@ epoch. The run layer around it records summary.json and run.log.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
-from dataclasses import dataclass
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
 from mammography.config.core import to_dict
 from mammography.config.train import TrainConfig
@@ -32,6 +36,8 @@ from mammography.data.pipeline import MANIFEST_FILE, PreparedData, data_config, 
 from mammography.data.splits import kfold_indices, train_val_indices, write_splits_csv
 from mammography.engine.checkpoint import BEST_FILE, LAST_FILE, load_safely
 from mammography.engine.device import seed_everything, select_device, select_precision
+from mammography.engine.distributed import Distributed
+from mammography.engine.distributed import current as current_distributed
 from mammography.engine.fit import FitContext, FitState, fit, restore, short_metrics
 from mammography.engine.metrics import CLASS_NAMES, flat_metrics, summarize_folds
 from mammography.engine.schedule import EpochSchedule, build_optimizer
@@ -44,6 +50,7 @@ from mammography.models.factory import (
 from mammography.report.predictions import write_predictions
 from mammography.run import Run
 from mammography.run.jsonio import read_json, write_json_atomic
+from mammography.run.lifecycle import now_iso
 
 CV_SUMMARY = "cv_summary.json"
 
@@ -56,6 +63,8 @@ class SplitResult:
     train_samples: int
     val_samples: int
     summary_path: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_by: str | None = None
 
 
 def run_train_density(cfg: TrainConfig, run: Run) -> None:
@@ -67,18 +76,30 @@ def run_train_density(cfg: TrainConfig, run: Run) -> None:
     run.update(data_config=data_config(cfg, data.table, data.manifest)
                | {"preprocessing": data.cache.settings.as_dict(), "cache": data.cache_report,
                   "val_fraction": cfg.val_fraction, "cv_folds": cfg.cv_folds})
+    train_prepared(cfg, run, data)
+
+
+def train_prepared(cfg: TrainConfig, run: Run, data: PreparedData,
+                   epoch_callback: EpochCallback | None = None) -> SplitResult | list[SplitResult]:
+    """Train on prepared data: one split, or every CV fold (then the fold results).
+
+    Also the body of each `tune` trial, which prepares the data once for all
+    trials and passes an ``epoch_callback`` (pruning).
+    """
     labels = [r.label - 1 for r in data.table.images]
     groups = [r.patient for r in data.table.images]
     fusion = _load_fusion(cfg, run, data)
     if cfg.cv_folds:
-        _cross_validate(cfg, run, data, labels, groups, fusion)
-        return
+        return _cross_validate(cfg, run, data, labels, groups, fusion)
     train_idx, val_idx = train_val_indices(labels, groups, cfg.val_fraction, cfg.seed)
     resume = load_safely(cfg.resume / LAST_FILE, "checkpoint") if cfg.resume else None
     if cfg.resume and (cfg.resume / BEST_FILE).is_file():
+        load_safely(cfg.resume / BEST_FILE, "best model")  # refuse a bad file before training
         shutil.copy2(cfg.resume / BEST_FILE, run.dir / BEST_FILE)  # best may predate resume
-    result = train_split(cfg, run, data, train_idx, val_idx, resume=resume, fusion=fusion)
+    result = train_split(cfg, run, data, train_idx, val_idx, resume=resume, fusion=fusion,
+                         epoch_callback=epoch_callback)
     run.set_results(**_headline(result))
+    return result
 
 
 @dataclass
@@ -139,7 +160,11 @@ def _split_rows(data: PreparedData, assignment: dict[int, str]) -> list[dict[str
 
 
 def _loaders(cfg: TrainConfig, data: PreparedData, train_idx: np.ndarray, val_idx: np.ndarray,
-             device: torch.device, fusion: Fusion | None) -> tuple[DataLoader, DataLoader]:
+             device: torch.device, fusion: Fusion | None, ddp: Distributed
+             ) -> tuple[DataLoader, DataLoader]:
+    """Train and val loaders; with several processes each gets its shard of every
+    batch (the global batch stays --batch-size). The same sampler serves one process
+    too, so data order is a function of (seed, epoch) either way."""
     images = data.table.images
 
     def dataset(idx: np.ndarray) -> CachedImageDataset:
@@ -147,12 +172,17 @@ def _loaders(cfg: TrainConfig, data: PreparedData, train_idx: np.ndarray, val_id
                                   [images[i].label - 1 for i in idx], data.cache,
                                   fusion.embeddings[idx] if fusion is not None else None)
 
+    per_rank = max(1, cfg.batch_size // ddp.world_size)
+    train_set, val_set = dataset(train_idx), dataset(val_idx)
     common = {"num_workers": cfg.num_workers, "pin_memory": device.type == "cuda",
               "persistent_workers": cfg.num_workers > 0}
-    train = DataLoader(dataset(train_idx), batch_size=cfg.batch_size, shuffle=True,
-                       generator=torch.Generator().manual_seed(cfg.seed),
-                       drop_last=len(train_idx) > cfg.batch_size, **common)
-    val = DataLoader(dataset(val_idx), batch_size=cfg.batch_size, shuffle=False, **common)
+    train_sampler = DistributedSampler(train_set, num_replicas=ddp.world_size, rank=ddp.rank,
+                                       shuffle=True, seed=cfg.seed)
+    val_sampler = DistributedSampler(val_set, num_replicas=ddp.world_size, rank=ddp.rank,
+                                     shuffle=False)
+    train = DataLoader(train_set, batch_size=per_rank, sampler=train_sampler,
+                       drop_last=len(train_sampler) > per_rank, **common)
+    val = DataLoader(val_set, batch_size=per_rank, sampler=val_sampler, **common)
     return train, val
 
 
@@ -169,7 +199,8 @@ def _class_weights(cfg: TrainConfig, labels: list[int]) -> torch.Tensor | None:
 
 def train_split(cfg: TrainConfig, run: Run, data: PreparedData, train_idx: np.ndarray,
                 val_idx: np.ndarray, resume: dict[str, Any] | None = None,
-                fusion: Fusion | None = None) -> SplitResult:
+                fusion: Fusion | None = None,
+                epoch_callback: EpochCallback | None = None) -> SplitResult:
     images = data.table.images
     assignment = {int(i): "train" for i in train_idx} | {int(i): "val" for i in val_idx}
     write_splits_csv(run.dir / "splits.csv", _split_rows(data, assignment))
@@ -180,7 +211,8 @@ def train_split(cfg: TrainConfig, run: Run, data: PreparedData, train_idx: np.nd
     run.log("Train class distribution: " + _counts(train_labels) + " | val: "
             + _counts(val_labels))
     seed_everything(cfg.seed)
-    device = select_device(cfg.device)
+    ddp = current_distributed()
+    device = select_device(cfg.device, ddp.local_rank)
     precision = select_precision(device, cfg.amp)
     model = create_model(cfg.arch, pretrained=cfg.pretrained and cfg.weights is None
                          and resume is None, weights=cfg.weights if resume is None else None,
@@ -206,13 +238,19 @@ def train_split(cfg: TrainConfig, run: Run, data: PreparedData, train_idx: np.nd
         "embedding_dim": int(fusion.embeddings.shape[1]) if fusion else 0,
         "total_params": total, "trainable_params": trainable,
         "normalization": {"mean": GRAY_MEAN, "std": GRAY_STD},
-        "device": str(device), "precision": precision.describe()},
+        "device": str(device), "precision": precision.describe(),
+        "world_size": ddp.world_size, "distributed_backend": ddp.backend},
         data_config={"num_train": len(train_idx), "num_val": len(val_idx),
                      "train_size": len(train_idx), "val_size": len(val_idx),
                      "train_class_distribution": _count_dict(train_labels),
                      "val_class_distribution": _count_dict(val_labels)})
     run.refresh_environment()
-    train_loader, val_loader = _loaders(cfg, data, train_idx, val_idx, device, fusion)
+    if ddp.enabled:
+        model = DistributedDataParallel(model, device_ids=[ddp.local_rank]
+                                        if device.type == "cuda" else None)
+        run.log(f"Distributed: {ddp.world_size} processes ({ddp.backend}), "
+                f"{max(1, cfg.batch_size // ddp.world_size)} images per process per batch")
+    train_loader, val_loader = _loaders(cfg, data, train_idx, val_idx, device, fusion, ddp)
     weights = _class_weights(cfg, train_labels)
     if weights is not None:
         run.log("Class weights: " + ", ".join(f"{n}={w:.3f}" for n, w in
@@ -220,7 +258,7 @@ def train_split(cfg: TrainConfig, run: Run, data: PreparedData, train_idx: np.nd
     criterion = torch.nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None
                                           else None)
     optimizer = build_optimizer(cfg.optimizer, parameter_groups(
-        model, cfg.lr, cfg.backbone_lr_ratio, cfg.weight_decay))
+        getattr(model, "module", model), cfg.lr, cfg.backbone_lr_ratio, cfg.weight_decay))
     schedule = EpochSchedule(optimizer, cfg.scheduler, cfg.epochs, cfg.warmup_epochs)
     scaler = torch.amp.GradScaler("cuda") if precision.use_scaler else None
     ctx = FitContext(
@@ -234,7 +272,8 @@ def train_split(cfg: TrainConfig, run: Run, data: PreparedData, train_idx: np.nd
         normalization={"mean": GRAY_MEAN, "std": GRAY_STD},
         checkpoint_extra={"run_id": run.run_id, "config": to_dict(cfg),
                           "embeddings_run_dir": str(fusion.run_dir) if fusion else None},
-        channels_last=channels_last)
+        channels_last=channels_last,
+        epoch_callback=_callbacks(_ray_stream(cfg, run), epoch_callback), dist=ddp)
     state = FitState()
     if resume is not None:
         state = restore(ctx, resume)
@@ -283,9 +322,44 @@ def _finish(cfg: TrainConfig, run: Run, data: PreparedData, ctx: FitContext, sta
     run.log(f"Model saved to: {best_path}")
     run.update(results={"epochs_completed": state.epoch,
                         "stopped_early": state.epoch < cfg.epochs,
+                        "stopped_by": state.stopped_by,
                         "history_last": state.history[-1] if state.history else None})
     return SplitResult(state.best_epoch, state.best_metrics, state.best_exam_metrics,
-                       len(train_idx), len(val_idx), run.dir / "summary.json")
+                       len(train_idx), len(val_idx), run.dir / "summary.json",
+                       state.history, state.stopped_by)
+
+
+EpochCallback = Callable[[int, dict[str, Any]], "str | None"]
+
+
+def _callbacks(*callbacks: EpochCallback | None) -> EpochCallback | None:
+    """One epoch callback running several; the first stop reason wins."""
+    active = [c for c in callbacks if c is not None]
+    if not active:
+        return None
+
+    def call(epoch: int, row: dict[str, Any]) -> str | None:
+        reasons = [c(epoch, row) for c in active]
+        return next((r for r in reasons if r), None)
+    return call
+
+
+def _ray_stream(cfg: TrainConfig, run: Run) -> EpochCallback | None:
+    """``ray_hpo_<trial>.jsonl``: one JSON object per epoch, for Ray Tune (or anyone)."""
+    if not cfg.ray_trial_name:
+        return None
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in cfg.ray_trial_name)
+    path = run.dir / f"ray_hpo_{safe}.jsonl"
+
+    def append(epoch: int, row: dict[str, Any]) -> None:
+        line = {"trial_name": cfg.ray_trial_name, "iteration": epoch,
+                **{k: row.get(k) for k in ("val_acc", "val_kappa", "val_f1", "val_auc",
+                                           "val_loss", "val_exam_kappa", "val_exam_acc")},
+                "timestamp": now_iso()}
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line) + "\n")
+        return None
+    return append
 
 
 def _write_metrics_csv(path: Path, image: dict[str, Any], exam: dict[str, Any]) -> None:
@@ -306,7 +380,7 @@ def _gradcam(run: Run, ctx: FitContext, data: PreparedData, records: list[Any],
     from mammography.report.gradcam import gradcam, pick_samples, save_montage, title_for
 
     best = load_safely(run.dir / BEST_FILE, "best model")
-    ctx.model.load_state_dict(best["state_dict"])
+    ctx.module.load_state_dict(best["state_dict"])
     samples = []
     for row in pick_samples(labels, probs):
         array = data.cache.load(records[row].path)
@@ -314,7 +388,7 @@ def _gradcam(run: Run, ctx: FitContext, data: PreparedData, records: list[Any],
         x = x.to(ctx.device)
         embedding = (torch.from_numpy(embeddings[row:row + 1]).to(ctx.device)
                      if embeddings is not None else None)
-        cam = gradcam(ctx.model, x, int(probs[row].argmax()), embedding)
+        cam = gradcam(ctx.module, x, int(probs[row].argmax()), embedding)
         if cam is None:
             run.log(f"Grad-CAM skipped: {ctx.arch} has no convolutional feature map")
             return
@@ -333,25 +407,28 @@ def _counts(labels: list[int]) -> str:
 
 
 def _cross_validate(cfg: TrainConfig, run: Run, data: PreparedData, labels: list[int],
-                    groups: list[str], fusion: Fusion | None) -> None:
+                    groups: list[str], fusion: Fusion | None) -> list[SplitResult]:
     from mammography.report.plots import plot_fold_metrics
 
     folds = kfold_indices(labels, groups, cfg.cv_folds, cfg.seed)
     fold_of = {int(i): f"fold_{k}" for k, (_, val) in enumerate(folds, 1) for i in val}
     write_splits_csv(run.dir / "splits.csv", _split_rows(data, fold_of))
     run.log(f"Cross-validation: {cfg.cv_folds} patient-grouped, stratified folds")
-    results: list[SplitResult] = []
-    for k, (train_idx, val_idx) in enumerate(folds, 1):
-        run.log("")
-        run.log(f"=== Fold {k}/{cfg.cv_folds} ===")
-        with run.child(f"fold_{k}", integration={"cv_fold": k}) as child:
-            shutil.copy2(run.dir / MANIFEST_FILE, child.dir / MANIFEST_FILE)
-            child.update(data_config=run.summary.get("data_config"))
-            if fusion is not None:
-                child.add_based_on(run.summary.get("based_on"))
-            result = train_split(cfg, child, data, train_idx, val_idx, fusion=fusion)
-            child.set_results(**_headline(result))
-        results.append(result)
+    if cfg.cv_workers > 1 or cfg.cv_engine == "ray":
+        results = _parallel_folds(cfg, run, len(folds))
+    else:
+        results = []
+        for k, (train_idx, val_idx) in enumerate(folds, 1):
+            run.log("")
+            run.log(f"=== Fold {k}/{cfg.cv_folds} ===")
+            with run.child(f"fold_{k}", integration={"cv_fold": k}) as child:
+                shutil.copy2(run.dir / MANIFEST_FILE, child.dir / MANIFEST_FILE)
+                child.update(data_config=run.summary.get("data_config"))
+                if fusion is not None:
+                    child.add_based_on(run.summary.get("based_on"))
+                result = train_split(cfg, child, data, train_idx, val_idx, fusion=fusion)
+                child.set_results(**_headline(result))
+            results.append(result)
     summary = _cv_summary(cfg, run, results)
     write_json_atomic(run.dir / CV_SUMMARY, summary)
     plot_fold_metrics([{**{m: r.image[m] for m in ("accuracy", "kappa", "macro_f1", "auc")},
@@ -368,6 +445,34 @@ def _cross_validate(cfg: TrainConfig, run: Run, data: PreparedData, labels: list
                     cv_mean_acc=agg["accuracy"]["mean"], cv_std_acc=agg["accuracy"]["std"],
                     best_val_kappa=agg["kappa"]["mean"], best_val_acc=agg["accuracy"]["mean"],
                     num_folds=cfg.cv_folds)
+    return results
+
+
+def _parallel_folds(cfg: TrainConfig, run: Run, k: int) -> list[SplitResult]:
+    """Folds in worker processes (local or Ray); their results read back from disk."""
+    from mammography.engine.cv_parallel import LocalFolds, run_folds_on_ray
+    from mammography.errors import RunInterrupted
+
+    folds = list(range(1, k + 1))
+    if cfg.cv_engine == "ray":
+        codes = run_folds_on_ray(run.dir, folds, cfg.cv_workers, cfg.ray_address, run.log)
+    else:
+        codes = LocalFolds(run.dir, cfg.cv_workers, run.log).run(folds)
+    if any(code == 130 for code in codes.values()):
+        raise RunInterrupted(signal.SIGTERM)
+    failed = {fold: code for fold, code in codes.items() if code}
+    if failed:
+        raise RuntimeError("folds failed: " + ", ".join(
+            f"fold {f} (exit {c}, see fold_{f}/results/run.log)" for f, c in failed.items()))
+    return [_fold_result(run.dir / f"fold_{fold}" / "results") for fold in folds]
+
+
+def _fold_result(fold_dir: Path) -> SplitResult:
+    metrics = read_json(fold_dir / "metrics" / "val_metrics.json")
+    data = read_json(fold_dir / "summary.json").get("data_config", {})
+    return SplitResult(metrics["best_epoch"], metrics["image"], metrics["exam"],
+                       int(data.get("num_train", 0)), int(data.get("num_val", 0)),
+                       fold_dir / "summary.json")
 
 
 def _cv_summary(cfg: TrainConfig, run: Run, results: list[SplitResult]) -> dict[str, Any]:

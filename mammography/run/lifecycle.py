@@ -34,8 +34,10 @@ import datetime as _dt
 import json
 import os
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -51,7 +53,7 @@ from mammography.errors import (
     RunInterrupted,
 )
 from mammography.run.environment import collect_environment, torch_details
-from mammography.run.jsonio import write_json_atomic
+from mammography.run.jsonio import write_bytes_atomic, write_json_atomic, write_text_atomic
 from mammography.run.provenance import collect_git, package_version
 from mammography.run.rundir import allocate_child_dir, allocate_run_dir
 from mammography.run.summary import SUMMARY_FILE, SummaryWriter
@@ -77,6 +79,25 @@ def command_line(argv: list[str] | None = None) -> str:
     return shlex.join([sys.executable, *argv])
 
 
+class RunRef:
+    """A run owned by another process, as a parent for a child run in this one.
+
+    Parallel CV folds and HPO trials run in worker processes; each opens its
+    child run under the parent's directory with ``Run(parent=RunRef.load(dir))``.
+    Such a child behaves like a top-level run in its own process (signals,
+    heartbeat, exit code) but inherits the parent's provenance.
+    """
+
+    def __init__(self, directory: Path, document: dict[str, Any]) -> None:
+        self.dir = Path(directory)
+        self.run_id = str(document.get("run_id", self.dir.name))
+        self.document = document
+
+    @classmethod
+    def load(cls, directory: Path) -> RunRef:
+        return cls(directory, json.loads((Path(directory) / SUMMARY_FILE).read_text("utf-8")))
+
+
 class Run:
     """One experiment run directory and its lifecycle (see module docstring)."""
 
@@ -92,11 +113,13 @@ class Run:
         integration: dict[str, Any] | None = None,
         based_on: list[dict[str, Any]] | None = None,
         extra: dict[str, Any] | None = None,
-        parent: Run | None = None,
+        parent: Run | RunRef | None = None,
         child_name: str | None = None,
         tee: bool = True,
+        follow: Path | None = None,
+        log_prefix: str = "",
     ) -> None:
-        if parent is None and outdir is None:
+        if parent is None and outdir is None and follow is None:
             raise ValueError("a top-level run needs an outdir")
         self.command = command
         self.experiment_type = experiment_type
@@ -105,6 +128,11 @@ class Run:
         self.parent = parent
         self.child_name = child_name
         self._use_tee = tee
+        # A follower (rank > 0 under torchrun) owns no run directory: its output is
+        # appended to the followed run's run.log with ``log_prefix``; anything it
+        # writes goes to a scratch folder that is removed at the end.
+        self._follow = Path(follow) if follow is not None else None
+        self._log_prefix = log_prefix
         self._integration = {"optuna_trial_id": None, "ray_trial_name": None, "cv_fold": None}
         self._integration.update(integration or {})
         self._based_on = based_on
@@ -125,7 +153,7 @@ class Run:
         self.summary: SummaryWriter | None = None
         self.exit_code: int | None = None
         self.status = "created"
-        self.graceful_stop = False  # set by bodies that can stop at a safe point
+        self._graceful = False
         self._stop_signal: int | None = None
         self._finalizing = False
         self._tee: Tee | None = None
@@ -140,8 +168,24 @@ class Run:
 
     # ------------------------------------------------------------------ API
     @property
+    def in_process_child(self) -> bool:
+        """A child whose parent run lives in this process (it re-raises to it)."""
+        return isinstance(self.parent, Run)
+
+    @property
     def root(self) -> Run:
-        return self if self.parent is None else self.parent.root
+        return self.parent.root if self.in_process_child else self
+
+    @property
+    def graceful_stop(self) -> bool:
+        """Set by bodies that can stop at a safe point (the training loop): a first
+        SIGINT/SIGTERM then only requests a stop. Held by the root run, whose
+        signal handler decides, so a fold or trial can set it too."""
+        return self.root._graceful
+
+    @graceful_stop.setter
+    def graceful_stop(self, value: bool) -> None:
+        self.root._graceful = value
 
     @property
     def stop_requested(self) -> bool:
@@ -208,20 +252,35 @@ class Run:
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> Run:
         self._t0 = time.monotonic()
-        if self.parent is None:
+        log_path = None
+        if self._follow is not None:
+            self.dir = Path(tempfile.mkdtemp(prefix="mammography-follower-"))
+            self.run_id = self._follow.name
+            log_path = self._follow / LOG_FILE
+        elif self.parent is None:
             self.dir = allocate_run_dir(self.outdir)  # InputError when unwritable
             self.run_id = self.dir.name
         else:
             self.dir = allocate_child_dir(self.parent.dir, self.child_name or "child")
             self.run_id = self.parent.run_id
-            self.parent._active_children.append(self)
+            if self.in_process_child:
+                self.parent._active_children.append(self)
         if self._use_tee:
-            self._tee = Tee(self.dir / LOG_FILE)
+            self._tee = Tee(log_path or self.dir / LOG_FILE, prefix=self._log_prefix)
             self._tee.start()
         else:
             (self.dir / LOG_FILE).touch()
         try:
             self._bootstrap()
+        except OSError as exc:
+            # Disk full, quota, read-only or file-size limit: the run cannot even
+            # record that it started. One clear line (exit 2, like an unwritable
+            # --outdir), not a traceback from deep inside the JSON writer.
+            self._stop_tee()
+            raise InputError(
+                f"Cannot write the run record in {self.dir}: {exc.strerror or exc} "
+                f"({type(exc).__name__}, errno {exc.errno}). Free disk space or choose "
+                "another --outdir.") from None
         except BaseException:
             self._stop_tee()
             raise
@@ -233,13 +292,14 @@ class Run:
             provenance = collect_git(self.dir)
             environment = collect_environment()
         else:
-            parent_doc = self.parent.summary.document if self.parent.summary else {}
+            parent_doc = (self.parent.summary.document if self.parent.summary else {}) \
+                if self.in_process_child else self.parent.document
             provenance = {k: parent_doc.get(k) for k in
                           ("git_commit", "git_commit_full", "git_branch", "git_dirty", "git")}
             environment = parent_doc.get("environment", {})
             patch = self.parent.dir / "git_diff.patch"
             if patch.exists():
-                (self.dir / "git_diff.patch").write_bytes(patch.read_bytes())
+                write_bytes_atomic(self.dir / "git_diff.patch", patch.read_bytes())
         document: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "experiment_type": self.experiment_type,
@@ -281,7 +341,7 @@ class Run:
         self.status = "running"
         if self._config_record is not None:
             self._write_config_yaml()
-        if self.parent is None:
+        if not self.in_process_child:
             self._install_handlers()
             self._heartbeat = threading.Thread(target=self._beat, name="run-heartbeat",
                                                daemon=True)
@@ -289,6 +349,9 @@ class Run:
         git = provenance.get("git") or {}
         state = ("dirty" if provenance.get("git_dirty") else "clean") if git.get("available") \
             else "no git"
+        if self._follow is not None:
+            self.log(f"Process {os.getpid()} joined run {self.run_id} ({self._follow})")
+            return
         self.log(f"Run {self._label()} ({self.command}) -> {self.dir}")
         self.log(f"Command: {document['execution']['command_line']}")
         self.log(f"Code: git {provenance.get('git_commit')} "
@@ -310,7 +373,9 @@ class Run:
 
         text = "# Resolved settings of this run; re-run with --config <this file>\n"
         text += yaml.safe_dump(self._config_record, sort_keys=False, allow_unicode=True)
-        (self.dir / "config.yaml").write_text(text, encoding="utf-8")
+        # Atomic: --resume reads it back, and a truncated YAML file can still
+        # parse (to fewer settings, silently replaced by defaults).
+        write_text_atomic(self.dir / "config.yaml", text)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         self._finalizing = True
@@ -346,10 +411,12 @@ class Run:
         if exc is not None:
             with contextlib.suppress(Exception):
                 exc._mammography_reported = True  # type: ignore[attr-defined]
+            if tb is not None and not self.in_process_child:
+                _release_frames(tb)
         self._finalize(status, code, error)
         # Top level: the exception is fully reported; the caller exits with
         # run.exit_code. Child: let the parent see it and end the same way.
-        return self.parent is None and exc is not None
+        return not self.in_process_child and exc is not None
 
     def _finalize(self, status: str, code: int, error: dict[str, Any] | None) -> None:
         self.status, self.exit_code = status, code
@@ -357,17 +424,35 @@ class Run:
         duration = round(time.monotonic() - self._t0, 3)
         try:
             if self.summary is not None:
-                self.refresh_environment()
-                self.update(
-                    status=status,
-                    execution={"end_time": now_iso(), "duration_seconds": duration,
-                               "exit_code": code, "error": error},
-                    artifacts=self._artifacts(),
-                )
-                self._check_schema()
-            self.log(f"Run {self._label()} {status} in {duration:.1f}s (exit {code}): {self.dir}")
+                try:
+                    self.refresh_environment()
+                    self.update(
+                        status=status,
+                        execution={"end_time": now_iso(), "duration_seconds": duration,
+                                   "exit_code": code, "error": error},
+                        artifacts=self._artifacts(),
+                    )
+                except OSError as exc:
+                    # Disk full at the end: summary.json keeps its last complete
+                    # version (status running, so `runs list` calls the run crashed
+                    # once this process is gone). Say it in one line; never exit 0
+                    # with an incomplete record.
+                    print(f"Error: could not record the end of run {self._label()} in "
+                          f"{self.summary.path}: {exc.strerror or exc}. summary.json keeps "
+                          "its last complete state (status running). Free disk space.",
+                          file=sys.stderr, flush=True)
+                    if code == EXIT_OK:
+                        status, code = "failed", EXIT_FAILED
+                        self.status, self.exit_code = status, code
+                else:
+                    self._check_schema()
+            if self._follow is not None:
+                self.log(f"Process {os.getpid()} {status} (exit {code})")
+            else:
+                self.log(f"Run {self._label()} {status} in {duration:.1f}s (exit {code}): "
+                         f"{self.dir}")
         finally:
-            if self.parent is None:
+            if not self.in_process_child:
                 self._restore_handlers()
             else:
                 with contextlib.suppress(ValueError):
@@ -375,6 +460,11 @@ class Run:
             self._stop_tee()
 
     def _stop_tee(self) -> None:
+        self._stop_tee_only()
+        if self._follow is not None and self.dir.name.startswith("mammography-follower-"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _stop_tee_only(self) -> None:
         if self._tee is not None:
             self._tee.stop()
             self._tee = None
@@ -422,7 +512,7 @@ class Run:
         name = signal.Signals(signum).name
         if self._finalizing:
             return  # finishing the record matters more than stopping faster
-        if self._stop_signal is None and self.graceful_stop:
+        if self._stop_signal is None and self._graceful:
             self._stop_signal = signum
             os.write(2, f"\nWARNING: received {name}; stopping at the next safe point "
                         f"(send {name} again to stop at once)\n".encode())
@@ -483,3 +573,18 @@ def _where(tb: Any) -> str | None:
     last = frames[-1]
     return f"{last.filename}:{last.lineno} in {last.name}"
 
+
+
+def _release_frames(tb: Any) -> None:
+    """Drop what the failed frames hold, once the exception has been reported.
+
+    A traceback keeps every frame of the failed body alive, and with them
+    whatever they hold - DataLoader worker processes above all, which inherited
+    the tee's pipe: run.log cannot close (and the process cannot exit) until
+    they are gone, so a failed or interrupted run would wait out the tee's
+    timeout. Clearing the finished frames and collecting lets them shut down now.
+    """
+    import gc
+
+    traceback.clear_frames(tb)
+    gc.collect()

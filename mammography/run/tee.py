@@ -55,8 +55,9 @@ def _open_channel(dest_fd: int) -> tuple[int, int]:
 class Tee:
     """Redirects this process's fds 1 and 2 through a tee process into ``log_path``."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, prefix: str = "") -> None:
         self.log_path = Path(log_path)
+        self.prefix = prefix  # before each line in the file (not on the terminal)
         self._saved: dict[int, int] = {}
         self._proc: subprocess.Popen | None = None
         self._line_buffering: bool | None = None
@@ -83,6 +84,7 @@ class Tee:
             stderr=self._saved[2],
             start_new_session=True,  # not reached by Ctrl-C aimed at the run
             close_fds=True,
+            env={**os.environ, "MAMMOGRAPHY_TEE_PREFIX": self.prefix},
         )
         for fd in (1, 2):
             os.dup2(channels[fd][1], fd)

@@ -17,7 +17,8 @@ Per source it does two things with each chunk read:
   rich's multi-line live displays (cursor-up redraws) are replayed instead of
   appended, and ANSI styling is stripped.
 
-Usage (internal): ``python tee_worker.py LOG_PATH SRC_FD:DEST_FD [...]``.
+Usage (internal): ``python tee_worker.py LOG_PATH SRC_FD:DEST_FD [...]``;
+``MAMMOGRAPHY_TEE_PREFIX`` in its environment prefixes every logged line.
 """
 
 from __future__ import annotations
@@ -201,7 +202,8 @@ class LineAssembler:
 class LogWriter:
     """Appends timestamped lines to run.log with one ``write`` per batch."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, prefix: str = "") -> None:
+        self.prefix = prefix  # e.g. "[rank 1] " when several processes share one log
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._second = -1
         self._stamp = ""
@@ -219,7 +221,7 @@ class LogWriter:
         parts = []
         for t, line in lines:
             line = line.rstrip()
-            parts.append(self._timestamp(t) + line + "\n" if line else "\n")
+            parts.append(self._timestamp(t) + self.prefix + line + "\n" if line else "\n")
         _write_all(self.fd, "".join(parts).encode("utf-8", errors="replace"))
 
     def close(self) -> None:
@@ -240,9 +242,9 @@ def _write_all(fd: int, data: bytes) -> bool:
     return True
 
 
-def run(log_path: str, pairs: list[tuple[int, int]]) -> None:
+def run(log_path: str, pairs: list[tuple[int, int]], prefix: str = "") -> None:
     """Pump every source until all of them reach EOF."""
-    writer = LogWriter(log_path)
+    writer = LogWriter(log_path, prefix)
     assemblers = {src: LineAssembler() for src, _ in pairs}
     dest_of = {src: dest for src, dest in pairs}
     dest_ok = {src: True for src, _ in pairs}
@@ -280,11 +282,12 @@ def main(argv: list[str]) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     log_path, *specs = argv
+    prefix = os.environ.get("MAMMOGRAPHY_TEE_PREFIX", "")
     pairs = []
     for spec in specs:
         src, dest = spec.split(":")
         pairs.append((int(src), int(dest)))
-    run(log_path, pairs)
+    run(log_path, pairs, prefix)
     return 0
 
 

@@ -1,0 +1,71 @@
+"""Settings of `mammography tune`: every train-density setting, plus the search's own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from mammography.config.core import setting
+from mammography.config.train import TrainConfig
+
+METRICS = ("val_kappa", "val_acc", "val_f1", "val_auc", "val_balanced_acc", "val_loss",
+           "val_exam_kappa", "val_exam_acc", "val_exam_auc")
+
+
+@dataclass
+class TuneConfig(TrainConfig):
+    EXPERIMENT_TYPE: ClassVar[str] = "density_classification"
+    DISTRIBUTED: ClassVar[bool] = False  # trials are the unit of parallelism here
+
+    outdir: Path = setting(Path("outputs/hpo"), "Root of the tune run directories; each "
+                           "trial is a train-density run inside its tune run.", metavar="DIR",
+                           record=False)
+    n_trials: int = setting(20, "Finished (complete or pruned) trials the study should have, "
+                            "counting earlier and other workers' trials of the same study.")
+    study_name: str = setting("density", "Optuna study name (workers sharing --storage "
+                              "and this name share one study).")
+    storage: str | None = setting(None, "Optuna storage URL (default: sqlite:///<tune "
+                                  "run>/study.db, so a killed study resumes and workers can "
+                                  "share it).", metavar="URL")
+    search_space: Path | None = setting(None, "YAML search space (default: the built-in one, "
+                                        "also at configs/tune.yaml).", metavar="FILE")
+    metric: Literal[METRICS] = setting("val_kappa", "What the study optimises: best value "
+                                       "over epochs (val_loss is minimised).")
+    timeout: float | None = setting(None, "Stop starting new trials after this many seconds.")
+    engine: Literal["optuna", "ray"] = setting("optuna", "Run trials in this process with "
+                                               "Optuna, or as Ray Tune trials.")
+    pruner: Literal["median", "none"] = setting("median", "Stop unpromising trials early "
+                                                "(median of earlier trials at the same epoch).")
+    ray_scheduler: Literal["fifo", "asha"] = setting("fifo", "Ray Tune trial scheduler.")
+    cpus_per_trial: int = setting(1, "Ray: CPUs reserved per trial.", record=False)
+    gpus_per_trial: float = setting(0.0, "Ray: GPUs reserved per trial.", record=False)
+
+    def problems(self) -> list[str]:
+        found = self.training_problems()
+        if self.n_trials < 1:
+            found.append(f"--n-trials must be at least 1, got {self.n_trials}")
+        if self.timeout is not None and self.timeout <= 0:
+            found.append(f"--timeout must be positive, got {self.timeout}")
+        if self.cpus_per_trial < 1 or self.gpus_per_trial < 0:
+            found.append("--cpus-per-trial must be at least 1 and --gpus-per-trial 0 or more")
+        if self.cv_folds and self.metric.startswith("val_exam"):
+            found.append(f"--metric {self.metric} is not available with --cv-folds; use "
+                         "val_kappa, val_acc, val_f1 or val_auc")
+        if self.resume is not None and not (self.resume / "summary.json").is_file():
+            found.append(f"--resume {self.resume} is not a tune run directory")
+        if self.engine == "ray":
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                found.append("--engine ray needs Ray: pip install 'mammography[ray]'")
+        if self.search_space is not None and not self.search_space.is_file():
+            found.append(f"--search-space {self.search_space} does not exist")
+        else:
+            from mammography.hpo.search_space import load_search_space
+
+            try:
+                load_search_space(self.search_space)
+            except ValueError as exc:
+                found.append(str(exc))
+        return found

@@ -1,0 +1,1 @@
+"""Hyper-parameter search on existing engines: Optuna (in process) and Ray Tune."""

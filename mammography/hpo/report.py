@@ -1,0 +1,64 @@
+"""The end of a search: trials table, best parameters, optimisation plots."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from mammography.run import Run
+
+
+def write_trials_csv(path: Path, trials: list[dict[str, Any]]) -> None:
+    params = sorted({k for t in trials for k in t.get("params", {})})
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["number", "state", "value", *params, "duration_seconds", "run_dir"])
+        for t in trials:
+            writer.writerow([t["number"], t["state"], t.get("value"),
+                             *(t.get("params", {}).get(p) for p in params),
+                             t.get("duration_seconds"), t.get("run_dir")])
+
+
+def optuna_trials(study: Any, run: Run) -> list[dict[str, Any]]:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        duration = (t.datetime_complete - t.datetime_start).total_seconds() \
+            if t.datetime_complete and t.datetime_start else None
+        folder = run.dir / f"trial_{t.number}" / "results"
+        rows.append({"number": t.number, "state": t.state.name, "value": t.value,
+                     "params": t.params, "duration_seconds": duration,
+                     "run_dir": str(folder.relative_to(run.dir)) if folder.is_dir() else None})
+    return rows
+
+
+def optuna_plots(study: Any, run: Run) -> list[str]:
+    """Optimisation history and parameter importances as PNG (matplotlib backend)."""
+    import warnings
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.visualization import matplotlib as ovm
+
+    written = []
+    for name, plot in (("optimization_history", ovm.plot_optimization_history),
+                       ("param_importances", ovm.plot_param_importances)):
+        try:
+            with warnings.catch_warnings():
+                # "experimental" since optuna 2.2 and stable in use; not worth a WARNING line
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                axes = plot(study)
+        except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ trials
+            run.log(f"Plot {name} skipped: {exc}")
+            continue
+        figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
+        FigureCanvasAgg(figure)
+        figure.set_size_inches(8, 5)
+        figure.tight_layout()
+        path = run.path(f"plots/{name}.png")
+        figure.savefig(path, dpi=110)
+        written.append(str(path.relative_to(run.dir)))
+        import matplotlib.pyplot as plt  # optuna draws through pyplot; free its figures
+
+        plt.close(figure)
+    return written

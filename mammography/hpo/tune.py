@@ -1,0 +1,77 @@
+"""`mammography tune`: hyper-parameter search over train-density settings.
+
+Usage::
+
+    mammography tune --config configs/demo.yaml --n-trials 20 --epochs 6
+    mammography tune ... --search-space my_space.yaml --metric val_exam_kappa
+    mammography tune --resume outputs/hpo/results_2        # continue a killed study
+    mammography tune ... --engine ray --cpus-per-trial 1   # Ray Tune, local or --ray-address
+
+The tune run is itself a run directory (summary.json, run.log, the study's
+``study.db``); every trial is a full train-density run inside it. At the
+end: ``trials.csv``, ``best_params.json`` and optimisation plots.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mammography.config.tune import TuneConfig
+from mammography.hpo.report import optuna_plots, optuna_trials, write_trials_csv
+from mammography.hpo.search_space import load_search_space
+from mammography.run import Run
+from mammography.run.jsonio import read_json
+
+
+def run_tune(cfg: TuneConfig, run: Run) -> None:
+    space = load_search_space(cfg.search_space)
+    run.log(f"Starting hyper-parameter search: engine {cfg.engine}, {cfg.n_trials} trials, "
+            f"{cfg.metric}, space: {', '.join(space)}")
+    if cfg.resume is not None:
+        previous = read_json(cfg.resume / "summary.json")
+        run.add_based_on([{"run_dir": str(cfg.resume.resolve()),
+                           "run_id": previous.get("run_id"), "relation": "resume"}])
+    if cfg.engine == "ray":
+        from mammography.hpo.ray_engine import run_ray
+
+        trials, best, plots = run_ray(cfg, run, space)
+    else:
+        from mammography.hpo.optuna_engine import run_optuna
+
+        study = run_optuna(cfg, run, space)
+        trials = optuna_trials(study, run)
+        best = _best_optuna(study, run)
+        plots = optuna_plots(study, run)
+    write_trials_csv(run.dir / "trials.csv", trials)
+    counts = {state: sum(t["state"] == state for t in trials)
+              for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "TERMINATED", "ERROR")}
+    run.log("")
+    run.log("Search Complete")
+    run.log("---------------")
+    run.log("Trials: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n))
+    if best is None:
+        run.warn("no trial completed, so there are no best parameters")
+        run.set_results(trials=counts, best_trial=None)
+        return
+    run.write_json("best_params.json", best)
+    run.log(f"Best trial: {best['number']} ({cfg.metric} {best['value']:.4f}) -> "
+            f"{best.get('run_dir')}")
+    run.log("Best parameters: " + ", ".join(f"{k}={v}" for k, v in best["params"].items()))
+    headline = {}
+    if best.get("run_dir"):
+        trial_summary = read_json(run.dir / best["run_dir"] / "summary.json")
+        headline = {k: trial_summary.get(k) for k in ("best_val_kappa", "best_val_acc",
+                                                       "best_epoch") if k in trial_summary}
+    run.set_results(trials=counts, best_trial=best, best_value=best["value"],
+                    best_params=best["params"], metric=cfg.metric, plots=plots, **headline)
+
+
+def _best_optuna(study: Any, run: Run) -> dict[str, Any] | None:
+    try:
+        trial = study.best_trial
+    except ValueError:  # no completed trial
+        return None
+    folder = run.dir / f"trial_{trial.number}" / "results"
+    return {"number": trial.number, "trial_id": f"{study.study_name}-{trial.number}",
+            "value": trial.value, "params": trial.params,
+            "run_dir": str(folder.relative_to(run.dir)) if folder.is_dir() else None}
