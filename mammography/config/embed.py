@@ -24,7 +24,10 @@ class EmbedConfig(ImageConfig):
     batch_size: int = setting(32, "Images per inference batch.")
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "Where to run the backbone.")
     amp: bool = setting(True, "Mixed precision on CUDA; ignored on CPU.")
-    num_workers: int = setting(2, "DataLoader worker processes.", record=False)
+    num_workers: int = setting(-1, "DataLoader worker processes; -1 = auto: 0 on CPU (reading the "
+                               "cache in the main process is faster than shipping batches "
+                               "between processes), min(8, cores) on CUDA.",
+                               record=False)
     probe_folds: int = setting(5, "Folds of the linear-probe baseline (patient-grouped; "
                                "0 = skip it).")
     seed: int = setting(42, "Seed of the linear probe's folds.")

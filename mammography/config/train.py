@@ -60,8 +60,10 @@ class TrainConfig(ImageConfig):
                                       "Ray instance).", record=False)
     seed: int = setting(42, "Random seed: splits, initialisation, data order, augmentation.")
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "Where to train.")
-    num_workers: int = setting(2, "DataLoader worker processes (0 = load in the main "
-                               "process).", record=False)
+    num_workers: int = setting(-1, "DataLoader worker processes; -1 = auto: 0 on CPU (reading the "
+                               "cache in the main process is faster than shipping batches "
+                               "between processes), min(8, cores) on CUDA.",
+                               record=False)
     amp: bool = setting(True, "Mixed precision on CUDA (bfloat16 where supported, else "
                         "float16); ignored on CPU.")
     embeddings_dir: Path | None = setting(
@@ -103,8 +105,8 @@ class TrainConfig(ImageConfig):
         if self.warmup_epochs < 0 or self.early_stop_patience < 0 or self.grad_clip < 0:
             found.append("--warmup-epochs, --early-stop-patience and --grad-clip must be 0 "
                          "or more")
-        if self.num_workers < 0:
-            found.append(f"--num-workers must be 0 or more, got {self.num_workers}")
+        if self.num_workers < -1:
+            found.append(f"--num-workers must be -1 (auto) or more, got {self.num_workers}")
         if not 0.05 <= self.val_fraction <= 0.5:
             found.append(f"--val-fraction must be between 0.05 and 0.5, got {self.val_fraction}")
         if self.cv_workers < 1:

@@ -65,7 +65,12 @@ def encode_entry(array: np.ndarray) -> bytes:
                        zlib.crc32(payload)) + payload
 
 
-def decode_entry(data: bytes) -> np.ndarray:
+def decode_entry(data: bytes | bytearray, check_crc: bool = True) -> np.ndarray:
+    """The entry's array (writable when ``data`` is a bytearray); damage raises.
+
+    Header and size are always checked (that catches truncation); the CRC
+    catches corruption and can be skipped for an entry already verified.
+    """
     if len(data) < HEADER.size:
         raise CacheEntryError(f"entry is {len(data)} bytes, shorter than its header")
     magic, rows, cols, code, crc = HEADER.unpack_from(data)
@@ -76,7 +81,7 @@ def decode_entry(data: bytes) -> np.ndarray:
     if len(data) != expected:
         raise CacheEntryError(f"entry is {len(data)} bytes, expected {expected} (truncated)")
     payload = memoryview(data)[HEADER.size:]
-    if zlib.crc32(payload) != crc:
+    if check_crc and zlib.crc32(payload) != crc:
         raise CacheEntryError("checksum mismatch (corrupt)")
     return np.frombuffer(payload, dtype=dtype).reshape(rows, cols)
 
@@ -119,6 +124,7 @@ class ImageCache:
         self.root = Path(root) if root is not None else default_cache_root()
         self.dir = self.root / "images" / f"v{PREPROCESS_VERSION}-{settings.key()}"
         self._memory: dict[str, np.ndarray] = {}
+        self._verified: set[tuple[str, int, int]] = set()
 
     # -- keys and entries ----------------------------------------------------
     def entry_path(self, source: Path) -> Path:
@@ -134,11 +140,20 @@ class ImageCache:
             return self._memory.get(str(source))
         if self.mode == "off":
             return None
+        path = self.entry_path(source)
         try:
-            data = self.entry_path(source).read_bytes()
+            with path.open("rb") as handle:
+                stat = os.fstat(handle.fileno())
+                data = bytearray(stat.st_size)  # writable: no copy needed downstream
+                handle.readinto(data)
         except FileNotFoundError:
             return None
-        return decode_entry(data)
+        # The CRC (the costliest part of a read) once per entry and process: later
+        # epochs re-read the same bytes. A rewritten entry has a new size/mtime.
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        array = decode_entry(data, check_crc=key not in self._verified)
+        self._verified.add(key)
+        return array
 
     def store(self, source: Path, array: np.ndarray) -> None:
         if self.mode == "memory":

@@ -49,7 +49,8 @@ class CachedImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, torch.Tensor]:
         array = self.cache.load(self.paths[index], on_repair=_warn)
-        # Read-only cached buffers: copy once so torch owns writable memory.
-        tensor = torch.from_numpy(np.array(array, copy=True))
+        # Disk entries arrive in a fresh writable buffer; only read-only arrays
+        # need a copy before torch can own them.
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
         embedding = self.embeddings[index] if self.embeddings is not None else NO_EMBEDDING
         return tensor.unsqueeze(0), self.labels[index], index, embedding

@@ -25,11 +25,16 @@ from torch.utils.data import DataLoader
 from mammography.config.embed import EmbedConfig
 from mammography.data.dataset import CachedImageDataset
 from mammography.data.pipeline import PreparedData, data_config, prepare_data
-from mammography.engine.device import seed_everything, select_device, select_precision
+from mammography.engine.device import (
+    loader_workers,
+    seed_everything,
+    select_device,
+    select_precision,
+)
 from mammography.engine.fusion import FEATURES_FILE, METADATA_COLUMNS, METADATA_FILE
 from mammography.engine.linear_probe import linear_probe
 from mammography.engine.loop import _autocast, prepare_batch
-from mammography.models.factory import create_backbone, parameter_counts
+from mammography.models.factory import create_backbone, parameter_counts, pooled_dim
 from mammography.run import Run
 from mammography.run.progress import progress_bar
 
@@ -78,11 +83,11 @@ def run_embed(cfg: EmbedConfig, run: Run) -> None:
     total, _ = parameter_counts(backbone)
     run.log(f"Initializing {cfg.arch} (pretrained={cfg.pretrained and cfg.weights is None}, "
             f"weights={cfg.weights}): {total / 1e6:.2f}M parameters, "
-            f"{backbone.num_features}-dimensional features")
+            f"{pooled_dim(backbone)}-dimensional features")
     run.log(f"Device: {device} ({precision.describe()}), batch size {cfg.batch_size}")
     run.update(model_config={"arch": cfg.arch, "pretrained": cfg.pretrained,
                              "weights": str(cfg.weights) if cfg.weights else None,
-                             "embedding_dim": int(backbone.num_features), "total_params": total,
+                             "embedding_dim": pooled_dim(backbone), "total_params": total,
                              "in_chans": 1, "device": str(device),
                              "precision": precision.describe()})
     run.refresh_environment()
@@ -90,7 +95,8 @@ def run_embed(cfg: EmbedConfig, run: Run) -> None:
     dataset = CachedImageDataset([r.path for r in images], [r.label - 1 for r in images],
                                  data.cache)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False,
-                        num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+                        num_workers=loader_workers(cfg.num_workers, device),
+                        pin_memory=device.type == "cuda")
     started = time.perf_counter()
     features = extract(backbone, loader, device, precision, channels_last)
     seconds = time.perf_counter() - started

@@ -35,7 +35,7 @@ from mammography.data.labels import ImageRecord, LabelTable
 from mammography.data.pipeline import load_table, write_data_manifest
 from mammography.data.preprocess import PreprocessSettings
 from mammography.engine.checkpoint import BEST_FILE, model_from_best
-from mammography.engine.device import select_device
+from mammography.engine.device import loader_workers, select_device
 from mammography.engine.export import (
     PARITY_TOLERANCE,
     export_onnx,
@@ -128,7 +128,7 @@ def predict(model: torch.nn.Module, table: LabelTable, cache: ImageCache, cfg: E
     dataset = CachedImageDataset([r.path for r in table.images],
                                  [r.label - 1 for r in table.images], cache, embeddings)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False,
-                        num_workers=cfg.num_workers)
+                        num_workers=loader_workers(cfg.num_workers, device))
     parts = []
     model.to(device).eval()
     with torch.no_grad():

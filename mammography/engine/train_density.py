@@ -35,7 +35,12 @@ from mammography.data.dataset import CachedImageDataset
 from mammography.data.pipeline import MANIFEST_FILE, PreparedData, data_config, prepare_data
 from mammography.data.splits import kfold_indices, train_val_indices, write_splits_csv
 from mammography.engine.checkpoint import BEST_FILE, LAST_FILE, load_safely
-from mammography.engine.device import seed_everything, select_device, select_precision
+from mammography.engine.device import (
+    loader_workers,
+    seed_everything,
+    select_device,
+    select_precision,
+)
 from mammography.engine.distributed import Distributed
 from mammography.engine.distributed import current as current_distributed
 from mammography.engine.fit import FitContext, FitState, fit, restore, short_metrics
@@ -174,8 +179,9 @@ def _loaders(cfg: TrainConfig, data: PreparedData, train_idx: np.ndarray, val_id
 
     per_rank = max(1, cfg.batch_size // ddp.world_size)
     train_set, val_set = dataset(train_idx), dataset(val_idx)
-    common = {"num_workers": cfg.num_workers, "pin_memory": device.type == "cuda",
-              "persistent_workers": cfg.num_workers > 0}
+    workers = loader_workers(cfg.num_workers, device)
+    common = {"num_workers": workers, "pin_memory": device.type == "cuda",
+              "persistent_workers": workers > 0}
     train_sampler = DistributedSampler(train_set, num_replicas=ddp.world_size, rank=ddp.rank,
                                        shuffle=True, seed=cfg.seed)
     val_sampler = DistributedSampler(val_set, num_replicas=ddp.world_size, rank=ddp.rank,
@@ -226,7 +232,7 @@ def train_split(cfg: TrainConfig, run: Run, data: PreparedData, train_idx: np.nd
     model = model.to(device, memory_format=torch.channels_last if channels_last
                      else torch.contiguous_format)
     run.log(f"Device: {device} ({precision.describe()}), batch size {cfg.batch_size}, "
-            f"{cfg.num_workers} loader workers")
+            f"{loader_workers(cfg.num_workers, device)} loader workers")
     run.update(model_config={
         "arch": cfg.arch, "num_classes": 4, "in_chans": 1, "pretrained": cfg.pretrained,
         "weights": str(cfg.weights) if cfg.weights else None,

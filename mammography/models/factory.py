@@ -33,7 +33,7 @@ class DensityModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.embedding_dim = embedding_dim
-        self.num_features = int(backbone.num_features)
+        self.num_features = pooled_dim(backbone)
         self.dropout = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features + embedding_dim, num_classes)
 
@@ -54,6 +54,12 @@ class DensityModel(nn.Module):
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
         return self.classify(self.pool(self.features(x)), embedding)
+
+
+def pooled_dim(backbone: nn.Module) -> int:
+    """Size of ``forward_head(pre_logits=True)``: timm models with a conv head after
+    pooling (MobileNetV3) report it as ``head_hidden_size``, not ``num_features``."""
+    return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
 
 
 def _timm_create(arch: str, **kwargs: Any) -> nn.Module:
