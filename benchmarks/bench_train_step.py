@@ -58,51 +58,20 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mammography.data.augment import GRAY_MEAN, GRAY_STD
-from mammography.data.cache import ImageCache, encode_entry
 from mammography.data.dataset import CachedImageDataset
-from mammography.data.preprocess import PreprocessSettings, preprocess
-from mammography.data.synthetic import synthesize_mammogram
 from mammography.engine.device import select_precision
 from mammography.engine.loop import train_one_epoch
 from mammography.models.factory import create_model
+
+from _fixtures import make_cache
 
 ARCH = "efficientnet_b0"
 IMG_SIZE = 128
 BATCH = 16
 PRELOADED_BATCHES = 8
 LOADER_ENTRIES = 512
-VIEWS = (("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))
 
 Batch = tuple[torch.Tensor, ...]  # a collated dataset item: images, labels, rows, ...
-
-
-def make_cache(root: Path, n: int, distinct: int) -> tuple[ImageCache, list[Path], list[int]]:
-    """``n`` entries at IMG_SIZE (cycling over ``distinct`` synthetic images) for stub sources.
-
-    An entry's key is its source's path, size and mtime, so a source only has
-    to exist; what is cached is a real preprocessed synthetic mammogram.
-    """
-    settings = PreprocessSettings(img_size=IMG_SIZE)
-    cache = ImageCache(settings, root / "cache")
-    rng = np.random.default_rng(0)
-    images, labels = [], []
-    for i in range(distinct):
-        laterality, view = VIEWS[i % 4]
-        density = 1 + i % 4
-        image = synthesize_mammogram(rng, density, (4 * IMG_SIZE, 13 * IMG_SIZE // 4),
-                                     view, laterality)
-        images.append(preprocess(image, settings, laterality))
-        labels.append(density - 1)
-    sources = []
-    (root / "src").mkdir(parents=True)
-    for i in range(n):
-        source = root / "src" / f"img{i:04d}.dcm"
-        source.write_bytes(b"stub")
-        entry = cache.entry_path(source)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        entry.write_bytes(encode_entry(images[i % distinct]))
-        sources.append(source)
-    return cache, sources, [labels[i % distinct] for i in range(n)]
 
 
 def minor_faults() -> int:
@@ -200,7 +169,7 @@ def bench_steps(args: argparse.Namespace, batches: list[Batch]) -> float:
 
 
 def bench_loader(args: argparse.Namespace, root: Path, model_rate: float) -> None:
-    cache, sources, labels = make_cache(root / "loader", LOADER_ENTRIES, distinct=32)
+    cache, sources, labels = make_cache(root / "loader", IMG_SIZE, LOADER_ENTRIES, distinct=32)
     loader = DataLoader(CachedImageDataset(sources, labels, cache), batch_size=BATCH,
                         shuffle=True, generator=torch.Generator().manual_seed(0),
                         num_workers=2, persistent_workers=True)
@@ -238,7 +207,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         root = Path(name)
         n = BATCH * PRELOADED_BATCHES
-        cache, sources, labels = make_cache(root / "steps", n, distinct=n)
+        cache, sources, labels = make_cache(root / "steps", IMG_SIZE, n, distinct=n)
         loader = DataLoader(CachedImageDataset(sources, labels, cache), batch_size=BATCH)
         batches: list[Batch] = [tuple(b) for b in loader]  # type: ignore[misc]
         assert len(batches) == PRELOADED_BATCHES and batches[0][0].dtype == torch.uint16

@@ -30,8 +30,16 @@ def select_device(requested: str, local_rank: int = 0) -> torch.device:
         raise ConfigError("--device cuda was requested but CUDA is not available here; use "
                           "--device auto or cpu.")
     if requested in ("auto", "cuda") and torch.cuda.is_available():
+        _tune_cuda_kernels()
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
+
+
+def _tune_cuda_kernels() -> None:
+    """Let cuDNN time its convolution algorithms once per input shape and keep the
+    fastest; every batch here has the same shape (fixed --img-size), so the first
+    steps pay for it once. Bit-for-bit repeatability is promised on CPU only."""
+    torch.backends.cudnn.benchmark = True
 
 
 def select_precision(device: torch.device, amp: bool) -> Precision:

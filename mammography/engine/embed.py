@@ -50,9 +50,11 @@ def extract(backbone: torch.nn.Module, loader: DataLoader, device: torch.device,
             x = prepare_batch(images, device, channels_last=channels_last)
             with _autocast(device, precision):
                 pooled = backbone(x)
-            parts.append(pooled.float().cpu().numpy())
+            parts.append(pooled.float())  # stays on the device: no per-batch host sync
             advance()
-    return np.concatenate(parts).astype(np.float32)
+    if not parts:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(parts).cpu().numpy().astype(np.float32, copy=False)
 
 
 def _write_metadata(path: Path, data: PreparedData) -> None:

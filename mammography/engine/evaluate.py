@@ -128,7 +128,8 @@ def predict(model: torch.nn.Module, table: LabelTable, cache: ImageCache, cfg: E
     dataset = CachedImageDataset([r.path for r in table.images],
                                  [r.label - 1 for r in table.images], cache, embeddings)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False,
-                        num_workers=loader_workers(cfg.num_workers, device))
+                        num_workers=loader_workers(cfg.num_workers, device),
+                        pin_memory=device.type == "cuda")
     parts = []
     model.to(device).eval()
     with torch.no_grad():

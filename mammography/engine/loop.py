@@ -65,8 +65,7 @@ def train_one_epoch(model: nn.Module, loader: torch.utils.data.DataLoader,
                     on_step: Callable[[], None] | None = None) -> PassOutput:
     model.train()
     start = time.perf_counter()
-    total_loss, seen = 0.0, 0
-    labels, probs, indices = [], [], []
+    kept = _Predictions(device)
     for images, targets, rows, embeddings in loader:
         x = prepare_batch(images, device, generator=generator, channels_last=channels_last)
         y = targets.to(device, non_blocking=True)
@@ -89,16 +88,10 @@ def train_one_epoch(model: nn.Module, loader: torch.utils.data.DataLoader,
             scaler.update()
         else:
             optimizer.step()
-        batch = y.shape[0]
-        total_loss += float(loss.detach()) * batch
-        seen += batch
-        labels.append(targets.numpy())
-        probs.append(torch.softmax(logits.detach().float(), dim=1).cpu().numpy())
-        indices.append(rows.numpy())
+        kept.add(loss.detach(), logits.detach(), targets, rows)
         if on_step is not None:
             on_step()
-    return PassOutput(total_loss / max(seen, 1), _cat(labels, np.int64), _cat(probs, np.float32),
-                      _cat(indices, np.int64), time.perf_counter() - start)
+    return kept.output(start)
 
 
 @torch.no_grad()
@@ -107,24 +100,49 @@ def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, criterion: n
              on_step: Callable[[], None] | None = None) -> PassOutput:
     model.eval()
     start = time.perf_counter()
-    total_loss, seen = 0.0, 0
-    labels, probs, indices = [], [], []
+    kept = _Predictions(device)
     for images, targets, rows, embeddings in loader:
         x = prepare_batch(images, device, channels_last=channels_last)
         y = targets.to(device, non_blocking=True)
         with _autocast(device, precision):
             logits = model(x, fused_input(embeddings, device))
-        loss = criterion(logits.float(), y)
-        batch = y.shape[0]
-        total_loss += float(loss) * batch
-        seen += batch
-        labels.append(targets.numpy())
-        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-        indices.append(rows.numpy())
+        kept.add(criterion(logits.float(), y), logits, targets, rows)
         if on_step is not None:
             on_step()
-    return PassOutput(total_loss / max(seen, 1), _cat(labels, np.int64), _cat(probs, np.float32),
-                      _cat(indices, np.int64), time.perf_counter() - start)
+    return kept.output(start)
+
+
+class _Predictions:
+    """Loss and softmax outputs kept on the device until the pass ends.
+
+    Reading them back every batch (``float(loss)``, ``.cpu()``) would make the
+    host wait for the GPU after each step, so it could not queue the next
+    step's kernels while the current one runs; one copy at the end of the pass
+    keeps the GPU busy (on CPU it makes no difference).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.seen = 0
+        self.probs: list[torch.Tensor] = []
+        self.labels: list[np.ndarray] = []
+        self.indices: list[np.ndarray] = []
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
+            rows: torch.Tensor) -> None:
+        batch = targets.shape[0]
+        self.loss_sum += loss.double() * batch
+        self.seen += batch
+        self.probs.append(torch.softmax(logits.float(), dim=1))
+        self.labels.append(targets.numpy())
+        self.indices.append(rows.numpy())
+
+    def output(self, start: float) -> PassOutput:
+        probs = (torch.cat(self.probs).cpu().numpy().astype(np.float32) if self.probs
+                 else np.zeros(0, dtype=np.float32))
+        loss = float(self.loss_sum) / max(self.seen, 1)  # waits for the device's last step
+        return PassOutput(loss, _cat(self.labels, np.int64), probs, _cat(self.indices, np.int64),
+                          time.perf_counter() - start)
 
 
 def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
