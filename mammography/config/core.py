@@ -23,6 +23,11 @@ from mammography.errors import ConfigError
 C = TypeVar("C")
 
 
+NUM_WORKERS_HELP = ("DataLoader worker processes; -1 = auto: 0 on CPU (reading the cache in the "
+                    "main process is faster than shipping batches between processes), "
+                    "min(8, cores) on CUDA.")
+
+
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
             cli: bool = True, record: bool = True, default_factory: Any = dataclasses.MISSING,
             metavar: str | None = None, short: str | None = None,

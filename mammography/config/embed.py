@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from mammography.config.core import setting
+from mammography.config.core import NUM_WORKERS_HELP, setting
 from mammography.config.data import ImageConfig
 
 
@@ -24,10 +24,7 @@ class EmbedConfig(ImageConfig):
     batch_size: int = setting(32, "Images per inference batch.")
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "Where to run the backbone.")
     amp: bool = setting(True, "Mixed precision on CUDA; ignored on CPU.")
-    num_workers: int = setting(-1, "DataLoader worker processes; -1 = auto: 0 on CPU (reading the "
-                               "cache in the main process is faster than shipping batches "
-                               "between processes), min(8, cores) on CUDA.",
-                               record=False)
+    num_workers: int = setting(-1, NUM_WORKERS_HELP, record=False)
     probe_folds: int = setting(5, "Folds of the linear-probe baseline (patient-grouped; "
                                "0 = skip it).")
     seed: int = setting(42, "Seed of the linear probe's folds.")

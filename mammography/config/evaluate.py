@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from mammography.config.core import setting
+from mammography.config.core import NUM_WORKERS_HELP, setting
 from mammography.config.data import LabelsConfig
 
 
@@ -32,10 +32,7 @@ class EvalConfig(LabelsConfig):
     cache_dir: Path | None = setting(None, "Cache folder (default: the user cache dir, or "
                                      "$MAMMOGRAPHY_CACHE_DIR).", metavar="DIR", record=False)
     workers: int = setting(0, "Processes that decode images (0 = all cores).", record=False)
-    num_workers: int = setting(-1, "DataLoader worker processes; -1 = auto: 0 on CPU (reading the "
-                               "cache in the main process is faster than shipping batches "
-                               "between processes), min(8, cores) on CUDA.",
-                               record=False)
+    num_workers: int = setting(-1, NUM_WORKERS_HELP, record=False)
 
     def problems(self) -> list[str]:
         found = []

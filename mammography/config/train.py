@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from mammography.config.core import setting
+from mammography.config.core import NUM_WORKERS_HELP, setting
 from mammography.config.data import ImageConfig
 
 
@@ -60,10 +60,7 @@ class TrainConfig(ImageConfig):
                                       "Ray instance).", record=False)
     seed: int = setting(42, "Random seed: splits, initialisation, data order, augmentation.")
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "Where to train.")
-    num_workers: int = setting(-1, "DataLoader worker processes; -1 = auto: 0 on CPU (reading the "
-                               "cache in the main process is faster than shipping batches "
-                               "between processes), min(8, cores) on CUDA.",
-                               record=False)
+    num_workers: int = setting(-1, NUM_WORKERS_HELP, record=False)
     amp: bool = setting(True, "Mixed precision on CUDA (bfloat16 where supported, else "
                         "float16); ignored on CPU.")
     embeddings_dir: Path | None = setting(

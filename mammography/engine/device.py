@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 
@@ -61,18 +60,3 @@ def epoch_seed(seed: int, epoch: int) -> int:
     (seed, e) only, so a run resumed at epoch e replays exactly what an
     uninterrupted run would have done."""
     return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
-
-
-def loader_workers(requested: int, device: torch.device) -> int:
-    """DataLoader workers for ``--num-workers`` (-1 = auto).
-
-    On CPU the model is ~100x slower than reading the cache, and moving each
-    batch between processes costs more than reading it (measured: 1,500 vs
-    3,300 images/s at 512 px), so auto means 0 there; on CUDA the loader must
-    keep a fast GPU fed, so auto means up to 8 processes.
-    """
-    if requested >= 0:
-        return requested
-    if device.type != "cuda":
-        return 0
-    return min(8, os.cpu_count() or 1)

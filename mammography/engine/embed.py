@@ -24,16 +24,16 @@ from torch.utils.data import DataLoader
 
 from mammography.config.embed import EmbedConfig
 from mammography.data.dataset import CachedImageDataset
+from mammography.data.loading import describe_loader, make_loader
 from mammography.data.pipeline import PreparedData, data_config, prepare_data
 from mammography.engine.device import (
-    loader_workers,
     seed_everything,
     select_device,
     select_precision,
 )
 from mammography.engine.fusion import FEATURES_FILE, METADATA_COLUMNS, METADATA_FILE
 from mammography.engine.linear_probe import linear_probe
-from mammography.engine.loop import _autocast, prepare_batch
+from mammography.engine.loop import _autocast, prepare_batch, staged_batches
 from mammography.models.factory import create_backbone, parameter_counts, pooled_dim
 from mammography.run import Run
 from mammography.run.progress import progress_bar
@@ -46,7 +46,7 @@ def extract(backbone: torch.nn.Module, loader: DataLoader, device: torch.device,
     backbone.eval()
     parts = []
     with progress_bar(len(loader), "Embedding", enabled=progress) as advance:
-        for images, _labels, _rows, _emb in loader:
+        for images, *_ in staged_batches(loader, device):
             x = prepare_batch(images, device, channels_last=channels_last)
             with _autocast(device, precision):
                 pooled = backbone(x)
@@ -86,7 +86,8 @@ def run_embed(cfg: EmbedConfig, run: Run) -> None:
     run.log(f"Initializing {cfg.arch} (pretrained={cfg.pretrained and cfg.weights is None}, "
             f"weights={cfg.weights}): {total / 1e6:.2f}M parameters, "
             f"{pooled_dim(backbone)}-dimensional features")
-    run.log(f"Device: {device} ({precision.describe()}), batch size {cfg.batch_size}")
+    run.log(f"Device: {device} ({precision.describe()}), batch size {cfg.batch_size}, "
+            f"{describe_loader(cfg.num_workers, device)}")
     run.update(model_config={"arch": cfg.arch, "pretrained": cfg.pretrained,
                              "weights": str(cfg.weights) if cfg.weights else None,
                              "embedding_dim": pooled_dim(backbone), "total_params": total,
@@ -96,9 +97,8 @@ def run_embed(cfg: EmbedConfig, run: Run) -> None:
     images = data.table.images
     dataset = CachedImageDataset([r.path for r in images], [r.label - 1 for r in images],
                                  data.cache)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False,
-                        num_workers=loader_workers(cfg.num_workers, device),
-                        pin_memory=device.type == "cuda")
+    loader = make_loader(dataset, batch_size=cfg.batch_size, device=device,
+                         num_workers=cfg.num_workers)
     started = time.perf_counter()
     features = extract(backbone, loader, device, precision, channels_last)
     seconds = time.perf_counter() - started

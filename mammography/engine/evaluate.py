@@ -26,16 +26,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
 from mammography.data.dataset import CachedImageDataset
 from mammography.data.labels import ImageRecord, LabelTable
+from mammography.data.loading import make_loader
 from mammography.data.pipeline import load_table, write_data_manifest
 from mammography.data.preprocess import PreprocessSettings
 from mammography.engine.checkpoint import BEST_FILE, model_from_best
-from mammography.engine.device import loader_workers, select_device
+from mammography.engine.device import select_device
 from mammography.engine.export import (
     PARITY_TOLERANCE,
     export_onnx,
@@ -127,9 +127,8 @@ def predict(model: torch.nn.Module, table: LabelTable, cache: ImageCache, cfg: E
 
     dataset = CachedImageDataset([r.path for r in table.images],
                                  [r.label - 1 for r in table.images], cache, embeddings)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False,
-                        num_workers=loader_workers(cfg.num_workers, device),
-                        pin_memory=device.type == "cuda")
+    loader = make_loader(dataset, batch_size=cfg.batch_size, device=device,
+                         num_workers=cfg.num_workers)
     parts = []
     model.to(device).eval()
     with torch.no_grad():

@@ -32,11 +32,11 @@ from mammography.config.core import to_dict
 from mammography.config.train import TrainConfig
 from mammography.data.augment import GRAY_MEAN, GRAY_STD, normalize, to_float
 from mammography.data.dataset import CachedImageDataset
+from mammography.data.loading import describe_loader, make_loader
 from mammography.data.pipeline import MANIFEST_FILE, PreparedData, data_config, prepare_data
 from mammography.data.splits import kfold_indices, train_val_indices, write_splits_csv
 from mammography.engine.checkpoint import BEST_FILE, LAST_FILE, load_safely
 from mammography.engine.device import (
-    loader_workers,
     seed_everything,
     select_device,
     select_precision,
@@ -179,16 +179,14 @@ def _loaders(cfg: TrainConfig, data: PreparedData, train_idx: np.ndarray, val_id
 
     per_rank = max(1, cfg.batch_size // ddp.world_size)
     train_set, val_set = dataset(train_idx), dataset(val_idx)
-    workers = loader_workers(cfg.num_workers, device)
-    common = {"num_workers": workers, "pin_memory": device.type == "cuda",
-              "persistent_workers": workers > 0}
     train_sampler = DistributedSampler(train_set, num_replicas=ddp.world_size, rank=ddp.rank,
                                        shuffle=True, seed=cfg.seed)
     val_sampler = DistributedSampler(val_set, num_replicas=ddp.world_size, rank=ddp.rank,
                                      shuffle=False)
-    train = DataLoader(train_set, batch_size=per_rank, sampler=train_sampler,
-                       drop_last=len(train_sampler) > per_rank, **common)
-    val = DataLoader(val_set, batch_size=per_rank, sampler=val_sampler, **common)
+    common = {"batch_size": per_rank, "device": device, "num_workers": cfg.num_workers}
+    train = make_loader(train_set, sampler=train_sampler,
+                        drop_last=len(train_sampler) > per_rank, **common)
+    val = make_loader(val_set, sampler=val_sampler, **common)
     return train, val
 
 
@@ -232,7 +230,7 @@ def train_split(cfg: TrainConfig, run: Run, data: PreparedData, train_idx: np.nd
     model = model.to(device, memory_format=torch.channels_last if channels_last
                      else torch.contiguous_format)
     run.log(f"Device: {device} ({precision.describe()}), batch size {cfg.batch_size}, "
-            f"{loader_workers(cfg.num_workers, device)} loader workers")
+            f"{describe_loader(cfg.num_workers, device)}")
     run.update(model_config={
         "arch": cfg.arch, "num_classes": 4, "in_chans": 1, "pretrained": cfg.pretrained,
         "weights": str(cfg.weights) if cfg.weights else None,
