@@ -1,13 +1,17 @@
 """Cross-validation folds in parallel: one process per fold, locally or on Ray.
 
 The parent CV run writes ``splits.csv`` (every image's fold) and then starts
-one worker per fold — ``python -m mammography.engine.cv_parallel PARENT K`` —
-as a local process or inside a Ray task. A worker re-reads the parent's
-``config.yaml``, prepares the same data (the cache makes this cheap; the
-manifest digest must match the parent's), and trains fold K as a child run
-``PARENT/fold_K/results`` with the parent's provenance: the same layout and
-``cv_summary.json`` as sequential folds. Worker output reaches the parent's
-terminal and run.log with a ``[fold K]`` prefix.
+one worker per ``--cv-workers`` slot — ``python -m mammography.engine.cv_parallel
+PARENT K [K ...]`` — as a local process or inside a Ray task; each worker
+trains its share of the folds one after another (fold w, w + workers, ...),
+so a process's start-up (torch and timm imports: ~4 s here) is paid once per
+worker, not once per fold. A worker re-reads the parent's ``config.yaml``,
+prepares the same data (the cache makes this cheap; the manifest digest must
+match the parent's), and trains fold K as a child run ``PARENT/fold_K/results``
+with the parent's provenance: the same layout and ``cv_summary.json`` as
+sequential folds. Worker output reaches the parent's terminal and run.log
+with a ``[fold K]`` prefix: the worker announces each fold with a marker line
+that the parent reads and drops.
 
 If the parent is stopped (Ctrl-C, SIGTERM) its workers get SIGTERM and stop
 at their next safe point; no fold outlives its parent.
@@ -86,8 +90,31 @@ def run_fold(parent_dir: Path, fold: int) -> int:
     return child.exit_code or 0
 
 
-def _command(parent_dir: Path, fold: int) -> list[str]:
-    return [sys.executable, "-m", "mammography.engine.cv_parallel", str(parent_dir), str(fold)]
+FOLD_MARKER = "@@mammography-cv-fold "  # a worker's "fold K starts here" line
+
+
+def _command(parent_dir: Path, folds: list[int]) -> list[str]:
+    return [sys.executable, "-m", "mammography.engine.cv_parallel", str(parent_dir),
+            *map(str, folds)]
+
+
+def worker_folds(folds: list[int], workers: int) -> list[list[int]]:
+    """Folds per worker process, round robin (folds are about the same size)."""
+    return [group for w in range(workers) if (group := folds[w::workers])]
+
+
+class FoldLog:
+    """Prefixes a worker's lines with the fold it is on, from its marker lines."""
+
+    def __init__(self, first: int, log: Callable[[str], None]) -> None:
+        self.fold, self.log = first, log
+
+    def line(self, text: str) -> None:
+        text = text.rstrip()
+        if text.startswith(FOLD_MARKER):
+            self.fold = int(text[len(FOLD_MARKER):])
+        else:
+            self.log(f"[fold {self.fold}] {text}")
 
 
 def _env(threads: int) -> dict[str, str]:
@@ -108,25 +135,28 @@ class LocalFolds:
         self._procs: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
 
-    def _one(self, fold: int) -> int:
-        proc = subprocess.Popen(_command(self.parent_dir, fold), stdout=subprocess.PIPE,
+    def _one(self, folds: list[int]) -> int:
+        proc = subprocess.Popen(_command(self.parent_dir, folds), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=_env(self.threads), text=True, bufsize=1,
                                 errors="replace")
         with self._lock:
-            self._procs[fold] = proc
+            self._procs[folds[0]] = proc
         assert proc.stdout is not None
+        out = FoldLog(folds[0], self.log)
         for line in proc.stdout:
-            self.log(f"[fold {fold}] {line.rstrip()}")
+            out.line(line)
         return proc.wait()
 
     def run(self, folds: list[int]) -> dict[int, int]:
-        self.log(f"Training {len(folds)} folds, {self.workers} at a time "
-                 f"({self.threads} threads each)")
-        pool = ThreadPoolExecutor(max_workers=self.workers)
+        groups = worker_folds(folds, self.workers)
+        self.log(f"Training {len(folds)} folds in {len(groups)} worker processes "
+                 f"({self.threads} threads each): "
+                 + "; ".join(", ".join(map(str, g)) for g in groups))
+        pool = ThreadPoolExecutor(max_workers=len(groups))
         try:
-            futures = {fold: pool.submit(self._one, fold) for fold in folds}
-            return {fold: future.result() for fold, future in futures.items()}
+            futures = [(group, pool.submit(self._one, group)) for group in groups]
+            return {fold: future.result() for group, future in futures for fold in group}
         finally:
             self.stop()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -144,10 +174,11 @@ class LocalFolds:
                 proc.kill()
 
 
-def _ray_fold(parent_dir: str, fold: int, threads: int) -> tuple[int, str]:
-    proc = subprocess.run(_command(Path(parent_dir), fold), capture_output=True, text=True,
-                          env=_env(threads), errors="replace")
-    return proc.returncode, proc.stdout + proc.stderr
+def _ray_folds(parent_dir: str, folds: list[int], threads: int) -> tuple[int, str]:
+    proc = subprocess.run(_command(Path(parent_dir), folds), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=_env(threads),
+                          errors="replace")
+    return proc.returncode, proc.stdout
 
 
 def run_folds_on_ray(parent_dir: Path, folds: list[int], workers: int, address: str | None,
@@ -159,16 +190,18 @@ def run_folds_on_ray(parent_dir: Path, folds: list[int], workers: int, address: 
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  **({} if address else {"num_cpus": os.cpu_count()}))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    remote = ray.remote(num_cpus=threads)(_ray_fold)
-    log(f"Training {len(folds)} folds as Ray tasks ({threads} CPUs each)")
+    remote = ray.remote(num_cpus=threads)(_ray_folds)
+    groups = worker_folds(folds, workers)
+    log(f"Training {len(folds)} folds as {len(groups)} Ray tasks ({threads} CPUs each)")
     try:
-        refs = {fold: remote.remote(str(parent_dir), fold, threads) for fold in folds}
+        refs = [(group, remote.remote(str(parent_dir), group, threads)) for group in groups]
         codes = {}
-        for fold, ref in refs.items():
+        for group, ref in refs:
             code, output = ray.get(ref)
+            out = FoldLog(group[0], log)
             for line in output.splitlines():
-                log(f"[fold {fold}] {line}")
-            codes[fold] = code
+                out.line(line)
+            codes.update(dict.fromkeys(group, code))
         return codes
     finally:
         if started_here:
@@ -176,13 +209,21 @@ def run_folds_on_ray(parent_dir: Path, folds: list[int], workers: int, address: 
 
 
 def main(argv: list[str]) -> int:
+    """``PARENT K [K ...]``: train the given folds one after another; stop at the
+    first that does not complete (a stopped or failed fold ends the worker)."""
     from mammography.errors import InputError
 
-    try:
-        return run_fold(Path(argv[0]), int(argv[1]))
-    except InputError as exc:  # before the fold's run existed: message only
-        print(f"Error: {exc.render()}", file=sys.stderr, flush=True)
-        return exc.exit_code
+    parent = Path(argv[0])
+    for fold in map(int, argv[1:]):
+        print(f"{FOLD_MARKER}{fold}", flush=True)
+        try:
+            code = run_fold(parent, fold)
+        except InputError as exc:  # before the fold's run existed: message only
+            print(f"Error: {exc.render()}", file=sys.stderr, flush=True)
+            return exc.exit_code
+        if code:
+            return code
+    return 0
 
 
 if __name__ == "__main__":

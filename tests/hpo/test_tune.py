@@ -111,10 +111,11 @@ def test_ray_engine_two_trials_on_a_local_instance(synthetic_dataset, env, tmp_p
     assert (run / "trials.csv").is_file() and (run / "best_params.json").is_file()
 
 
-def test_parallel_folds_give_the_same_cv_summary(synthetic_dataset, env, tmp_path):
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_parallel_folds_give_the_same_cv_summary(synthetic_dataset, env, tmp_path, engine):
     common = [*data_args(synthetic_dataset), *TINY, "--epochs", "1", "--cv-folds", "3"]
     sequential = run_cli("train-density", *common, "--outdir", tmp_path / "seq", env=env)
-    parallel = run_cli("train-density", *common, "--cv-workers", "2",
+    parallel = run_cli("train-density", *common, "--cv-workers", "2", "--cv-engine", engine,
                        "--outdir", tmp_path / "par", env=env)
     assert sequential.returncode == 0, sequential.stderr[-3000:]
     assert parallel.returncode == 0, parallel.stderr[-3000:]
@@ -127,6 +128,8 @@ def test_parallel_folds_give_the_same_cv_summary(synthetic_dataset, env, tmp_pat
         [f["summary_path"] for f in b["fold_details"]]
     log = (tmp_path / "par" / "results_1" / "run.log").read_text()
     assert "[fold 2] Epoch 1/1" in log
+    assert "[fold 3] Epoch 1/1" in log  # the first worker's second fold, same process
+    assert "@@mammography-cv-fold" not in log
     for k in (1, 2, 3):
         fold = read_summary(tmp_path / "par" / "results_1" / f"fold_{k}" / "results")
         assert fold["integration"]["cv_fold"] == k and fold["status"] == "completed"
