@@ -55,6 +55,7 @@ MEMO_FILENAME = "checksums.sqlite"
 # Long enough to ride out another run's write transaction (milliseconds of work
 # for thousands of rows); short enough that a wedged lock degrades to a warning.
 BUSY_TIMEOUT_MS = 30_000
+OPEN_ATTEMPTS = 5
 # Files modified this recently are hashed but not memoised (see _settled).
 RACY_WINDOW_NS = 2_000_000_000
 # Keys build_manifest owns; ``extra`` may not silently replace them.
@@ -128,10 +129,22 @@ class ChecksumMemo:
     def __init__(self, db_path: Path) -> None:
         self.db_path = Path(db_path)
         self.warning: str | None = None
-        try:
-            self._conn = self._open(self.db_path)
-        except (sqlite3.Error, OSError) as exc:
-            self._conn = self._fallback(exc)
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                self._conn = self._open(self.db_path)
+                break
+            except sqlite3.OperationalError as exc:
+                # SQLite answers "database is locked" at once, without waiting out
+                # the busy timeout, when two connections race to create the schema
+                # or switch the file to WAL; a moment later the other one is done.
+                if "locked" in str(exc) and attempt + 1 < OPEN_ATTEMPTS:
+                    time.sleep(0.1 * (attempt + 1))
+                    continue
+                self._conn = self._fallback(exc)
+                break
+            except (sqlite3.Error, OSError) as exc:
+                self._conn = self._fallback(exc)
+                break
 
     # -- opening
 
@@ -147,7 +160,14 @@ class ChecksumMemo:
             # WAL + NORMAL is durable against process crashes; a lost row after a
             # power cut only costs a re-hash.
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(_SCHEMA)
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'checksums'"
+                                ).fetchone():
+                # The write lock first (waits out the busy timeout): a plain CREATE
+                # starts as a read and fails at once if another run created the
+                # table meanwhile.
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(_SCHEMA)
+                conn.execute("COMMIT")
             # Touch the table: a corrupt file may open fine and fail only here.
             conn.execute("SELECT count(*) FROM checksums WHERE path = ''").fetchone()
         except BaseException:

@@ -435,3 +435,29 @@ def test_write_manifest_is_atomic_and_clean(dataset, tmp_path, monkeypatch):
         write_manifest(target, {**m, "num_images": -1})
     assert [p.name for p in out.iterdir()] == ["data_manifest.json"]
     assert json.loads(target.read_text()) == m
+
+
+def _open_at(db: str, start: float, queue) -> None:
+    while time.time() < start:  # all processes open the fresh file at the same moment
+        pass
+    with ChecksumMemo(Path(db)) as memo:
+        queue.put(memo.warning)
+
+
+def test_many_processes_creating_one_memo_at_once_all_get_it(tmp_path):
+    """SQLite says "database is locked" at once, without waiting out the busy
+    timeout, to a connection that loses the race to create the schema; that
+    must not push a run onto the in-memory fallback (it did 7 times in 320)."""
+    ctx = multiprocessing.get_context("fork")
+    warnings = []
+    for round_ in range(6):
+        queue = ctx.Queue()
+        start = time.time() + 0.3
+        procs = [ctx.Process(target=_open_at, args=(str(tmp_path / str(round_) / "m.sqlite"),
+                                                    start, queue)) for _ in range(8)]
+        for proc in procs:
+            proc.start()
+        warnings += [queue.get(timeout=60) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=60)
+    assert warnings == [None] * 48
