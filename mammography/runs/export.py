@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,20 @@ def history(record: RunRecord) -> list[dict[str, Any]]:
     except (OSError, ValueError):
         return []
     return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+
+
+def epoch_metrics(record: RunRecord) -> Iterator[tuple[int, float, dict[str, float]]]:
+    """(epoch, seconds since the run's training started, numeric metrics) per history
+    row; the time is the sum of ``epoch_seconds`` so far, for exporters' timestamps."""
+    elapsed = 0.0
+    for row in history(record):
+        epoch = row.get("epoch")
+        if not isinstance(epoch, int):
+            continue
+        if is_number(row.get("epoch_seconds")):
+            elapsed += float(row["epoch_seconds"])
+        yield epoch, elapsed, {key: float(value) for key, value in row.items()
+                               if key != "epoch" and is_number(value)}
 
 
 def is_number(value: Any) -> bool:

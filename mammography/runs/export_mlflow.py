@@ -24,10 +24,9 @@ from mammography.runs.discover import RunRecord
 from mammography.runs.durations import parse_time
 from mammography.runs.export import (
     artifact_files,
+    epoch_metrics,
     final_metrics,
     flat_params,
-    history,
-    is_number,
     missing_package,
     summary_digest,
 )
@@ -104,16 +103,9 @@ def metrics_for(record: RunRecord) -> list[tuple[str, float, int, int]]:
     start = _ms(execution.get("start_time")) or 0
     end = _ms(execution.get("end_time")) or start
     found = []
-    elapsed = 0.0
-    for row in history(record):
-        epoch = row.get("epoch")
-        if not isinstance(epoch, int):
-            continue
-        if is_number(row.get("epoch_seconds")):
-            elapsed += float(row["epoch_seconds"])
+    for epoch, elapsed, metrics in epoch_metrics(record):
         stamp = start + int(elapsed * 1000)
-        found += [(key, float(value), stamp, epoch) for key, value in row.items()
-                  if key != "epoch" and is_number(value)]
+        found += [(key, value, stamp, epoch) for key, value in metrics.items()]
     found += [(key, value, end, 0) for key, value in final_metrics(summary).items()]
     return found
 

@@ -20,8 +20,8 @@ from typing import Any
 from mammography.runs.discover import RunRecord
 from mammography.runs.durations import parse_time
 from mammography.runs.export import (
+    epoch_metrics,
     final_metrics,
-    history,
     is_number,
     missing_package,
     relative_name,
@@ -81,16 +81,9 @@ def write_run(record: RunRecord, folder: Path, name: str) -> None:
     try:
         writer.add_event(Event(wall_time=t0, summary=hp.hparams_pb(
             hparam_values(summary), trial_id=name, start_time_secs=t0)))
-        elapsed = 0.0
-        for row in history(record):
-            epoch = row.get("epoch")
-            if not isinstance(epoch, int):
-                continue
-            if is_number(row.get("epoch_seconds")):
-                elapsed += float(row["epoch_seconds"])
-            for key, value in row.items():
-                if key != "epoch" and is_number(value):
-                    writer.add_event(scalar(scalar_tag(key), float(value), epoch, t0 + elapsed))
+        for epoch, elapsed, metrics in epoch_metrics(record):
+            for key, value in metrics.items():
+                writer.add_event(scalar(scalar_tag(key), value, epoch, t0 + elapsed))
         for key, value in final_metrics(summary).items():
             writer.add_event(scalar(f"results/{key}", value, 0, t_end))
     finally:
