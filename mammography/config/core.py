@@ -28,6 +28,13 @@ NUM_WORKERS_HELP = ("DataLoader worker processes; -1 = auto: 0 on CPU (reading t
                     "min(8, cores) on CUDA.")
 
 
+def num_workers_problem(value: int) -> str | None:
+    """The one check every command's --num-workers gets."""
+    if value < -1:
+        return f"--num-workers must be -1 (auto) or more, got {value}"
+    return None
+
+
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
             cli: bool = True, record: bool = True, default_factory: Any = dataclasses.MISSING,
             metavar: str | None = None, short: str | None = None,

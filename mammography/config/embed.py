@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from mammography.config.core import NUM_WORKERS_HELP, setting
+from mammography.config.core import NUM_WORKERS_HELP, num_workers_problem, setting
 from mammography.config.data import ImageConfig
 
 
@@ -37,6 +37,8 @@ class EmbedConfig(ImageConfig):
         from mammography.config.train import unknown_arch
 
         found = self.image_problems()
+        if problem := num_workers_problem(self.num_workers):
+            found.append(problem)
         if self.batch_size < 1:
             found.append(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.probe_folds == 1 or self.probe_folds < 0:

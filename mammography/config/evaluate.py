@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from mammography.config.core import NUM_WORKERS_HELP, setting
+from mammography.config.core import NUM_WORKERS_HELP, num_workers_problem, setting
 from mammography.config.data import LabelsConfig
 
 
@@ -36,6 +36,8 @@ class EvalConfig(LabelsConfig):
 
     def problems(self) -> list[str]:
         found = []
+        if problem := num_workers_problem(self.num_workers):
+            found.append(problem)
         if not self.run:
             found.append("--run RUN_DIR is required (a results_N of train-density); repeat it "
                          "to compare several runs")

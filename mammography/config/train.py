@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from mammography.config.core import NUM_WORKERS_HELP, setting
+from mammography.config.core import NUM_WORKERS_HELP, num_workers_problem, setting
 from mammography.config.data import ImageConfig
 
 
@@ -102,8 +102,8 @@ class TrainConfig(ImageConfig):
         if self.warmup_epochs < 0 or self.early_stop_patience < 0 or self.grad_clip < 0:
             found.append("--warmup-epochs, --early-stop-patience and --grad-clip must be 0 "
                          "or more")
-        if self.num_workers < -1:
-            found.append(f"--num-workers must be -1 (auto) or more, got {self.num_workers}")
+        if problem := num_workers_problem(self.num_workers):
+            found.append(problem)
         if not 0.05 <= self.val_fraction <= 0.5:
             found.append(f"--val-fraction must be between 0.05 and 0.5, got {self.val_fraction}")
         if self.cv_workers < 1:

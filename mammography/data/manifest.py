@@ -130,6 +130,7 @@ class ChecksumMemo:
         self.db_path = Path(db_path)
         self.warning: str | None = None
         for attempt in range(OPEN_ATTEMPTS):
+            started = time.monotonic()
             try:
                 self._conn = self._open(self.db_path)
                 break
@@ -137,7 +138,9 @@ class ChecksumMemo:
                 # SQLite answers "database is locked" at once, without waiting out
                 # the busy timeout, when two connections race to create the schema
                 # or switch the file to WAL; a moment later the other one is done.
-                if "locked" in str(exc) and attempt + 1 < OPEN_ATTEMPTS:
+                # A lock that outlasted the busy timeout is not retried.
+                quick = time.monotonic() - started < BUSY_TIMEOUT_MS / 2000
+                if "locked" in str(exc) and quick and attempt + 1 < OPEN_ATTEMPTS:
                     time.sleep(0.1 * (attempt + 1))
                     continue
                 self._conn = self._fallback(exc)

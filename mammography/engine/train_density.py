@@ -466,8 +466,12 @@ def _parallel_folds(cfg: TrainConfig, run: Run, k: int) -> list[SplitResult]:
         raise RunInterrupted(signal.SIGTERM)
     failed = {fold: code for fold, code in codes.items() if code}
     if failed:
+        # A worker stops at its first failed fold; the folds after it never started.
+        started = {f for f in failed if (run.dir / f"fold_{f}" / "results").is_dir()}
         raise RuntimeError("folds failed: " + ", ".join(
-            f"fold {f} (exit {c}, see fold_{f}/results/run.log)" for f, c in failed.items()))
+            f"fold {f} (exit {c}, see fold_{f}/results/run.log)" if f in started
+            else f"fold {f} (not started: its worker stopped at an earlier fold)"
+            for f, c in failed.items()))
     return [_fold_result(run.dir / f"fold_{fold}" / "results") for fold in folds]
 
 

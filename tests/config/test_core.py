@@ -75,3 +75,14 @@ def test_yaml_config_accepts_dashes_and_reports_syntax_errors(tmp_path):
         load_yaml_config(listing)
     with pytest.raises(ConfigError, match="does not exist"):
         load_yaml_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("module, name", [("train", "TrainConfig"), ("embed", "EmbedConfig"),
+                                          ("evaluate", "EvalConfig")])
+def test_every_command_refuses_a_num_workers_below_auto(module, name):
+    import importlib
+
+    config = getattr(importlib.import_module(f"mammography.config.{module}"), name)
+    with pytest.raises(ConfigError) as caught:
+        build_config(config, {"num_workers": -3})
+    assert "--num-workers must be -1 (auto) or more, got -3" in caught.value.render()
