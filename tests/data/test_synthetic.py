@@ -15,7 +15,6 @@ from pydicom.pixels import apply_modality_lut
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
 from mammography.config.synth import SynthConfig
-from mammography.data import synthetic
 from mammography.data.synthetic import (
     BREAST_THRESHOLD,
     MG_FOR_PRESENTATION,
@@ -27,6 +26,7 @@ from mammography.data.synthetic import (
     synthesize_mammogram,
     write_mammogram_dicom,
 )
+from mammography.data.synthetic import generate as synthetic_generate
 from mammography.errors import ConfigError, DataError
 
 SMALL = "128x104"
@@ -201,7 +201,7 @@ def test_empty_out_folder_is_filled(tmp_path: Path) -> None:
 
 def test_interrupted_generation_leaves_nothing(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    real_write = synthetic.write_mammogram_dicom
+    real_write = synthetic_generate.write_mammogram_dicom
     calls = []
 
     def failing_write(*args, **kwargs):
@@ -210,7 +210,8 @@ def test_interrupted_generation_leaves_nothing(tmp_path: Path,
             raise KeyboardInterrupt
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "write_mammogram_dicom", failing_write)
+    # Patched where generate_dataset looks it up (the generate module).
+    monkeypatch.setattr(synthetic_generate, "write_mammogram_dicom", failing_write)
     with pytest.raises(KeyboardInterrupt):
         generate_dataset(SynthConfig(out=tmp_path / "ds", exams=4, size="96x80"),
                          log=lambda _: None)
