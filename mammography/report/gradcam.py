@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mammography.engine.metrics import CLASS_NAMES
+from mammography.domain import CLASS_NAMES
 
 
 def gradcam(model: Any, x: torch.Tensor, target: int,

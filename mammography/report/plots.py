@@ -6,7 +6,7 @@ switch, no figure registry to leak, and safe in worker threads/processes while
 other code (or a notebook) uses a different backend. Each writes one PNG,
 creating parent folders, and returns its path.
 
-Class inputs follow ``mammography.engine.metrics``: indices 0..K-1 for density
+Class inputs follow ``mammography.metrics``: indices 0..K-1 for density
 A-D, not the stored labels 1-4.
 """
 
@@ -24,7 +24,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mammography.engine.metrics import CLASS_NAMES, summarize_folds
+from mammography.domain import CLASS_NAMES
+from mammography.metrics import summarize_folds
 
 DPI = 120
 # One fixed colour per density class, the same in every plot of a report.

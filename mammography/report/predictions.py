@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from mammography.engine.metrics import CLASS_NAMES, aggregate_by_exam
+from mammography.domain import CLASS_NAMES
+from mammography.metrics import aggregate_by_exam
 
 
 def write_predictions(folder: Path, records: Sequence[Any], labels: np.ndarray,
