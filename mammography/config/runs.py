@@ -33,7 +33,7 @@ def _roots() -> list[Path]:
 
 
 def _duration_problems(**values: str | None) -> list[str]:
-    from mammography.runs.durations import parse_duration
+    from mammography.durations import parse_duration
 
     found = []
     for flag, value in values.items():
@@ -47,7 +47,7 @@ def _duration_problems(**values: str | None) -> list[str]:
 
 
 def _where_problems(where: list[str]) -> list[str]:
-    from mammography.runs.query import QueryError, parse_where
+    from mammography.config.where import QueryError, parse_where
 
     found = []
     for text in where:

@@ -3,15 +3,17 @@
 ::
 
     with Run(command="train-density", experiment_type="density_classification",
-             outdir=cfg.outdir, config=cfg) as run:
+             outdir=cfg.outdir, **run_settings(cfg)) as run:
         run.log("Loading data ...")
         ...
         run.set_results(best_epoch=3, best_val_kappa=0.71)
     sys.exit(run.exit_code)
 
-Entering allocates ``results_N``, starts the tee into ``run.log``, writes
-``summary.json`` with ``status: running`` and the provenance, installs
-SIGINT/SIGTERM handlers and a heartbeat. Leaving records how the run ended:
+Entering places the run (``placement.py``: a fresh ``results_N``, a child
+folder, or a follower of another process's run), starts the tee into
+``run.log``, writes ``summary.json`` with ``status: running`` and the
+provenance (``record.py``), takes over SIGINT/SIGTERM (``signals.py``) and
+starts the heartbeat (``heartbeat.py``). Leaving records how the run ended:
 
 ========================  =============  =========  =====================================
 what happened             status         exit code  what the user sees
@@ -23,79 +25,56 @@ any other exception       failed         1          the traceback (also in run.l
 ========================  =============  =========  =====================================
 
 A top-level run swallows the exception after recording it (the caller exits
-with ``run.exit_code``); a child run (CV fold, HPO trial) records it and
-re-raises so the parent ends the same way.
+with ``run.exit_code``); a child run in the same process (CV fold, HPO
+trial) records it and re-raises so the parent ends the same way.
+
+Command bodies use only the :class:`~mammography.run.protocol.RunContext`
+methods of a run; the rest is this module's business.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import json
 import os
 import shlex
-import shutil
 import signal
 import sys
-import tempfile
-import threading
 import time
 import traceback
-import warnings
 from pathlib import Path
 from typing import Any
 
-from mammography.errors import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    InputError,
-    RunInterrupted,
-)
+from mammography.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, RunInterrupted
+from mammography.run.contract import CONFIG_FILE, SUMMARY_FILE
 from mammography.run.environment import collect_environment, torch_details
-from mammography.run.jsonio import write_bytes_atomic, write_json_atomic, write_text_atomic
+from mammography.run.heartbeat import Heartbeat
+from mammography.run.jsonio import write_json_atomic, write_text_atomic
+from mammography.run.placement import (
+    Location,
+    ParentRun,
+    RunRef,
+    child_of,
+    follower_of,
+    top_level,
+)
 from mammography.run.provenance import collect_git, package_version
-from mammography.run.rundir import allocate_child_dir, allocate_run_dir
-from mammography.run.summary import SUMMARY_FILE, SummaryWriter
+from mammography.run.record import (
+    NO_INTEGRATION,
+    PROVENANCE_FIELDS,
+    artifact_list,
+    env_lineage,
+    error_where,
+    initial_document,
+    now_iso,
+    release_frames,
+)
+from mammography.run.signals import StopControl, WarningCapture
+from mammography.run.summary import SummaryWriter
 from mammography.run.tee import Tee
 
-SCHEMA_VERSION = 1
-# How often a running run proves it is alive (summary.json execution.heartbeat).
-HEARTBEAT_SECONDS = float(os.environ.get("MAMMOGRAPHY_HEARTBEAT_SECONDS", "30"))
+__all__ = ["Run", "RunRef", "now_iso"]
+
 MAX_WARNINGS_RECORDED = 50
-LOG_FILE = "run.log"
-
-
-def now_iso() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def command_line(argv: list[str] | None = None) -> str:
-    """The invocation as a shell line that re-runs as is from ``execution.cwd``."""
-    argv = list(sys.argv if argv is None else argv)
-    program = Path(argv[0]).name if argv else ""
-    if program in ("mammography", "__main__.py", "-m") or program.startswith("mammography"):
-        return shlex.join(["mammography", *argv[1:]])
-    return shlex.join([sys.executable, *argv])
-
-
-class RunRef:
-    """A run owned by another process, as a parent for a child run in this one.
-
-    Parallel CV folds and HPO trials run in worker processes; each opens its
-    child run under the parent's directory with ``Run(parent=RunRef.load(dir))``.
-    Such a child behaves like a top-level run in its own process (signals,
-    heartbeat, exit code) but inherits the parent's provenance.
-    """
-
-    def __init__(self, directory: Path, document: dict[str, Any]) -> None:
-        self.dir = Path(directory)
-        self.run_id = str(document.get("run_id", self.dir.name))
-        self.document = document
-
-    @classmethod
-    def load(cls, directory: Path) -> RunRef:
-        return cls(directory, json.loads((Path(directory) / SUMMARY_FILE).read_text("utf-8")))
 
 
 class Run:
@@ -107,13 +86,13 @@ class Run:
         command: str,
         experiment_type: str,
         outdir: Path | None = None,
-        config: Any = None,
         seed: int | None = None,
         hyperparameters: dict[str, Any] | None = None,
+        config_record: dict[str, Any] | None = None,
         integration: dict[str, Any] | None = None,
         based_on: list[dict[str, Any]] | None = None,
         extra: dict[str, Any] | None = None,
-        parent: Run | RunRef | None = None,
+        parent: Run | ParentRun | None = None,
         child_name: str | None = None,
         tee: bool = True,
         follow: Path | None = None,
@@ -124,79 +103,78 @@ class Run:
         self.command = command
         self.experiment_type = experiment_type
         self.outdir = Path(outdir) if outdir is not None else None
-        self.config = config
         self.parent = parent
         self.child_name = child_name
-        self._use_tee = tee
-        # A follower (rank > 0 under torchrun) owns no run directory: its output is
-        # appended to the followed run's run.log with ``log_prefix``; anything it
-        # writes goes to a scratch folder that is removed at the end.
-        self._follow = Path(follow) if follow is not None else None
-        self._log_prefix = log_prefix
-        self._integration = {"optuna_trial_id": None, "ray_trial_name": None, "cv_fold": None}
-        self._integration.update(integration or {})
+        self.seed = int(seed if seed is not None else 0)
+        self._hyperparameters = dict(hyperparameters or {})
+        self._config_record = config_record
+        self._integration = {**NO_INTEGRATION, **(integration or {})}
         self._based_on = based_on
         self._extra = extra or {}
-        if config is not None:
-            from mammography.config.core import to_dict, to_record
-
-            self._hyperparameters = to_record(config)
-            self._config_record = to_dict(config)
-            seed = getattr(config, "seed", seed)
-        else:
-            self._hyperparameters, self._config_record = {}, None
-        if hyperparameters:
-            self._hyperparameters.update(hyperparameters)
-        self.seed = int(seed if seed is not None else 0)
+        self._use_tee = tee
+        self._follow = Path(follow) if follow is not None else None
+        self._log_prefix = log_prefix
+        self.location: Location | None = None
         self.dir: Path = Path()
         self.run_id = ""
         self.summary: SummaryWriter | None = None
         self.exit_code: int | None = None
         self.status = "created"
-        self._graceful = False
-        self._stop_signal: int | None = None
-        self._finalizing = False
+        # One StopControl per process: an in-process child asks its root's.
+        self._stop = self.parent._stop if isinstance(self.parent, Run) else StopControl()
+        self._capture = WarningCapture(self._note_python_warning)
+        self._heartbeat: Heartbeat | None = None
         self._tee: Tee | None = None
         self._t0 = 0.0
-        self._old_handlers: dict[int, Any] = {}
-        self._old_showwarning: Any = None
-        self._heartbeat_stop = threading.Event()
-        self._heartbeat: threading.Thread | None = None
         self._active_children: list[Run] = []
         self._warnings: list[str] = []
         self._warning_count = 0
 
-    # ------------------------------------------------------------------ API
+    # ------------------------------------------------------------- identity
     @property
     def in_process_child(self) -> bool:
         """A child whose parent run lives in this process (it re-raises to it)."""
         return isinstance(self.parent, Run)
 
     @property
-    def root(self) -> Run:
-        return self.parent.root if self.in_process_child else self
+    def is_primary(self) -> bool:
+        """Whether this process writes the run's files (False for a torchrun follower)."""
+        return self.location.primary if self.location is not None else self._follow is None
 
+    @property
+    def document(self) -> dict[str, Any]:
+        """A copy of summary.json as it stands."""
+        return self.summary.document if self.summary is not None else {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A copy of one top-level field of summary.json."""
+        return self.summary.get(key, default) if self.summary is not None else default
+
+    # ----------------------------------------------------------------- stop
     @property
     def graceful_stop(self) -> bool:
         """Set by bodies that can stop at a safe point (the training loop): a first
-        SIGINT/SIGTERM then only requests a stop. Held by the root run, whose
-        signal handler decides, so a fold or trial can set it too."""
-        return self.root._graceful
+        SIGINT/SIGTERM then only requests a stop (see signals.py)."""
+        return self._stop.graceful
 
     @graceful_stop.setter
     def graceful_stop(self, value: bool) -> None:
-        self.root._graceful = value
+        self._stop.graceful = value
 
     @property
     def stop_requested(self) -> bool:
-        return self.root._stop_signal is not None
+        return self._stop.requested
+
+    @property
+    def stop_signal(self) -> int | None:
+        """The signal that requested the stop (None while none did)."""
+        return self._stop.signal
 
     def check_stop(self) -> None:
         """Raise ``RunInterrupted`` if a stop was requested (call at safe points)."""
-        signum = self.root._stop_signal
-        if signum is not None:
-            raise RunInterrupted(signum)
+        self._stop.check()
 
+    # ------------------------------------------------------------- recording
     def log(self, message: str = "") -> None:
         print(message, flush=True)
 
@@ -207,7 +185,8 @@ class Run:
 
     def update(self, fragment: dict[str, Any] | None = None, **fields: Any) -> None:
         """Deep-merge fields into summary.json and rewrite it atomically."""
-        assert self.summary is not None, "run not started"
+        if self.summary is None:
+            raise RuntimeError("the run has not started (use it as a context manager)")
         self.summary.update(fragment, **fields)
 
     def set_results(self, **results: Any) -> None:
@@ -218,7 +197,7 @@ class Run:
         """Append lineage links (``{run_dir, run_id, relation}``) to ``based_on``."""
         if not links:
             return
-        current = self.summary.get("based_on") or []
+        current = self.get("based_on") or []
         self.update(based_on=current + [dict(link) for link in links])
 
     def path(self, relative: str) -> Path:
@@ -239,37 +218,32 @@ class Run:
             self.update(environment=details)
 
     def child(self, name: str, **overrides: Any) -> Run:
-        """A child run in ``<this run>/<name>/results`` (a CV fold, an HPO trial)."""
+        """A child run in ``<this run>/<name>/results`` (a CV fold, an HPO trial).
+
+        It inherits this run's command, settings and integration unless
+        ``overrides`` (any ``Run`` argument) say otherwise.
+        """
         kwargs: dict[str, Any] = dict(
-            command=self.command, experiment_type=self.experiment_type, config=self.config,
-            seed=self.seed, integration=dict(self._integration), tee=self._use_tee,
-        )
-        if self.config is None:
-            kwargs["hyperparameters"] = dict(self._hyperparameters)
+            command=self.command, experiment_type=self.experiment_type, seed=self.seed,
+            hyperparameters=dict(self._hyperparameters), config_record=self._config_record,
+            integration=dict(self._integration), tee=self._use_tee)
+        if "integration" in overrides:
+            overrides["integration"] = {**kwargs["integration"], **overrides["integration"]}
         kwargs.update(overrides)
         return Run(parent=self, child_name=name, **kwargs)
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> Run:
         self._t0 = time.monotonic()
-        log_path = None
-        if self._follow is not None:
-            self.dir = Path(tempfile.mkdtemp(prefix="mammography-follower-"))
-            self.run_id = self._follow.name
-            log_path = self._follow / LOG_FILE
-        elif self.parent is None:
-            self.dir = allocate_run_dir(self.outdir)  # InputError when unwritable
-            self.run_id = self.dir.name
-        else:
-            self.dir = allocate_child_dir(self.parent.dir, self.child_name or "child")
-            self.run_id = self.parent.run_id
-            if self.in_process_child:
-                self.parent._active_children.append(self)
+        self.location = self._place()
+        self.dir, self.run_id = self.location.dir, self.location.run_id
+        if self.in_process_child:
+            self.parent._active_children.append(self)
         if self._use_tee:
-            self._tee = Tee(log_path or self.dir / LOG_FILE, prefix=self._log_prefix)
+            self._tee = Tee(self.location.log_path, prefix=self._log_prefix)
             self._tee.start()
         else:
-            (self.dir / LOG_FILE).touch()
+            self.location.log_path.touch()
         try:
             self._bootstrap()
         except OSError as exc:
@@ -286,87 +260,59 @@ class Run:
             raise
         return self
 
+    def _place(self) -> Location:
+        if self._follow is not None:
+            return follower_of(self._follow)
+        if self.parent is None:
+            assert self.outdir is not None
+            return top_level(self.outdir)  # InputError when unwritable
+        return child_of(self.parent, self.child_name or "child")
+
     def _bootstrap(self) -> None:
         started = now_iso()
         if self.parent is None:
             provenance = collect_git(self.dir)
             environment = collect_environment()
         else:
-            parent_doc = (self.parent.summary.document if self.parent.summary else {}) \
-                if self.in_process_child else self.parent.document
-            provenance = {k: parent_doc.get(k) for k in
-                          ("git_commit", "git_commit_full", "git_branch", "git_dirty", "git")}
-            environment = parent_doc.get("environment", {})
-            patch = self.parent.dir / "git_diff.patch"
-            if patch.exists():
-                write_bytes_atomic(self.dir / "git_diff.patch", patch.read_bytes())
-        document: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "experiment_type": self.experiment_type,
-            "command": self.command,
-            "run_id": self.run_id,
-            "run_dir": str(self.dir.resolve()),
-            "parent_run_dir": str(self.parent.dir.resolve()) if self.parent else None,
-            "status": "running",
-            "seed": self.seed,
-            **provenance,
-            "mammography_version": package_version(),
-            "hyperparameters": self._hyperparameters,
-            "config": self._config_record,
-            "data_config": {},
-            "model_config": {},
-            "environment": environment,
-            "execution": {
-                "start_time": started,
-                "end_time": None,
-                "duration_seconds": None,
-                "heartbeat": started,
-                "command_line": command_line(),
-                "rerun_command": self._rerun_command(),
-                "argv": list(sys.argv),
-                "cwd": os.getcwd(),
-                "pid": os.getpid(),
-                "hostname": environment.get("hostname"),
-                "exit_code": None,
-                "error": None,
-            },
-            "integration": self._integration,
-            "based_on": (self._based_on or []) + _env_lineage() or None,
-            "results": {},
-            "warnings": {"count": 0, "messages": []},
-            "artifacts": [],
-        }
+            inherited = self.parent.document
+            provenance = {k: inherited.get(k) for k in PROVENANCE_FIELDS}
+            environment = inherited.get("environment", {})
+        document = initial_document(
+            experiment_type=self.experiment_type, command=self.command, run_id=self.run_id,
+            run_dir=self.dir, parent_dir=self.parent.dir if self.parent is not None else None,
+            seed=self.seed, provenance=provenance, version=package_version(),
+            hyperparameters=self._hyperparameters, config_record=self._config_record,
+            environment=environment, rerun_command=self._rerun_command(),
+            integration=self._integration,
+            based_on=(self._based_on or []) + env_lineage(), started=started)
         document.update(self._extra)
         self.summary = SummaryWriter(self.dir / SUMMARY_FILE, document)
         self.status = "running"
         if self._config_record is not None:
             self._write_config_yaml()
         if not self.in_process_child:
-            self._install_handlers()
-            self._heartbeat = threading.Thread(target=self._beat, name="run-heartbeat",
-                                               daemon=True)
+            self._stop.install()
+            self._capture.install()
+            self._heartbeat = Heartbeat(lambda: [self, *self._active_children], now_iso)
             self._heartbeat.start()
-        git = provenance.get("git") or {}
-        state = ("dirty" if provenance.get("git_dirty") else "clean") if git.get("available") \
-            else "no git"
         if self._follow is not None:
             self.log(f"Process {os.getpid()} joined run {self.run_id} ({self._follow})")
             return
-        self.log(f"Run {self._label()} ({self.command}) -> {self.dir}")
+        git = provenance.get("git") or {}
+        state = ("dirty" if provenance.get("git_dirty") else "clean") if git.get("available") \
+            else "no git"
+        self.log(f"Run {self.location.label} ({self.command}) -> {self.dir}")
         self.log(f"Command: {document['execution']['command_line']}")
         self.log(f"Code: git {provenance.get('git_commit')} "
                  f"({provenance.get('git_branch') or git.get('source')}, {state}), "
                  f"mammography {document['mammography_version']}")
-
-    def _label(self) -> str:
-        return f"{self.run_id}/{self.child_name}" if self.parent else self.run_id
 
     def _rerun_command(self) -> str | None:
         if self._config_record is None:
             return None
         # Same settings, independent of how they were given (file + overrides).
         return shlex.join(["mammography", *self.command.split(), "--config",
-                           str((self.dir / "config.yaml").resolve())])
+                           str((self.dir / CONFIG_FILE).resolve())])
 
     def _write_config_yaml(self) -> None:
         import yaml
@@ -375,52 +321,53 @@ class Run:
         text += yaml.safe_dump(self._config_record, sort_keys=False, allow_unicode=True)
         # Atomic: --resume reads it back, and a truncated YAML file can still
         # parse (to fewer settings, silently replaced by defaults).
-        write_text_atomic(self.dir / "config.yaml", text)
+        write_text_atomic(self.dir / CONFIG_FILE, text)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        self._finalizing = True
-        reported = getattr(exc, "_mammography_reported", False)
-        status, code, error = "completed", EXIT_OK, None
-        if exc is None:
-            pass
-        elif isinstance(exc, InputError):
-            status, code = "failed", exc.exit_code
-            error = {"type": "input_error", "message": exc.render()}
-            if not reported:
-                print(f"Error: {exc.render()}", file=sys.stderr, flush=True)
-        elif isinstance(exc, RunInterrupted | KeyboardInterrupt):
-            signum = getattr(exc, "signum", signal.SIGINT)
-            name = signal.Signals(signum).name
-            status, code = "interrupted", EXIT_INTERRUPTED
-            error = {"type": "interrupted", "signal": name,
-                     "message": f"stopped by {name}"}
-            if not reported:
-                print(f"Interrupted by {name}.", file=sys.stderr, flush=True)
-        elif isinstance(exc, SystemExit):
-            code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
-            status = "completed" if code == 0 else "failed"
-            if code:
-                error = {"type": "SystemExit", "message": f"exit code {code}"}
-        else:
-            status, code = "failed", EXIT_FAILED
-            error = {"type": exc_type.__name__, "message": str(exc),
-                     "where": _where(tb)}
-            if not reported:
-                traceback.print_exception(exc_type, exc, tb)
-                sys.stderr.flush()
+        self._stop.finalizing = True
+        status, code, error = self._outcome(exc_type, exc, tb)
         if exc is not None:
             with contextlib.suppress(Exception):
                 exc._mammography_reported = True  # type: ignore[attr-defined]
             if tb is not None and not self.in_process_child:
-                _release_frames(tb)
+                release_frames(tb)
         self._finalize(status, code, error)
+        if self.in_process_child:
+            self._stop.finalizing = False  # the parent goes on
         # Top level: the exception is fully reported; the caller exits with
         # run.exit_code. Child: let the parent see it and end the same way.
         return not self.in_process_child and exc is not None
 
+    def _outcome(self, exc_type: Any, exc: BaseException | None,
+                 tb: Any) -> tuple[str, int, dict[str, Any] | None]:
+        """(status, exit code, error record) for how the body ended; reports it once."""
+        reported = getattr(exc, "_mammography_reported", False)
+        if exc is None:
+            return "completed", EXIT_OK, None
+        if isinstance(exc, InputError):
+            if not reported:
+                print(f"Error: {exc.render()}", file=sys.stderr, flush=True)
+            return "failed", exc.exit_code, {"type": "input_error", "message": exc.render()}
+        if isinstance(exc, RunInterrupted | KeyboardInterrupt):
+            name = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
+            if not reported:
+                print(f"Interrupted by {name}.", file=sys.stderr, flush=True)
+            return "interrupted", EXIT_INTERRUPTED, {
+                "type": "interrupted", "signal": name, "message": f"stopped by {name}"}
+        if isinstance(exc, SystemExit):
+            code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
+            return ("completed" if code == 0 else "failed"), code, (
+                {"type": "SystemExit", "message": f"exit code {code}"} if code else None)
+        if not reported:
+            traceback.print_exception(exc_type, exc, tb)
+            sys.stderr.flush()
+        return "failed", EXIT_FAILED, {"type": exc_type.__name__, "message": str(exc),
+                                       "where": error_where(tb)}
+
     def _finalize(self, status: str, code: int, error: dict[str, Any] | None) -> None:
         self.status, self.exit_code = status, code
-        self._heartbeat_stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         duration = round(time.monotonic() - self._t0, 3)
         try:
             if self.summary is not None:
@@ -430,14 +377,14 @@ class Run:
                         status=status,
                         execution={"end_time": now_iso(), "duration_seconds": duration,
                                    "exit_code": code, "error": error},
-                        artifacts=self._artifacts(),
+                        artifacts=artifact_list(self.dir),
                     )
                 except OSError as exc:
                     # Disk full at the end: summary.json keeps its last complete
                     # version (status running, so `runs list` calls the run crashed
                     # once this process is gone). Say it in one line; never exit 0
                     # with an incomplete record.
-                    print(f"Error: could not record the end of run {self._label()} in "
+                    print(f"Error: could not record the end of run {self.location.label} in "
                           f"{self.summary.path}: {exc.strerror or exc}. summary.json keeps "
                           "its last complete state (status running). Free disk space.",
                           file=sys.stderr, flush=True)
@@ -449,38 +396,23 @@ class Run:
             if self._follow is not None:
                 self.log(f"Process {os.getpid()} {status} (exit {code})")
             else:
-                self.log(f"Run {self._label()} {status} in {duration:.1f}s (exit {code}): "
-                         f"{self.dir}")
+                self.log(f"Run {self.location.label} {status} in {duration:.1f}s "
+                         f"(exit {code}): {self.dir}")
         finally:
             if not self.in_process_child:
-                self._restore_handlers()
+                self._stop.restore()
+                self._capture.restore()
             else:
                 with contextlib.suppress(ValueError):
                     self.parent._active_children.remove(self)
             self._stop_tee()
 
     def _stop_tee(self) -> None:
-        self._stop_tee_only()
-        if self._follow is not None and self.dir.name.startswith("mammography-follower-"):
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def _stop_tee_only(self) -> None:
         if self._tee is not None:
             self._tee.stop()
             self._tee = None
-
-    def _artifacts(self) -> list[dict[str, Any]]:
-        """Files of this run (child runs excluded: they list their own)."""
-        found = []
-        for path in sorted(self.dir.rglob("*")):
-            rel = path.relative_to(self.dir)
-            if path.is_dir() or any((self.dir / p / SUMMARY_FILE).exists()
-                                    for p in _parents(rel)):
-                continue
-            if rel.name.startswith("."):
-                continue
-            found.append({"path": str(rel), "bytes": path.stat().st_size})
-        return found
+        if self.location is not None:
+            self.location.release()
 
     def _check_schema(self) -> None:
         from mammography.run.schema import schema_problems
@@ -490,101 +422,16 @@ class Run:
             self.warn("summary.json does not match its schema (a bug; please report): "
                       + "; ".join(problems[:5]))
 
-    # ------------------------------------------------------ signals, beats
-    def _install_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._old_handlers[signum] = signal.getsignal(signum)
-            signal.signal(signum, self._on_signal)
-        self._old_showwarning = warnings.showwarning
-        warnings.showwarning = self._show_warning
-
-    def _restore_handlers(self) -> None:
-        for signum, handler in self._old_handlers.items():
-            signal.signal(signum, handler)
-        self._old_handlers = {}
-        if self._old_showwarning is not None:
-            warnings.showwarning = self._old_showwarning
-            self._old_showwarning = None
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if self._finalizing:
-            return  # finishing the record matters more than stopping faster
-        if self._stop_signal is None and self._graceful:
-            self._stop_signal = signum
-            os.write(2, f"\nWARNING: received {name}; stopping at the next safe point "
-                        f"(send {name} again to stop at once)\n".encode())
-            return
-        self._stop_signal = signum
-        raise RunInterrupted(signum)
-
-    def _show_warning(self, message: Any, category: type, filename: str, lineno: int,
-                      file: Any = None, line: str | None = None) -> None:
-        text = f"{category.__name__}: {message} ({filename}:{lineno})"
+    # -------------------------------------------------------------- warnings
+    def _note_python_warning(self, text: str) -> None:
         print(f"WARNING: {text}", file=sys.stderr, flush=True)
         self._note_warning(text)
 
     def _note_warning(self, message: str) -> None:
-        run = self
         self._warning_count += 1
         if len(self._warnings) < MAX_WARNINGS_RECORDED:
             self._warnings.append(message)
-        if run.summary is not None and not self._finalizing:
+        if self.summary is not None and not self._stop.finalizing:
             with contextlib.suppress(Exception):
-                run.update(warnings={"count": self._warning_count, "messages": self._warnings})
-
-    def _beat(self) -> None:
-        while not self._heartbeat_stop.wait(HEARTBEAT_SECONDS):
-            stamp = now_iso()
-            for run in [self, *self._active_children]:
-                if run.summary is not None and run.status == "running":
-                    with contextlib.suppress(Exception):
-                        run.update(execution={"heartbeat": stamp})
-
-
-def _env_lineage() -> list[dict[str, Any]]:
-    """``MAMMOGRAPHY_BASED_ON=RUN_DIR[::relation]`` links a run to its origin.
-
-    Set by `mammography runs reproduce`, so any command re-run from a recorded
-    command line records where it came from without a per-command option.
-    """
-    value = os.environ.get("MAMMOGRAPHY_BASED_ON")
-    if not value:
-        return []
-    path, _, relation = value.partition("::")
-    try:  # a fold's folder is plain "results": its summary knows the run id
-        run_id = json.loads((Path(path) / SUMMARY_FILE).read_text()).get("run_id")
-    except (OSError, ValueError):
-        run_id = Path(path).name if Path(path).name.startswith("results_") else None
-    return [{"run_dir": str(Path(path).resolve()), "run_id": run_id,
-             "relation": relation or "reproduce"}]
-
-
-def _parents(rel: Path) -> list[Path]:
-    return [p for p in rel.parents if str(p) != "."]
-
-
-def _where(tb: Any) -> str | None:
-    frames = traceback.extract_tb(tb) if tb is not None else []
-    if not frames:
-        return None
-    last = frames[-1]
-    return f"{last.filename}:{last.lineno} in {last.name}"
-
-
-
-def _release_frames(tb: Any) -> None:
-    """Drop what the failed frames hold, once the exception has been reported.
-
-    A traceback keeps every frame of the failed body alive, and with them
-    whatever they hold - DataLoader worker processes above all, which inherited
-    the tee's pipe: run.log cannot close (and the process cannot exit) until
-    they are gone, so a failed or interrupted run would wait out the tee's
-    timeout. Clearing the finished frames and collecting lets them shut down now.
-    """
-    import gc
-
-    traceback.clear_frames(tb)
-    gc.collect()
+                self.update(warnings={"count": self._warning_count,
+                                      "messages": self._warnings})

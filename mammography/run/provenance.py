@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mammography.run.contract import GIT_PATCH_FILE
 from mammography.run.jsonio import write_text_atomic
 
 # The schema asks for a 7-hex `git_commit` on every run; this value means
@@ -129,8 +130,8 @@ def _collect_git(run_dir: Path | None, cwd: Path | None) -> dict[str, Any]:
             # Atomic: a full disk must not leave half a patch that `runs reproduce`
             # would later apply; the commit is still recorded when the write fails.
             try:
-                write_text_atomic(Path(run_dir) / "git_diff.patch", patch + "\n")
-                detail["diff_file"] = "git_diff.patch"
+                write_text_atomic(Path(run_dir) / GIT_PATCH_FILE, patch + "\n")
+                detail["diff_file"] = GIT_PATCH_FILE
             except OSError as exc:
                 detail["diff_error"] = f"could not write git_diff.patch: {exc}"
     return {

@@ -9,12 +9,10 @@ loser of a race simply tries the next number.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from mammography.errors import InputError
-
-RUN_DIR_RE = re.compile(r"^results_(\d+)$")
+from mammography.run.contract import CHILD_RUN_DIR, RUN_DIR_RE, run_dir_name
 
 
 def largest_run_number(root: Path) -> int:
@@ -51,7 +49,7 @@ def allocate_run_dir(root: Path, max_attempts: int = 10_000) -> Path:
     _ensure_root(root, "Output directory (--outdir)")
     n = largest_run_number(root) + 1
     for _ in range(max_attempts):
-        candidate = root / f"results_{n}"
+        candidate = root / run_dir_name(n)
         try:
             candidate.mkdir()
         except FileExistsError:
@@ -77,6 +75,6 @@ def allocate_child_dir(parent: Path, name: str) -> Path:
     """
     holder = Path(parent) / name
     holder.mkdir(parents=True, exist_ok=True)
-    child = holder / "results"
+    child = holder / CHILD_RUN_DIR
     child.mkdir()
     return child

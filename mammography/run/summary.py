@@ -13,9 +13,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from mammography.run.contract import SUMMARY_FILE
 from mammography.run.jsonio import write_json_atomic
 
-SUMMARY_FILE = "summary.json"
+__all__ = ["SUMMARY_FILE", "SummaryWriter", "deep_merge"]
 
 
 def deep_merge(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:

@@ -77,14 +77,14 @@ class Tee:
         pass_fds = {channels[1][0], channels[2][0], self._saved[1], self._saved[2]}
         self.log_path.touch()
         self._proc = subprocess.Popen(
-            [sys.executable, "-S", "-u", str(_WORKER), str(self.log_path), *pairs],
+            [sys.executable, "-S", "-u", str(_WORKER), str(self.log_path),
+             "--prefix", self.prefix, *pairs],
             pass_fds=tuple(pass_fds),
             stdin=subprocess.DEVNULL,
             stdout=self._saved[1],
             stderr=self._saved[2],
             start_new_session=True,  # not reached by Ctrl-C aimed at the run
             close_fds=True,
-            env={**os.environ, "MAMMOGRAPHY_TEE_PREFIX": self.prefix},
         )
         for fd in (1, 2):
             os.dup2(channels[fd][1], fd)

@@ -17,8 +17,8 @@ Per source it does two things with each chunk read:
   rich's multi-line live displays (cursor-up redraws) are replayed instead of
   appended, and ANSI styling is stripped.
 
-Usage (internal): ``python tee_worker.py LOG_PATH SRC_FD:DEST_FD [...]``;
-``MAMMOGRAPHY_TEE_PREFIX`` in its environment prefixes every logged line.
+Usage (internal): ``python tee_worker.py LOG_PATH [--prefix TEXT] SRC_FD:DEST_FD [...]``;
+``--prefix TEXT`` before the pairs prefixes every logged line.
 """
 
 from __future__ import annotations
@@ -282,7 +282,9 @@ def main(argv: list[str]) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     log_path, *specs = argv
-    prefix = os.environ.get("MAMMOGRAPHY_TEE_PREFIX", "")
+    prefix = ""
+    if specs[:1] == ["--prefix"]:
+        prefix, specs = specs[1], specs[2:]
     pairs = []
     for spec in specs:
         src, dest = spec.split(":")

@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from mammography.config.runs import RunsCleanConfig
+from mammography.durations import format_duration, now, parse_duration, parse_time
+from mammography.run.contract import CONFIG_FILE, CV_SUMMARY_FILE, GIT_PATCH_FILE, MANIFEST_FILE
 from mammography.runs.discover import (
     CLEANED_FILE,
     KEEP_MARKER,
@@ -50,15 +52,14 @@ from mammography.runs.discover import (
     classify,
     find_runs,
     natural_key,
-    read_summary,
     stale_seconds,
+    summary_or_problem,
     walk_files,
 )
-from mammography.runs.durations import format_duration, now, parse_duration, parse_time
 from mammography.runs.lineage import derived_from, derived_index
 
-KEEP_NAMES = frozenset({SUMMARY_FILE, LOG_FILE, "config.yaml", "data_manifest.json",
-                        "cv_summary.json", "git_diff.patch", KEEP_MARKER, CLEANED_FILE})
+KEEP_NAMES = frozenset({SUMMARY_FILE, LOG_FILE, CONFIG_FILE, MANIFEST_FILE, CV_SUMMARY_FILE,
+                        GIT_PATCH_FILE, KEEP_MARKER, CLEANED_FILE})
 SMALL_SUFFIXES = (".json", ".jsonl", ".csv", ".yaml", ".yml", ".txt", ".patch")
 SMALL_BYTES = 1 << 20
 BEST_TRIAL_KEYS = ("best_trial", "best_trial_dir", "best_trial_run_dir", "best_trial_name",
@@ -164,7 +165,7 @@ def kept_reasons(records: list[RunRecord]) -> dict[int, str]:
         if (summary.get("integration") or {}).get("cv_fold") is not None:
             keep(record, "cross-validation fold")
         elif "num_folds" in (summary.get("results") or {}) or \
-                (record.dir / "cv_summary.json").exists():
+                (record.dir / CV_SUMMARY_FILE).exists():
             keep(record, "cross-validation run")
         derived = derived_from(record, index)
         if derived:
@@ -241,7 +242,7 @@ def _keeps(rel: str, size: int) -> bool:
 
 def _still_dead(record: RunRecord, stale_after: float) -> bool:
     """Re-read the summary right before deleting: a run may have started meanwhile."""
-    summary, _ = read_summary(record.dir / SUMMARY_FILE)
+    summary, _ = summary_or_problem(record.dir)
     if summary is None:
         return False
     probe = RunRecord(dir=record.dir, root=record.root, summary=summary)

@@ -19,7 +19,6 @@ is older than ``stale_after`` -- whichever shows first.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import socket
@@ -28,27 +27,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mammography.durations import now as _now
+from mammography.durations import parse_duration, parse_time
 from mammography.errors import InputError
-from mammography.runs.durations import now as _now
-from mammography.runs.durations import parse_duration, parse_time
+from mammography.run.contract import (
+    CHILD_RUN_DIR,
+    CLEANED_FILE,
+    KEEP_MARKER,
+    LOG_FILE,
+    RUN_DIR_RE,
+    STALE_FACTOR,
+    SUMMARY_FILE,
+    SummaryUnreadable,
+    heartbeat_seconds,
+)
+from mammography.run.contract import read_summary as _read_summary
+from mammography.run.processes import pid_alive
 
-SUMMARY_FILE = "summary.json"
-LOG_FILE = "run.log"
-KEEP_MARKER = "KEEP"
-CLEANED_FILE = "CLEANED.json"
-RUN_DIR_RE = re.compile(r"^results_(\d+)$")
+__all__ = ["CLEANED_FILE", "KEEP_MARKER", "LOG_FILE", "SUMMARY_FILE", "RunRecord", "find_runs",
+           "open_run", "pid_alive", "summary_or_problem"]
 # Folders that never hold runs of ours but may hold copies of them (MLflow
 # artifact stores) or a great many entries (virtualenvs, VCS data).
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "mlruns", "mlartifacts"})
 MAX_DEPTH = 12
-# The run layer refreshes execution.heartbeat this often (lifecycle.HEARTBEAT_SECONDS);
-# read from the same variable rather than importing the run layer.
-HEARTBEAT_SECONDS = float(os.environ.get("MAMMOGRAPHY_HEARTBEAT_SECONDS", "30"))
-STALE_FACTOR = 3
 
 
 def default_stale_after() -> float:
-    return STALE_FACTOR * HEARTBEAT_SECONDS
+    return STALE_FACTOR * heartbeat_seconds()
 
 
 def stale_seconds(text: str | None) -> float:
@@ -121,20 +126,12 @@ def lookup(data: Any, dotted: str) -> Any:
     return current
 
 
-def read_summary(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+def summary_or_problem(run_dir: str | Path) -> tuple[dict[str, Any] | None, str | None]:
     """(document, None) or (None, why it cannot be used)."""
     try:
-        with open(path, "rb") as handle:
-            document = json.loads(handle.read())
-    except FileNotFoundError:
-        return None, "summary.json missing"
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, f"summary.json unreadable: {exc}"
-    except json.JSONDecodeError as exc:
-        return None, f"summary.json is not valid JSON: {exc}"
-    if not isinstance(document, dict):
-        return None, f"summary.json is not a JSON object (got {type(document).__name__})"
-    return document, None
+        return _read_summary(Path(run_dir)), None
+    except SummaryUnreadable as exc:
+        return None, str(exc)
 
 
 def _walk(directory: str, root: Path, parent: RunRecord | None, depth: int,
@@ -165,12 +162,12 @@ def _walk(directory: str, root: Path, parent: RunRecord | None, depth: int,
     # run only folds/trials (``fold_i/results``) count, so an eval-export's
     # ``models/results_4`` output folder is not mistaken for one.
     looks_like_run = (RUN_DIR_RE.match(name) and parent is None) or \
-        (name == "results" and parent is not None)
+        (name == CHILD_RUN_DIR and parent is not None)
     if has_summary or looks_like_run:
         if has_summary:
-            summary, problem = read_summary(os.path.join(directory, SUMMARY_FILE))
+            summary, problem = summary_or_problem(directory)
         else:
-            summary, problem = None, "summary.json missing"
+            summary, problem = None, f"{SUMMARY_FILE} missing"
         record = RunRecord(dir=Path(directory), root=root, summary=summary, problem=problem,
                            parent=parent)
         if parent is not None:
@@ -241,21 +238,6 @@ def open_run(path: Path, *, stale_after: float | None = None,
 
 
 # ------------------------------------------------------------------ status
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host (signal 0 probes only)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    except OSError:
-        return True  # cannot tell: do not call a live run crashed
-    return True
-
 
 def crash_reason(summary: dict[str, Any], *, stale_after: float, when: dt.datetime,
                  hostname: str, alive: dict[int, bool]) -> str | None:

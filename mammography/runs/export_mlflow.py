@@ -20,9 +20,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mammography.durations import parse_time
 from mammography.runs.discover import RunRecord
-from mammography.runs.durations import parse_time
-from mammography.runs.export import (
+from mammography.runs.export_source import (
     artifact_files,
     epoch_metrics,
     final_metrics,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mammography.config.runs import RunsListConfig
+from mammography.durations import format_duration, now, parse_time, short_time
 from mammography.runs.discover import (
     MISSING,
     RunRecord,
@@ -24,7 +25,6 @@ from mammography.runs.discover import (
     natural_key,
     stale_seconds,
 )
-from mammography.runs.durations import format_duration, now, parse_time, short_time
 from mammography.runs.query import (
     Condition,
     parse_sort,

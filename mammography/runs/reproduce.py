@@ -38,10 +38,11 @@ from typing import Any
 
 from mammography.config.runs import RunsReproduceConfig
 from mammography.errors import EXIT_FAILED, EXIT_INTERRUPTED, InputError
+from mammography.run.contract import ENV_BASED_ON, GIT_PATCH_FILE, MANIFEST_FILE
 from mammography.runs.discover import RunRecord, open_run
 from mammography.runs.lineage import top_level_dir
 
-BASED_ON_ENV = "MAMMOGRAPHY_BASED_ON"
+BASED_ON_ENV = ENV_BASED_ON
 KEY_VERSIONS = {"python_version": None, "torch_version": "torch",
                 "torchvision_version": "torchvision", "timm_version": "timm",
                 "pydicom_version": "pydicom", "numpy_version": "numpy",
@@ -62,7 +63,7 @@ def check_code(record: RunRecord) -> tuple[list[str], list[str]]:
     with tempfile.TemporaryDirectory(prefix="mammography-reproduce-") as scratch:
         current = collect_git(Path(scratch), cwd=Path(cwd) if cwd and Path(cwd).is_dir()
                               else None)
-        patch = Path(scratch) / "git_diff.patch"
+        patch = Path(scratch) / GIT_PATCH_FILE
         current_patch = patch.read_bytes() if patch.exists() else b""
     warnings: list[str] = []
     notes: list[str] = []
@@ -79,7 +80,7 @@ def check_code(record: RunRecord) -> tuple[list[str], list[str]]:
             bool(current.get("git_dirty")) != bool(summary.get("git_dirty")):
         warnings.append(f"code differs: recorded {was}, checkout {now}")
     elif summary.get("git_dirty"):
-        recorded_patch = record.dir / "git_diff.patch"
+        recorded_patch = record.dir / GIT_PATCH_FILE
         old = recorded_patch.read_bytes() if recorded_patch.exists() else b""
         if old.strip() != current_patch.strip():
             warnings.append(f"code differs: recorded {was}, checkout {now}, and the "
@@ -90,7 +91,7 @@ def check_code(record: RunRecord) -> tuple[list[str], list[str]]:
     else:
         notes.append(f"code matches: {now}")
     if summary.get("git_dirty") and recorded_git.get("available", True):
-        patch_path = record.dir / "git_diff.patch"
+        patch_path = record.dir / GIT_PATCH_FILE
         if patch_path.exists():
             notes.append(f"the run had uncommitted changes; its exact code: git checkout "
                          f"{summary.get('git_commit_full')} && git apply {patch_path}")
@@ -105,7 +106,7 @@ def check_data(record: RunRecord) -> tuple[list[str], list[str]]:
     """(warnings, notes) from re-checksumming the data the manifest lists."""
     import json
 
-    path = record.dir / "data_manifest.json"
+    path = record.dir / MANIFEST_FILE
     if not path.is_file():
         return [], ["data not checked: the run has no data_manifest.json"]
     try:

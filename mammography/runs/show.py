@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mammography.config.runs import RunsShowConfig
+from mammography.durations import format_duration
 from mammography.runs.discover import (
     CLEANED_FILE,
     KEEP_MARKER,
@@ -21,7 +22,6 @@ from mammography.runs.discover import (
     stale_seconds,
     walk_files,
 )
-from mammography.runs.durations import format_duration
 from mammography.runs.log import last_lines
 from mammography.runs.render import console, escape, fmt_value, human_bytes, styled_status
 

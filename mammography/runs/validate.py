@@ -1,6 +1,6 @@
 """`mammography runs validate [ROOT]`: does every run directory keep the contract?
 
-Checked per run (DESIGN §3):
+Checked per run (the contract is docs/artifacts.md):
 
 * summary.json exists, is JSON, and satisfies both shipped schemas;
 * run.log exists; data_manifest.json exists and is JSON for every completed
@@ -22,12 +22,19 @@ import sys
 from pathlib import Path
 
 from mammography.config.runs import RunsValidateConfig
-from mammography.runs.discover import CLEANED_FILE, LOG_FILE, RunRecord, find_runs, sort_natural
+from mammography.run.contract import (
+    BEST_MODEL_FILE,
+    CLEANED_FILE,
+    CV_SUMMARY_FILE,
+    HISTORY_CSV,
+    LOG_FILE,
+    MANIFEST_FILE,
+    VAL_METRICS_JSON,
+    VAL_PREDICTIONS,
+)
+from mammography.runs.discover import RunRecord, find_runs, sort_natural
 
-MANIFEST_FILE = "data_manifest.json"
-CV_SUMMARY_FILE = "cv_summary.json"
-DENSITY_ARTIFACTS = ("best_model.pt", "train_history.csv", "metrics/val_metrics.json",
-                     "val_predictions.csv")
+DENSITY_ARTIFACTS = (BEST_MODEL_FILE, HISTORY_CSV, VAL_METRICS_JSON, VAL_PREDICTIONS)
 
 
 def is_cv_parent(record: RunRecord) -> bool:

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mammography.runs.export import final_metrics, flat_params
+from mammography.runs.export_source import final_metrics, flat_params
 from mammography.runs.export_tensorboard import hparam_values, scalar_tag
 from tests.helpers import child_env
 

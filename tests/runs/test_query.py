@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from mammography.durations import format_duration, parse_duration
 from mammography.runs.discover import RunRecord
-from mammography.runs.durations import format_duration, parse_duration
 from mammography.runs.query import (
     QueryError,
     compare,

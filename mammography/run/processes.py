@@ -1,0 +1,88 @@
+"""Process helpers shared by every part that starts or watches other processes.
+
+One implementation each of: is a pid alive, die when the parent dies, the
+thread-count environment of a worker, and a Ray session that this process
+may have to start and stop. Standard library only (Ray imported on use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pid_alive(pid: Any) -> bool:
+    """Whether a process with this id exists on this host (signal 0 only probes).
+
+    Not an integer or not positive: False. Owned by someone else, or the probe
+    itself fails: True (never call a live run dead).
+    """
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError included: it exists
+        return True
+    return True
+
+
+def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> None:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (Linux).
+
+    Called in a freshly started child (``preexec_fn``, a pool initializer).
+    With ``parent`` given, a child whose parent already died (or that was
+    started through a fork server) exits or does nothing, respectively.
+    """
+    if parent is not None and os.getppid() != parent:
+        return  # started through a fork server or elsewhere: nothing to tie to
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    if parent is not None and os.getppid() != parent:  # died before the request took effect
+        os._exit(1)
+
+
+def thread_env(threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment whose BLAS/OpenMP pools use ``threads`` threads."""
+    env = dict(os.environ if base is None else base)
+    for name in THREAD_VARIABLES:
+        env[name] = str(threads)
+    return env
+
+
+def threads_per_worker(workers: int) -> int:
+    """The cores of this machine shared among ``workers`` processes (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[Any]:
+    """``ray`` connected to ``address`` (or a local instance), shut down at the end
+    only if this process started it."""
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 **({} if address else {"num_cpus": os.cpu_count()}))
+    try:
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()

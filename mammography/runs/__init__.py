@@ -1,0 +1,5 @@
+"""`mammography runs ...`: read, compare, check, reproduce, tidy and export run directories.
+
+These commands read what runs left behind (the contract of ``mammography.run.contract``)
+and never create a run directory themselves.
+"""
