@@ -47,9 +47,10 @@ import torch.nn.functional as F
 from mammography.data.augment import normalize, to_float
 from mammography.data.dataset import CachedImageDataset
 from mammography.data.loading import describe_loader, make_loader
+from mammography.engine.batches import autocast
 from mammography.engine.device import select_device, select_precision
 from mammography.engine.embed import extract
-from mammography.engine.loop import _autocast, evaluate, train_one_epoch
+from mammography.engine.loop import evaluate, train_one_epoch
 from mammography.models.factory import create_backbone, create_model
 
 from _fixtures import make_cache
@@ -155,7 +156,7 @@ def bench_training(res: Results, args: argparse.Namespace, loader: Iterable[Batc
         def run() -> int:
             model.train()
             for _ in range(steps):
-                with _autocast(device, precision):
+                with autocast(device, precision):
                     logits = model(x)
                     loss = F.cross_entropy(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
@@ -187,7 +188,7 @@ def bench_training(res: Results, args: argparse.Namespace, loader: Iterable[Batc
     def bare_eval() -> int:
         model.eval()
         for _ in range(steps):
-            with _autocast(device, precision):
+            with autocast(device, precision):
                 model(x)
         return steps * x.shape[0]
 
@@ -211,7 +212,7 @@ def bench_embedding(res: Results, args: argparse.Namespace, loader: Iterable[Bat
     @torch.no_grad()
     def bare_resident() -> int:
         for _ in range(len(host)):
-            with _autocast(device, precision):
+            with autocast(device, precision):
                 backbone(x).float()
         return len(host) * x.shape[0]
 
@@ -220,7 +221,7 @@ def bench_embedding(res: Results, args: argparse.Namespace, loader: Iterable[Bat
         parts = []
         for images, *_ in host:
             xb = normalize(to_float(images.to(device, non_blocking=True)))
-            with _autocast(device, precision):
+            with autocast(device, precision):
                 parts.append(backbone(xb.contiguous(memory_format=layout(device))).float())
         return len(torch.cat(parts).cpu())
 

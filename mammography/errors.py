@@ -1,4 +1,4 @@
-"""Exceptions that map onto the CLI's exit codes (DESIGN §3 "Exit codes").
+"""Exceptions that map onto the CLI's exit codes (docs/artifacts.md, "Exit codes").
 
 Code anywhere in the package raises these; only the run lifecycle and the CLI
 entry point turn them into exit codes and messages, so library code never

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mammography.config.core import build_config, load_yaml_config
+from mammography.config.core import run_settings
+from mammography.config.resolve import resolve_config
 from mammography.errors import EXIT_OK, InputError
 
 
@@ -22,38 +23,23 @@ def import_target(target: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
-def resolve_config(config_cls: type, config_file: Path | None, explicit: dict[str, Any]) -> Any:
-    """Defaults ← (resumed run's config.yaml) ← ``--config`` file ← command-line options."""
-    values: dict[str, Any] = {}
-    source = "command-line options"
-    if config_file is not None:
-        values.update(load_yaml_config(config_file))
-        source = f"{config_file} and command-line options"
-    values.update(explicit)
-    resume_field = getattr(config_cls, "RESUME_FIELD", None)
-    if resume_field and values.get(resume_field):
-        # Continuing a run means its settings, unless told otherwise.
-        previous = Path(values[resume_field]) / "config.yaml"
-        if previous.is_file():
-            values = {**load_yaml_config(previous), **values}
-            source = f"{previous} and {source}"
-    return build_config(config_cls, values, source=source)
-
-
 def execute(config_cls: type, target: str, command: str, config_file: Path | None,
-            explicit: dict[str, Any]) -> int:
+            explicit: dict[str, Any], integration: dict[str, Any] | None = None) -> int:
+    """Run ``target`` with the resolved config; ``integration`` (HPO trial identity
+    given on the command line) goes to the run's record, not to the config."""
     try:
         config = resolve_config(config_cls, config_file, explicit)
         body = import_target(target)
         experiment_type = getattr(config_cls, "EXPERIMENT_TYPE", None)
         if experiment_type is None:
             return body(config) or EXIT_OK
-        if getattr(config_cls, "DISTRIBUTED", False) and _under_torchrun():
-            return _execute_distributed(config, body, command, experiment_type)
         from mammography.run import Run
 
-        run = Run(command=command, experiment_type=experiment_type,
-                  outdir=Path(config.outdir), config=config)
+        run_args = dict(command=command, experiment_type=experiment_type,
+                        integration=integration, **run_settings(config))
+        if getattr(config_cls, "DISTRIBUTED", False) and _under_torchrun():
+            return _execute_distributed(config, body, Path(config.outdir), run_args)
+        run = Run(outdir=Path(config.outdir), **run_args)
         with run:
             body(config, run)
         return run.exit_code if run.exit_code is not None else EXIT_OK
@@ -69,7 +55,7 @@ def _under_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def _execute_distributed(config: Any, body: Any, command: str, experiment_type: str) -> int:
+def _execute_distributed(config: Any, body: Any, outdir: Path, run_args: dict[str, Any]) -> int:
     """Under torchrun: rank 0 owns the run directory and tells the others where it is;
     they follow it (their output lands in its run.log with a ``[rank N]`` prefix)."""
     from mammography.engine import distributed
@@ -78,12 +64,10 @@ def _execute_distributed(config: Any, body: Any, command: str, experiment_type: 
     ddp = distributed.init_from_env(config.device)
     try:
         if ddp.is_main:
-            run = Run(command=command, experiment_type=experiment_type,
-                      outdir=Path(config.outdir), config=config)
+            run = Run(outdir=outdir, **run_args)
         else:
             run_dir = distributed.broadcast(None)
-            run = Run(command=command, experiment_type=experiment_type, config=config,
-                      follow=Path(run_dir), log_prefix=f"[rank {ddp.rank}] ")
+            run = Run(follow=Path(run_dir), log_prefix=f"[rank {ddp.rank}] ", **run_args)
         with run:
             if ddp.is_main:
                 distributed.broadcast(str(run.dir))

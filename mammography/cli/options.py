@@ -20,6 +20,15 @@ import typer
 from mammography.config.core import field_types, unwrap_optional
 
 CONFIG_OPTION_HELP = "YAML file of settings; options given on the command line override it."
+# Commands whose config sets ``INTEGRATION_OPTIONS`` take these: an external HPO
+# driver names its trial, and the run records it under ``integration`` (never
+# in the settings: a trial's identity changes no result).
+INTEGRATION_OPTIONS = {
+    "optuna_trial_id": ("--optuna-trial-id", "Optuna trial this run belongs to (recorded in "
+                        "summary.json integration)."),
+    "ray_trial_name": ("--ray-trial-name", "Ray Tune trial this run belongs to (recorded in "
+                       "summary.json integration)."),
+}
 
 
 def _argument_for(f: dataclasses.Field, inner: Any) -> tuple[Any, Any]:
@@ -106,16 +115,27 @@ def add_config_command(app: typer.Typer, name: str, config_cls: type, target: st
         annotation, option = _option_for(f, hints[f.name])
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
                                         annotation=annotation, default=option))
+    integration_keys = list(INTEGRATION_OPTIONS) if getattr(
+        config_cls, "INTEGRATION_OPTIONS", False) else []
+    for key in integration_keys:
+        flag, text = INTEGRATION_OPTIONS[key]
+        params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY,
+                                        annotation=Optional[str],  # noqa: UP045
+                                        default=typer.Option(None, flag, help=text)))
 
     def command(ctx: typer.Context, config_file: Path | None = None, **values: Any) -> None:
         from mammography.cli.execute import execute  # lazy: keeps --help light
 
         # Only options the user typed override the YAML file. Compared by name:
         # typer vendors its own click, so the enum class differs between versions.
+        integration = {key: values.pop(key) for key in integration_keys
+                       if values.get(key) is not None}
         explicit = {key: _plain(value) for key, value in values.items()
                     if getattr(ctx.get_parameter_source(key), "name", "COMMANDLINE")
                     not in ("DEFAULT", "DEFAULT_MAP")}
-        code = execute(config_cls, target, name, config_file, explicit)
+        for key in integration_keys:
+            explicit.pop(key, None)
+        code = execute(config_cls, target, name, config_file, explicit, integration or None)
         raise typer.Exit(code or 0)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

@@ -222,3 +222,11 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     return value
+
+
+def run_settings(config: Any) -> dict[str, Any]:
+    """What a run records of its settings, as ``Run(**run_settings(cfg))`` arguments:
+    the result-changing settings (``hyperparameters``), every setting
+    (``config_record``, written to config.yaml) and the seed."""
+    return {"hyperparameters": to_record(config), "config_record": to_dict(config),
+            "seed": int(getattr(config, "seed", 0) or 0)}

@@ -34,7 +34,7 @@ class EmbedConfig(ImageConfig):
             self.outdir = Path(f"outputs/embeddings_{self.arch}")
 
     def problems(self) -> list[str]:
-        from mammography.config.train import unknown_arch
+        from mammography.models.arch import unknown_arch
 
         found = self.image_problems()
         if problem := num_workers_problem(self.num_workers):

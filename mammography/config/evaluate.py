@@ -8,6 +8,16 @@ from typing import ClassVar, Literal
 
 from mammography.config.core import NUM_WORKERS_HELP, num_workers_problem, setting
 from mammography.config.data import LabelsConfig
+from mammography.run.contract import (
+    BEST_PARAMS_FILE,
+    HYPERPARAMETER_SEARCH,
+    SUMMARY_FILE,
+    SummaryUnreadable,
+    is_run_dir,
+    read_summary,
+)
+
+MODEL_RUN_TYPE = "density_classification"
 
 
 @dataclass
@@ -25,6 +35,7 @@ class EvalConfig(LabelsConfig):
         "beside it), checked to give the checkpoint's predictions.")
     batch_size: int = setting(32, "Images per inference batch.")
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "Where to run the models.")
+    amp: bool = setting(True, "Mixed precision on CUDA (as in training); ignored on CPU.")
     bootstrap: int = setting(1000, "Bootstrap resamples (patient-grouped) for the 95 % "
                              "confidence intervals (0 = none).")
     seed: int = setting(42, "Seed of the bootstrap.")
@@ -42,8 +53,9 @@ class EvalConfig(LabelsConfig):
             found.append("--run RUN_DIR is required (a results_N of train-density); repeat it "
                          "to compare several runs")
         for path in self.run:
-            if not (path / "summary.json").is_file():
-                found.append(f"--run {path} is not a run directory (no summary.json)")
+            problem = model_run_problem(path)
+            if problem:
+                found.append(problem)
         if self.csv is not None:
             found += self.label_problems()
         elif self.dicom_root is not None:
@@ -61,3 +73,22 @@ class EvalConfig(LabelsConfig):
                 found.append(f"--export onnx needs {', '.join(missing)}: pip install "
                              "'mammography[export]' (or use --export torchscript)")
         return found
+
+
+def model_run_problem(path: Path) -> str | None:
+    """Why ``--run path`` is not a train-density run (None when it is one)."""
+    if not is_run_dir(path):
+        return f"--run {path} is not a run directory (no {SUMMARY_FILE})"
+    try:
+        summary = read_summary(path)
+    except SummaryUnreadable as exc:
+        return f"--run {path}: {exc}"
+    kind = summary.get("experiment_type")
+    if kind == MODEL_RUN_TYPE:
+        return None
+    if kind == HYPERPARAMETER_SEARCH:
+        best = (summary.get("results") or {}).get("best_trial") or {}
+        hint = (f"evaluate its best trial: --run {path / best['run_dir']}" if best.get("run_dir")
+                else f"evaluate one of its trials (see {path / BEST_PARAMS_FILE})")
+        return f"--run {path} is a tune run (a search, not a model); {hint}"
+    return f"--run {path} is a {kind} run; eval-export evaluates train-density runs"

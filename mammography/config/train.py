@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 
 from mammography.config.core import NUM_WORKERS_HELP, num_workers_problem, setting
 from mammography.config.data import ImageConfig
+from mammography.run.contract import LAST_CHECKPOINT_FILE, SUMMARY_FILE, is_run_dir
 
 
 @dataclass
@@ -17,6 +18,8 @@ class TrainConfig(ImageConfig):
     DISTRIBUTED: ClassVar[bool] = True
     # `--resume RUN_DIR` starts from that run's config.yaml (options given override it).
     RESUME_FIELD: ClassVar[str] = "resume"
+    # --optuna-trial-id / --ray-trial-name: recorded in the run's integration (cli/options.py).
+    INTEGRATION_OPTIONS: ClassVar[bool] = True
 
     outdir: Path = setting(Path("outputs/density"), "Root of the run directories "
                            "(results_N is created inside).", metavar="DIR", record=False)
@@ -71,16 +74,13 @@ class TrainConfig(ImageConfig):
                                   metavar="RUN_DIR")
     based_on: Path | None = setting(None, "Record that this run derives from RUN_DIR "
                                     "(lineage).", metavar="RUN_DIR", record=False)
-    optuna_trial_id: str | None = setting(None, "Optuna trial this run belongs to.",
-                                          record=False)
-    ray_trial_name: str | None = setting(None, "Ray Tune trial this run belongs to.",
-                                         record=False)
 
     def problems(self) -> list[str]:
         found = self.training_problems()
-        if self.resume is not None and (self.resume / "summary.json").is_file() and not (
-                self.resume / "last_checkpoint.pt").is_file():
-            found.append(f"--resume {self.resume} has no last_checkpoint.pt to continue from")
+        if self.resume is not None and is_run_dir(self.resume) and not (
+                self.resume / LAST_CHECKPOINT_FILE).is_file():
+            found.append(f"--resume {self.resume} has no {LAST_CHECKPOINT_FILE} to continue "
+                         "from")
         if self.resume is not None and self.cv_folds:
             found.append("--resume continues a single run; resume a fold by passing its "
                          "fold_i/results directory without --cv-folds")
@@ -125,11 +125,13 @@ class TrainConfig(ImageConfig):
             found.append(str(exc))
         for name in ("resume", "based_on"):
             path = getattr(self, name)
-            if path is not None and not (path / "summary.json").is_file():
+            if path is not None and not is_run_dir(path):
                 found.append(f"--{name.replace('_', '-')} {path} is not a run directory "
-                             "(no summary.json)")
+                             f"(no {SUMMARY_FILE})")
         if self.embeddings_dir is not None and not self.embeddings_dir.is_dir():
             found.append(f"--embeddings-dir {self.embeddings_dir} does not exist")
+        from mammography.models.arch import unknown_arch
+
         arch_problem = unknown_arch(self.arch)
         if arch_problem:
             found.append(arch_problem)
@@ -149,15 +151,3 @@ class TrainConfig(ImageConfig):
                              f"like 1,1,0.5,1; got {self.class_weights!r}")
         return values
 
-
-def unknown_arch(arch: str) -> str | None:
-    """A message when ``arch`` is not a timm model (checked before any run starts)."""
-    import timm  # only when a command runs, never for --help
-
-    if timm.is_model(arch):
-        return None
-    import difflib
-
-    close = difflib.get_close_matches(arch.lower(), timm.list_models(), n=5, cutoff=0.6)
-    hint = f"; similar: {', '.join(close)}" if close else ""
-    return f"--arch {arch!r} is not a timm model{hint}"

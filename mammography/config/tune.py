@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 
 from mammography.config.core import setting
 from mammography.config.train import TrainConfig
+from mammography.run.contract import HYPERPARAMETER_SEARCH, is_run_dir
 
 METRICS = ("val_kappa", "val_acc", "val_f1", "val_auc", "val_balanced_acc", "val_loss",
            "val_exam_kappa", "val_exam_acc", "val_exam_auc")
@@ -15,8 +16,10 @@ METRICS = ("val_kappa", "val_acc", "val_f1", "val_auc", "val_balanced_acc", "val
 
 @dataclass
 class TuneConfig(TrainConfig):
-    EXPERIMENT_TYPE: ClassVar[str] = "density_classification"
+    # A search, not a model: its trials are the density_classification runs.
+    EXPERIMENT_TYPE: ClassVar[str] = HYPERPARAMETER_SEARCH
     DISTRIBUTED: ClassVar[bool] = False  # trials are the unit of parallelism here
+    INTEGRATION_OPTIONS: ClassVar[bool] = False
 
     outdir: Path = setting(Path("outputs/hpo"), "Root of the tune run directories; each "
                            "trial is a train-density run inside its tune run.", metavar="DIR",
@@ -52,7 +55,7 @@ class TuneConfig(TrainConfig):
         if self.cv_folds and self.metric.startswith("val_exam"):
             found.append(f"--metric {self.metric} is not available with --cv-folds; use "
                          "val_kappa, val_acc, val_f1 or val_auc")
-        if self.resume is not None and not (self.resume / "summary.json").is_file():
+        if self.resume is not None and not is_run_dir(self.resume):
             found.append(f"--resume {self.resume} is not a tune run directory")
         if self.engine == "ray":
             import importlib.util
@@ -62,7 +65,7 @@ class TuneConfig(TrainConfig):
         if self.search_space is not None and not self.search_space.is_file():
             found.append(f"--search-space {self.search_space} does not exist")
         else:
-            from mammography.hpo.search_space import load_search_space
+            from mammography.config.search_space import load_search_space
 
             try:
                 load_search_space(self.search_space)

@@ -18,6 +18,7 @@ from mammography.config.datacmd import DataCacheConfig, DataCheckConfig
 from mammography.data.labels import LabelTable
 from mammography.data.pipeline import build_cache, load_table, preprocess_settings
 from mammography.errors import EXIT_OK
+from mammography.run.reporter import ConsoleReporter
 
 
 def audit(table: LabelTable) -> dict[str, Any]:
@@ -82,7 +83,8 @@ def print_audit(report: dict[str, Any]) -> None:
 
 
 def run_check(cfg: DataCheckConfig) -> int:
-    table = load_table(cfg, log=print)
+    out = ConsoleReporter()
+    table = load_table(cfg, out)
     if cfg.decode:
         from mammography.data.cache import ImageCache
 
@@ -90,7 +92,7 @@ def run_check(cfg: DataCheckConfig) -> int:
         report = cache.verify([r.path for r in table.images], workers=cfg.workers)
         for record in [r for r in table.images if str(r.path) in report.failed]:
             reason = report.failed[str(record.path)]
-            print(f"WARNING: cannot decode {record.path}: {reason}")
+            out.warn(f"cannot decode {record.path}: {reason}")
             table.exclusions.append({"path": str(record.path), "accession": record.accession,
                                      "row": record.row, "reason": reason})
         table.images = [r for r in table.images if str(r.path) not in report.failed]
@@ -105,7 +107,8 @@ def run_check(cfg: DataCheckConfig) -> int:
 
 
 def run_cache(cfg: DataCacheConfig) -> int:
-    table = load_table(cfg, log=print)
-    cache, report = build_cache(cfg, table, log=print)
+    out = ConsoleReporter()
+    table = load_table(cfg, out)
+    cache, report = build_cache(cfg, table, out)
     print(f"Cache ready: {len(table.images)} images at {Path(cache.dir)}")
     return EXIT_OK

@@ -23,7 +23,7 @@ import struct
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,9 @@ import numpy as np
 
 from mammography.data.preprocess import PREPROCESS_VERSION, PreprocessSettings
 from mammography.data.workers import process_pool
+from mammography.run.contract import cache_root
 from mammography.run.progress import progress_bar
+from mammography.run.reporter import CONSOLE, Reporter
 
 MAGIC = b"MGCACHE1"
 HEADER = struct.Struct("<8sIIII")  # magic, rows, cols, dtype code, crc32
@@ -39,7 +41,6 @@ DTYPES = {1: np.dtype(np.uint8), 2: np.dtype("<u2")}
 DTYPE_CODES = {v: k for k, v in DTYPES.items()}
 ENTRY_SUFFIX = ".mgc"
 
-Log = Callable[[str], None]
 
 
 class CacheEntryError(Exception):
@@ -47,13 +48,8 @@ class CacheEntryError(Exception):
 
 
 def default_cache_root() -> Path:
-    """``$MAMMOGRAPHY_CACHE_DIR`` or the user cache dir (e.g. ~/.cache/mammography)."""
-    env = os.environ.get("MAMMOGRAPHY_CACHE_DIR")
-    if env:
-        return Path(env)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("mammography"))
+    """The package's cache root (``$MAMMOGRAPHY_CACHE_DIR``, else the user cache dir)."""
+    return cache_root()
 
 
 def encode_entry(array: np.ndarray) -> bytes:
@@ -168,14 +164,14 @@ class ImageCache:
         array, _header = load_preprocessed(Path(source), self.settings)
         return array
 
-    def load(self, source: Path, on_repair: Log | None = None) -> np.ndarray:
-        """Cached array, computing (and storing) it when absent or damaged."""
+    def load(self, source: Path, out: Reporter | None = None) -> np.ndarray:
+        """Cached array, computing (and storing) it when absent or damaged (``out`` warns)."""
         try:
             cached = self.read(source)
         except CacheEntryError as exc:
-            if on_repair is not None:
-                on_repair(f"WARNING: Disk cache truncation detected for 1 samples - "
-                          f"regenerating ({source}: {exc})")
+            if out is not None:
+                out.warn(f"Disk cache truncation detected for 1 samples - regenerating "
+                         f"({source}: {exc})")
             cached = None
         if cached is not None:
             return cached
@@ -192,7 +188,7 @@ class ImageCache:
             write_atomic(note, text.encode())
 
     # -- building -------------------------------------------------------------
-    def build(self, sources: Sequence[Path], *, workers: int = 0, log: Log = print,
+    def build(self, sources: Sequence[Path], *, workers: int = 0, out: Reporter = CONSOLE,
               progress: bool = True) -> BuildReport:
         """Make sure every source has a valid entry; decode the missing ones in parallel.
 
@@ -216,8 +212,8 @@ class ImageCache:
                 continue
             todo.append(Path(source))
         if damaged:
-            log(f"WARNING: Disk cache truncation detected for {len(damaged)} samples - "
-                "regenerating")
+            out.warn(f"Disk cache truncation detected for {len(damaged)} samples - "
+                     "regenerating")
         if self.mode == "off":
             report.seconds = time.perf_counter() - start
             return report
@@ -228,7 +224,7 @@ class ImageCache:
         report.built -= report.regenerated
         report.seconds = time.perf_counter() - start
         if damaged:
-            log(f"Cache rebuild complete (took {report.seconds:.1f}s)")
+            out.log(f"Cache rebuild complete (took {report.seconds:.1f}s)")
         return report
 
     def verify(self, sources: Sequence[Path], *, workers: int = 0,

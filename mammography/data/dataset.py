@@ -17,8 +17,18 @@ import torch
 from torch.utils.data import Dataset
 
 
-def _warn(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+class _StderrReporter:
+    """Warnings of a loader (possibly a DataLoader worker process, which cannot touch the
+    run's summary.json): a WARNING line for run.log through the inherited stderr."""
+
+    def log(self, message: str = "") -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    def warn(self, message: str) -> None:
+        print(f"WARNING: {message}", file=sys.stderr, flush=True)
+
+
+_LOADER_OUTPUT = _StderrReporter()
 
 
 NO_EMBEDDING = torch.zeros(0)
@@ -48,7 +58,7 @@ class CachedImageDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, torch.Tensor]:
-        array = self.cache.load(self.paths[index], on_repair=_warn)
+        array = self.cache.load(self.paths[index], out=_LOADER_OUTPUT)
         # Disk entries arrive in a fresh writable buffer; only read-only arrays
         # need a copy before torch can own them.
         tensor = torch.from_numpy(array if array.flags.writeable else array.copy())

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from mammography.data.workers import process_pool
+from mammography.domain import to_index
 from mammography.errors import DataError
+from mammography.run.reporter import CONSOLE, Reporter
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 LABEL_ALIASES = {"A": 1, "B": 2, "C": 3, "D": 4, "E": 5}
@@ -36,7 +38,6 @@ CLASSES = (1, 2, 3, 4)
 PARALLEL_HEADERS_FROM = 400
 SEED_COLUMNS = ("accessionnumber", "classification")
 
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -49,6 +50,11 @@ class ImageRecord:
     label: int
     row: int  # CSV line number (header = 1), for messages
     for_processing: bool = False
+
+    @property
+    def class_index(self) -> int:
+        """The label as a class index 0-3 (what models and metrics use)."""
+        return to_index(self.label)
 
 
 @dataclass
@@ -99,7 +105,8 @@ def parse_label(value: str) -> int | None:
     return None
 
 
-def read_csv_rows(path: Path, log: Log) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+def read_csv_rows(path: Path,
+                  out: Reporter) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """Header and (line number, row) pairs; tolerant of BOM, ';' or tab, Latin-1, UTF-16."""
     try:
         raw = path.read_bytes()
@@ -109,7 +116,7 @@ def read_csv_rows(path: Path, log: Log) -> tuple[list[str], list[tuple[int, dict
     if not raw.strip():
         raise DataError(f"{path} is empty; it needs a header row and one row per exam "
                         "(AccessionNumber,Classification) or image (path,label).")
-    text = _decode_csv(path, raw, log)
+    text = _decode_csv(path, raw, out)
     if "\x00" in text:
         # Binary data (or UTF-16/32 without a byte-order mark) read as Latin-1
         # would give nonsense column names or a csv.Error; say what it is.
@@ -144,7 +151,7 @@ def read_csv_rows(path: Path, log: Log) -> tuple[list[str], list[tuple[int, dict
     return header, rows
 
 
-def _decode_csv(path: Path, raw: bytes, log: Log) -> str:
+def _decode_csv(path: Path, raw: bytes, out: Reporter) -> str:
     """UTF-8 (BOM or not), UTF-16 with a BOM (Excel's "Unicode text"), else Latin-1."""
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
@@ -155,8 +162,8 @@ def _decode_csv(path: Path, raw: bytes, log: Log) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        log(f"WARNING: {path} is not UTF-8; read it as Latin-1. Save it as UTF-8 to silence "
-            "this.")
+        out.warn(f"{path} is not UTF-8; read it as Latin-1. Save it as UTF-8 to silence "
+                 "this.")
         return raw.decode("latin-1")
 
 
@@ -187,11 +194,11 @@ def find_dicoms(folder: Path) -> list[Path]:
 
 def load_label_table(csv_path: Path, dicom_root: Path | None, *, include_class_5: bool = False,
                      path_column: str = "path", label_column: str = "label",
-                     log: Log = print) -> LabelTable:
+                     out: Reporter = CONSOLE) -> LabelTable:
     """Read the CSV and find the images; headers are read later (see ``attach_headers``)."""
     csv_path = Path(csv_path)
-    log(f"Loading data from {csv_path}")
-    header, rows = read_csv_rows(csv_path, log)
+    out.log(f"Loading data from {csv_path}")
+    header, rows = read_csv_rows(csv_path, out)
     accession_col, class_col = _column(header, "AccessionNumber"), _column(header,
                                                                            "Classification")
     if accession_col and class_col:
@@ -199,7 +206,7 @@ def load_label_table(csv_path: Path, dicom_root: Path | None, *, include_class_5
         if not root.is_dir():
             raise DataError(f"DICOM root {root} does not exist. Pass --dicom-root DIR, the "
                             "folder holding one sub-folder per AccessionNumber.")
-        table = _seed_table(csv_path, root, header, rows, accession_col, class_col, log)
+        table = _seed_table(csv_path, root, header, rows, accession_col, class_col, out)
     else:
         path_col, lab_col = _column(header, path_column), _column(header, label_column)
         if not (path_col and lab_col):
@@ -208,8 +215,8 @@ def load_label_table(csv_path: Path, dicom_root: Path | None, *, include_class_5
                 f"(classificacao.csv) nor {path_column},{label_column} (generic CSV). Rename "
                 "the columns or pass --path-column/--label-column.")
         base = Path(dicom_root) if dicom_root else csv_path.parent
-        table = _generic_table(csv_path, base, header, rows, path_col, lab_col, log)
-    _apply_class_5(table, include_class_5, log)
+        table = _generic_table(csv_path, base, header, rows, path_col, lab_col, out)
+    _apply_class_5(table, include_class_5, out)
     if not table.images:
         raise DataError(f"No usable images in {csv_path}: every row was excluded "
                         f"({_reason_summary(table.exclusions)}). Check the CSV labels and "
@@ -219,7 +226,7 @@ def load_label_table(csv_path: Path, dicom_root: Path | None, *, include_class_5
 
 def _seed_table(csv_path: Path, root: Path, header: list[str],
                 rows: list[tuple[int, dict[str, str]]], accession_col: str, class_col: str,
-                log: Log) -> LabelTable:
+                out: Reporter) -> LabelTable:
     patient_col = _column(header, "PatientID")
     table = LabelTable([], [], csv_path, root, "classificacao", len(rows))
     # accession -> [(line, label or None, raw label text, patient)]
@@ -227,13 +234,13 @@ def _seed_table(csv_path: Path, root: Path, header: list[str],
     for line, row in rows:
         accession = row.get(accession_col, "")
         if not accession:
-            _exclude(table, log, row=line, reason="empty AccessionNumber")
+            _exclude(table, out, row=line, reason="empty AccessionNumber")
             continue
         if not _is_folder_name(accession):
             # ".", "..", "a/b" or "/abs" would make root / accession point at the
             # root itself, its parent or anywhere: every DICOM below would get
             # this row's label (and "/" would walk the whole file system).
-            _exclude(table, log, row=line, accession=accession,
+            _exclude(table, out, row=line, accession=accession,
                      reason="AccessionNumber is not a plain folder name (no '/', '\\', "
                             "'.' or '..')")
             continue
@@ -245,25 +252,25 @@ def _seed_table(csv_path: Path, root: Path, header: list[str],
         line = entries[0][0]
         if None in labels:
             raw = next(text for _, label, text, _ in entries if label is None)
-            _exclude(table, log, row=line, accession=accession,
+            _exclude(table, out, row=line, accession=accession,
                      reason=f"unknown label {raw!r} (use 1-4, A-D, or 5 = not classifiable)")
             continue
         if len(labels) > 1:
-            _exclude(table, log, row=line, accession=accession,
+            _exclude(table, out, row=line, accession=accession,
                      reason=f"listed {len(entries)} times with conflicting labels "
                             f"{sorted(labels)} (lines {[e[0] for e in entries]})")
             continue
         if len(entries) > 1:
-            log(f"WARNING: AccessionNumber {accession} is listed {len(entries)} times with the "
-                "same label; using it once.")
+            out.warn(f"AccessionNumber {accession} is listed {len(entries)} times with the "
+                     "same label; using it once.")
         try:
             files = find_dicoms(root / accession)
         except OSError as exc:  # e.g. a name too long for the file system
-            _exclude(table, log, row=line, accession=accession,
+            _exclude(table, out, row=line, accession=accession,
                      reason=f"cannot list {root / accession}: {exc.strerror or exc}")
             continue
         if not files:
-            _exclude(table, log, row=line, accession=accession,
+            _exclude(table, out, row=line, accession=accession,
                      reason=f"no DICOM files under {root / accession}")
             continue
         label = labels.pop()
@@ -275,8 +282,8 @@ def _seed_table(csv_path: Path, root: Path, header: list[str],
                      if p.is_dir() and p.name not in by_accession) if root.is_dir() else []
     if orphans:
         shown = ", ".join(orphans[:5]) + (" ..." if len(orphans) > 5 else "")
-        log(f"WARNING: {len(orphans)} folders in {root} have no row in {csv_path.name} and "
-            f"are not used: {shown}")
+        out.warn(f"{len(orphans)} folders in {root} have no row in {csv_path.name} and "
+                 f"are not used: {shown}")
         for name in orphans:
             table.exclusions.append({"accession": name, "path": str(root / name),
                                      "reason": "folder has no CSV row"})
@@ -285,7 +292,7 @@ def _seed_table(csv_path: Path, root: Path, header: list[str],
 
 def _generic_table(csv_path: Path, base: Path, header: list[str],
                    rows: list[tuple[int, dict[str, str]]], path_col: str, label_col: str,
-                   log: Log) -> LabelTable:
+                   out: Reporter) -> LabelTable:
     accession_col = _column(header, "AccessionNumber") or _column(header, "accession")
     patient_col = _column(header, "PatientID") or _column(header, "patient")
     table = LabelTable([], [], csv_path, base, "generic", len(rows))
@@ -294,30 +301,30 @@ def _generic_table(csv_path: Path, base: Path, header: list[str],
         raw_path = row.get(path_col, "")
         label = parse_label(row.get(label_col, ""))
         if not raw_path:
-            _exclude(table, log, row=line, reason=f"empty {path_col!r}")
+            _exclude(table, out, row=line, reason=f"empty {path_col!r}")
             continue
         path = Path(raw_path)
         if not path.is_absolute():
             candidates = [base / path, csv_path.parent / path]
             path = next((c for c in candidates if _exists(c)), candidates[0])
         if label is None:
-            _exclude(table, log, row=line, path=str(path),
+            _exclude(table, out, row=line, path=str(path),
                      reason=f"unknown label {row.get(label_col, '')!r} (use 1-4 or A-D)")
             continue
         try:
             is_file = path.is_file()
         except OSError as exc:  # e.g. a name too long for the file system
-            _exclude(table, log, row=line, path=str(path),
+            _exclude(table, out, row=line, path=str(path),
                      reason=f"unusable path: {exc.strerror or exc}")
             continue
         if not is_file:
-            _exclude(table, log, row=line, path=str(path), reason="file not found")
+            _exclude(table, out, row=line, path=str(path), reason="file not found")
             continue
         if path in seen:
             first_line, first_label = seen[path]
             if first_label != label:
-                log(f"WARNING: {csv_path.name} line {line}: {path} already labelled "
-                    f"{first_label} on line {first_line}; both rows excluded.")
+                out.warn(f"{csv_path.name} line {line}: {path} already labelled "
+                         f"{first_label} on line {first_line}; both rows excluded.")
                 table.images = [r for r in table.images if r.path != path]
                 table.exclusions.append({"row": line, "path": str(path),
                                          "reason": "conflicting duplicate labels"})
@@ -330,13 +337,13 @@ def _generic_table(csv_path: Path, base: Path, header: list[str],
     return table
 
 
-def _apply_class_5(table: LabelTable, include: bool, log: Log) -> None:
+def _apply_class_5(table: LabelTable, include: bool, out: Reporter) -> None:
     class5 = [r for r in table.images if r.label == 5]
     exams = len({r.accession or str(r.path) for r in class5})
     if include:
-        log(f"Keeping class 5 (not classifiable): {exams} exams")
+        out.log(f"Keeping class 5 (not classifiable): {exams} exams")
         return
-    log(f"Excluding class 5 ({exams} samples)")
+    out.log(f"Excluding class 5 ({exams} samples)")
     table.images = [r for r in table.images if r.label != 5]
     for accession in sorted({r.accession or str(r.path) for r in class5}):
         table.exclusions.append({"accession": accession, "reason": "class 5 (not classifiable)"})
@@ -344,7 +351,7 @@ def _apply_class_5(table: LabelTable, include: bool, log: Log) -> None:
 
 def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
                    on_bad_image: str = "skip", max_bad_fraction: float = 0.2,
-                   workers: int = 8, log: Log = print) -> None:
+                   workers: int = 8, out: Reporter = CONSOLE) -> None:
     """Fill patient/view/laterality from DICOM headers; drop unreadable files.
 
     Patient falls back CSV → DICOM PatientID → accession; accession (generic
@@ -373,12 +380,12 @@ def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
         record.view, record.laterality = header.view, header.laterality
         record.for_processing = bool(header.for_processing)
         kept.append(record)
-    _report_bad(table, bad, len(results), on_bad_image, max_bad_fraction, log)
+    _report_bad(table, bad, len(results), on_bad_image, max_bad_fraction, out)
     table.images = kept
     processing = [r for r in kept if r.for_processing]
     if processing:
-        log(f"WARNING: {len(processing)} images are 'For Processing' (raw detector data, e.g. "
-            f"{processing[0].path}); density models are trained on 'For Presentation' images.")
+        out.warn(f"{len(processing)} images are 'For Processing' (raw detector data, e.g. "
+                 f"{processing[0].path}); density models are trained on 'For Presentation' images.")
 
 
 def _safe_header(path: Path, read_header: Callable[[Path], Any]) -> tuple[Any, str | None]:
@@ -391,7 +398,7 @@ def _safe_header(path: Path, read_header: Callable[[Path], Any]) -> tuple[Any, s
 
 
 def _report_bad(table: LabelTable, bad: list[tuple[ImageRecord, str]], total: int,
-                on_bad_image: str, max_bad_fraction: float, log: Log) -> None:
+                on_bad_image: str, max_bad_fraction: float, out: Reporter) -> None:
     if not bad:
         return
     if on_bad_image == "error":
@@ -400,7 +407,7 @@ def _report_bad(table: LabelTable, bad: list[tuple[ImageRecord, str]], total: in
                         f"{len(bad)} unreadable images in all; fix or remove them, or pass "
                         "--on-bad-image skip.")
     for record, reason in bad:
-        log(f"WARNING: skipping unreadable image {record.path}: {reason}")
+        out.warn(f"skipping unreadable image {record.path}: {reason}")
         table.exclusions.append({"path": str(record.path), "accession": record.accession,
                                  "row": record.row, "reason": reason})
     share = len(bad) / max(total, 1)
@@ -411,11 +418,11 @@ def _report_bad(table: LabelTable, bad: list[tuple[ImageRecord, str]], total: in
                         "(`mammography data check`).")
 
 
-def _exclude(table: LabelTable, log: Log, *, reason: str, row: int | None = None,
+def _exclude(table: LabelTable, out: Reporter, *, reason: str, row: int | None = None,
              **where: str) -> None:
     place = f"{table.csv_path.name} line {row}" if row is not None else str(table.csv_path)
     subject = " ".join(f"{v}" for v in where.values())
-    log(f"WARNING: {place}{' (' + subject + ')' if subject else ''}: {reason}; excluded.")
+    out.warn(f"{place}{' (' + subject + ')' if subject else ''}: {reason}; excluded.")
     table.exclusions.append({"row": row, **where, "reason": reason})
 
 

@@ -1,6 +1,6 @@
 """The data manifest (``data_manifest.json``): what data a run read, by checksum.
 
-DESIGN §3: every run directory records the labels CSV's sha256 and row count,
+Every run directory records (docs/artifacts.md) the labels CSV's sha256 and row count,
 every image file's path (relative to the DICOM root), size and sha256, every
 exclusion with its reason, and one ``digest`` over all of that, so two runs can
 be compared by a single string (summary.json's ``data_config`` carries it).
@@ -25,7 +25,7 @@ Usage::
             log(f"WARNING: {memo.warning}")
         manifest = build_manifest(csv_path=csv, dicom_root=root, images=files,
                                   exclusions=excluded, memo=memo)
-    write_manifest(run_dir / "data_manifest.json", manifest)
+    write_manifest(run_dir / MANIFEST_FILE, manifest)
 """
 
 from __future__ import annotations
@@ -44,13 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from mammography.errors import DataError
+from mammography.run.contract import cache_root
 from mammography.run.jsonio import to_jsonable, write_json_atomic
 
 MANIFEST_VERSION = 1
-CACHE_ENV = "MAMMOGRAPHY_CACHE_DIR"
 MEMO_FILENAME = "checksums.sqlite"
 # Long enough to ride out another run's write transaction (milliseconds of work
 # for thousands of rows); short enough that a wedged lock degrades to a warning.
@@ -93,14 +91,12 @@ class FileFacts:
 
 
 def default_memo_path() -> Path:
-    """``$MAMMOGRAPHY_CACHE_DIR/checksums.sqlite``, else the user cache dir.
+    """``checksums.sqlite`` in the package's cache root (``$MAMMOGRAPHY_CACHE_DIR``).
 
     The same root the preprocessed-image cache uses, so one variable moves all
     of the package's caches (e.g. onto a shared scratch disk).
     """
-    root = os.environ.get(CACHE_ENV, "").strip()
-    base = Path(root).expanduser() if root else Path(platformdirs.user_cache_dir("mammography"))
-    return base / MEMO_FILENAME
+    return cache_root() / MEMO_FILENAME
 
 
 _SCHEMA = """

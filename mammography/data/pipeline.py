@@ -10,7 +10,6 @@ the manifest says exactly what was used and what was left out, and why.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,12 @@ from typing import Any
 from mammography.config.data import ImageConfig, LabelsConfig
 from mammography.data.labels import LabelTable, attach_headers, load_label_table
 from mammography.errors import DataError
+from mammography.run.contract import MANIFEST_FILE
+from mammography.run.reporter import CONSOLE, Reporter
 
-MANIFEST_FILE = "data_manifest.json"
+__all__ = ["MANIFEST_FILE", "PreparedData", "build_cache", "data_config", "load_table",
+           "prepare_data", "write_data_manifest"]
 
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -42,33 +43,33 @@ def preprocess_settings(cfg: ImageConfig) -> Any:
     return PreprocessSettings(img_size=cfg.img_size, crop_breast=cfg.crop_breast)
 
 
-def load_table(cfg: LabelsConfig, log: Log = print) -> LabelTable:
+def load_table(cfg: LabelsConfig, out: Reporter = CONSOLE) -> LabelTable:
     """Labels CSV plus DICOM headers, with per-file problems excluded."""
     from mammography.data.dicom import read_header
 
     table = load_label_table(cfg.csv, cfg.dicom_root, include_class_5=cfg.include_class_5,
                              path_column=cfg.path_column, label_column=cfg.label_column,
-                             log=log)
+                             out=out)
     attach_headers(table, read_header, on_bad_image=cfg.on_bad_image,
                    max_bad_fraction=cfg.max_bad_fraction, workers=min(8, os.cpu_count() or 1),
-                   log=log)
+                   out=out)
     return table
 
 
-def build_cache(cfg: ImageConfig, table: LabelTable, log: Log = print,
+def build_cache(cfg: ImageConfig, table: LabelTable, out: Reporter = CONSOLE,
                 progress: bool = True) -> tuple[Any, dict[str, Any]]:
     """Decode every image once into the cache; undecodable ones become exclusions."""
     from mammography.data.cache import ImageCache
 
     cache = ImageCache(preprocess_settings(cfg), cfg.cache_dir, cfg.cache)
     if cfg.cache == "off":
-        log("Image cache off: images are decoded on every read")
+        out.log("Image cache off: images are decoded on every read")
         return cache, {"mode": "off"}
     sources = [r.path for r in table.images]
-    report = cache.build(sources, workers=cfg.workers, log=log, progress=progress)
-    log(f"Image cache ({cfg.cache}, {cache.dir if cfg.cache == 'disk' else 'RAM'}): "
-        f"{report.reused} reused, {report.built} decoded, {report.regenerated} regenerated, "
-        f"{len(report.failed)} failed ({report.seconds:.1f}s)")
+    report = cache.build(sources, workers=cfg.workers, out=out, progress=progress)
+    out.log(f"Image cache ({cfg.cache}, {cache.dir if cfg.cache == 'disk' else 'RAM'}): "
+            f"{report.reused} reused, {report.built} decoded, {report.regenerated} regenerated, "
+            f"{len(report.failed)} failed ({report.seconds:.1f}s)")
     if report.failed:
         bad = [(r, report.failed[str(r.path)]) for r in table.images
                if str(r.path) in report.failed]
@@ -78,7 +79,7 @@ def build_cache(cfg: ImageConfig, table: LabelTable, log: Log = print,
                             f"{len(bad)} undecodable images in all; fix or remove them, or "
                             "pass --on-bad-image skip.")
         for record, reason in bad:
-            log(f"WARNING: skipping undecodable image {record.path}: {reason}")
+            out.warn(f"skipping undecodable image {record.path}: {reason}")
             table.exclusions.append({"path": str(record.path), "accession": record.accession,
                                      "row": record.row, "reason": reason})
         share = len(bad) / max(len(sources), 1)
@@ -91,9 +92,10 @@ def build_cache(cfg: ImageConfig, table: LabelTable, log: Log = print,
     return cache, {"mode": cfg.cache, "dir": str(cache.dir), **report.as_dict()}
 
 
-def write_data_manifest(run_dir: Path, table: LabelTable, log: Log = print,
+def write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter = CONSOLE,
                         extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``data_manifest.json`` for the images in ``table`` (checksums memoised)."""
+    """``data_manifest.json`` for the images in ``table`` (checksums memoised); with
+    ``run_dir`` None the manifest is only computed (a worker checking its data)."""
     from mammography.data.manifest import (
         ChecksumMemo,
         build_manifest,
@@ -103,15 +105,16 @@ def write_data_manifest(run_dir: Path, table: LabelTable, log: Log = print,
 
     with ChecksumMemo(default_memo_path()) as memo:
         if memo.warning:
-            log(f"WARNING: {memo.warning}")
+            out.warn(memo.warning)
         manifest = build_manifest(csv_path=table.csv_path, dicom_root=table.dicom_root,
                                   images=[r.path for r in table.images],
                                   exclusions=table.exclusions, memo=memo, extra=extra)
-    write_manifest(Path(run_dir) / MANIFEST_FILE, manifest)
+    if run_dir is not None:
+        write_manifest(Path(run_dir) / MANIFEST_FILE, manifest)
     hashing = manifest.get("hashing", {})
-    log(f"Data manifest: {manifest['num_images']} images, {manifest['num_exclusions']} "
-        f"exclusions, digest {manifest['digest'][:12]} ({hashing.get('files_hashed', 0)} "
-        f"hashed, {hashing.get('files_from_memo', 0)} remembered)")
+    out.log(f"Data manifest: {manifest['num_images']} images, {manifest['num_exclusions']} "
+            f"exclusions, digest {manifest['digest'][:12]} ({hashing.get('files_hashed', 0)} "
+            f"hashed, {hashing.get('files_from_memo', 0)} remembered)")
     return manifest
 
 
@@ -132,15 +135,16 @@ def data_config(cfg: LabelsConfig, table: LabelTable, manifest: dict[str, Any]) 
     }
 
 
-def prepare_data(cfg: ImageConfig, run_dir: Path, log: Log = print,
+def prepare_data(cfg: ImageConfig, run_dir: Path | None, out: Reporter = CONSOLE,
                  progress: bool = True) -> PreparedData:
-    table = load_table(cfg, log)
-    cache, cache_report = build_cache(cfg, table, log, progress)
-    log(f"Found {len(table.images)} images of {table.num_exams} exams from "
-        f"{table.num_patients} patients")
-    log(f"Class distribution: {_pretty(table.class_distribution('exam'))} (exams), "
-        f"{_pretty(table.class_distribution('image'))} (images)")
-    manifest = write_data_manifest(run_dir, table, log,
+    """Labels, headers, cache and manifest (written to ``run_dir`` unless None)."""
+    table = load_table(cfg, out)
+    cache, cache_report = build_cache(cfg, table, out, progress)
+    out.log(f"Found {len(table.images)} images of {table.num_exams} exams from "
+            f"{table.num_patients} patients")
+    out.log(f"Class distribution: {_pretty(table.class_distribution('exam'))} (exams), "
+            f"{_pretty(table.class_distribution('image'))} (images)")
+    manifest = write_data_manifest(run_dir, table, out,
                                    extra={"preprocessing": cache.settings.as_dict()})
     return PreparedData(table, cache, manifest, cache_report)
 

@@ -1,20 +1,29 @@
-"""Patient-grouped, density-stratified splits and folds (scikit-learn).
+"""Patient-grouped, density-stratified splits and folds (scikit-learn), and ``splits.csv``.
 
 No patient is ever on both sides: views of one exam, and exams of one
 patient, are strongly correlated, and letting them straddle train and
 validation inflates every metric. Stratification keeps each class's share
 similar on both sides, which matters with rare class A.
+
+``splits.csv`` records every image's side (``train``/``val``) or CV fold
+(``fold_k``), with paths relative to the DICOM root: eval-export re-reads a
+run's validation images from it, and parallel CV workers their folds.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mammography.errors import DataError
+from mammography.run.contract import fold_name
+
+SPLIT_COLUMNS = ("image_path", "accession", "patient", "view", "laterality", "label", "split")
+UNUSED = "unused"
 
 
 def _check_groups(labels: Sequence[int], groups: Sequence[str], n_splits: int) -> None:
@@ -59,6 +68,23 @@ def assert_patient_disjoint(groups: Sequence[str], train: np.ndarray, val: np.nd
         raise AssertionError(f"patients in both train and validation: {sorted(overlap)[:5]}")
 
 
+# --------------------------------------------------------------------------- splits.csv
+
+
+def relative_path(path: Path, root: Path | None) -> str:
+    """``path`` relative to the DICOM root when inside it (how splits.csv names images)."""
+    return str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
+
+
+def split_rows(records: Sequence[Any], root: Path | None,
+               assignment: Mapping[int, str]) -> list[dict[str, Any]]:
+    """One splits.csv row per image record; ``assignment`` maps record index → split."""
+    return [{"image_path": relative_path(r.path, root), "accession": r.accession,
+             "patient": r.patient, "view": r.view, "laterality": r.laterality,
+             "label": r.label, "split": assignment.get(i, UNUSED)}
+            for i, r in enumerate(records)]
+
+
 def write_splits_csv(path: Path, rows: Sequence[dict[str, object]]) -> None:
     """``splits.csv``: one row per image with its split (and fold) assignment."""
     if not rows:
@@ -67,3 +93,23 @@ def write_splits_csv(path: Path, rows: Sequence[dict[str, object]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0].keys()))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def read_splits_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(CSV line, row) of every image in a run's splits.csv."""
+    with Path(path).open(newline="", encoding="utf-8") as handle:
+        return list(enumerate(csv.DictReader(handle), start=2))
+
+
+def fold_split(splits_csv: Path, paths: Sequence[Path], root: Path | None,
+               fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices into ``paths`` of CV fold ``fold`` recorded in ``splits_csv``."""
+    split_of = {row["image_path"]: row["split"] for _, row in read_splits_csv(splits_csv)}
+    train, val = [], []
+    for i, path in enumerate(paths):
+        split = split_of.get(relative_path(path, root))
+        if split is None:
+            raise DataError(f"{path} is not in {splits_csv}: the data changed since the "
+                            "cross-validation started.")
+        (val if split == fold_name(fold) else train).append(i)
+    return np.asarray(train, dtype=np.int64), np.asarray(val, dtype=np.int64)

@@ -10,14 +10,11 @@ worker asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import signal
-import sys
 from concurrent.futures import ProcessPoolExecutor
 
-_PR_SET_PDEATHSIG = 1
+from mammography.run.processes import die_with_parent
 
 
 def process_pool(max_workers: int) -> ProcessPoolExecutor:
@@ -26,15 +23,5 @@ def process_pool(max_workers: int) -> ProcessPoolExecutor:
     Use it from the thread that also waits for the work (``with`` block): the
     kernel ties the workers to the thread that forked them.
     """
-    return ProcessPoolExecutor(max_workers=max_workers, initializer=_die_with_parent,
-                               initargs=(os.getpid(),))
-
-
-def _die_with_parent(parent: int) -> None:
-    if os.getppid() != parent or not sys.platform.startswith("linux"):
-        return  # started through a fork server or elsewhere: nothing to tie to
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
+    return ProcessPoolExecutor(max_workers=max_workers, initializer=die_with_parent,
+                               initargs=(signal.SIGKILL, os.getpid()))

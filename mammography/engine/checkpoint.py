@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from mammography.domain import CLASS_NAMES, LABELS, NUM_CLASSES
 from mammography.errors import InputError
 
 FORMAT_VERSION = 1
-BEST_FILE = "best_model.pt"
-LAST_FILE = "last_checkpoint.pt"
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -77,16 +76,14 @@ def rng_state() -> dict[str, Any]:
 def best_payload(model: torch.nn.Module, *, arch: str, epoch: int, metrics: dict[str, Any],
                  preprocess: dict[str, Any], normalization: dict[str, float],
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    from mammography.engine.metrics import CLASS_NAMES
-
     return {
         "format_version": FORMAT_VERSION,
         "kind": "density_classifier",
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "arch": arch,
-        "num_classes": 4,
+        "num_classes": NUM_CLASSES,
         "class_names": list(CLASS_NAMES),
-        "labels": [1, 2, 3, 4],
+        "labels": list(LABELS),
         "in_chans": 1,
         "embedding_dim": int(getattr(model, "embedding_dim", 0)),
         "epoch": epoch,

@@ -27,34 +27,26 @@ from mammography.data.dataset import CachedImageDataset
 from mammography.data.loading import describe_loader, make_loader
 from mammography.data.pipeline import PreparedData, data_config, prepare_data
 from mammography.engine.device import (
+    Precision,
     seed_everything,
     select_device,
     select_precision,
 )
-from mammography.engine.fusion import FEATURES_FILE, METADATA_COLUMNS, METADATA_FILE
+from mammography.engine.fusion import METADATA_COLUMNS
+from mammography.engine.inference import extract_features
 from mammography.engine.linear_probe import linear_probe
-from mammography.engine.loop import _autocast, prepare_batch, staged_batches
 from mammography.models.factory import create_backbone, parameter_counts, pooled_dim
-from mammography.run import Run
+from mammography.run.contract import FEATURES_FILE, METADATA_FILE
 from mammography.run.progress import progress_bar
+from mammography.run.protocol import RunContext
 
 
-@torch.no_grad()
 def extract(backbone: torch.nn.Module, loader: DataLoader, device: torch.device,
-            precision: object, channels_last: bool, progress: bool = True) -> np.ndarray:
-    """Pooled features of every image, in loader order (float32)."""
-    backbone.eval()
-    parts = []
+            precision: Precision, channels_last: bool, progress: bool = True) -> np.ndarray:
+    """Pooled features of every image, in loader order (float32), with a progress bar."""
     with progress_bar(len(loader), "Embedding", enabled=progress) as advance:
-        for images, *_ in staged_batches(loader, device):
-            x = prepare_batch(images, device, channels_last=channels_last)
-            with _autocast(device, precision):
-                pooled = backbone(x)
-            parts.append(pooled.float())  # stays on the device: no per-batch host sync
-            advance()
-    if not parts:
-        return np.zeros((0, 0), dtype=np.float32)
-    return torch.cat(parts).cpu().numpy().astype(np.float32, copy=False)
+        return extract_features(backbone, loader, device=device, precision=precision,
+                                channels_last=channels_last, on_batch=advance)
 
 
 def _write_metadata(path: Path, data: PreparedData) -> None:
@@ -68,11 +60,11 @@ def _write_metadata(path: Path, data: PreparedData) -> None:
                              r.laterality, r.label])
 
 
-def run_embed(cfg: EmbedConfig, run: Run) -> None:
+def run_embed(cfg: EmbedConfig, run: RunContext) -> None:
     from mammography.report.plots import plot_embeddings_2d
 
     run.log("Starting embedding extraction")
-    data = prepare_data(cfg, run.dir, run.log)
+    data = prepare_data(cfg, run.dir, run)
     run.update(data_config=data_config(cfg, data.table, data.manifest)
                | {"preprocessing": data.cache.settings.as_dict(), "cache": data.cache_report})
     seed_everything(cfg.seed)
@@ -95,7 +87,7 @@ def run_embed(cfg: EmbedConfig, run: Run) -> None:
                              "precision": precision.describe()})
     run.refresh_environment()
     images = data.table.images
-    dataset = CachedImageDataset([r.path for r in images], [r.label - 1 for r in images],
+    dataset = CachedImageDataset([r.path for r in images], [r.class_index for r in images],
                                  data.cache)
     loader = make_loader(dataset, batch_size=cfg.batch_size, device=device,
                          num_workers=cfg.num_workers)
@@ -107,7 +99,7 @@ def run_embed(cfg: EmbedConfig, run: Run) -> None:
     rate = len(features) / seconds if seconds > 0 else 0.0
     run.log(f"Embedded {len(features)} images into {features.shape[1]} dimensions in "
             f"{seconds:.1f}s ({rate:.1f} images/s) -> {run.dir / FEATURES_FILE}")
-    labels = np.array([r.label - 1 for r in images])
+    labels = np.array([r.class_index for r in images])
     _pca_plot(features, labels, run.path("plots/embeddings_pca.png"), cfg.arch,
               plot_embeddings_2d)
     results = {"num_images": len(features), "embedding_dim": int(features.shape[1]),

@@ -34,8 +34,10 @@ from mammography.data.labels import ImageRecord, LabelTable
 from mammography.data.loading import make_loader
 from mammography.data.pipeline import load_table, write_data_manifest
 from mammography.data.preprocess import PreprocessSettings
-from mammography.engine.checkpoint import BEST_FILE, model_from_best
-from mammography.engine.device import select_device
+from mammography.data.splits import read_splits_csv
+from mammography.domain import CLASS_NAMES
+from mammography.engine.checkpoint import model_from_best
+from mammography.engine.device import select_device, select_precision
 from mammography.engine.export import (
     PARITY_TOLERANCE,
     export_onnx,
@@ -43,16 +45,18 @@ from mammography.engine.export import (
     exported_probabilities,
     preprocessing_card,
 )
-from mammography.engine.metrics import (
-    CLASS_NAMES,
-    aggregate_by_exam,
-    bootstrap_ci,
-    classification_metrics,
-    flat_metrics,
-)
+from mammography.engine.inference import predict_probabilities
 from mammography.errors import DataError, InputError
-from mammography.run import Run
-from mammography.run.jsonio import read_json
+from mammography.metrics import aggregate_by_exam, bootstrap_ci, classification_metrics
+from mammography.report.tables import write_level_rows_csv
+from mammography.run.contract import (
+    BEST_MODEL_FILE,
+    CV_SUMMARY_FILE,
+    SPLITS_FILE,
+    fold_dir,
+    read_summary,
+)
+from mammography.run.protocol import RunContext
 
 
 @dataclass
@@ -64,20 +68,22 @@ class ModelSource:
 
 def expand_runs(paths: list[Path]) -> list[ModelSource]:
     """Each --run as evaluable models: a CV parent stands for all its folds."""
+    from mammography.config.evaluate import model_run_problem
+
     sources: list[ModelSource] = []
     for path in paths:
-        summary = read_json(path / "summary.json")
-        if summary.get("experiment_type") != "density_classification":
-            raise InputError(f"--run {path} is a {summary.get('experiment_type')} run; "
-                             "eval-export evaluates train-density runs.")
-        folds = sorted(path.glob("fold_*/results"), key=lambda p: int(p.parent.name[5:]))
-        if (path / "cv_summary.json").is_file() and folds:
+        problem = model_run_problem(path)
+        if problem:
+            raise InputError(problem)
+        summary = read_summary(path)
+        folds = _fold_dirs(path, summary)
+        if (path / CV_SUMMARY_FILE).is_file() and folds:
             for fold in folds:
                 sources.append(ModelSource(f"{summary['run_id']}-{fold.parent.name}", fold,
-                                           read_json(fold / "summary.json")))
+                                           read_summary(fold)))
             continue
-        if not (path / BEST_FILE).is_file():
-            raise InputError(f"--run {path} has no {BEST_FILE} (status "
+        if not (path / BEST_MODEL_FILE).is_file():
+            raise InputError(f"--run {path} has no {BEST_MODEL_FILE} (status "
                              f"{summary.get('status')}); evaluate a run that finished at "
                              "least one epoch.")
         label = summary["run_id"]
@@ -92,25 +98,31 @@ def expand_runs(paths: list[Path]) -> list[ModelSource]:
     return sources
 
 
+def _fold_dirs(path: Path, summary: dict[str, Any]) -> list[Path]:
+    """The fold runs of a CV parent, in fold order."""
+    count = int(summary.get("results", {}).get("num_folds") or 0) or len(
+        list(path.glob("fold_*")))
+    return [fold_dir(path, k) for k in range(1, count + 1) if fold_dir(path, k).is_dir()]
+
+
 def own_validation_split(source: ModelSource) -> LabelTable:
     """The images the run validated on, from its splits.csv."""
     data = source.summary.get("data_config", {})
     root = Path(data["dicom_root"]) if data.get("dicom_root") else None
-    splits = source.run_dir / "splits.csv"
+    splits = source.run_dir / SPLITS_FILE
     if not splits.is_file():
-        raise InputError(f"{source.run_dir} has no splits.csv; pass --csv to evaluate it on "
-                         "given data.")
+        raise InputError(f"{source.run_dir} has no {SPLITS_FILE}; pass --csv to evaluate it "
+                         "on given data.")
     records = []
-    with splits.open(newline="", encoding="utf-8") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            if row["split"] != "val":
-                continue
-            path = Path(row["image_path"])
-            path = path if path.is_absolute() or root is None else root / path
-            records.append(ImageRecord(path=path, accession=row["accession"],
-                                       patient=row["patient"], view=row["view"],
-                                       laterality=row["laterality"], label=int(row["label"]),
-                                       row=line))
+    for line, row in read_splits_csv(splits):
+        if row["split"] != "val":
+            continue
+        path = Path(row["image_path"])
+        path = path if path.is_absolute() or root is None else root / path
+        records.append(ImageRecord(path=path, accession=row["accession"],
+                                   patient=row["patient"], view=row["view"],
+                                   laterality=row["laterality"], label=int(row["label"]),
+                                   row=line))
     missing = [r.path for r in records if not r.path.is_file()]
     if missing:
         raise DataError(f"{len(missing)} validation images of {source.run_dir} are not "
@@ -123,22 +135,22 @@ def own_validation_split(source: ModelSource) -> LabelTable:
 
 def predict(model: torch.nn.Module, table: LabelTable, cache: ImageCache, cfg: EvalConfig,
             device: torch.device, embeddings: np.ndarray | None) -> np.ndarray:
-    from mammography.engine.loop import fused_input, prepare_batch
-
+    """Probabilities of every image of ``table`` (N x 4), in table order."""
     dataset = CachedImageDataset([r.path for r in table.images],
-                                 [r.label - 1 for r in table.images], cache, embeddings)
+                                 [r.class_index for r in table.images], cache, embeddings)
     loader = make_loader(dataset, batch_size=cfg.batch_size, device=device,
                          num_workers=cfg.num_workers)
-    parts = []
-    model.to(device).eval()
-    with torch.no_grad():
-        for images, _labels, _rows, emb in loader:
-            logits = model(prepare_batch(images, device), fused_input(emb, device))
-            parts.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-    return np.concatenate(parts)
+    channels_last = device.type == "cuda"
+    model.to(device, memory_format=torch.channels_last if channels_last
+             else torch.contiguous_format)
+    probs, rows = predict_probabilities(model, loader, device=device,
+                                        precision=select_precision(device, cfg.amp),
+                                        channels_last=channels_last)
+    return probs[np.argsort(rows)]
 
 
-def _embeddings_for(payload: dict[str, Any], table: LabelTable, log: Any) -> np.ndarray | None:
+def _embeddings_for(payload: dict[str, Any], table: LabelTable,
+                    run: RunContext) -> np.ndarray | None:
     if not int(payload.get("embedding_dim", 0)):
         return None
     from mammography.engine.fusion import align, load_embedding_run
@@ -147,7 +159,7 @@ def _embeddings_for(payload: dict[str, Any], table: LabelTable, log: Any) -> np.
     if not source or not Path(source, "features.npy").is_file():
         raise InputError("This model fuses embeddings, but its embedding run "
                          f"({source}) is not reachable; it is needed to evaluate it.")
-    log(f"Loading embeddings from {source}")
+    run.log(f"Loading embeddings from {source}")
     return align(load_embedding_run(Path(source)), [r.path for r in table.images],
                  table.dicom_root)
 
@@ -179,15 +191,7 @@ def _write_model_outputs(folder: Path, table: LabelTable, labels: np.ndarray,
 
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / "metrics.json", metrics)
-    with (folder / "metrics.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["level", "metric", "value", "ci95_low", "ci95_high"])
-        for level in ("image", "exam"):
-            ci = metrics.get(f"{level}_ci95", {})
-            for key, value in flat_metrics("", metrics[level]).items():
-                name = key.lstrip("_")
-                bounds = ci.get(name, {})
-                writer.writerow([level, name, value, bounds.get("low"), bounds.get("high")])
+    write_level_rows_csv(folder / "metrics.csv", metrics)
     write_predictions(folder, table.images, labels, probs, "predictions_image.csv",
                       "predictions_exam.csv")
     plot_confusion_matrix(np.array(metrics["image"]["confusion_matrix"]),
@@ -195,7 +199,7 @@ def _write_model_outputs(folder: Path, table: LabelTable, labels: np.ndarray,
     plot_roc_curves(labels, probs, folder / "plots" / "roc_curves.png")
 
 
-def _export(cfg: EvalConfig, run: Run, source: ModelSource, model: torch.nn.Module,
+def _export(cfg: EvalConfig, run: RunContext, source: ModelSource, model: torch.nn.Module,
             payload: dict[str, Any], table: LabelTable, cache: ImageCache,
             embeddings: np.ndarray | None, folder: Path) -> dict[str, Any] | None:
     from mammography.data.augment import normalize, to_float
@@ -214,7 +218,8 @@ def _export(cfg: EvalConfig, run: Run, source: ModelSource, model: torch.nn.Modu
     else:
         export_onnx(model, size, path)
     write_json_atomic(export_dir / "preprocessing.json",
-                      preprocessing_card(payload, source.run_dir / BEST_FILE, cfg.export, name))
+                      preprocessing_card(payload, source.run_dir / BEST_MODEL_FILE, cfg.export,
+                                         name))
     count = min(len(table.images), 32)
     x = torch.stack([torch.from_numpy(np.array(cache.load(r.path)))[None]
                      for r in table.images[:count]])
@@ -239,31 +244,31 @@ def _export(cfg: EvalConfig, run: Run, source: ModelSource, model: torch.nn.Modu
             "parity_ok": diff <= PARITY_TOLERANCE}
 
 
-def run_eval_export(cfg: EvalConfig, run: Run) -> None:
+def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
     run.log("Starting evaluation")
     sources = expand_runs(cfg.run)
     run.add_based_on([{"run_dir": str(s.run_dir.resolve()), "run_id": s.summary.get("run_id"),
                        "relation": "evaluation"} for s in sources])
     device = select_device(cfg.device)
-    shared_table = load_table(cfg, run.log) if cfg.csv is not None else None
+    shared_table = load_table(cfg, run) if cfg.csv is not None else None
     models, evaluated = [], {}
     for source in sources:
         run.log("")
         run.log(f"=== {source.label}: {source.run_dir} ===")
-        model, payload = model_from_best(source.run_dir / BEST_FILE)
+        model, payload = model_from_best(source.run_dir / BEST_MODEL_FILE)
         table = shared_table or own_validation_split(source)
         settings = PreprocessSettings(**payload["preprocess"])
         cache = ImageCache(settings, cfg.cache_dir, cfg.cache)
-        report = cache.build([r.path for r in table.images], workers=cfg.workers, log=run.log)
+        report = cache.build([r.path for r in table.images], workers=cfg.workers, out=run)
         if report.failed:
             for path, reason in report.failed.items():
                 run.warn(f"skipping undecodable image {path}: {reason}")
             table = LabelTable([r for r in table.images if str(r.path) not in report.failed],
                                table.exclusions, table.csv_path, table.dicom_root,
                                table.csv_format, table.csv_rows)
-        embeddings = _embeddings_for(payload, table, run.log)
+        embeddings = _embeddings_for(payload, table, run)
         probs = predict(model, table, cache, cfg, device, embeddings)
-        labels = np.array([r.label - 1 for r in table.images])
+        labels = np.array([r.class_index for r in table.images])
         metrics = _metrics_with_ci(labels, probs, table, cfg)
         image, exam = metrics["image"], metrics["exam"]
         ci = metrics.get("image_ci95", {}).get("kappa", {})
@@ -284,7 +289,7 @@ def run_eval_export(cfg: EvalConfig, run: Run) -> None:
     union = LabelTable(list(evaluated.values()), [], cfg.csv or Path(sources[0].summary.get(
         "data_config", {}).get("csv", "")), shared_table.dicom_root if shared_table else None,
         "evaluation", len(evaluated))
-    manifest = write_data_manifest(run.dir, union, run.log)
+    manifest = write_data_manifest(run.dir, union, run)
     run.update(data_config={"csv": str(cfg.csv) if cfg.csv else None,
                             "source": "csv" if cfg.csv else "each run's validation split",
                             "num_images": len(evaluated), "manifest_digest": manifest["digest"]},
@@ -298,7 +303,7 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _finish(run: Run, models: list[dict[str, Any]]) -> None:
+def _finish(run: RunContext, models: list[dict[str, Any]]) -> None:
     from mammography.report.compare import group_rows, write_tables
 
     rows_path = run.dir / "comparison_runs.csv"

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mammography.engine.metrics import CLASS_NAMES
+from mammography.domain import CLASS_NAMES
 
 PARITY_TOLERANCE = 1e-4
 

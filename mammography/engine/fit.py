@@ -25,31 +25,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from mammography.engine.checkpoint import (
-    BEST_FILE,
-    LAST_FILE,
-    best_payload,
-    rng_state,
-    save_atomic,
-)
+from mammography.domain import short_metrics
+from mammography.engine.checkpoint import best_payload, rng_state, save_atomic
 from mammography.engine.device import Precision, epoch_seed
 from mammography.engine.distributed import SINGLE, Distributed, any_rank, gather_arrays
 from mammography.engine.loop import PassOutput, evaluate, train_one_epoch
-from mammography.engine.metrics import aggregate_by_exam, classification_metrics, format_metrics
 from mammography.engine.schedule import EpochSchedule
 from mammography.errors import InputError, RunInterrupted
+from mammography.metrics import aggregate_by_exam, classification_metrics, format_metrics
+from mammography.run.contract import (
+    BEST_MODEL_FILE,
+    HISTORY_CSV,
+    HISTORY_JSON,
+    LAST_CHECKPOINT_FILE,
+)
 from mammography.run.jsonio import write_text_atomic
 from mammography.run.progress import progress_bar
-
-HISTORY_CSV, HISTORY_JSON = "train_history.csv", "train_history.json"
-SHORT = {"accuracy": "acc", "kappa": "kappa", "macro_f1": "f1", "auc": "auc",
-         "balanced_accuracy": "balanced_acc", "loss": "loss"}
-
-
-def short_metrics(prefix: str, metrics: dict[str, Any]) -> dict[str, float | None]:
-    """``{"val_acc": …, "val_kappa": …}``: the seed's names for history and summary."""
-    return {f"{prefix}_{short}": metrics.get(key) for key, short in SHORT.items()
-            if key in metrics}
+from mammography.run.protocol import RunContext
 
 
 @dataclass
@@ -99,6 +91,11 @@ class FitContext:
     dist: Distributed = SINGLE
 
     @property
+    def is_primary(self) -> bool:
+        """Only rank 0 writes checkpoints and history (every rank computes the same)."""
+        return self.dist.is_main
+
+    @property
     def module(self) -> nn.Module:
         """The model itself (not its DistributedDataParallel wrapper): what is saved."""
         return getattr(self.model, "module", self.model)
@@ -116,7 +113,7 @@ def save_last(ctx: FitContext, state: FitState) -> None:
         "arch": ctx.arch,
         "seed": ctx.seed,
         "epochs": ctx.epochs,
-    }, ctx.run_dir / LAST_FILE)
+    }, ctx.run_dir / LAST_CHECKPOINT_FILE)
 
 
 def restore(ctx: FitContext, checkpoint: dict[str, Any]) -> FitState:
@@ -210,7 +207,7 @@ def _gathered(ctx: FitContext, out: PassOutput) -> PassOutput:
     return PassOutput(loss, labels[first], probs[first], unique, out.seconds)
 
 
-def _stop_check(ctx: FitContext, run: Any) -> Any:
+def _stop_check(ctx: FitContext, run: RunContext) -> Any:
     """Per-batch safe-point check; with several ranks they all stop at the same batch
     (one rank leaving the gradient all-reduce alone would hang the others)."""
     if not ctx.dist.enabled:
@@ -218,7 +215,7 @@ def _stop_check(ctx: FitContext, run: Any) -> Any:
 
     def check() -> None:
         if any_rank(run.stop_requested, ctx.device):
-            raise RunInterrupted(run.root._stop_signal or signal.SIGTERM)
+            raise RunInterrupted(run.stop_signal or signal.SIGTERM)
     return check
 
 
@@ -230,12 +227,17 @@ def _steps(*callbacks: Any) -> Any:
     return step
 
 
-def fit(ctx: FitContext, state: FitState, *, run: Any, progress: bool = True) -> FitState:
-    """Epochs ``state.epoch + 1 .. ctx.epochs``; returns the final state."""
+def fit(ctx: FitContext, state: FitState, *, run: RunContext,
+        progress: bool = True) -> FitState:
+    """Epochs ``state.epoch + 1 .. ctx.epochs``; returns the final state.
+
+    Every rank runs the same epochs and takes the same decisions (metrics are
+    computed from everyone's predictions); only the primary one writes.
+    """
     log = run.log
-    if state.epoch == 0:
+    if ctx.is_primary and state.epoch == 0:
         save_last(ctx, state)  # so an interrupt in epoch 1 still leaves a resumable file
-    elif state.history:
+    elif ctx.is_primary and state.history:
         write_history(ctx.run_dir, state.history)  # a resumed run has its history at once
     run.graceful_stop = True
     try:
@@ -247,7 +249,8 @@ def fit(ctx: FitContext, state: FitState, *, run: Any, progress: bool = True) ->
             try:
                 row, val, metrics = run_epoch(ctx, epoch, log, _stop_check(ctx, run), progress)
             except RunInterrupted:
-                log(f"Stopped during epoch {epoch}: {LAST_FILE} holds epoch {state.epoch}. "
+                log(f"Stopped during epoch {epoch}: {LAST_CHECKPOINT_FILE} holds epoch "
+                    f"{state.epoch}. "
                     f"Continue with: mammography train-density --resume {ctx.run_dir}")
                 raise
             kappa = metrics["image"]["kappa"]
@@ -260,17 +263,19 @@ def fit(ctx: FitContext, state: FitState, *, run: Any, progress: bool = True) ->
                 state.best_metrics, state.best_exam_metrics = metrics["image"], metrics["exam"]
                 order = np.argsort(val.indices)
                 state.best_val_probs = val.probs[order].tolist()
-                save_atomic(best_payload(ctx.module, arch=ctx.arch, epoch=epoch,
-                                         metrics=metrics["image"], preprocess=ctx.preprocess,
-                                         normalization=ctx.normalization,
-                                         extra=ctx.checkpoint_extra),
-                            ctx.run_dir / BEST_FILE)
+                if ctx.is_primary:
+                    save_atomic(best_payload(ctx.module, arch=ctx.arch, epoch=epoch,
+                                             metrics=metrics["image"], preprocess=ctx.preprocess,
+                                             normalization=ctx.normalization,
+                                             extra=ctx.checkpoint_extra),
+                                ctx.run_dir / BEST_MODEL_FILE)
                 log(f"✓ New best model (kappa: {kappa:.3f})")
             else:
                 state.epochs_without_improvement += 1
             ctx.schedule.end_epoch(kappa)
-            write_history(ctx.run_dir, state.history)
-            save_last(ctx, state)
+            if ctx.is_primary:
+                write_history(ctx.run_dir, state.history)
+                save_last(ctx, state)
             run.update(results={"epochs_completed": epoch, "best_epoch": state.best_epoch,
                                 "best_val_kappa": state.best_kappa})
             if (ctx.early_stop_patience

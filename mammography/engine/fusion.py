@@ -12,8 +12,7 @@ run before training with a message saying what to re-run.
 from __future__ import annotations
 
 import csv
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,16 @@ from typing import Any
 import numpy as np
 
 from mammography.errors import DataError
+from mammography.run.contract import (
+    FEATURES_FILE,
+    METADATA_FILE,
+    RUN_DIR_RE,
+    SUMMARY_FILE,
+    SummaryUnreadable,
+    read_summary,
+)
+from mammography.run.reporter import CONSOLE, Reporter
 
-FEATURES_FILE = "features.npy"
-METADATA_FILE = "metadata.csv"
 METADATA_COLUMNS = ("image_path", "rel_path", "accession", "patient", "view", "laterality",
                     "label")
 
@@ -44,8 +50,8 @@ class EmbeddingRun:
 
 def _summary(run_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_summary(run_dir)
+    except SummaryUnreadable:
         return None
 
 
@@ -54,10 +60,10 @@ def _is_usable(summary: dict[str, Any] | None) -> bool:
                 and summary.get("status") == "completed")
 
 
-def find_embedding_run(path: Path, log: Callable[[str], None] = print) -> Path:
+def find_embedding_run(path: Path, out: Reporter = CONSOLE) -> Path:
     """``path`` itself when it is a completed embedding run, else its latest one."""
     path = Path(path)
-    if (path / "summary.json").is_file():
+    if (path / SUMMARY_FILE).is_file():
         summary = _summary(path)
         if not _is_usable(summary):
             kind = (summary or {}).get("experiment_type", "unreadable summary")
@@ -67,15 +73,15 @@ def find_embedding_run(path: Path, log: Callable[[str], None] = print) -> Path:
                             "`mammography embed`.")
         return path
     candidates = []
-    for child in path.glob("results_*"):
-        suffix = child.name.split("_", 1)[1]
-        if suffix.isdigit() and _is_usable(_summary(child)):
-            candidates.append((int(suffix), child))
+    for child in path.iterdir():
+        match = RUN_DIR_RE.match(child.name)
+        if match and _is_usable(_summary(child)):
+            candidates.append((int(match.group(1)), child))
     if not candidates:
         raise DataError(f"--embeddings-dir {path} holds no completed embedding run "
                         "(results_N from `mammography embed`). Run `mammography embed` first.")
     chosen = max(candidates)[1]
-    log(f"Using the latest completed embedding run in {path}: {chosen.name}")
+    out.log(f"Using the latest completed embedding run in {path}: {chosen.name}")
     return chosen
 
 
@@ -124,3 +130,35 @@ def align(run: EmbeddingRun, paths: Sequence[Path], dicom_root: Path | None) -> 
                         "images or another dataset. Run `mammography embed` with the same "
                         "--csv/--dicom-root and pass its run to --embeddings-dir.")
     return run.features[np.asarray(rows, dtype=np.int64)]
+
+
+@dataclass
+class Fusion:
+    """Embeddings aligned with a run's image table, and the embedding run they came from."""
+
+    embeddings: np.ndarray  # one standardised row per image of the table
+    run_dir: Path
+    run_id: str
+    arch: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    def lineage(self) -> dict[str, Any]:
+        """The ``based_on`` link of a run that fuses these embeddings."""
+        return {"run_dir": str(self.run_dir), "run_id": self.run_id, "relation": "fusion"}
+
+
+def load_fusion(embeddings_dir: Path | None, paths: Sequence[Path], dicom_root: Path | None,
+                out: Reporter = CONSOLE) -> Fusion | None:
+    """The embeddings of ``--embeddings-dir`` for these images (None without the option)."""
+    if embeddings_dir is None:
+        return None
+    source = find_embedding_run(embeddings_dir, out)
+    out.log(f"Loading embeddings from {source}")
+    embedding_run = load_embedding_run(source)
+    matrix = align(embedding_run, paths, dicom_root)
+    out.log(f"Fusing {embedding_run.dim}-dimensional {embedding_run.arch} embeddings of "
+            f"{len(matrix)} images")
+    return Fusion(matrix, source.resolve(), embedding_run.run_id, embedding_run.arch)

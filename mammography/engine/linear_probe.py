@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from mammography.data.splits import kfold_indices
-from mammography.engine.metrics import aggregate_by_exam, classification_metrics
 from mammography.errors import DataError
+from mammography.metrics import aggregate_by_exam, classification_metrics
 
 
 def linear_probe(features: np.ndarray, labels: Sequence[int], groups: Sequence[str],

@@ -1,23 +1,25 @@
-"""One pass over a loader: training or evaluation, returning every prediction.
+"""One pass over a loader: a training epoch, or a validation pass, returning every prediction.
 
-The loops stay plain torch (no framework): a batch is moved to the device as
-integers, converted, augmented and normalised there, then the model runs
-under autocast when mixed precision is on. Predictions are collected so the
-caller computes every metric (and per-exam aggregation) from one place.
+The loops stay plain torch (no framework): batches come through
+``batches.staged_batches`` / ``prepare_batch`` (validation through the shared
+inference loop, ``inference.forward_batches``), the model runs under autocast
+when mixed precision is on, and predictions are collected so the caller
+computes every metric (and per-exam aggregation) from one place.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from mammography.data.augment import augment, normalize, to_float
+from mammography.engine.batches import autocast, fused_input, prepare_batch, staged_batches
 from mammography.engine.device import Precision
+from mammography.engine.inference import forward_batches
 
 
 @dataclass
@@ -33,64 +35,6 @@ class PassOutput:
         return len(self.labels) / self.seconds if self.seconds > 0 else 0.0
 
 
-def prepare_batch(images: torch.Tensor, device: torch.device, *, generator: torch.Generator |
-                  None = None, channels_last: bool = False) -> torch.Tensor:
-    """Integer batch → normalised float on ``device`` (augmented when a generator is given)."""
-    x = to_float(images.to(device, non_blocking=True))
-    if generator is not None:
-        x = augment(x, generator)
-    x = normalize(x)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-def staged_batches(loader: Iterable, device: torch.device) -> Iterator[tuple[torch.Tensor, ...]]:
-    """``(images, y, targets, rows, embeddings)`` per batch, ``y`` the labels on ``device``.
-
-    On CUDA the next batch's host-to-device copy is issued on a side stream
-    while the current batch computes, so the copy (32 MB for 64 images at
-    512 px) overlaps the model instead of queueing in front of it. Elsewhere
-    the batch passes through and ``prepare_batch`` moves it.
-    """
-    if device.type != "cuda":
-        for images, targets, rows, embeddings in loader:
-            yield images, targets, targets, rows, embeddings
-        return
-    side = torch.cuda.Stream(device)
-
-    def stage(batch: tuple[torch.Tensor, ...] | None) -> tuple[torch.Tensor, ...] | None:
-        if batch is None:
-            return None
-        images, targets, rows, embeddings = batch
-        with torch.cuda.stream(side):
-            return (images.to(device, non_blocking=True), targets.to(device, non_blocking=True),
-                    targets, rows, embeddings.to(device, non_blocking=True))
-
-    batches = iter(loader)
-    staged = stage(next(batches, None))
-    while staged is not None:
-        main = torch.cuda.current_stream(device)
-        main.wait_stream(side)  # the copy has landed before the model reads it
-        for tensor in (staged[0], staged[1], staged[4]):
-            if tensor.numel():  # made on the side stream, freed only after main's use
-                tensor.record_stream(main)
-        current, staged = staged, stage(next(batches, None))
-        yield current
-
-
-def fused_input(embeddings: torch.Tensor, device: torch.device) -> torch.Tensor | None:
-    """The batch's embeddings for a fusion model; None when the dataset has none."""
-    if embeddings.numel() == 0:
-        return None
-    return embeddings.to(device, non_blocking=True)
-
-
-def _autocast(device: torch.device, precision: Precision) -> torch.autocast:
-    return torch.autocast(device_type=device.type, dtype=precision.dtype or torch.float32,
-                          enabled=precision.enabled)
-
-
 def train_one_epoch(model: nn.Module, loader: Iterable,
                     optimizer: torch.optim.Optimizer, criterion: nn.Module, *,
                     device: torch.device, precision: Precision,
@@ -102,7 +46,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable,
     kept = _Predictions(device)
     for images, y, targets, rows, embeddings in staged_batches(loader, device):
         x = prepare_batch(images, device, generator=generator, channels_last=channels_last)
-        with _autocast(device, precision):
+        with autocast(device, precision):
             logits = model(x, fused_input(embeddings, device))
             loss = criterion(logits.float(), y)
         # Cleared here, not before the forward pass: freeing the gradients earlier
@@ -131,13 +75,13 @@ def train_one_epoch(model: nn.Module, loader: Iterable,
 def evaluate(model: nn.Module, loader: Iterable, criterion: nn.Module, *,
              device: torch.device, precision: Precision, channels_last: bool,
              on_step: Callable[[], None] | None = None) -> PassOutput:
+    """Validation pass: the inference loop, plus the loss of every batch."""
     model.eval()
     start = time.perf_counter()
     kept = _Predictions(device)
-    for images, y, targets, rows, embeddings in staged_batches(loader, device):
-        x = prepare_batch(images, device, channels_last=channels_last)
-        with _autocast(device, precision):
-            logits = model(x, fused_input(embeddings, device))
+    for logits, y, targets, rows in forward_batches(
+            lambda x, embedding: model(x, embedding), loader, device=device,
+            precision=precision, channels_last=channels_last):
         kept.add(criterion(logits.float(), y), logits, targets, rows)
         if on_step is not None:
             on_step()

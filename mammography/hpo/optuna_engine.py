@@ -15,19 +15,26 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from mammography.config.train import TrainConfig
 from mammography.config.tune import TuneConfig
-from mammography.data.pipeline import MANIFEST_FILE, PreparedData, data_config, prepare_data
+from mammography.data.pipeline import PreparedData, data_config, prepare_data
 from mammography.hpo.search_space import sample
-from mammography.run import Run
+from mammography.run.contract import (
+    CHILD_RUN_DIR,
+    MANIFEST_FILE,
+    OPTUNA_TRIAL_FILE,
+    STUDY_DB,
+    read_summary,
+    trial_name,
+)
 from mammography.run.jsonio import read_json, write_json_atomic
+from mammography.run.processes import pid_alive
+from mammography.run.protocol import RunContext
 
-TRIAL_FILE = "optuna_trial.json"
-STUDY_DB = "study.db"
+TRIAL_FILE = OPTUNA_TRIAL_FILE
 IMAGE_SETTINGS = ("img_size", "crop_breast")
 
 
@@ -69,7 +76,7 @@ class TrialData:
     ``data_<setting>/``. Each trial copies the one it used.
     """
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: RunContext) -> None:
         self.run = run
         self._by_setting: dict[tuple[Any, ...], tuple[PreparedData, Path]] = {}
 
@@ -81,7 +88,7 @@ class TrialData:
                 folder = self.run.dir / ("data_" + "_".join(f"{n}{v}" for n, v in
                                                             zip(IMAGE_SETTINGS, key, strict=True)))
                 folder.mkdir(exist_ok=True)
-            data = prepare_data(cfg, folder, self.run.log)
+            data = prepare_data(cfg, folder, self.run)
             if not self._by_setting:
                 self.run.update(data_config=data_config(cfg, data.table, data.manifest)
                                 | {"preprocessing": data.cache.settings.as_dict()})
@@ -99,43 +106,33 @@ def _now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def _storage_url(cfg: TuneConfig, run: Run) -> str:
+def _storage_url(cfg: TuneConfig, run: RunContext) -> str:
     if cfg.storage:
         return cfg.storage
     if cfg.resume is not None:
-        previous = read_json(cfg.resume / "summary.json").get("search", {})
+        previous = read_summary(cfg.resume).get("search", {})
         if previous.get("storage"):
             return previous["storage"]
     return f"sqlite:///{(run.dir / STUDY_DB).resolve()}"
 
 
-def _fail_stale_trials(study: Any, resume: Path | None, log: Any) -> None:
+def _fail_stale_trials(study: Any, resume: Path | None, run: RunContext) -> None:
     """Trials a killed tune process left RUNNING are marked FAIL, so they are not counted
     as running forever (only when resuming: other live workers may share the study)."""
     from optuna.trial import TrialState
 
     if resume is None:
         return
-    previous = read_json(resume / "summary.json").get("execution", {})
-    if previous.get("hostname") == os.uname().nodename and _alive(previous.get("pid")):
+    previous = read_summary(resume).get("execution", {})
+    if previous.get("hostname") == os.uname().nodename and pid_alive(previous.get("pid")):
         return
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        log(f"WARNING: trial {trial.number} was left running by the interrupted study; "
-            "marked failed")
+        run.warn(f"trial {trial.number} was left running by the interrupted study; marked "
+                 "failed")
 
 
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (TypeError, ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def run_optuna(cfg: TuneConfig, run: Run, space: dict[str, dict[str, Any]]) -> Any:
+def run_optuna(cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]]) -> Any:
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -148,7 +145,7 @@ def run_optuna(cfg: TuneConfig, run: Run, space: dict[str, dict[str, Any]]) -> A
         study_name=cfg.study_name, storage=storage, load_if_exists=True,
         direction=direction(cfg.metric), sampler=optuna.samplers.TPESampler(seed=cfg.seed),
         pruner=pruner)
-    _fail_stale_trials(study, cfg.resume, run.log)
+    _fail_stale_trials(study, cfg.resume, run)
     # Failed trials (a crash, a kill) do not use up the budget: --n-trials counts
     # trials that produced a result. Each process still stops after that many tries.
     counted = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -167,13 +164,16 @@ def run_optuna(cfg: TuneConfig, run: Run, space: dict[str, dict[str, Any]]) -> A
     return study
 
 
-def _objective(trial: Any, cfg: TuneConfig, run: Run, space: dict[str, dict[str, Any]],
+def _objective(trial: Any, cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]],
                data: TrialData) -> float:
     import optuna
 
+    from mammography.engine.split_training import train_child
+    from mammography.engine.train_density import train_prepared
+
     params = sample(trial, space)
     trial_id = f"{cfg.study_name}-{trial.number}"
-    trial_cfg = train_config(cfg, **params, optuna_trial_id=trial_id)
+    trial_cfg = train_config(cfg, **params)
     problems = trial_cfg.training_problems()
     if problems:
         run.warn(f"trial {trial.number}: settings {params} are invalid: {'; '.join(problems)}")
@@ -182,32 +182,36 @@ def _objective(trial: Any, cfg: TuneConfig, run: Run, space: dict[str, dict[str,
     run.log("")
     run.log(f"=== Trial {trial.number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in
                                                       params.items()) + " ===")
-    record = run.dir / f"trial_{trial.number}" / "results" / TRIAL_FILE
-    state = "FAIL"
-    try:
-        with run.child(f"trial_{trial.number}", command="train-density", config=trial_cfg,
-                       integration={"optuna_trial_id": trial_id}) as child:
-            _record(record, trial_id=trial_id, trial_number=trial.number,
-                    study_name=cfg.study_name, params=params, value=None, metric=cfg.metric,
-                    direction=direction(cfg.metric), state="RUNNING",
-                    datetime_start=_now(), datetime_complete=None)
-            shutil.copy2(manifest, child.dir / MANIFEST_FILE)
-            child.update(data_config=run.summary.get("data_config"))
-            from mammography.engine.train_density import train_prepared
+    name = trial_name(trial.number)
+    record = run.dir / name / CHILD_RUN_DIR / TRIAL_FILE
+    outcome: dict[str, Any] = {"state": "FAIL", "value": None}
 
-            result = train_prepared(trial_cfg, child, prepared,
-                                    epoch_callback=_pruning(trial, cfg.metric, cfg.epochs))
-            value = objective_value(cfg.metric, result)
-            pruned = not isinstance(result, list) and bool(result.stopped_by)
-            state = "PRUNED" if pruned else "COMPLETE"
-            child.set_results(objective=value, optuna_state=state)
+    def started(child: RunContext, _: Any) -> None:
+        _record(record, trial_id=trial_id, trial_number=trial.number,
+                study_name=cfg.study_name, params=params, value=None, metric=cfg.metric,
+                direction=direction(cfg.metric), state="RUNNING",
+                datetime_start=_now(), datetime_complete=None)
+
+    def finished(child: RunContext, result: Any) -> None:
+        value = objective_value(cfg.metric, result)
+        pruned = not isinstance(result, list) and bool(result.stopped_by)
+        outcome.update(state="PRUNED" if pruned else "COMPLETE", value=value,
+                       epochs=len(result.history) if not isinstance(result, list) else None)
+        child.set_results(objective=value, optuna_state=outcome["state"])
+
+    try:
+        pruning = _pruning(trial, cfg.metric, cfg.epochs)
+        train_child(run, name, trial_cfg,
+                    lambda child: train_prepared(trial_cfg, child, prepared, pruning),
+                    integration={"optuna_trial_id": trial_id}, manifest=manifest,
+                    settings_of_parent=False, on_start=started, on_result=finished)
     finally:
         if record.parent.is_dir():
-            _record(record, state=state, datetime_complete=_now(),
-                    value=value if state != "FAIL" else None)
-    if state == "PRUNED":
-        raise optuna.TrialPruned(f"stopped at epoch {len(result.history)}")
-    return value
+            _record(record, state=outcome["state"], datetime_complete=_now(),
+                    value=outcome["value"])
+    if outcome["state"] == "PRUNED":
+        raise optuna.TrialPruned(f"stopped at epoch {outcome['epochs']}")
+    return outcome["value"]
 
 
 def _pruning(trial: Any, metric: str, epochs: int) -> Any:

@@ -13,10 +13,7 @@ itself as interrupted; a trial whose Ray worker dies is stopped by the kernel
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -31,56 +28,67 @@ from mammography.config.tune import TuneConfig
 from mammography.data.pipeline import data_config, prepare_data
 from mammography.hpo.optuna_engine import direction, train_config
 from mammography.hpo.search_space import optuna_distributions
-from mammography.run import Run
+from mammography.run.contract import HISTORY_JSON, LOG_FILE, ray_stream_file, run_dir_name
+from mammography.run.processes import die_with_parent, ray_session, thread_env
+from mammography.run.protocol import RunContext
+from mammography.run.record import now_iso
 
 POLL_SECONDS = 0.5
+#: The history columns each ``ray_hpo_<trial>.jsonl`` line carries (the seed's format).
+STREAM_METRICS = ("val_acc", "val_kappa", "val_f1", "val_auc", "val_loss", "val_exam_kappa",
+                  "val_exam_acc")
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the Ray worker that started us dies (Linux)."""
-    with contextlib.suppress(OSError):  # not Linux: Ray's own cleanup has to do
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _new_epochs(history: Path, reported: int) -> list[dict[str, Any]]:
+    """History rows after the first ``reported`` (train_history.json is rewritten
+    atomically after each epoch, so a read never sees half a file)."""
+    try:
+        rows = json.loads(history.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return rows[reported:] if isinstance(rows, list) else []
 
 
-def _read_new(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
-    if not path.is_file():
-        return [], offset
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        data = handle.read()
-    complete = data[:data.rfind(b"\n") + 1]  # a line still being written waits
-    lines = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
-    return lines, offset + len(complete)
+def stream_line(trial: str, row: dict[str, Any]) -> dict[str, Any]:
+    """One ``ray_hpo_<trial>.jsonl`` object for one epoch of the trial's history."""
+    return {"trial_name": trial, "iteration": row.get("epoch"),
+            **{k: row.get(k) for k in STREAM_METRICS}, "timestamp": now_iso()}
 
 
 def trial_function(config: dict[str, Any], base: dict[str, Any], trials_root: str,
                    metric: str, threads: int) -> None:
-    """Runs inside a Ray worker: one train-density subprocess, its epochs reported."""
+    """Runs inside a Ray worker: one train-density subprocess, its epochs reported.
+
+    The trial reads the per-epoch history the training run writes anyway
+    (train_history.json), reports each new epoch to Ray Tune (what its
+    schedulers decide on) and appends it to the run's ``ray_hpo_<trial>.jsonl``.
+    """
     from ray import tune
 
     name = tune.get_context().get_trial_name()
     folder = Path(trials_root) / name
     folder.mkdir(parents=True, exist_ok=True)
-    settings = {**base, **config, "outdir": str(folder), "ray_trial_name": name}
+    settings = {**base, **config, "outdir": str(folder)}
     (folder / "trial_config.yaml").write_text(yaml.safe_dump(settings), encoding="utf-8")
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    stream = folder / "results_1" / f"ray_hpo_{safe}.jsonl"
+    run_dir = folder / run_dir_name(1)
+    relative_run_dir = str(run_dir.relative_to(Path(trials_root).parent))
     proc = subprocess.Popen([sys.executable, "-m", "mammography", "train-density", "--config",
-                             str(folder / "trial_config.yaml")],
+                             str(folder / "trial_config.yaml"), "--ray-trial-name", name],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
-    offset = 0
+                            stdin=subprocess.DEVNULL, env=thread_env(threads),
+                            preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+    reported = 0
     try:
         while True:
             finished = proc.poll() is not None
-            lines, offset = _read_new(stream, offset)
-            for line in lines:
+            for row in _new_epochs(run_dir / HISTORY_JSON, reported):
+                reported += 1
+                line = stream_line(name, row)
+                with (run_dir / ray_stream_file(name)).open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(line) + "\n")
                 tune.report({**{k: v for k, v in line.items() if isinstance(v, int | float)},
-                             "objective": line.get(metric), "epoch": line["iteration"],
-                             "trial_name": name,
-                             "run_dir": str((folder / "results_1").relative_to(
-                                 Path(trials_root).parent))})
+                             "objective": row.get(metric), "epoch": line["iteration"],
+                             "trial_name": name, "run_dir": relative_run_dir})
             if finished:
                 break
             time.sleep(POLL_SECONDS)
@@ -93,56 +101,47 @@ def trial_function(config: dict[str, Any], base: dict[str, Any], trials_root: st
                 proc.kill()
     if proc.returncode not in (0, 130):
         raise RuntimeError(f"train-density exited with {proc.returncode}; see "
-                           f"{folder / 'results_1' / 'run.log'}")
+                           f"{run_dir / LOG_FILE}")
 
 
-def run_ray(cfg: TuneConfig, run: Run, space: dict[str, dict[str, Any]]
+def run_ray(cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]]
             ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str]]:
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     base_cfg = train_config(cfg)
-    data = prepare_data(base_cfg, run.dir, run.log)  # trials then find every image cached
+    data = prepare_data(base_cfg, run.dir, run)  # trials then find every image cached
     run.update(data_config=data_config(base_cfg, data.table, data.manifest)
                | {"preprocessing": data.cache.settings.as_dict()})
-    base = {k: v for k, v in to_dict(base_cfg).items()
-            if k not in ("resume", "based_on", "optuna_trial_id", "ray_trial_name")}
+    base = {k: v for k, v in to_dict(base_cfg).items() if k not in ("resume", "based_on")}
     mode = "min" if direction(cfg.metric) == "minimize" else "max"
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False,
-                 **({} if cfg.ray_address else {"num_cpus": os.cpu_count()}))
-    run.update(search={"engine": "ray", "metric": cfg.metric, "mode": mode,
-                       "n_trials": cfg.n_trials, "scheduler": cfg.ray_scheduler,
-                       "space": space, "ray_address": cfg.ray_address,
-                       "cluster_resources": ray.cluster_resources()})
-    searcher = OptunaSearch(space=optuna_distributions(space), metric="objective", mode=mode,
-                            seed=cfg.seed)
-    scheduler = (ASHAScheduler(metric="objective", mode=mode, max_t=cfg.epochs,
-                               grace_period=1, time_attr="epoch")
-                 if cfg.ray_scheduler == "asha" else FIFOScheduler())
-    trainable = tune.with_parameters(trial_function, base=base,
-                                     trials_root=str(run.dir / "trials"), metric=cfg.metric,
-                                     threads=cfg.cpus_per_trial)
-    trainable = tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial,
-                                                "gpu": cfg.gpus_per_trial})
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
-                                    num_samples=cfg.n_trials, time_budget_s=cfg.timeout),
-        run_config=tune.RunConfig(name="ray_tune", storage_path=str(run.dir / "ray_results"),
-                                  verbose=1))
-    try:
+    with ray_session(cfg.ray_address) as ray:
+        run.update(search={"engine": "ray", "metric": cfg.metric, "mode": mode,
+                           "n_trials": cfg.n_trials, "scheduler": cfg.ray_scheduler,
+                           "space": space, "ray_address": cfg.ray_address,
+                           "cluster_resources": ray.cluster_resources()})
+        searcher = OptunaSearch(space=optuna_distributions(space), metric="objective",
+                                mode=mode, seed=cfg.seed)
+        scheduler = (ASHAScheduler(metric="objective", mode=mode, max_t=cfg.epochs,
+                                   grace_period=1, time_attr="epoch")
+                     if cfg.ray_scheduler == "asha" else FIFOScheduler())
+        trainable = tune.with_parameters(trial_function, base=base,
+                                         trials_root=str(run.dir / "trials"),
+                                         metric=cfg.metric, threads=cfg.cpus_per_trial)
+        trainable = tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial,
+                                                    "gpu": cfg.gpus_per_trial})
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                        num_samples=cfg.n_trials, time_budget_s=cfg.timeout),
+            run_config=tune.RunConfig(name="ray_tune",
+                                      storage_path=str(run.dir / "ray_results"), verbose=1))
         grid = tuner.fit()
-    finally:
-        if started_here:
-            ray.shutdown()
     return _summarise(grid, cfg, run, space, mode)
 
 
-def _summarise(grid: Any, cfg: TuneConfig, run: Run, space: dict[str, dict[str, Any]],
+def _summarise(grid: Any, cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]],
                mode: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str]]:
     import optuna
 

@@ -6,7 +6,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from mammography.run import Run
+from mammography.run.contract import CHILD_RUN_DIR, trial_name
+from mammography.run.protocol import RunContext
 
 
 def write_trials_csv(path: Path, trials: list[dict[str, Any]]) -> None:
@@ -20,19 +21,19 @@ def write_trials_csv(path: Path, trials: list[dict[str, Any]]) -> None:
                              t.get("duration_seconds"), t.get("run_dir")])
 
 
-def optuna_trials(study: Any, run: Run) -> list[dict[str, Any]]:
+def optuna_trials(study: Any, run: RunContext) -> list[dict[str, Any]]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         duration = (t.datetime_complete - t.datetime_start).total_seconds() \
             if t.datetime_complete and t.datetime_start else None
-        folder = run.dir / f"trial_{t.number}" / "results"
+        folder = run.dir / trial_name(t.number) / CHILD_RUN_DIR
         rows.append({"number": t.number, "state": t.state.name, "value": t.value,
                      "params": t.params, "duration_seconds": duration,
                      "run_dir": str(folder.relative_to(run.dir)) if folder.is_dir() else None})
     return rows
 
 
-def optuna_plots(study: Any, run: Run) -> list[str]:
+def optuna_plots(study: Any, run: RunContext) -> list[str]:
     """Optimisation history and parameter importances as PNG (matplotlib backend)."""
     import warnings
 

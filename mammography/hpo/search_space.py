@@ -1,65 +1,13 @@
-"""The search space: a YAML mapping of train-density settings to distributions.
-
-Validated in full before a study starts (unknown settings, bad bounds, wrong
-types), and turned into Optuna distributions, which both engines use (Ray
-Tune through its Optuna searcher).
-"""
+"""A validated search space (``mammography.config.search_space``) as Optuna distributions,
+and one draw of it for an Optuna trial."""
 
 from __future__ import annotations
 
-import dataclasses
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-import yaml
+from mammography.config.search_space import load_search_space
 
-DEFAULT_SPACE = "search_space.yaml"
-TYPES = ("float", "int", "categorical")
-
-
-def _trainable_settings() -> set[str]:
-    from mammography.config.train import TrainConfig
-
-    return {f.name for f in dataclasses.fields(TrainConfig)}
-
-
-def load_search_space(path: Path | None) -> dict[str, dict[str, Any]]:
-    """The space as ``{setting: spec}``; ValueError listing every problem."""
-    if path is None:
-        text = resources.files("mammography.hpo").joinpath(DEFAULT_SPACE).read_text("utf-8")
-        where = "the built-in search space"
-    else:
-        text, where = Path(path).read_text(encoding="utf-8"), str(path)
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"--search-space {where} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict) or not raw:
-        raise ValueError(f"--search-space {where} must map settings to distributions")
-    known = _trainable_settings()
-    problems, space = [], {}
-    for key, spec in raw.items():
-        name = str(key).replace("-", "_")
-        if name not in known:
-            problems.append(f"{name!r} is not a train-density setting")
-            continue
-        if not isinstance(spec, dict) or spec.get("type") not in TYPES:
-            problems.append(f"{name}: needs type: float, int or categorical")
-            continue
-        if spec["type"] == "categorical":
-            if not isinstance(spec.get("choices"), list) or not spec["choices"]:
-                problems.append(f"{name}: categorical needs a non-empty choices list")
-        else:
-            low, high = spec.get("low"), spec.get("high")
-            if not all(isinstance(v, int | float) for v in (low, high)) or low >= high:
-                problems.append(f"{name}: needs numeric low < high")
-            elif spec.get("log") and low <= 0:
-                problems.append(f"{name}: log scale needs low > 0")
-        space[name] = spec
-    if problems:
-        raise ValueError(f"--search-space {where}: " + "; ".join(problems))
-    return space
+__all__ = ["load_search_space", "optuna_distributions", "sample"]
 
 
 def optuna_distributions(space: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -16,19 +16,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from mammography.config.search_space import load_search_space
 from mammography.config.tune import TuneConfig
 from mammography.hpo.report import optuna_plots, optuna_trials, write_trials_csv
-from mammography.hpo.search_space import load_search_space
-from mammography.run import Run
-from mammography.run.jsonio import read_json
+from mammography.run.contract import (
+    BEST_PARAMS_FILE,
+    CHILD_RUN_DIR,
+    TRIALS_CSV,
+    read_summary,
+    trial_name,
+)
+from mammography.run.protocol import RunContext
 
 
-def run_tune(cfg: TuneConfig, run: Run) -> None:
+def run_tune(cfg: TuneConfig, run: RunContext) -> None:
     space = load_search_space(cfg.search_space)
     run.log(f"Starting hyper-parameter search: engine {cfg.engine}, {cfg.n_trials} trials, "
             f"{cfg.metric}, space: {', '.join(space)}")
     if cfg.resume is not None:
-        previous = read_json(cfg.resume / "summary.json")
+        previous = read_summary(cfg.resume)
         run.add_based_on([{"run_dir": str(cfg.resume.resolve()),
                            "run_id": previous.get("run_id"), "relation": "resume"}])
     if cfg.engine == "ray":
@@ -42,7 +48,7 @@ def run_tune(cfg: TuneConfig, run: Run) -> None:
         trials = optuna_trials(study, run)
         best = _best_optuna(study, run)
         plots = optuna_plots(study, run)
-    write_trials_csv(run.dir / "trials.csv", trials)
+    write_trials_csv(run.dir / TRIALS_CSV, trials)
     counts = {state: sum(t["state"] == state for t in trials)
               for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "TERMINATED", "ERROR")}
     run.log("")
@@ -53,25 +59,25 @@ def run_tune(cfg: TuneConfig, run: Run) -> None:
         run.warn("no trial completed, so there are no best parameters")
         run.set_results(trials=counts, best_trial=None)
         return
-    run.write_json("best_params.json", best)
+    run.write_json(BEST_PARAMS_FILE, best)
     run.log(f"Best trial: {best['number']} ({cfg.metric} {best['value']:.4f}) -> "
             f"{best.get('run_dir')}")
     run.log("Best parameters: " + ", ".join(f"{k}={v}" for k, v in best["params"].items()))
     headline = {}
     if best.get("run_dir"):
-        trial_summary = read_json(run.dir / best["run_dir"] / "summary.json")
+        trial_summary = read_summary(run.dir / best["run_dir"])
         headline = {k: trial_summary.get(k) for k in ("best_val_kappa", "best_val_acc",
                                                        "best_epoch") if k in trial_summary}
     run.set_results(trials=counts, best_trial=best, best_value=best["value"],
                     best_params=best["params"], metric=cfg.metric, plots=plots, **headline)
 
 
-def _best_optuna(study: Any, run: Run) -> dict[str, Any] | None:
+def _best_optuna(study: Any, run: RunContext) -> dict[str, Any] | None:
     try:
         trial = study.best_trial
     except ValueError:  # no completed trial
         return None
-    folder = run.dir / f"trial_{trial.number}" / "results"
+    folder = run.dir / trial_name(trial.number) / CHILD_RUN_DIR
     return {"number": trial.number, "trial_id": f"{study.study_name}-{trial.number}",
             "value": trial.value, "params": trial.params,
             "run_dir": str(folder.relative_to(run.dir)) if folder.is_dir() else None}

@@ -66,7 +66,7 @@ def _timm_create(arch: str, **kwargs: Any) -> nn.Module:
     import timm
 
     if not timm.is_model(arch):
-        from mammography.config.train import unknown_arch
+        from mammography.models.arch import unknown_arch
 
         raise ConfigError(f"{unknown_arch(arch)}. List them with "
                           "`python -c \"import timm; print(timm.list_models())\"`.")

@@ -14,6 +14,7 @@ from mammography.data.cache import (
 )
 from mammography.data.preprocess import PreprocessSettings
 from mammography.data.synthetic import synthesize_mammogram, write_mammogram_dicom
+from mammography.run.reporter import CollectingReporter
 
 SETTINGS = PreprocessSettings(img_size=64)
 
@@ -62,8 +63,9 @@ def test_truncated_entry_is_detected_warned_and_rebuilt_identically(dicoms, tmp_
     entry = cache.entry_path(dicoms[2])
     original = entry.read_bytes()
     entry.write_bytes(original[: len(original) // 2])
-    lines = []
-    report = cache.build(dicoms, workers=1, log=lines.append, progress=False)
+    out = CollectingReporter()
+    lines = out.lines
+    report = cache.build(dicoms, workers=1, out=out, progress=False)
     assert report.regenerated == 1 and report.reused == 5
     assert "WARNING: Disk cache truncation detected for 1 samples - regenerating" in lines
     assert any(line.startswith("Cache rebuild complete (took") for line in lines)
@@ -74,9 +76,9 @@ def test_damaged_entry_met_while_loading_is_repaired(dicoms, tmp_path):
     cache = ImageCache(SETTINGS, tmp_path)
     expected = cache.load(dicoms[1]).copy()
     cache.entry_path(dicoms[1]).write_bytes(b"MGCACHE1 broken")
-    notes = []
-    assert np.array_equal(cache.load(dicoms[1], on_repair=notes.append), expected)
-    assert "Disk cache truncation detected" in notes[0]
+    out = CollectingReporter()
+    assert np.array_equal(cache.load(dicoms[1], out=out), expected)
+    assert "Disk cache truncation detected" in out.warnings[0]
 
 
 def test_changed_source_file_gets_a_new_entry(dicoms, tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 from mammography.data.labels import load_label_table, parse_label
 from mammography.errors import DataError
+from mammography.run.reporter import CollectingReporter
 
 
 def make_tree(root: Path, exams: dict[str, int]) -> Path:
@@ -35,8 +36,9 @@ def test_seed_csv_uses_every_view_and_excludes_class_5(tmp_path):
     root = make_tree(tmp_path, {"100": 4, "101": 2, "102": 3})
     csv = write_csv(tmp_path / "classificacao.csv",
                     "AccessionNumber,Classification,PatientID\n100,3,P1\n101,B,P2\n102,5,P3\n")
-    lines = []
-    table = load_label_table(csv, root, log=lines.append)
+    out = CollectingReporter()
+    lines = out.lines
+    table = load_label_table(csv, root, out=out)
     assert len(table.images) == 6
     assert {r.accession for r in table.images} == {"100", "101"}
     assert {r.label for r in table.images} == {2, 3}
@@ -49,7 +51,7 @@ def test_seed_csv_uses_every_view_and_excludes_class_5(tmp_path):
 def test_include_class_5_keeps_it(tmp_path):
     root = make_tree(tmp_path, {"100": 1, "102": 1})
     csv = write_csv(tmp_path / "c.csv", "AccessionNumber,Classification\n100,1\n102,5\n")
-    table = load_label_table(csv, root, include_class_5=True, log=lambda m: None)
+    table = load_label_table(csv, root, include_class_5=True, out=CollectingReporter())
     assert sorted(r.label for r in table.images) == [1, 5]
 
 
@@ -57,8 +59,9 @@ def test_single_bad_items_are_warned_and_recorded(tmp_path):
     root = make_tree(tmp_path, {"1": 1, "2": 1, "3": 1, "orphan": 1})
     csv = write_csv(tmp_path / "c.csv", "AccessionNumber,Classification\n1,2\n2,Q\n3,1\n3,4\n"
                                         "4,2\n1,2\n")
-    lines = []
-    table = load_label_table(csv, root, log=lines.append)
+    out = CollectingReporter()
+    lines = out.lines
+    table = load_label_table(csv, root, out=out)
     assert [r.accession for r in table.images] == ["1"]
     reasons = {e.get("accession"): e["reason"] for e in table.exclusions}
     assert "unknown label 'Q'" in reasons["2"]
@@ -75,11 +78,12 @@ def test_bom_semicolon_and_latin1_are_read(tmp_path):
     root = make_tree(tmp_path, {"10": 1, "11": 1})
     csv = write_csv(tmp_path / "c.csv", "\ufeffAccessionNumber;Classification;Observação\n"
                                         "10;1;ok\n11;2;não\n", encoding="utf-8")
-    assert len(load_label_table(csv, root, log=lambda m: None).images) == 2
+    assert len(load_label_table(csv, root, out=CollectingReporter()).images) == 2
     latin = write_csv(tmp_path / "l.csv", "AccessionNumber,Classification,Nota\n10,1,não\n",
                       encoding="latin-1")
-    lines = []
-    assert len(load_label_table(latin, root, log=lines.append).images) == 1
+    out = CollectingReporter()
+    lines = out.lines
+    assert len(load_label_table(latin, root, out=out).images) == 1
     assert any("not UTF-8" in line for line in lines)
 
 
@@ -91,7 +95,7 @@ def test_generic_csv_resolves_relative_paths(tmp_path):
     csv = write_csv(tmp_path / "labels.csv",
                     f"path,label,PatientID\nimgs/a.dcm,A,P1\n{images / 'b.dcm'},4,P2\n"
                     "imgs/missing.dcm,2,P3\n")
-    table = load_label_table(csv, None, log=lambda m: None)
+    table = load_label_table(csv, None, out=CollectingReporter())
     assert [(r.path.name, r.label, r.patient) for r in table.images] == [
         ("a.dcm", 1, "P1"), ("b.dcm", 4, "P2")]
     assert table.exclusions[0]["reason"] == "file not found"
@@ -101,7 +105,7 @@ def test_generic_csv_custom_column_names(tmp_path):
     (tmp_path / "x.dcm").write_bytes(b"x")
     csv = write_csv(tmp_path / "labels.csv", "file,density\nx.dcm,C\n")
     table = load_label_table(csv, None, path_column="file", label_column="density",
-                             log=lambda m: None)
+                             out=CollectingReporter())
     assert table.images[0].label == 3
 
 
@@ -115,11 +119,11 @@ def test_unusable_csv_is_a_data_error_naming_the_file(tmp_path, content, message
     make_tree(tmp_path, {"1": 1})
     csv = write_csv(tmp_path / "bad.csv", content)
     with pytest.raises(DataError, match=message) as info:
-        load_label_table(csv, tmp_path / "archive", log=lambda m: None)
+        load_label_table(csv, tmp_path / "archive", out=CollectingReporter())
     assert "bad.csv" in str(info.value)
 
 
 def test_missing_dicom_root_says_which_option(tmp_path):
     csv = write_csv(tmp_path / "c.csv", "AccessionNumber,Classification\n1,1\n")
     with pytest.raises(DataError, match="--dicom-root"):
-        load_label_table(csv, tmp_path / "nope", log=lambda m: None)
+        load_label_table(csv, tmp_path / "nope", out=CollectingReporter())

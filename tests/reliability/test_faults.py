@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from mammography.run.reporter import CollectingReporter
 from mammography.run.schema import schema_problems
 from tests.reliability.common import (
     LONG,
@@ -364,14 +365,15 @@ def test_kills_during_writes_never_leave_a_trusted_half_file(tmp_path, mode):
 
         cache = ImageCache(PreprocessSettings(img_size=512), tmp_path / "cache")
         sources = sorted(tmp_path.glob("src_*.dcm"))
-        report = cache.build(sources, workers=1, progress=False, log=lambda m: None)
+        report = cache.build(sources, workers=1, progress=False, out=CollectingReporter())
         assert report.failed == {} and report.reused + report.built == len(sources)
         # And a damaged entry (as a dying disk, not a kill, could leave) is detected
         # and regenerated, never served.
         entry = cache.entry_path(sources[0])
         entry.write_bytes(entry.read_bytes()[:1000])
-        messages: list[str] = []
-        report = cache.build(sources, workers=1, progress=False, log=messages.append)
+        out = CollectingReporter()
+        messages = out.lines
+        report = cache.build(sources, workers=1, progress=False, out=out)
         assert report.regenerated == 1 and "truncation detected for 1 samples" in messages[0]
         assert cache.read(sources[0]) is not None
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)

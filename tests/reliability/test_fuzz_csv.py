@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from mammography.data.labels import load_label_table, read_csv_rows
 from mammography.errors import DataError
+from mammography.run.reporter import CollectingReporter
 from tests.reliability.common import SEED, budget
 
 ACCESSIONS = ["100", "101", "102", "A-1", "x y", "ção"]
@@ -69,10 +70,10 @@ def test_only_data_errors_or_a_sound_table(tree, data, with_root, keep_class_5):
     csv.write_bytes(data)
     archive = tree / "archive"
     with contextlib.suppress(DataError):
-        read_csv_rows(csv, log=lambda message: None)
+        read_csv_rows(csv, out=CollectingReporter())
     try:
         table = load_label_table(csv, archive if with_root else None,
-                                 include_class_5=keep_class_5, log=lambda message: None)
+                                 include_class_5=keep_class_5, out=CollectingReporter())
     except DataError as exc:
         assert str(csv) in str(exc) or "--dicom-root" in str(exc), str(exc)
         return
