@@ -273,20 +273,23 @@ def fit(ctx: FitContext, state: FitState, *, run: RunContext,
             else:
                 state.epochs_without_improvement += 1
             ctx.schedule.end_epoch(kappa)
+            # Every epoch reaches the callback (a pruner's report), also the one that
+            # stops early; a stop it asks for is saved in the checkpoint.
+            reason = ctx.epoch_callback(epoch, row) if ctx.epoch_callback else None
+            if reason:
+                state.stopped_by = reason
             if ctx.is_primary:
                 write_history(ctx.run_dir, state.history)
                 save_last(ctx, state)
             run.update(results={"epochs_completed": epoch, "best_epoch": state.best_epoch,
                                 "best_val_kappa": state.best_kappa})
+            if reason:
+                log(f"Stopped after epoch {epoch}: {reason}")
+                break
             if (ctx.early_stop_patience
                     and state.epochs_without_improvement >= ctx.early_stop_patience):
                 log(f"Early stopping: no better validation kappa for "
                     f"{ctx.early_stop_patience} epochs")
-                break
-            reason = ctx.epoch_callback(epoch, row) if ctx.epoch_callback else None
-            if reason:
-                state.stopped_by = reason
-                log(f"Stopped after epoch {epoch}: {reason}")
                 break
     finally:
         run.graceful_stop = False

@@ -57,7 +57,9 @@ def kappa_of(wrong: int) -> float:
 class FakeRun:
     """What fit() uses of a Run: log, update, check_stop, graceful_stop."""
 
-    def __init__(self, stop_after: int | None = None, on_first_step=None) -> None:
+    def __init__(self, stop_after: int | None = None, on_first_step=None,
+                 on_update=None) -> None:
+        self.on_update = on_update  # called at each epoch's summary update (files written)
         self.lines: list[str] = []
         self.updates: list[dict] = []
         self.graceful_stop = False
@@ -72,6 +74,8 @@ class FakeRun:
 
     def update(self, **fields) -> None:
         self.updates.append(fields)
+        if self.on_update is not None:
+            self.on_update()
 
     def check_stop(self) -> None:
         self.steps += 1
@@ -171,11 +175,11 @@ def test_history_rows_written_every_epoch(tmp_path):
     script = [preds(6), preds(4), preds(2), preds(0)]
     seen_on_disk = []
 
-    def callback(epoch, row):
-        seen_on_disk.append(len(read_json(tmp_path / HISTORY_JSON)))  # written before this call
+    def epoch_recorded():  # the end-of-epoch summary update comes after the files
+        seen_on_disk.append(len(read_json(tmp_path / HISTORY_JSON)))
 
-    ctx = context(ScriptedModel(script), tmp_path, epochs=4, lr=0.1, warmup=1, callback=callback)
-    run = FakeRun()
+    ctx = context(ScriptedModel(script), tmp_path, epochs=4, lr=0.1, warmup=1)
+    run = FakeRun(on_update=epoch_recorded)
     state = fit(ctx, FitState(), run=run, progress=False)
 
     assert seen_on_disk == [1, 2, 3, 4]
@@ -264,12 +268,13 @@ def test_last_checkpoint_written_before_training_and_after_every_epoch(tmp_path)
     def before_first_batch():
         checkpoints.append(load_safely(tmp_path / LAST_FILE))
 
-    def callback(epoch, row):
+    def epoch_recorded():  # the end-of-epoch summary update comes after the files
         checkpoints.append(load_safely(tmp_path / LAST_FILE))
 
     model = ScriptedModel([preds(4), preds(2), preds(0)])
-    ctx = context(model, tmp_path, epochs=3, callback=callback)
-    fit(ctx, FitState(), run=FakeRun(on_first_step=before_first_batch), progress=False)
+    ctx = context(model, tmp_path, epochs=3)
+    fit(ctx, FitState(), run=FakeRun(on_first_step=before_first_batch, on_update=epoch_recorded),
+        progress=False)
 
     assert [c["fit_state"]["epoch"] for c in checkpoints] == [0, 1, 2, 3]
     assert [len(c["fit_state"]["history"]) for c in checkpoints] == [0, 1, 2, 3]
@@ -306,10 +311,6 @@ def test_patience_zero_never_stops_early(tmp_path):
     assert state.epoch == 5 and state.epochs_without_improvement == 4 and state.best_epoch == 1
 
 
-@pytest.mark.xfail(strict=True, reason="fit() checks early stopping before calling "
-                   "epoch_callback, so the epoch that triggers early stopping is never reported "
-                   "(FitContext documents the callback as 'called after every epoch'; Optuna's "
-                   "trial.report and the Ray jsonl stream miss that epoch)")
 def test_epoch_callback_sees_the_epoch_that_stops_early(tmp_path):
     seen = []
     script = [preds(2), preds(4), preds(4), preds(0)]
@@ -336,6 +337,8 @@ def test_epoch_callback_reason_stops_training(tmp_path):
     assert len(state.history) == 2 and len(read_json(tmp_path / HISTORY_JSON)) == 2
     assert "Stopped after epoch 2: pruned by the test" in run.lines
     assert run.graceful_stop is False
+    # the stop is in the checkpoint, so a resume knows the run was stopped
+    assert load_safely(tmp_path / LAST_FILE)["fit_state"]["stopped_by"] == "pruned by the test"
 
 
 def test_a_callback_returning_none_or_empty_does_not_stop(tmp_path):
