@@ -21,6 +21,10 @@ class EmbedConfig(ImageConfig):
                                "--no-pretrained for random weights.")
     weights: Path | None = setting(None, "Local weights file (.pt/.pth/.safetensors), loaded "
                                    "offline.", metavar="FILE")
+    allow_partial_weights: bool = setting(
+        False, "With --weights: load only the backbone tensors that match by name and shape "
+        "and leave the rest random (a WARNING, recorded in summary.json). By default a file "
+        "that does not fit the backbone completely is refused.")
     batch_size: int = setting(32, "Images per inference batch.")
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "Where to run the backbone.")
     amp: bool = setting(True, "Mixed precision on CUDA; ignored on CPU.")
@@ -45,6 +49,8 @@ class EmbedConfig(ImageConfig):
             found.append(f"--probe-folds must be 0 (skip) or at least 2, got {self.probe_folds}")
         if self.weights is not None and not self.weights.is_file():
             found.append(f"--weights {self.weights} does not exist")
+        if self.allow_partial_weights and self.weights is None:
+            found.append("--allow-partial-weights only applies with --weights FILE")
         problem = unknown_arch(self.arch)
         if problem:
             found.append(problem)

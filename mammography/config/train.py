@@ -30,6 +30,10 @@ class TrainConfig(ImageConfig):
     weights: Path | None = setting(None, "Local weights file (.pt/.pth/.safetensors) for the "
                                    "backbone, loaded offline; the head is adapted.",
                                    metavar="FILE")
+    allow_partial_weights: bool = setting(
+        False, "With --weights: load only the backbone tensors that match by name and shape "
+        "and leave the rest random (a WARNING, recorded in summary.json). By default a file "
+        "that does not fit the backbone completely is refused.")
     epochs: int = setting(20, "Training epochs.")
     batch_size: int = setting(16, "Images per batch.")
     lr: float = setting(1e-4, "Learning rate of the head (the backbone gets lr x "
@@ -119,6 +123,8 @@ class TrainConfig(ImageConfig):
             found.append("--unfreeze-last-block only makes sense with --freeze-backbone")
         if self.weights is not None and not self.weights.is_file():
             found.append(f"--weights {self.weights} does not exist")
+        if self.allow_partial_weights and self.weights is None:
+            found.append("--allow-partial-weights only applies with --weights FILE")
         try:
             self.parsed_class_weights()
         except ValueError as exc:

@@ -35,7 +35,13 @@ from mammography.engine.device import (
 from mammography.engine.fusion import METADATA_COLUMNS
 from mammography.engine.inference import extract_features
 from mammography.engine.linear_probe import linear_probe
-from mammography.models.factory import create_backbone, parameter_counts, pooled_dim
+from mammography.models.factory import (
+    create_backbone,
+    describe_weights,
+    parameter_counts,
+    pooled_dim,
+    weights_source,
+)
 from mammography.run.contract import FEATURES_FILE, METADATA_FILE
 from mammography.run.progress import progress_bar
 from mammography.run.protocol import RunContext
@@ -70,18 +76,22 @@ def run_embed(cfg: EmbedConfig, run: RunContext) -> None:
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     precision = select_precision(device, cfg.amp)
-    backbone = create_backbone(cfg.arch, pretrained=cfg.pretrained, weights=cfg.weights)
+    backbone = create_backbone(cfg.arch, pretrained=cfg.pretrained, weights=cfg.weights,
+                               allow_partial=cfg.allow_partial_weights)
+    line, warnings = describe_weights(backbone)
+    run.log(line)
+    for text in warnings:
+        run.warn(text)
     channels_last = device.type == "cuda"
     backbone = backbone.to(device, memory_format=torch.channels_last if channels_last
                            else torch.contiguous_format)
     total, _ = parameter_counts(backbone)
-    run.log(f"Initializing {cfg.arch} (pretrained={cfg.pretrained and cfg.weights is None}, "
-            f"weights={cfg.weights}): {total / 1e6:.2f}M parameters, "
-            f"{pooled_dim(backbone)}-dimensional features")
+    run.log(f"Initializing {cfg.arch} ({weights_source(backbone)['pretrained']} weights): "
+            f"{total / 1e6:.2f}M parameters, {pooled_dim(backbone)}-dimensional features")
     run.log(f"Device: {device} ({precision.describe()}), batch size {cfg.batch_size}, "
             f"{describe_loader(cfg.num_workers, device)}")
-    run.update(model_config={"arch": cfg.arch, "pretrained": cfg.pretrained,
-                             "weights": str(cfg.weights) if cfg.weights else None,
+    run.update(model_config={"arch": cfg.arch, **weights_source(backbone),
+                             "allow_partial_weights": cfg.allow_partial_weights,
                              "embedding_dim": pooled_dim(backbone), "total_params": total,
                              "in_chans": 1, "device": str(device),
                              "precision": precision.describe()})

@@ -38,8 +38,10 @@ from mammography.models.factory import (
     IN_CHANS,
     apply_freezing,
     create_model,
+    describe_weights,
     parameter_counts,
     parameter_groups,
+    weights_source,
 )
 from mammography.run.contract import MANIFEST_FILE, SPLITS_FILE, fold_name
 from mammography.run.protocol import RunContext
@@ -115,7 +117,9 @@ def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx
     precision = select_precision(device, cfg.amp)
     model = create_model(cfg.arch, pretrained=cfg.pretrained and cfg.weights is None
                          and resume is None, weights=cfg.weights if resume is None else None,
-                         embedding_dim=fusion.dim if fusion else 0)
+                         embedding_dim=fusion.dim if fusion else 0,
+                         allow_partial=cfg.allow_partial_weights)
+    weights = _weights_record(cfg, run, model, resume is not None)
     freezing = apply_freezing(model, cfg.freeze_backbone, cfg.unfreeze_last_block)
     total, trainable = parameter_counts(model)
     run.log(f"Initializing {cfg.arch} (freeze_backbone={cfg.freeze_backbone}, "
@@ -128,7 +132,7 @@ def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx
             f"{describe_loader(cfg.num_workers, device)}")
     run.update(model_config={
         "arch": cfg.arch, "num_classes": NUM_CLASSES, "in_chans": IN_CHANS,
-        "pretrained": cfg.pretrained, "weights": str(cfg.weights) if cfg.weights else None,
+        **weights, "allow_partial_weights": cfg.allow_partial_weights,
         "freeze_backbone": cfg.freeze_backbone, "unfreeze_last_block": cfg.unfreeze_last_block,
         "embeddings_fusion": fusion is not None,
         "embeddings_dir": str(fusion.run_dir) if fusion else None,
@@ -150,12 +154,12 @@ def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx
         run.log(f"Distributed: {ddp.world_size} processes ({ddp.backend}), "
                 f"{max(1, cfg.batch_size // ddp.world_size)} images per process per batch")
     train_loader, val_loader = _loaders(cfg, data, train_idx, val_idx, device, fusion, ddp)
-    weights = class_weights(cfg.parsed_class_weights(), train_labels)
-    if weights is not None:
-        run.log("Class weights: " + ", ".join(f"{n}={w:.3f}" for n, w in
-                                              zip(CLASS_NAMES, weights.tolist(), strict=True)))
-    criterion = torch.nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None
-                                          else None)
+    loss_weights = class_weights(cfg.parsed_class_weights(), train_labels)
+    if loss_weights is not None:
+        run.log("Class weights: " + ", ".join(
+            f"{n}={w:.3f}" for n, w in zip(CLASS_NAMES, loss_weights.tolist(), strict=True)))
+    criterion = torch.nn.CrossEntropyLoss(
+        weight=loss_weights.to(device) if loss_weights is not None else None)
     optimizer = build_optimizer(cfg.optimizer, parameter_groups(
         getattr(model, "module", model), cfg.lr, cfg.backbone_lr_ratio, cfg.weight_decay))
     schedule = EpochSchedule(optimizer, cfg.scheduler, cfg.epochs, cfg.warmup_epochs)
@@ -179,6 +183,28 @@ def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx
                 f"{state.best_epoch}, kappa {state.best_kappa:.3f})")
     state = fit(ctx, state, run=run)
     return finish_split(cfg, run, data, ctx, state, train_idx, val_idx, fusion)
+
+
+def _weights_record(cfg: TrainConfig, run: RunContext, model: torch.nn.Module,
+                    resumed: bool) -> dict[str, Any]:
+    """Log where the weights came from and return model_config's pretrained/weights.
+
+    A resumed run's weights come from its checkpoint; it records the source of
+    the run it continues (what the weights were first initialised from).
+    """
+    if resumed and cfg.resume is not None:
+        from mammography.run.contract import read_summary
+
+        previous = read_summary(cfg.resume).get("model_config") or {}
+        run.log(f"Weights: from {cfg.resume} (resumed; first initialised from "
+                f"{previous.get('pretrained', 'unknown')})")
+        return {"pretrained": previous.get("pretrained"), "weights": previous.get("weights"),
+                "resumed_from_checkpoint": True}
+    line, warnings = describe_weights(model)
+    run.log(line)
+    for text in warnings:
+        run.warn(text)
+    return weights_source(model)
 
 
 # --------------------------------------------------------------------- child runs

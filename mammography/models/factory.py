@@ -7,10 +7,11 @@ backbone gives one code path for freezing, per-group learning rates,
 Grad-CAM (``features`` → ``pool`` → ``head``) and weights loading.
 
 Weights: ``pretrained=True`` asks timm for its pretrained weights (cached
-locally or downloaded); with no network that fails and we say how to go on
-(``--weights FILE`` or ``--no-pretrained``). ``weights=FILE`` loads a local
-``.pt/.pth/.safetensors`` through timm's own pretrained-loading path, which
-adapts the first convolution to one channel and drops a mismatched classifier.
+locally or downloaded) and loads them strictly; with no network that fails
+and we say how to go on (``--weights FILE`` or ``--no-pretrained``).
+``weights=FILE`` loads a local ``.pt/.pth/.safetensors`` strictly through
+``models/weights.py`` (every backbone tensor or a refusal). Either way the
+backbone records where its weights came from in ``weights_source``.
 """
 
 from __future__ import annotations
@@ -70,34 +71,33 @@ def _timm_create(arch: str, **kwargs: Any) -> nn.Module:
 
         raise ConfigError(f"{unknown_arch(arch)}. List them with "
                           "`python -c \"import timm; print(timm.list_models())\"`.")
-    return timm.create_model(arch, num_classes=0, in_chans=IN_CHANS, **kwargs)
+    kwargs.setdefault("num_classes", 0)  # pooled features; None = timm's own classifier
+    if kwargs["num_classes"] is None:
+        del kwargs["num_classes"]
+    return timm.create_model(arch, in_chans=IN_CHANS, **kwargs)
 
 
-def create_backbone(arch: str, *, pretrained: bool = False, weights: Path | None = None
-                    ) -> nn.Module:
+def create_backbone(arch: str, *, pretrained: bool = False, weights: Path | None = None,
+                    allow_partial: bool = False) -> nn.Module:
+    """The backbone (pooled features, one grey channel), its weights' origin recorded in
+    ``backbone.weights_source``: ``{"pretrained": "none" | "timm" | "file", "weights": …}``.
+
+    ``weights`` loads a local file strictly (``models/weights.py``): every backbone
+    tensor or a clear refusal, unless ``allow_partial``.
+    """
     if weights is not None:
-        weights = Path(weights)
-        if not weights.is_file():
-            raise ConfigError(f"--weights {weights} does not exist.")
-        try:
-            return _timm_create(arch, pretrained=True,
-                                pretrained_cfg_overlay={"file": str(weights.resolve())})
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(
-                f"Cannot load --weights {weights} into {arch}: {type(exc).__name__}: {exc}. "
-                "Give a weights file of the same architecture (a state dict as .pt/.pth or "
-                ".safetensors).") from None
+        return _from_file(arch, Path(weights), allow_partial)
     if not pretrained:
-        return _timm_create(arch, pretrained=False)
+        backbone = _timm_create(arch, pretrained=False)
+        backbone.weights_source = {"pretrained": "none", "weights": None}
+        return backbone
     cached = _create_from_local_cache(arch)
     if cached is not None:
         return cached
     problem = "no network connection to download them" if not _hub_reachable() else None
     if problem is None:
         try:
-            return _timm_create(arch, pretrained=True)
+            return _from_timm(arch)
         except InputError:
             raise
         except Exception as exc:
@@ -109,6 +109,41 @@ def create_backbone(arch: str, *, pretrained: bool = False, weights: Path | None
         "weights.")
 
 
+def _from_file(arch: str, path: Path, allow_partial: bool) -> nn.Module:
+    from mammography.models.weights import load_weights
+
+    if not path.is_file():
+        raise ConfigError(f"--weights {path} does not exist.")
+    backbone = _timm_create(arch, pretrained=False)
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    first_conv = cfg.get("first_conv")
+    first_conv = first_conv[0] if isinstance(first_conv, list | tuple) else first_conv
+    classifier = cfg.get("classifier")
+    classifier = classifier[0] if isinstance(classifier, list | tuple) else classifier
+    report = load_weights(backbone, path, allow_partial=allow_partial, first_conv=first_conv,
+                          classifier=classifier, arch=arch)
+    backbone.weights_source = {"pretrained": "file", "weights": report.as_dict(),
+                               "summary": report.describe()}
+    return backbone
+
+
+def _from_timm(arch: str) -> nn.Module:
+    """timm's pretrained weights, loaded strictly: the model is built with timm's own
+    classifier (so timm loads every tensor, first convolution adapted to one channel),
+    then the classifier is removed."""
+    backbone = _timm_create(arch, pretrained=True, num_classes=None)
+    backbone.reset_classifier(0)
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    count = len([k for k in backbone.state_dict() if not k.endswith("num_batches_tracked")])
+    source = cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("tag") or arch
+    backbone.weights_source = {
+        "pretrained": "timm",
+        "weights": {"source": "timm", "name": str(source), "tag": cfg.get("tag"),
+                    "tensors_loaded": count, "tensors_expected": count},
+        "summary": f"timm pretrained weights {source} ({count} backbone tensors)"}
+    return backbone
+
+
 def _create_from_local_cache(arch: str) -> nn.Module | None:
     """timm's pretrained weights from the local Hugging Face cache, without any network."""
     try:
@@ -118,7 +153,7 @@ def _create_from_local_cache(arch: str) -> nn.Module | None:
     previous = constants.HF_HUB_OFFLINE
     constants.HF_HUB_OFFLINE = True
     try:
-        return _timm_create(arch, pretrained=True)
+        return _from_timm(arch)
     except InputError:
         raise
     except Exception:
@@ -140,8 +175,9 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 def create_model(arch: str, *, pretrained: bool = False, weights: Path | None = None,
                  num_classes: int = NUM_CLASSES, embedding_dim: int = 0,
-                 drop_rate: float = 0.2) -> DensityModel:
-    backbone = create_backbone(arch, pretrained=pretrained, weights=weights)
+                 drop_rate: float = 0.2, allow_partial: bool = False) -> DensityModel:
+    backbone = create_backbone(arch, pretrained=pretrained, weights=weights,
+                               allow_partial=allow_partial)
     return DensityModel(backbone, num_classes=num_classes, embedding_dim=embedding_dim,
                         drop_rate=drop_rate)
 
@@ -199,3 +235,29 @@ def parameter_groups(model: DensityModel, lr: float, backbone_lr_ratio: float,
         groups.append({"params": backbone, "lr": lr * backbone_lr_ratio,
                        "weight_decay": weight_decay, "name": "backbone"})
     return groups
+
+
+def weights_source(model: nn.Module) -> dict[str, Any]:
+    """Where a model's (or backbone's) weights came from: ``{"pretrained": "none" |
+    "timm" | "file", "weights": details}`` (what summary.json ``model_config`` records)."""
+    backbone = getattr(model, "backbone", model)
+    source = getattr(backbone, "weights_source", None) or {"pretrained": "none",
+                                                            "weights": None}
+    return {"pretrained": source["pretrained"], "weights": source.get("weights")}
+
+
+def describe_weights(model: nn.Module) -> tuple[str, list[str]]:
+    """(the run.log line about the weights, the warnings they deserve)."""
+    backbone = getattr(model, "backbone", model)
+    source = getattr(backbone, "weights_source", None) or {}
+    if source.get("pretrained") in (None, "none"):
+        return "Weights: random initialisation (no pretrained weights)", []
+    warnings = list((source.get("weights") or {}).get("notes") or [])
+    details = source.get("weights") or {}
+    if details.get("partial"):
+        missing = details.get("missing") or []
+        warnings.insert(0, f"--allow-partial-weights: only {details['tensors_loaded']} of "
+                           f"{details['tensors_expected']} backbone tensors came from "
+                           f"{details['path']}; the other {len(missing)} start from random "
+                           f"values (e.g. {', '.join(missing[:3]) or 'none'})")
+    return f"Weights: {source.get('summary')}", warnings

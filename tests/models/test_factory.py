@@ -270,7 +270,7 @@ def test_weights_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         create_backbone("test_resnet", weights=tmp_path / "missing.pt")
     torch.save(create_backbone("test_efficientnet").state_dict(), tmp_path / "eff.pt")
-    with pytest.raises(InputError, match="Cannot load --weights .* into test_resnet"):
+    with pytest.raises(InputError, match="--weights .* does not fit the test_resnet backbone"):
         create_backbone("test_resnet", weights=tmp_path / "eff.pt")
 
 
