@@ -52,6 +52,17 @@ def to_label(index: int) -> int:
     return value + 1
 
 
+def exam_label(labels: Iterable[int]) -> int:
+    """The density of an exam from its breasts' (or images') densities: the denser one.
+
+    The BI-RADS Atlas (5th edition): "If the breasts are not of apparently equal
+    density, the denser breast should be used to categorize breast density." The
+    one rule for an exam's truth, used by the data audit and the metrics alike
+    (labels 1-4 or indices 0-3: the order is the same).
+    """
+    return max(labels)
+
+
 def letter(index: int) -> str:
     """Class index 0-3 → ``"A"``..``"D"``."""
     return CLASS_NAMES[to_label(index) - 1]

@@ -16,7 +16,12 @@ from typing import Any
 
 from mammography.config.datacmd import DataCacheConfig, DataCheckConfig
 from mammography.data.labels import LabelTable
-from mammography.data.pipeline import build_cache, load_table, preprocess_settings
+from mammography.data.pipeline import (
+    build_cache,
+    load_table,
+    preprocess_settings,
+    write_data_manifest,
+)
 from mammography.errors import EXIT_OK
 from mammography.run.reporter import ConsoleReporter
 
@@ -78,6 +83,22 @@ def print_audit(report: dict[str, Any]) -> None:
             console.print(f"  - {where}: {item['reason']}", markup=False, highlight=False)
         if report["excluded"] > 50:
             console.print(f"  ... and {report['excluded'] - 50} more (see --json)")
+    grouping = report.get("grouping")
+    if grouping:
+        console.print(
+            f"Split groups: {grouping['components']} (patients, exams, studies and identical "
+            f"files linked); kept together: "
+            f"{grouping['accessions_with_several_patients']['count']} exams with several "
+            f"PatientIDs, {grouping['study_uids_with_several_patients']['count']} studies with "
+            f"several PatientIDs, "
+            f"{grouping['identical_files_under_several_exams']['count']} files copied under "
+            f"several exams; {grouping['components_joining_several_patient_ids']} groups join "
+            f"several PatientIDs; {grouping.get('per_view_patient_ids_shortened', 0)} per-view "
+            "PatientIDs read as their patient", markup=False, highlight=False)
+    checks = report.get("label_checks") or {}
+    if checks.get("exams_with_breast_labels"):
+        console.print(f"Exams labelled per breast: {checks['exams_with_breast_labels']} "
+                      "(exam label = the denser breast)")
     verdict = "usable" if report["usable"] else "NOT usable"
     console.print(f"Verdict: {verdict} — {report['images']} images of {report['exams']} exams")
 
@@ -98,6 +119,10 @@ def run_check(cfg: DataCheckConfig) -> int:
         table.images = [r for r in table.images if str(r.path) not in report.failed]
     result = audit(table)
     result["decoded"] = cfg.decode
+    if table.images:
+        # Checksums (remembered between runs) give the leakage-proof split groups.
+        result["grouping"] = write_data_manifest(None, table, out, group=True)["grouping"]
+    result["label_checks"] = table.label_checks
     print_audit(result)
     if cfg.json is not None:
         cfg.json.parent.mkdir(parents=True, exist_ok=True)

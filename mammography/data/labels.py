@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mammography.data.density_labels import exam_labels, label_problem, parse_label
 from mammography.data.workers import process_pool
 from mammography.domain import to_index
 from mammography.errors import DataError
 from mammography.run.reporter import CONSOLE, Reporter
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
-LABEL_ALIASES = {"A": 1, "B": 2, "C": 3, "D": 4, "E": 5}
 CLASSES = (1, 2, 3, 4)
 # Below this many files, reading headers in one process beats starting a pool.
 PARALLEL_HEADERS_FROM = 400
@@ -50,6 +50,20 @@ class ImageRecord:
     label: int
     row: int  # CSV line number (header = 1), for messages
     for_processing: bool = False
+    study_uid: str = ""  # StudyInstanceUID
+    sha256: str = ""  # file content, from the data manifest
+    group: str = ""  # leakage-proof split group (data/grouping.py)
+
+    @property
+    def breast(self) -> str:
+        """The breast this image shows: ``<accession>/<L|R|?>`` (the per-breast level)."""
+        side = (self.laterality or "").upper()[:1]
+        return f"{self.accession}/{side if side in ('L', 'R') else '?'}"
+
+    @property
+    def split_group(self) -> str:
+        """What splits keep on one side: the leakage-proof group, else the patient."""
+        return self.group or self.patient
 
     @property
     def class_index(self) -> int:
@@ -68,16 +82,26 @@ class LabelTable:
     csv_format: str  # "classificacao" or "generic"
     csv_rows: int
     warnings: list[str] = field(default_factory=list)
+    #: ``density_labels.check_breast_labels``'s counts (exams labelled per breast, …)
+    label_checks: dict[str, Any] = field(default_factory=dict)
+    #: PatientIDs that named a breast and view, shortened to the patient (grouping.py)
+    per_view_patient_ids: int = 0
+
+    def exclude(self, record: ImageRecord, reason: str) -> None:
+        """Record that ``record`` is left out, and why (it stays in ``images`` until the
+        caller removes it)."""
+        self.exclusions.append({"path": str(record.path), "accession": record.accession,
+                                "row": record.row, "reason": reason})
 
     @property
     def labels(self) -> list[int]:
         return [r.label for r in self.images]
 
     def class_distribution(self, per: str = "image") -> dict[str, int]:
-        """Counts per class, per image or per exam (``per="exam"``)."""
+        """Counts per class, per image or per exam (``per="exam"``: the exam's label is
+        its denser breast's, ``domain.exam_label``)."""
         if per == "exam":
-            seen = {r.accession: r.label for r in self.images}
-            counts = Counter(seen.values())
+            counts = Counter(exam_labels(self.images).values())
         else:
             counts = Counter(self.labels)
         return {str(k): counts[k] for k in sorted(counts)}
@@ -89,20 +113,6 @@ class LabelTable:
     @property
     def num_patients(self) -> int:
         return len({r.patient for r in self.images})
-
-
-def parse_label(value: str) -> int | None:
-    """'3', '3.0', 'C', 'c' → 3; anything else → None."""
-    text = (value or "").strip().upper()
-    if text in LABEL_ALIASES:
-        return LABEL_ALIASES[text]
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    if number.is_integer() and 1 <= number <= 5:
-        return int(number)
-    return None
 
 
 def read_csv_rows(path: Path,
@@ -251,9 +261,8 @@ def _seed_table(csv_path: Path, root: Path, header: list[str],
         labels = {label for _, label, _, _ in entries}
         line = entries[0][0]
         if None in labels:
-            raw = next(text for _, label, text, _ in entries if label is None)
-            _exclude(table, out, row=line, accession=accession,
-                     reason=f"unknown label {raw!r} (use 1-4, A-D, or 5 = not classifiable)")
+            bad_line, raw = next((n, text) for n, label, text, _ in entries if label is None)
+            _exclude(table, out, row=bad_line, accession=accession, reason=label_problem(raw))
             continue
         if len(labels) > 1:
             _exclude(table, out, row=line, accession=accession,
@@ -309,7 +318,7 @@ def _generic_table(csv_path: Path, base: Path, header: list[str],
             path = next((c for c in candidates if _exists(c)), candidates[0])
         if label is None:
             _exclude(table, out, row=line, path=str(path),
-                     reason=f"unknown label {row.get(label_col, '')!r} (use 1-4 or A-D)")
+                     reason=label_problem(row.get(label_col, "")))
             continue
         try:
             is_file = path.is_file()
@@ -378,6 +387,7 @@ def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
         record.accession = record.accession or header.accession or record.path.parent.name
         record.patient = record.patient or record.accession
         record.view, record.laterality = header.view, header.laterality
+        record.study_uid = header.study_uid
         record.for_processing = bool(header.for_processing)
         kept.append(record)
     _report_bad(table, bad, len(results), on_bad_image, max_bad_fraction, out)

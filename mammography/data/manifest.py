@@ -389,7 +389,7 @@ def count_csv_rows(path: Path) -> int:
     return max(rows - 1, 0)
 
 
-def _display_path(path: Path, root: str | None) -> str:
+def display_path(path: Path, root: str | None) -> str:
     """Path relative to ``root`` (POSIX separators) when inside it, else absolute."""
     absolute = os.path.abspath(path)
     if root is not None:
@@ -412,7 +412,7 @@ def _normalise_exclusions(exclusions: Sequence[dict], root: str | None) -> list[
             raise ValueError(f"exclusion without a 'reason': {item!r}")
         entry = to_jsonable(dict(item))
         if isinstance(item.get("path"), str | os.PathLike) and os.path.isabs(item["path"]):
-            entry["path"] = _display_path(Path(item["path"]), root)
+            entry["path"] = display_path(Path(item["path"]), root)
         out.append(entry)
     return sorted(out, key=_canonical)
 
@@ -470,9 +470,9 @@ def build_manifest(*, csv_path: Path | None, dicom_root: Path | None,
 
     errors: dict[Path, str] = {}
     facts = checksum_files(images, memo, workers=workers, progress=progress, errors=errors)
-    entries = sorted(({"path": _display_path(p, root), "bytes": f.size, "sha256": f.sha256}
+    entries = sorted(({"path": display_path(p, root), "bytes": f.size, "sha256": f.sha256}
                       for p, f in facts.items()), key=lambda e: e["path"])
-    unreadable = [{"path": _display_path(p, root), "reason": f"unreadable: {why}"}
+    unreadable = [{"path": display_path(p, root), "reason": f"unreadable: {why}"}
                   for p, why in errors.items()]
     excluded = _normalise_exclusions([*exclusions, *unreadable], root)
     hits = sum(f.from_memo for f in facts.values())

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from mammography.config.data import ImageConfig, LabelsConfig
+from mammography.data.density_labels import check_breast_labels
+from mammography.data.grouping import normalise_patient_ids
 from mammography.data.labels import LabelTable, attach_headers, load_label_table
 from mammography.errors import DataError
 from mammography.run.contract import MANIFEST_FILE
@@ -53,6 +55,11 @@ def load_table(cfg: LabelsConfig, out: Reporter = CONSOLE) -> LabelTable:
     attach_headers(table, read_header, on_bad_image=cfg.on_bad_image,
                    max_bad_fraction=cfg.max_bad_fraction, workers=min(8, os.cpu_count() or 1),
                    out=out)
+    table.per_view_patient_ids = normalise_patient_ids(table.images, out)
+    table.label_checks = check_breast_labels(table.images, table.exclude, out)
+    if not table.images:
+        raise DataError(f"No usable images in {table.csv_path}: every image was excluded "
+                        "(see the WARNING lines above).")
     return table
 
 
@@ -93,9 +100,14 @@ def build_cache(cfg: ImageConfig, table: LabelTable, out: Reporter = CONSOLE,
 
 
 def write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter = CONSOLE,
-                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                        extra: dict[str, Any] | None = None,
+                        group: bool = False) -> dict[str, Any]:
     """``data_manifest.json`` for the images in ``table`` (checksums memoised); with
-    ``run_dir`` None the manifest is only computed (a worker checking its data)."""
+    ``run_dir`` None the manifest is only computed (a worker checking its data).
+
+    ``group``: also give every image its file checksum and leakage-proof split
+    group (``grouping.py``), recorded under the manifest's ``grouping``.
+    """
     from mammography.data.manifest import (
         ChecksumMemo,
         build_manifest,
@@ -109,6 +121,8 @@ def write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter =
         manifest = build_manifest(csv_path=table.csv_path, dicom_root=table.dicom_root,
                                   images=[r.path for r in table.images],
                                   exclusions=table.exclusions, memo=memo, extra=extra)
+    if group:
+        manifest["grouping"] = assign_groups(table, manifest, out)
     if run_dir is not None:
         write_manifest(Path(run_dir) / MANIFEST_FILE, manifest)
     hashing = manifest.get("hashing", {})
@@ -116,6 +130,27 @@ def write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter =
             f"exclusions, digest {manifest['digest'][:12]} ({hashing.get('files_hashed', 0)} "
             f"hashed, {hashing.get('files_from_memo', 0)} remembered)")
     return manifest
+
+
+def assign_groups(table: LabelTable, manifest: dict[str, Any], out: Reporter) -> dict[str, Any]:
+    """Each image's sha256 (from the manifest) and split group; the grouping report."""
+    import os
+
+    from mammography.data.grouping import leakage_groups, warn_leakage
+    from mammography.data.manifest import display_path
+
+    root = os.path.abspath(table.dicom_root) if table.dicom_root is not None else None
+    sha = {entry["path"]: entry["sha256"] for entry in manifest["images"]}
+    for record in table.images:
+        record.sha256 = sha.get(display_path(record.path, root), "")
+    grouping = leakage_groups(table.images)
+    for record, name in zip(table.images, grouping.groups, strict=True):
+        record.group = name
+    warn_leakage(grouping.report, out)
+    report = {**grouping.report, "per_view_patient_ids_shortened": table.per_view_patient_ids}
+    out.log(f"Split groups: {report['components']} (patient, exam, study and file content "
+            f"linked; {report['patients']} patients, {report['exams']} exams)")
+    return report
 
 
 def data_config(cfg: LabelsConfig, table: LabelTable, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +165,8 @@ def data_config(cfg: LabelsConfig, table: LabelTable, manifest: dict[str, Any]) 
         "class_distribution": table.class_distribution("exam"),
         "class_distribution_images": table.class_distribution("image"),
         "num_excluded": len(table.exclusions),
+        "num_split_groups": (manifest.get("grouping") or {}).get("components"),
+        "exams_with_breast_labels": table.label_checks.get("exams_with_breast_labels", 0),
         "manifest_digest": manifest["digest"],
         "manifest_file": MANIFEST_FILE,
     }
@@ -145,7 +182,7 @@ def prepare_data(cfg: ImageConfig, run_dir: Path | None, out: Reporter = CONSOLE
     out.log(f"Class distribution: {_pretty(table.class_distribution('exam'))} (exams), "
             f"{_pretty(table.class_distribution('image'))} (images)")
     manifest = write_data_manifest(run_dir, table, out,
-                                   extra={"preprocessing": cache.settings.as_dict()})
+                                   extra={"preprocessing": cache.settings.as_dict()}, group=True)
     return PreparedData(table, cache, manifest, cache_report)
 
 

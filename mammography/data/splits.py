@@ -1,9 +1,11 @@
 """Patient-grouped, density-stratified splits and folds (scikit-learn), and ``splits.csv``.
 
-No patient is ever on both sides: views of one exam, and exams of one
-patient, are strongly correlated, and letting them straddle train and
-validation inflates every metric. Stratification keeps each class's share
-similar on both sides, which matters with rare class A.
+No group is ever on both sides: a group is a connected component over
+patient, exam, study and file content (``grouping.py``), because views of one
+exam, exams of one patient and copies of one file are strongly correlated,
+and letting them straddle train and validation inflates every metric.
+Stratification keeps each class's share similar on both sides, which matters
+with rare class A.
 
 ``splits.csv`` records every image's side (``train``/``val``) or CV fold
 (``fold_k``), with paths relative to the DICOM root: eval-export re-reads a
@@ -22,15 +24,17 @@ import numpy as np
 from mammography.errors import DataError
 from mammography.run.contract import fold_name
 
-SPLIT_COLUMNS = ("image_path", "accession", "patient", "view", "laterality", "label", "split")
+SPLIT_COLUMNS = ("image_path", "accession", "patient", "view", "laterality", "label", "group",
+                 "split")
 UNUSED = "unused"
 
 
 def _check_groups(labels: Sequence[int], groups: Sequence[str], n_splits: int) -> None:
     patients = len(set(groups))
     if patients < n_splits:
-        raise DataError(f"Only {patients} patients: cannot make {n_splits} patient-disjoint "
-                        "splits. Add data or lower --cv-folds / raise --val-fraction.")
+        raise DataError(f"Only {patients} patients (split groups): cannot make {n_splits} "
+                        "patient-disjoint splits. Add data or lower --cv-folds / raise "
+                        "--val-fraction.")
 
 
 def kfold_indices(labels: Sequence[int], groups: Sequence[str], k: int,
@@ -81,7 +85,7 @@ def split_rows(records: Sequence[Any], root: Path | None,
     """One splits.csv row per image record; ``assignment`` maps record index → split."""
     return [{"image_path": relative_path(r.path, root), "accession": r.accession,
              "patient": r.patient, "view": r.view, "laterality": r.laterality,
-             "label": r.label, "split": assignment.get(i, UNUSED)}
+             "label": r.label, "group": r.split_group, "split": assignment.get(i, UNUSED)}
             for i, r in enumerate(records)]
 
 

@@ -36,7 +36,7 @@ def cross_validate(cfg: TrainConfig, run: RunContext, data: PreparedData,
 
     images = data.table.images
     labels = [r.class_index for r in images]
-    groups = [r.patient for r in images]
+    groups = [r.split_group for r in images]
     folds = kfold_indices(labels, groups, cfg.cv_folds, cfg.seed)
     fold_of = {int(i): fold_name(k) for k, (_, val) in enumerate(folds, 1) for i in val}
     write_splits_csv(run.dir / SPLITS_FILE, split_rows(images, data.table.dicom_root, fold_of))

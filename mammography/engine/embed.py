@@ -115,7 +115,7 @@ def run_embed(cfg: EmbedConfig, run: RunContext) -> None:
     results = {"num_images": len(features), "embedding_dim": int(features.shape[1]),
                "images_per_second": round(rate, 2), "extract_seconds": round(seconds, 3)}
     if cfg.probe_folds:
-        probe = linear_probe(features, labels, [r.patient for r in images],
+        probe = linear_probe(features, labels, [r.split_group for r in images],
                              [r.accession for r in images], cfg.probe_folds, cfg.seed)
         if probe is None:
             run.warn(f"Linear probe skipped: too few patients for {cfg.probe_folds} folds")

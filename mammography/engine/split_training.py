@@ -23,6 +23,7 @@ from mammography.config.core import run_settings, to_dict
 from mammography.config.train import TrainConfig
 from mammography.data.augment import GRAY_MEAN, GRAY_STD
 from mammography.data.dataset import CachedImageDataset
+from mammography.data.grouping import assert_disjoint
 from mammography.data.loading import describe_loader, make_loader
 from mammography.data.pipeline import PreparedData
 from mammography.data.splits import split_rows, write_splits_csv
@@ -83,14 +84,38 @@ def _loaders(cfg: TrainConfig, data: PreparedData, train_idx: np.ndarray, val_id
 
 def class_weights(choice: str | list[float], indices: list[int]) -> torch.Tensor | None:
     """Loss weights: none, four given numbers, or ``auto`` (inverse class frequency of
-    the training split; a class absent from it gets 0)."""
+    the training split).
+
+    A class absent from the training split gets weight 1 (that of a class of
+    average frequency): its weight cannot change training, which has no example
+    of it, but a weight of 0 would make the validation loss of a batch holding
+    only that class 0/0 = NaN.
+    """
     if choice == "none":
         return None
     if choice != "auto":
         return torch.tensor(choice, dtype=torch.float32)
     counts = np.bincount(indices, minlength=NUM_CLASSES).astype(np.float64)
-    weights = np.where(counts > 0, counts.sum() / (NUM_CLASSES * np.maximum(counts, 1)), 0.0)
+    weights = np.where(counts > 0, counts.sum() / (NUM_CLASSES * np.maximum(counts, 1)), 1.0)
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def warn_missing_classes(run: RunContext, train_labels: list[int],
+                         val_labels: list[int]) -> None:
+    """A WARNING for classes on one side of the split only (a small or skewed dataset):
+    the model never learns a class it never sees, and a class never validated has no
+    per-class metric (its AUC is undefined)."""
+    train, val = set(train_labels), set(val_labels)
+    only_val = sorted(val - train)
+    only_train = sorted(train - val)
+    if only_val:
+        run.warn(f"classes {', '.join(CLASS_NAMES[c] for c in only_val)} are in validation but "
+                 "not in training: the model cannot learn them, and their validation images "
+                 "count as errors. Add data of these classes or change --seed/--val-fraction.")
+    if only_train:
+        run.warn(f"classes {', '.join(CLASS_NAMES[c] for c in only_train)} are in training but "
+                 "not in validation: their per-class metrics and AUC are undefined for this "
+                 "split.")
 
 
 def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx: np.ndarray,
@@ -101,6 +126,7 @@ def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx
     from mammography.engine.split_report import finish_split
 
     images = data.table.images
+    assert_disjoint(images, train_idx, val_idx)  # SplitLeakError (exit 1): a bug, not input
     assignment = {int(i): "train" for i in train_idx} | {int(i): "val" for i in val_idx}
     if run.is_primary:
         write_splits_csv(run.dir / SPLITS_FILE,
@@ -111,6 +137,7 @@ def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx
             f"{len(val_idx)} val)")
     run.log("Train class distribution: " + _counts(train_labels) + " | val: "
             + _counts(val_labels))
+    warn_missing_classes(run, train_labels, val_labels)
     seed_everything(cfg.seed)
     ddp = current_distributed()
     device = select_device(cfg.device, ddp.local_rank)

@@ -55,7 +55,7 @@ def train_prepared(cfg: TrainConfig, run: RunContext, data: PreparedData,
     if cfg.cv_folds:
         return cross_validate(cfg, run, data, fusion)
     labels = [r.class_index for r in data.table.images]
-    groups = [r.patient for r in data.table.images]
+    groups = [r.split_group for r in data.table.images]
     train_idx, val_idx = train_val_indices(labels, groups, cfg.val_fraction, cfg.seed)
     resume = load_safely(cfg.resume / LAST_CHECKPOINT_FILE, "checkpoint") if cfg.resume else None
     if cfg.resume and (cfg.resume / BEST_MODEL_FILE).is_file():

@@ -18,10 +18,10 @@ def aggregate_by_exam(
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Exam-level view: one row per exam, probabilities averaged over its images (views).
 
-    Exams keep the order of their first image. The exam's label is the label its
-    images share; if they disagree (a labelling error upstream), the most common
-    label wins, ties going to the lower class index. No warning is raised here:
-    label consistency is the label table's job, and this keeps metrics pure.
+    Exams keep the order of their first image. The exam's label is the denser
+    breast's (``domain.exam_label``, the BI-RADS rule): the highest label among its
+    images, so an exam whose breasts differ is as dense as its denser breast. (The
+    label table has already excluded breasts whose own images disagree.)
 
     Returns ``(exam_ids as str, labels (int64, E), mean probabilities (E x K))``.
     """
@@ -52,9 +52,7 @@ def aggregate_by_exam(
     np.add.at(summed, group, p)
     mean_probs = summed / counts[:, None]
 
-    n_labels = int(y.max()) + 1
-    votes = np.zeros((n_exams, n_labels), dtype=np.int64)
-    np.add.at(votes, (group, y), 1)
-    labels = votes.argmax(axis=1).astype(np.int64)  # argmax: ties -> lower index
+    labels = np.full(n_exams, -1, dtype=np.int64)
+    np.maximum.at(labels, group, y)  # domain.exam_label: the denser breast
 
     return [str(u) for u in uniq[order]], labels, mean_probs

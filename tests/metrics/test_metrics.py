@@ -164,10 +164,11 @@ def test_aggregate_by_exam_averages_and_keeps_order():
     np.testing.assert_allclose(mean.sum(axis=1), 1.0)
 
 
-def test_aggregate_by_exam_disagreeing_labels_uses_mode():
+def test_aggregate_by_exam_disagreeing_labels_take_the_denser_breast():
     ids, labels, _ = aggregate_by_exam([7, 7, 7, 8, 8], [2, 1, 2, 0, 3], one_hot_probs([0] * 5))
     assert ids == ["7", "8"]
-    assert labels.tolist() == [2, 0]  # mode; tie -> lower class index
+    # BI-RADS: "the denser breast should be used to categorize breast density"
+    assert labels.tolist() == [2, 3]
 
 
 # --------------------------------------------------------------------------- bootstrap
