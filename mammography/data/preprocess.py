@@ -44,7 +44,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +51,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from mammography.config.data import parse_image_size
 from mammography.data.dicom import (
     FRAME_POLICIES,
     Affine,
@@ -83,22 +83,6 @@ PREPROCESS_VERSION = 1
 ANALYSIS_LONG_SIDE = 256
 
 _MAX_VALUE = {"uint8": 255, "uint16": 65535}
-_SIZE = re.compile(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?")
-
-
-def parse_image_size(value: int | str) -> tuple[int, int]:
-    """``512`` or ``"512"`` -> (512, 512); ``"512x256"`` -> (512, 256) (height x width)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected 512 or HxW such as 512x256, got {value!r}")
-    if isinstance(value, int):
-        return value, value
-    match = _SIZE.fullmatch(str(value))
-    if not match:
-        raise ValueError(f"expected 512 or HxW such as 512x256, got {value!r}")
-    height = int(match.group(1))
-    return height, int(match.group(2)) if match.group(2) else height
-
-
 @dataclass(frozen=True)
 class PreprocessSettings:
     """How a decoded image becomes the network input (part of the cache key)."""
