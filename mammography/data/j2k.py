@@ -32,6 +32,11 @@ from pydicom.uid import JPEG2000TransferSyntaxes
 HTJ2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
                             "1.2.840.10008.1.2.4.203"})
 _SOC_SIZ = b"\xff\x4f\xff\x51"
+#: The level decoded keeps at least this many pixels per output pixel and side:
+#: the wavelet's low-pass band is not the area average training uses, and
+#: letting the area average do the last factor 2 brings the result within
+#: 40 dB PSNR of the full decode (benchmarks/bench_j2k.py: ~35 dB without).
+OVERSAMPLE = 2
 _COD, _COC, _SOT = 0xFF52, 0xFF53, 0xFF90
 
 
@@ -52,12 +57,12 @@ def is_j2k(syntax: str) -> bool:
 
 
 def level_for(shape: tuple[int, int], target: tuple[int, int], levels: int) -> int:
-    """The coarsest level whose image still covers ``target`` when fitted (aspect kept).
+    """The coarsest level whose image still covers ``OVERSAMPLE`` x ``target`` (aspect kept).
 
     Fitting ``shape`` into ``target`` shrinks it by ``min(rows/H, cols/W)``;
-    level n divides both sides by ``2**n``, so n = floor(log2(shrink)).
+    level n divides both sides by ``2**n``, so n = floor(log2(shrink / OVERSAMPLE)).
     """
-    shrink = min(shape[0] / max(1, target[0]), shape[1] / max(1, target[1]))
+    shrink = min(shape[0] / max(1, target[0]), shape[1] / max(1, target[1])) / OVERSAMPLE
     if shrink < 2:
         return 0
     return max(0, min(levels, int(math.floor(math.log2(shrink) + 1e-9))))

@@ -213,12 +213,14 @@ def load_preprocessed_with_info(
     frame = read_frame(path, frames=settings.multiframe, target=target)
     try:
         plan = _frame_plan(frame, settings)
-        if frame.level > 0 and plan.scale > 1.0 + 1e-9:
+        if frame.level > 0 and plan.scale * (1 << frame.level) > 1.0 + 1e-9:
             # The crop is smaller than the level assumed: one level finer per doubling.
-            finer = frame.level - math.ceil(math.log2(plan.scale) - 1e-9)
+            finer = frame.level - math.ceil(math.log2(plan.scale * (1 << frame.level)) - 1e-9)
             frame = read_frame(path, frames=settings.multiframe, target=target,
                                max_level=max(0, finer))
             plan = _frame_plan(frame, settings)
+        stored_plan = plan
+        plan = _at_level(plan, frame.level, frame.raw.shape)
         raw, mapping = frame.raw, frame.mapping
         region = _region(raw, plan)
         if mapping.affine is not None and plan.block > 1:
@@ -231,7 +233,8 @@ def load_preprocessed_with_info(
     except Exception as exc:  # a per-file failure, never a crash of the whole run
         raise DicomReadError(frame.header.path,
                              f"cannot preprocess: {type(exc).__name__}: {exc}") from exc
-    return array, frame.header, plan.info(frame.raw.shape, settings, frame.level, frame.frame)
+    shape = (frame.header.rows, frame.header.columns)
+    return array, frame.header, stored_plan.info(shape, settings, frame.level, frame.frame)
 
 
 # --------------------------------------------------------------------------- decisions
@@ -242,9 +245,35 @@ def _analysis_stride(shape: tuple[int, ...]) -> int:
 
 
 def _frame_plan(frame: RawFrame, settings: PreprocessSettings) -> _Plan:
-    stride = _analysis_stride(frame.raw.shape)
-    small = frame.mapping.apply(frame.raw[::stride, ::stride])
-    return _plan(small, stride, frame.raw.shape, settings, frame.header.laterality)
+    """The plan in stored-image coordinates, also for a frame decoded at a coarser level.
+
+    A level-n frame is sampled where the full frame's analysis grid would be
+    (stored pixel ``i`` lies in level-n pixel ``i >> n``), so both decodes see
+    nearly the same pixels and choose the same crop and output shape.
+    """
+    shape = (frame.header.rows, frame.header.columns)
+    stride = _analysis_stride(shape)
+    if frame.level == 0:
+        small = frame.mapping.apply(frame.raw[::stride, ::stride])
+    else:
+        rows = np.minimum(np.arange(0, shape[0], stride) >> frame.level, frame.raw.shape[0] - 1)
+        cols = np.minimum(np.arange(0, shape[1], stride) >> frame.level, frame.raw.shape[1] - 1)
+        small = frame.mapping.apply(frame.raw[np.ix_(rows, cols)])
+    return _plan(small, stride, shape, settings, frame.header.laterality)
+
+
+def _at_level(plan: _Plan, level: int, shape: tuple[int, ...]) -> _Plan:
+    """``plan`` (stored coordinates) for the pixels of resolution level ``level``."""
+    if level == 0:
+        return plan
+    factor = 1 << level
+    r0, r1, c0, c1 = plan.box
+    box = (r0 // factor, min(int(shape[0]), -(-r1 // factor)),
+           c0 // factor, min(int(shape[1]), -(-c1 // factor)))
+    scale = plan.scale * factor
+    return _Plan(flip=plan.flip, orientation_source=plan.orientation_source, box=box,
+                 threshold=plan.threshold, block=max(1, math.floor(1.0 / scale + 1e-9)),
+                 out_shape=plan.out_shape, scale=scale)
 
 
 def _plan(small: np.ndarray, stride: int, shape: tuple[int, ...],
