@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from mammography.cli.options import add_config_command
-from mammography.config.datacmd import DataCacheConfig, DataCheckConfig
+from mammography.config.datacmd import DataCacheConfig, DataCheckConfig, DataPreviewConfig
 from mammography.config.embed import EmbedConfig
 from mammography.config.evaluate import EvalConfig
 from mammography.config.runs import (
@@ -89,7 +89,8 @@ add_config_command(
     "the end. --resume RUN_DIR continues a killed study.",
 )
 
-data_app = typer.Typer(help="Audit a dataset, or build its decode-once image cache.",
+data_app = typer.Typer(help="Audit a dataset, preview what the model sees, or build "
+                       "its decode-once image cache.",
                        no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 add_config_command(
@@ -101,6 +102,12 @@ add_config_command(
     data_app, "cache", DataCacheConfig, "mammography.data.audit:run_cache",
     "Decode and preprocess every image once into the on-disk cache (parallel), ahead of "
     "training jobs.",
+)
+add_config_command(
+    data_app, "preview", DataPreviewConfig, "mammography.data.preview:run_preview",
+    "What the model sees: DIR/montage.png (accession, view, laterality, label per image) and "
+    "DIR/images/<accession>_<file stem>.png, 16-bit, exactly the preprocessed array, read "
+    "through the same cache and preprocessing as training.",
 )
 
 runs_app = typer.Typer(help="Inspect, compare, check, reproduce, tidy and export run "

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import types
 from pathlib import Path
-from typing import Any, Literal, Optional, get_args, get_origin
+from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import typer
 
@@ -69,7 +70,11 @@ def _option_for(f: dataclasses.Field, tp: Any) -> tuple[Any, Any]:
         kwargs["metavar"] = meta["metavar"]
     annotation: Any = inner
     origin = get_origin(inner)
-    if inner is bool:
+    if origin in (Union, types.UnionType):
+        # A union such as ``int | str`` is typed text here; coerce() converts it.
+        annotation = str
+        default = None if default is None else str(default)
+    elif inner is bool:
         decls = [f"{flag}/--no-{flag[2:]}"]
     elif origin is Literal:
         # Typer renders an Enum as a choice list; values are turned back into

@@ -78,6 +78,15 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
             return None
         raise ValueError(f"{name}: a value is required (got null)")
     origin = get_origin(inner)
+    if origin in (typing.Union, types.UnionType):
+        # ``int | str`` and the like: the first type the value converts to.
+        errors = []
+        for option in get_args(inner):
+            try:
+                return coerce(value, option, name)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(errors[-1])
     if origin is Literal:
         choices = get_args(inner)
         if value not in choices:

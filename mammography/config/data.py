@@ -6,11 +6,27 @@ Commands inherit from these dataclasses, so ``--csv``, ``--dicom-root``,
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from mammography.config.core import setting
+
+_SIZE = re.compile(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?")
+
+
+def parse_image_size(value: int | str) -> tuple[int, int]:
+    """``512`` or ``"512"`` -> (512, 512); ``"512x256"`` -> (512, 256) (height x width)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected 512 or HxW such as 512x256, got {value!r}")
+    if isinstance(value, int):
+        return value, value
+    match = _SIZE.fullmatch(str(value))
+    if not match:
+        raise ValueError(f"expected 512 or HxW such as 512x256, got {value!r}")
+    height = int(match.group(1))
+    return height, int(match.group(2)) if match.group(2) else height
 
 
 @dataclass
@@ -47,9 +63,16 @@ class LabelsConfig:
 
 @dataclass
 class ImageConfig(LabelsConfig):
-    img_size: int = setting(512, "Network input size: images are resized (aspect kept) and "
-                            "padded to img_size x img_size.")
+    img_size: int | str = setting(512, "Network input size: 512 (square) or HxW, height x "
+                                  "width, such as 512x256; images are resized (aspect kept) "
+                                  "and padded to it.", metavar="N|HxW")
     crop_breast: bool = setting(True, "Crop to the breast's bounding box before resizing.")
+    multiframe: Literal["exclude", "first", "middle"] = setting(
+        "exclude", "Multi-frame objects (tomosynthesis volumes, cine): exclude them (with the "
+        "reason recorded), or take their first or middle frame deliberately.")
+    j2k_reduce: bool = setting(True, "Decode JPEG 2000 at the coarsest wavelet level that still "
+                               "covers --img-size (about 10x less CPU for full-field images); "
+                               "--no-j2k-reduce decodes full resolution.")
     cache: Literal["disk", "memory", "off"] = setting(
         "disk", "Preprocessed-image cache: on disk (shared by runs), in memory, or off.")
     cache_dir: Path | None = setting(None, "Cache folder (default: the user cache dir, or "
@@ -57,10 +80,27 @@ class ImageConfig(LabelsConfig):
     workers: int = setting(0, "Processes that decode images when building the cache "
                            "(0 = all cores).", record=False)
 
+    def __post_init__(self) -> None:
+        # One spelling per size: 512 for a square, "512x256" otherwise.
+        shape = self.image_shape()
+        if shape is not None:
+            self.img_size = shape[0] if shape[0] == shape[1] else f"{shape[0]}x{shape[1]}"
+
+    def image_shape(self) -> tuple[int, int] | None:
+        """(height, width) of --img-size; None when it is not a size."""
+        try:
+            return parse_image_size(self.img_size)
+        except ValueError:
+            return None
+
     def image_problems(self) -> list[str]:
         found = self.label_problems()
-        if not 32 <= self.img_size <= 4096:
-            found.append(f"--img-size must be between 32 and 4096, got {self.img_size}")
+        shape = self.image_shape()
+        if shape is None:
+            found.append(f"--img-size must be a size such as 512 or 512x256 (height x width), "
+                         f"got {self.img_size!r}")
+        elif not all(32 <= side <= 4096 for side in shape):
+            found.append(f"--img-size sides must be between 32 and 4096, got {self.img_size}")
         if self.workers < 0:
             found.append(f"--workers must be 0 (all cores) or more, got {self.workers}")
         return found

@@ -27,3 +27,21 @@ class DataCacheConfig(ImageConfig):
         if self.cache != "disk":
             found.append("--cache must be disk for `data cache` (it builds the on-disk cache)")
         return found
+
+
+@dataclass
+class DataPreviewConfig(ImageConfig):
+    out: Path | None = setting(None, "Folder to write montage.png and images/ into (created; "
+                               "existing files are never overwritten).", metavar="DIR",
+                               record=False)
+    limit: int = setting(32, "Images to show (the first N of the CSV, in table order).")
+
+    def problems(self) -> list[str]:
+        found = self.image_problems()
+        if self.out is None:
+            found.append("--out DIR is required: where montage.png and images/ go")
+        elif self.out.exists() and any(self.out.iterdir()):
+            found.append(f"--out {self.out} already holds files: choose an empty or new folder")
+        if self.limit < 1:
+            found.append(f"--limit must be at least 1, got {self.limit}")
+        return found

@@ -34,6 +34,7 @@ class EmbedConfig(ImageConfig):
     seed: int = setting(42, "Seed of the linear probe's folds.")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.outdir is None:
             self.outdir = Path(f"outputs/embeddings_{self.arch}")
 

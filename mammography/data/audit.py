@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from mammography.config.datacmd import DataCacheConfig, DataCheckConfig
-from mammography.data.labels import LabelTable
+from mammography.data.fingerprint import acquisition_fingerprint
+from mammography.data.labels import LabelTable, exclude_bad_images
 from mammography.data.pipeline import (
     build_cache,
     load_table,
@@ -27,8 +28,9 @@ from mammography.run.reporter import ConsoleReporter
 
 
 def audit(table: LabelTable) -> dict[str, Any]:
-    """Counts and exclusions of a label table, JSON-ready."""
+    """Counts, exclusions and the acquisition fingerprint of a label table, JSON-ready."""
     views = Counter(f"{r.laterality or '?'}-{r.view or '?'}" for r in table.images)
+    fingerprint = acquisition_fingerprint(table.images)
     reasons = Counter(_reason_key(e["reason"]) for e in table.exclusions)
     return {
         "csv": str(table.csv_path),
@@ -42,6 +44,9 @@ def audit(table: LabelTable) -> dict[str, Any]:
         "class_distribution_images": table.class_distribution("image"),
         "views": dict(sorted(views.items())),
         "for_processing": sum(r.for_processing for r in table.images),
+        "fingerprint": fingerprint,
+        "images_found": table.images_found,
+        "unusable_images": table.bad_images,
         "excluded": len(table.exclusions),
         "exclusion_reasons": dict(reasons.most_common()),
         "exclusions": table.exclusions,
@@ -75,6 +80,7 @@ def print_audit(report: dict[str, Any]) -> None:
     console.print("Views: " + ", ".join(f"{k} {v}" for k, v in report["views"].items()))
     if report["for_processing"]:
         console.print(f"[yellow]For Processing images: {report['for_processing']}[/yellow]")
+    print_fingerprint(console, report["fingerprint"])
     if report["excluded"]:
         console.print(f"Excluded: {report['excluded']} — " + ", ".join(
             f"{n} x {reason}" for reason, n in report["exclusion_reasons"].items()))
@@ -103,20 +109,38 @@ def print_audit(report: dict[str, Any]) -> None:
     console.print(f"Verdict: {verdict} — {report['images']} images of {report['exams']} exams")
 
 
+#: Fingerprint fields shown by ``data check`` (all of them are in --json).
+_SHOWN = (("manufacturer", "Manufacturer"), ("model", "Model"), ("sop_class", "SOP class"),
+          ("image_kind", "Kind"), ("photometric", "Photometric"), ("bits_stored", "Bits stored"),
+          ("voi_lut_function", "VOI LUT function"), ("image_size", "Image size"),
+          ("pixel_spacing", "Pixel spacing (mm)"), ("view_source", "View from"),
+          ("laterality_source", "Laterality from"))
+
+
+def print_fingerprint(console: Any, fingerprint: dict[str, Any]) -> None:
+    console.print("Acquisition fingerprint:")
+    for key, title in _SHOWN:
+        counts = fingerprint.get(key, {})
+        if counts:
+            shown = sorted(counts.items(), key=lambda kv: -kv[1])
+            text = ", ".join(f"{value} {n}" for value, n in shown[:8])
+            more = f" (+{len(shown) - 8} more)" if len(shown) > 8 else ""
+            console.print(f"  {title}: {text}{more}", markup=False, highlight=False)
+
+
 def run_check(cfg: DataCheckConfig) -> int:
     out = ConsoleReporter()
     table = load_table(cfg, out)
     if cfg.decode:
         from mammography.data.cache import ImageCache
 
+        # The same decode, exclusions and --max-bad-fraction as data cache and training.
         cache = ImageCache(preprocess_settings(cfg), cfg.cache_dir, "off")
         report = cache.verify([r.path for r in table.images], workers=cfg.workers)
-        for record in [r for r in table.images if str(r.path) in report.failed]:
-            reason = report.failed[str(record.path)]
-            out.warn(f"cannot decode {record.path}: {reason}")
-            table.exclusions.append({"path": str(record.path), "accession": record.accession,
-                                     "row": record.row, "reason": reason})
-        table.images = [r for r in table.images if str(r.path) not in report.failed]
+        bad = [(r, report.failed[str(r.path)]) for r in table.images
+               if str(r.path) in report.failed]
+        exclude_bad_images(table, bad, on_bad_image=cfg.on_bad_image,
+                           max_bad_fraction=cfg.max_bad_fraction, out=out, what="undecodable")
     result = audit(table)
     result["decoded"] = cfg.decode
     if table.images:

@@ -33,6 +33,8 @@ from mammography.errors import DataError
 from mammography.run.reporter import CONSOLE, Reporter
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
+DICM_MAGIC = b"DICM"
+GZIP_MAGIC = b"\x1f\x8b"
 CLASSES = (1, 2, 3, 4)
 # Below this many files, reading headers in one process beats starting a pool.
 PARALLEL_HEADERS_FROM = 400
@@ -53,6 +55,10 @@ class ImageRecord:
     study_uid: str = ""  # StudyInstanceUID
     sha256: str = ""  # file content, from the data manifest
     group: str = ""  # leakage-proof split group (data/grouping.py)
+    view_source: str = ""        # where view came from: ViewPosition, ..., file name, folder name
+    laterality_source: str = ""  # ImageLaterality, Laterality, FrameLaterality, ..., file name
+    manufacturer: str = ""
+    header: Any = None           # the DicomHeader (acquisition fingerprint), once read
 
     @property
     def breast(self) -> str:
@@ -92,6 +98,10 @@ class LabelTable:
         caller removes it)."""
         self.exclusions.append({"path": str(record.path), "accession": record.accession,
                                 "row": record.row, "reason": reason})
+    #: Images found before any was excluded as unusable, and how many were:
+    #: every stage (header, decode) counts into the same --max-bad-fraction.
+    images_found: int = 0
+    bad_images: int = 0
 
     @property
     def labels(self) -> list[int]:
@@ -195,11 +205,40 @@ def _exists(path: Path) -> bool:
 
 
 def find_dicoms(folder: Path) -> list[Path]:
-    """Every DICOM file below ``folder`` (any depth), sorted for determinism."""
+    """Every DICOM file below ``folder`` (any depth), sorted for determinism.
+
+    By extension (``.dcm``, ``.dicom``), and by content for the rest: PACS
+    exports and DICOMDIR trees name files ``IM000001`` or by UID, without an
+    extension, so a file whose bytes 128-131 are ``DICM`` counts too (the
+    DICOMDIR index itself does not). A gzip-compressed ``.dcm.gz`` or
+    extension-less file is listed as well, so that it is excluded with the
+    reason ("decompress it first") instead of silently missing.
+    """
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in DICOM_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.rglob("*") if _looks_like_dicom(p))
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    name = path.name.lower()
+    if name.startswith(".") or name == "dicomdir" or not path.is_file():
+        return False
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    gzipped = name.endswith(tuple(f"{s}.gz" for s in DICOM_SUFFIXES))
+    if path.suffix and not gzipped and not _is_uid_like(path.name):
+        return False  # notes.txt, report.pdf: not worth opening
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return head[128:132] == DICM_MAGIC or head[:2] == GZIP_MAGIC
+
+
+def _is_uid_like(name: str) -> bool:
+    """``1.2.840.113619.2.55.3.12345`` has "suffixes" that are only UID components."""
+    return all(part.isdigit() for part in name.split("."))
 
 
 def load_label_table(csv_path: Path, dicom_root: Path | None, *, include_class_5: bool = False,
@@ -360,11 +399,17 @@ def _apply_class_5(table: LabelTable, include: bool, out: Reporter) -> None:
 
 def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
                    on_bad_image: str = "skip", max_bad_fraction: float = 0.2,
-                   workers: int = 8, out: Reporter = CONSOLE) -> None:
-    """Fill patient/view/laterality from DICOM headers; drop unreadable files.
+                   workers: int = 8, out: Reporter = CONSOLE,
+                   image_problem: Callable[[Any], str | None] | None = None) -> None:
+    """Fill patient/view/laterality from DICOM headers; drop unusable files.
 
     Patient falls back CSV → DICOM PatientID → accession; accession (generic
-    CSV) falls back to DICOM AccessionNumber → the file's folder name.
+    CSV) falls back to DICOM AccessionNumber → the file's folder name. View
+    and laterality come from the header (see ``views.py``), else from the
+    file name, else from its folder names below the DICOM root.
+    ``image_problem(header)`` says what the header alone rules out (no pixel
+    data, colour, multi-frame, short pixel data); those files are excluded
+    like unreadable ones.
     """
     def read(record: ImageRecord) -> tuple[ImageRecord, Any, str | None]:
         return (record, *_safe_header(record.path, read_header))
@@ -378,24 +423,52 @@ def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
         results = [(r, h, e) for r, (h, e) in zip(table.images, headers, strict=True)]
     else:
         results = [read(r) for r in table.images]
+    table.images_found = table.images_found or len(results)
     kept, bad = [], []
     for record, header, error in results:
+        if error is None and image_problem is not None:
+            error = image_problem(header)
         if error is not None:
             bad.append((record, error))
             continue
-        record.patient = record.patient or header.patient_id or ""
-        record.accession = record.accession or header.accession or record.path.parent.name
-        record.patient = record.patient or record.accession
-        record.view, record.laterality = header.view, header.laterality
-        record.study_uid = header.study_uid
-        record.for_processing = bool(header.for_processing)
+        _fill_from_header(record, header, table.dicom_root)
         kept.append(record)
-    _report_bad(table, bad, len(results), on_bad_image, max_bad_fraction, out)
     table.images = kept
-    processing = [r for r in kept if r.for_processing]
-    if processing:
-        out.warn(f"{len(processing)} images are 'For Processing' (raw detector data, e.g. "
-                 f"{processing[0].path}); density models are trained on 'For Presentation' images.")
+    exclude_bad_images(table, bad, on_bad_image=on_bad_image,
+                       max_bad_fraction=max_bad_fraction, out=out, what="unusable")
+
+
+def _fill_from_header(record: ImageRecord, header: Any, root: Path | None) -> None:
+    from mammography.data.views import text_views
+
+    record.patient = record.patient or header.patient_id or ""
+    record.accession = record.accession or header.accession or record.path.parent.name
+    record.patient = record.patient or record.accession
+    record.view, record.view_source = header.view, header.view_source
+    record.laterality, record.laterality_source = header.laterality, header.laterality_source
+    for text, source in _path_texts(record.path, root):
+        if record.view and record.laterality:
+            break
+        view, laterality = text_views(text)
+        if view and not record.view:
+            record.view, record.view_source = view, source
+        if laterality and not record.laterality:
+            record.laterality, record.laterality_source = laterality, source
+    record.for_processing = bool(header.for_processing)
+    record.study_uid = header.study_uid
+    record.manufacturer = header.manufacturer
+    record.header = header
+
+
+def _path_texts(path: Path, root: Path | None) -> list[tuple[str, str]]:
+    """The file name, then its folders below the DICOM root (nearest first)."""
+    texts = [(path.stem, "file name")]
+    try:
+        parents = path.parent.relative_to(root).parts if root is not None else ()
+    except ValueError:
+        parents = ()
+    texts += [(part, "folder name") for part in reversed(parents)]
+    return texts
 
 
 def _safe_header(path: Path, read_header: Callable[[Path], Any]) -> tuple[Any, str | None]:
@@ -407,25 +480,37 @@ def _safe_header(path: Path, read_header: Callable[[Path], Any]) -> tuple[Any, s
         return None, exc.reason
 
 
-def _report_bad(table: LabelTable, bad: list[tuple[ImageRecord, str]], total: int,
-                on_bad_image: str, max_bad_fraction: float, out: Reporter) -> None:
+def exclude_bad_images(table: LabelTable, bad: list[tuple[ImageRecord, str]], *,
+                       on_bad_image: str, max_bad_fraction: float, out: Reporter,
+                       what: str = "unusable") -> None:
+    """Leave out images that cannot be used (WARNING + recorded exclusion), or stop.
+
+    One rule for every stage and command (``data check``, ``data cache``,
+    training): ``--on-bad-image error`` stops at the first, and the share of
+    unusable images *over all stages* - header, then decode - may not exceed
+    ``--max-bad-fraction`` of the images found.
+    """
     if not bad:
         return
     if on_bad_image == "error":
         record, reason = bad[0]
-        raise DataError(f"Cannot read {record.path} (CSV line {record.row}): {reason}. "
-                        f"{len(bad)} unreadable images in all; fix or remove them, or pass "
+        raise DataError(f"Cannot use {record.path} (CSV line {record.row}): {reason}. "
+                        f"{len(bad)} {what} images in all; fix or remove them, or pass "
                         "--on-bad-image skip.")
+    dropped = {id(record) for record, _ in bad}
+    table.images = [r for r in table.images if id(r) not in dropped]
     for record, reason in bad:
-        out.warn(f"skipping unreadable image {record.path}: {reason}")
+        out.warn(f"skipping {what} image {record.path}: {reason}")
         table.exclusions.append({"path": str(record.path), "accession": record.accession,
                                  "row": record.row, "reason": reason})
-    share = len(bad) / max(total, 1)
+    table.bad_images += len(bad)
+    total = max(table.images_found, table.bad_images, 1)
+    share = table.bad_images / total
     if share > max_bad_fraction:
-        raise DataError(f"{len(bad)} of {total} images ({share:.0%}) cannot be read, more than "
-                        f"--max-bad-fraction {max_bad_fraction:g}; first: {bad[0][0].path}: "
-                        f"{bad[0][1]}. Check --dicom-root and the decoder plugins "
-                        "(`mammography data check`).")
+        raise DataError(f"{table.bad_images} of {total} images ({share:.0%}) cannot be used, "
+                        f"more than --max-bad-fraction {max_bad_fraction:g}; first: "
+                        f"{bad[0][0].path}: {bad[0][1]}. Check --dicom-root, the decoder "
+                        "plugins and --multiframe (`mammography data check`).")
 
 
 def _exclude(table: LabelTable, out: Reporter, *, reason: str, row: int | None = None,

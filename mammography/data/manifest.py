@@ -59,7 +59,7 @@ RACY_WINDOW_NS = 2_000_000_000
 # Keys build_manifest owns; ``extra`` may not silently replace them.
 _CORE_KEYS = frozenset({
     "manifest_version", "created", "csv", "dicom_root", "images", "num_images",
-    "total_bytes", "exclusions", "num_exclusions", "digest", "hashing",
+    "total_bytes", "exclusions", "num_exclusions", "digest", "hashing", "fingerprint",
 })
 
 
@@ -453,13 +453,16 @@ def build_manifest(*, csv_path: Path | None, dicom_root: Path | None,
                    images: Sequence[Path], exclusions: Sequence[dict],
                    memo: ChecksumMemo | None, workers: int | None = None,
                    extra: dict | None = None,
-                   progress: Callable[[int], None] | None = None) -> dict:
+                   progress: Callable[[int], None] | None = None,
+                   fingerprint: dict | None = None) -> dict:
     """The JSON-ready ``data_manifest.json`` for one run (see the module docstring).
 
     ``exclusions`` are dicts with a ``reason`` and whatever identifies the item
     (``path``, ``accession``, ``row``). Images that cannot be read are added to
     them with ``reason: "unreadable: <why>"`` and left out of ``images``.
     ``extra`` keys are merged in at the top level; they may not replace ours.
+    ``fingerprint`` is the images' acquisition fingerprint (not in the digest:
+    it follows from the images).
     """
     clash = _CORE_KEYS.intersection(extra or {})
     if clash:
@@ -492,6 +495,7 @@ def build_manifest(*, csv_path: Path | None, dicom_root: Path | None,
         "hashing": {"files_hashed": len(facts) - hits, "files_from_memo": hits,
                     "seconds": round(time.perf_counter() - start, 3),
                     "memo_warning": memo.warning if memo is not None else None},
+        "fingerprint": to_jsonable(fingerprint) if fingerprint is not None else None,
     }
     manifest.update(to_jsonable(extra or {}))
     return manifest

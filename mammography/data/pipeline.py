@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from mammography.config.data import ImageConfig, LabelsConfig
 from mammography.data.density_labels import check_breast_labels
 from mammography.data.grouping import normalise_patient_ids
-from mammography.data.labels import LabelTable, attach_headers, load_label_table
+from mammography.data.labels import (
+    LabelTable,
+    attach_headers,
+    exclude_bad_images,
+    load_label_table,
+)
 from mammography.errors import DataError
 from mammography.run.contract import MANIFEST_FILE
 from mammography.run.reporter import CONSOLE, Reporter
@@ -42,24 +48,37 @@ class PreparedData:
 def preprocess_settings(cfg: ImageConfig) -> Any:
     from mammography.data.preprocess import PreprocessSettings
 
-    return PreprocessSettings(img_size=cfg.img_size, crop_breast=cfg.crop_breast)
+    return PreprocessSettings.for_size(cfg.img_size, crop_breast=cfg.crop_breast,
+                                       multiframe=cfg.multiframe, j2k_reduce=cfg.j2k_reduce)
 
 
-def load_table(cfg: LabelsConfig, out: Reporter = CONSOLE) -> LabelTable:
-    """Labels CSV plus DICOM headers, with per-file problems excluded."""
-    from mammography.data.dicom import read_header
+def load_table(cfg: LabelsConfig, out: Reporter = CONSOLE,
+               frames: str | None = None) -> LabelTable:
+    """Labels CSV plus DICOM headers, with per-file problems excluded.
 
+    What the header alone rules out (no pixel data, colour, short pixel data,
+    multi-frame unless ``frames`` - default: ``cfg.multiframe`` for image
+    commands, else "exclude" - takes a frame) is excluded here, before any
+    decoding, with the reason the decoder would give.
+    """
+    from mammography.data.dicom import image_problem, read_header
+    from mammography.data.fingerprint import acquisition_fingerprint, processing_mix
+
+    policy = frames or (cfg.multiframe if isinstance(cfg, ImageConfig) else "exclude")
     table = load_label_table(cfg.csv, cfg.dicom_root, include_class_5=cfg.include_class_5,
                              path_column=cfg.path_column, label_column=cfg.label_column,
                              out=out)
     attach_headers(table, read_header, on_bad_image=cfg.on_bad_image,
                    max_bad_fraction=cfg.max_bad_fraction, workers=min(8, os.cpu_count() or 1),
-                   out=out)
+                   out=out, image_problem=partial(image_problem, frames=policy))
     table.per_view_patient_ids = normalise_patient_ids(table.images, out)
     table.label_checks = check_breast_labels(table.images, table.exclude, out)
     if not table.images:
         raise DataError(f"No usable images in {table.csv_path}: every image was excluded "
                         "(see the WARNING lines above).")
+    warning = processing_mix(acquisition_fingerprint(table.images))
+    if warning:
+        out.warn(warning)
     return table
 
 
@@ -80,22 +99,8 @@ def build_cache(cfg: ImageConfig, table: LabelTable, out: Reporter = CONSOLE,
     if report.failed:
         bad = [(r, report.failed[str(r.path)]) for r in table.images
                if str(r.path) in report.failed]
-        if cfg.on_bad_image == "error":
-            record, reason = bad[0]
-            raise DataError(f"Cannot decode {record.path} (CSV line {record.row}): {reason}. "
-                            f"{len(bad)} undecodable images in all; fix or remove them, or "
-                            "pass --on-bad-image skip.")
-        for record, reason in bad:
-            out.warn(f"skipping undecodable image {record.path}: {reason}")
-            table.exclusions.append({"path": str(record.path), "accession": record.accession,
-                                     "row": record.row, "reason": reason})
-        share = len(bad) / max(len(sources), 1)
-        if share > cfg.max_bad_fraction:
-            raise DataError(f"{len(bad)} of {len(sources)} images ({share:.0%}) cannot be "
-                            f"decoded, more than --max-bad-fraction {cfg.max_bad_fraction:g}; "
-                            f"first: {bad[0][0].path}: {bad[0][1]}.")
-        failed = set(report.failed)
-        table.images = [r for r in table.images if str(r.path) not in failed]
+        exclude_bad_images(table, bad, on_bad_image=cfg.on_bad_image,
+                           max_bad_fraction=cfg.max_bad_fraction, out=out, what="undecodable")
     return cache, {"mode": cfg.cache, "dir": str(cache.dir), **report.as_dict()}
 
 
@@ -106,8 +111,12 @@ def write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter =
     ``run_dir`` None the manifest is only computed (a worker checking its data).
 
     ``group``: also give every image its file checksum and leakage-proof split
-    group (``grouping.py``), recorded under the manifest's ``grouping``.
+    group (``grouping.py``), recorded under the manifest's ``grouping``. The
+    manifest's ``fingerprint`` is the acquisition fingerprint of the images
+    (``fingerprint.py``); records without a header (e.g. read back from a
+    splits.csv) count under ``images_without_header``.
     """
+    from mammography.data.fingerprint import acquisition_fingerprint
     from mammography.data.manifest import (
         ChecksumMemo,
         build_manifest,
@@ -120,7 +129,8 @@ def write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter =
             out.warn(memo.warning)
         manifest = build_manifest(csv_path=table.csv_path, dicom_root=table.dicom_root,
                                   images=[r.path for r in table.images],
-                                  exclusions=table.exclusions, memo=memo, extra=extra)
+                                  exclusions=table.exclusions, memo=memo, extra=extra,
+                                  fingerprint=acquisition_fingerprint(table.images))
     if group:
         manifest["grouping"] = assign_groups(table, manifest, out)
     if run_dir is not None:

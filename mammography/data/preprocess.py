@@ -7,16 +7,17 @@ The network sees one orientation and one scale convention:
    than the nipple third); the DICOM laterality only breaks ties (L: chest wall
    already left, R: right), because laterality tags are often missing or wrong
    while anatomy is not.
-2. **Crop** - the bounding box of the breast (foreground threshold above the
-   background noise, the largest connected components, a 1 % margin), so the
-   pixels go to tissue instead of air. Components at least
-   ``KEEP_COMPONENT_SHARE`` of the largest are kept too: a crop may include a
-   little extra background but never cuts tissue.
-3. **Resize** - aspect preserved, longer side = ``img_size``, by area averaging
-   (an integer block mean, then Pillow's BOX filter for the fractional rest);
-   enlarging (tiny images) is bilinear.
-4. **Pad** with background (0) on the right/bottom to a square, so the chest
-   wall stays on the left edge; then quantise to uint8/uint16.
+2. **Crop** - the bounding box of the breast (:mod:`mammography.data.segment`:
+   threshold above the background noise, thin film borders and labels opened
+   away, the large components kept, a 1 % margin), so the pixels go to tissue
+   instead of air, film edge or burned-in text.
+3. **Resize** - aspect preserved, as large as fits the ``height x width``
+   input (``img_size``, ``img_width``; square unless a width is given), by
+   area averaging (an integer block mean, then Pillow's BOX filter for the
+   fractional rest); enlarging (tiny images) is bilinear. A 2:1 input such as
+   512 x 256 suits the tall breast crop of most views better than a square.
+4. **Pad** with background (0) on the right/bottom to the input size, so the
+   chest wall stays on the left edge; then quantise to uint8/uint16.
 
 All decisions (threshold, components, flip, crop box) are made on a strided
 copy of the image (about ``ANALYSIS_LONG_SIDE`` pixels on the long side). The
@@ -29,7 +30,10 @@ same decisions on the stored integers mapped through the file's lookup table
 lookup table is a clipped straight line, as for linear windows - averages
 clipped integers before mapping them, which avoids mapping the full-resolution
 image at all. The result equals ``preprocess(decode(path))`` up to a difference
-smaller than one window step in blocks that straddle the window's ends.
+smaller than one window step in blocks that straddle the window's ends. With
+``j2k_reduce`` a JPEG 2000 frame is decoded at the coarsest wavelet level that
+still covers the input size (:mod:`mammography.data.j2k`); if the crop then
+turns out too small for that level, the frame is decoded again one level finer.
 
 Bump ``PREPROCESS_VERSION`` whenever the output for the same input changes: it
 is part of the preprocessed-image cache key.
@@ -46,15 +50,29 @@ from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
-from mammography.data.dicom import Affine, DicomHeader, DicomReadError, read_frame
+from mammography.config.data import parse_image_size
+from mammography.data.dicom import (
+    FRAME_POLICIES,
+    Affine,
+    DicomHeader,
+    DicomReadError,
+    RawFrame,
+    read_frame,
+)
+from mammography.data.segment import (
+    breast_mask,
+    chest_wall_on_right,
+    crop_box,
+    foreground_threshold,
+)
 
 __all__ = [
     "PREPROCESS_VERSION",
     "PreprocessSettings",
     "load_preprocessed",
     "load_preprocessed_with_info",
+    "parse_image_size",
     "preprocess",
     "preprocess_with_info",
 ]
@@ -63,45 +81,55 @@ PREPROCESS_VERSION = 1
 
 #: Long side of the strided copy all decisions are made on.
 ANALYSIS_LONG_SIDE = 256
-#: Foreground threshold bounds on the [0, 1] scale: at least this far above the
-#: background level, at most the Otsu split between background and tissue.
-MIN_CONTRAST = 0.02
-#: Background noise multiple the threshold must clear (robust sigma units).
-NOISE_SIGMAS = 5.0
-#: Connected components at least this share of the largest one count as breast.
-KEEP_COMPONENT_SHARE = 0.10
-#: Crop margin as a share of the image's long side (and at least 2 strides).
-CROP_MARGIN_SHARE = 0.01
-#: Left and right thirds whose breast area differs by less than this share of
-#: the larger one are "ambiguous"; laterality decides then.
-ORIENTATION_TIE_SHARE = 0.10
 
 _MAX_VALUE = {"uint8": 255, "uint16": 65535}
-
-
 @dataclass(frozen=True)
 class PreprocessSettings:
     """How a decoded image becomes the network input (part of the cache key)."""
 
     img_size: int = 512
-    """Side of the square output, in pixels."""
+    """Height of the output in pixels (and its width unless ``img_width`` is set)."""
     crop_breast: bool = True
     """Crop to the breast's bounding box before resizing."""
     orientation: Literal["chest_left"] = "chest_left"
     """Where the chest wall ends up; one orientation for every image."""
     dtype: Literal["uint8", "uint16"] = "uint16"
     """Output dtype, using its full range (0..255 or 0..65535)."""
+    img_width: int | None = None
+    """Width of the output; None = square (``img_size`` x ``img_size``)."""
+    multiframe: Literal["exclude", "first", "middle"] = "exclude"
+    """Multi-frame objects (tomosynthesis): refused, or their first or middle frame."""
+    j2k_reduce: bool = True
+    """Decode JPEG 2000 at the coarsest wavelet level that covers the output size."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.img_size, bool) or not isinstance(self.img_size, int) \
-                or self.img_size < 1:
-            raise ValueError(f"img_size must be a positive integer, got {self.img_size!r}")
+        for name in ("img_size", "img_width"):
+            value = getattr(self, name)
+            if value is None and name == "img_width":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.orientation != "chest_left":
             raise ValueError(f"orientation must be 'chest_left', got {self.orientation!r}")
         if self.dtype not in _MAX_VALUE:
             raise ValueError(f"dtype must be 'uint8' or 'uint16', got {self.dtype!r}")
-        if not isinstance(self.crop_breast, bool):
-            raise ValueError(f"crop_breast must be a bool, got {self.crop_breast!r}")
+        for name in ("crop_breast", "j2k_reduce"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.multiframe not in FRAME_POLICIES:
+            raise ValueError(f"multiframe must be one of {', '.join(FRAME_POLICIES)}, got "
+                             f"{self.multiframe!r}")
+
+    @classmethod
+    def for_size(cls, size: int | str, **fields: Any) -> PreprocessSettings:
+        """Settings for ``--img-size`` as given (``512`` or ``"512x256"``)."""
+        height, width = parse_image_size(size)
+        return cls(img_size=height, img_width=None if width == height else width, **fields)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the network input."""
+        return self.img_size, self.img_width or self.img_size
 
     def as_dict(self) -> dict[str, Any]:
         """The fields (round-trips through ``PreprocessSettings(**d)``)."""
@@ -126,9 +154,12 @@ class _Plan:
     out_shape: tuple[int, int]        # resized (rows, columns), before padding
     scale: float
 
-    def info(self, input_shape: tuple[int, ...], settings: PreprocessSettings) -> dict[str, Any]:
+    def info(self, input_shape: tuple[int, ...], settings: PreprocessSettings,
+             level: int = 0, frame: int = 0) -> dict[str, Any]:
         return {
             "input_shape": [int(n) for n in input_shape],
+            "decode_level": level,
+            "frame": frame,
             "flipped": self.flip,
             "orientation_source": self.orientation_source,
             "crop_box": list(self.box),
@@ -151,7 +182,11 @@ def preprocess(image01: np.ndarray, settings: PreprocessSettings,
 
 def preprocess_with_info(image01: np.ndarray, settings: PreprocessSettings,
                          laterality: str = "") -> tuple[np.ndarray, dict[str, Any]]:
-    """:func:`preprocess` plus its decisions: flip, crop box, scale (JSON-ready)."""
+    """:func:`preprocess` plus its decisions: flip, crop box, scale (JSON-ready).
+
+    ``input_shape`` and ``crop_box`` are in the pixels of the image given (for
+    :func:`load_preprocessed`, of the JPEG 2000 level decoded, ``decode_level``).
+    """
     image = np.asarray(image01)
     if image.ndim != 2 or image.size == 0:
         raise ValueError(f"image must be a non-empty 2-D array, got shape {image.shape}")
@@ -174,12 +209,19 @@ def load_preprocessed_with_info(
         path: str | Path,
         settings: PreprocessSettings) -> tuple[np.ndarray, DicomHeader, dict[str, Any]]:
     """:func:`load_preprocessed` plus the decisions of :func:`preprocess_with_info`."""
-    frame = read_frame(path)
+    target = settings.shape if settings.j2k_reduce else None
+    frame = read_frame(path, frames=settings.multiframe, target=target)
     try:
+        plan = _frame_plan(frame, settings)
+        if frame.level > 0 and plan.scale * (1 << frame.level) > 1.0 + 1e-9:
+            # The crop is smaller than the level assumed: one level finer per doubling.
+            finer = frame.level - math.ceil(math.log2(plan.scale * (1 << frame.level)) - 1e-9)
+            frame = read_frame(path, frames=settings.multiframe, target=target,
+                               max_level=max(0, finer))
+            plan = _frame_plan(frame, settings)
+        stored_plan = plan
+        plan = _at_level(plan, frame.level, frame.raw.shape)
         raw, mapping = frame.raw, frame.mapping
-        stride = _analysis_stride(raw.shape)
-        small = mapping.apply(raw[::stride, ::stride])
-        plan = _plan(small, stride, raw.shape, settings, frame.header.laterality)
         region = _region(raw, plan)
         if mapping.affine is not None and plan.block > 1:
             reduced = _block_mean_affine(region, mapping.affine, plan.block, plan.flip)
@@ -191,7 +233,8 @@ def load_preprocessed_with_info(
     except Exception as exc:  # a per-file failure, never a crash of the whole run
         raise DicomReadError(frame.header.path,
                              f"cannot preprocess: {type(exc).__name__}: {exc}") from exc
-    return array, frame.header, plan.info(raw.shape, settings)
+    shape = (frame.header.rows, frame.header.columns)
+    return array, frame.header, stored_plan.info(shape, settings, frame.level, frame.frame)
 
 
 # --------------------------------------------------------------------------- decisions
@@ -201,108 +244,55 @@ def _analysis_stride(shape: tuple[int, ...]) -> int:
     return max(1, max(shape) // ANALYSIS_LONG_SIDE)
 
 
+def _frame_plan(frame: RawFrame, settings: PreprocessSettings) -> _Plan:
+    """The plan in stored-image coordinates, also for a frame decoded at a coarser level.
+
+    A level-n frame is sampled where the full frame's analysis grid would be
+    (stored pixel ``i`` lies in level-n pixel ``i >> n``), so both decodes see
+    nearly the same pixels and choose the same crop and output shape.
+    """
+    shape = (frame.header.rows, frame.header.columns)
+    stride = _analysis_stride(shape)
+    if frame.level == 0:
+        small = frame.mapping.apply(frame.raw[::stride, ::stride])
+    else:
+        rows = np.minimum(np.arange(0, shape[0], stride) >> frame.level, frame.raw.shape[0] - 1)
+        cols = np.minimum(np.arange(0, shape[1], stride) >> frame.level, frame.raw.shape[1] - 1)
+        small = frame.mapping.apply(frame.raw[np.ix_(rows, cols)])
+    return _plan(small, stride, shape, settings, frame.header.laterality)
+
+
+def _at_level(plan: _Plan, level: int, shape: tuple[int, ...]) -> _Plan:
+    """``plan`` (stored coordinates) for the pixels of resolution level ``level``."""
+    if level == 0:
+        return plan
+    factor = 1 << level
+    r0, r1, c0, c1 = plan.box
+    box = (r0 // factor, min(int(shape[0]), -(-r1 // factor)),
+           c0 // factor, min(int(shape[1]), -(-c1 // factor)))
+    scale = plan.scale * factor
+    return _Plan(flip=plan.flip, orientation_source=plan.orientation_source, box=box,
+                 threshold=plan.threshold, block=max(1, math.floor(1.0 / scale + 1e-9)),
+                 out_shape=plan.out_shape, scale=scale)
+
+
 def _plan(small: np.ndarray, stride: int, shape: tuple[int, ...],
           settings: PreprocessSettings, laterality: str) -> _Plan:
     rows, cols = int(shape[0]), int(shape[1])
-    threshold = _foreground_threshold(small)
-    breast = _breast_mask(small > threshold)
-    flip, source = _chest_wall_on_right(breast, laterality)
-    box = (_crop_box(breast, stride, (rows, cols)) if settings.crop_breast
+    threshold = foreground_threshold(small)
+    breast = breast_mask(small > threshold)
+    flip, source = chest_wall_on_right(breast, laterality)
+    box = (crop_box(breast, stride, (rows, cols)) if settings.crop_breast
            else (0, rows, 0, cols))
     height, width = box[1] - box[0], box[3] - box[2]
-    scale = settings.img_size / max(height, width)
-    out_shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+    out_rows, out_cols = settings.shape
+    scale = min(out_rows / height, out_cols / width)
+    out_shape = (min(out_rows, max(1, round(height * scale))),
+                 min(out_cols, max(1, round(width * scale))))
     # The tolerance keeps an exact factor such as 4096 -> 512 from landing on 7.
     block = max(1, math.floor(1.0 / scale + 1e-9))
     return _Plan(flip=flip, orientation_source=source, box=box, threshold=threshold,
                  block=block, out_shape=out_shape, scale=scale)
-
-
-def _foreground_threshold(small: np.ndarray) -> float:
-    """Just above the background: its level plus noise, but never above the Otsu split.
-
-    A low threshold keeps the thin breast periphery (skin line, nipple) inside
-    the mask; the Otsu cap keeps a noisy background from swallowing it all.
-    Everything comes from one histogram (bins of 1/1024), which is plenty for
-    a threshold and much cheaper than medians over the pixels.
-    """
-    bins = 1024
-    index = np.clip(small, np.float32(0), np.float32(1)) * np.float32(bins - 1)
-    hist = np.bincount(index.astype(np.intp).ravel(), minlength=bins).astype(np.float64)
-    centres = np.arange(bins) / (bins - 1)
-    otsu_bin = _otsu_bin(hist)
-    dark = hist[: otsu_bin + 1]
-    if dark.sum() == 0:
-        return float(centres[otsu_bin])
-    level_bin = _weighted_median(np.arange(dark.size), dark)
-    deviation = np.abs(np.arange(dark.size) - level_bin)
-    sigma = 1.4826 * _weighted_median(deviation, dark) / (bins - 1)
-    level = level_bin / (bins - 1)
-    return float(min(centres[otsu_bin], level + max(NOISE_SIGMAS * sigma, MIN_CONTRAST)))
-
-
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    order = np.argsort(values, kind="stable")
-    cumulative = np.cumsum(weights[order])
-    return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
-
-
-def _otsu_bin(hist: np.ndarray) -> int:
-    """Last bin of the dark class under Otsu's split (maximal between-class variance)."""
-    bins = np.arange(hist.size, dtype=np.float64)
-    weight0 = np.cumsum(hist)
-    weight1 = weight0[-1] - weight0
-    mass0 = np.cumsum(hist * bins)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = weight0 * weight1 * (mass0 / weight0 - (mass0[-1] - mass0) / weight1) ** 2
-    return int(np.argmax(np.nan_to_num(between[:-1], nan=-1.0)))
-
-
-def _breast_mask(foreground: np.ndarray) -> np.ndarray:
-    """The largest connected component, plus any at least KEEP_COMPONENT_SHARE of it.
-
-    Drops markers, labels and noise specks; keeps a breast split in two by a
-    dark band (a crop must never cut tissue).
-    """
-    labels, count = ndimage.label(foreground)
-    if count <= 1:
-        return foreground
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0  # background
-    keep = sizes >= KEEP_COMPONENT_SHARE * sizes.max()
-    keep[0] = False
-    return keep[labels]
-
-
-def _chest_wall_on_right(breast: np.ndarray, laterality: str) -> tuple[bool, str]:
-    """Is the chest wall on the right edge? Plus what decided it."""
-    columns = breast.sum(axis=0, dtype=np.int64)
-    third = max(1, columns.size // 3)
-    left, right = int(columns[:third].sum()), int(columns[-third:].sum())
-    if abs(left - right) > ORIENTATION_TIE_SHARE * max(left, right, 1):
-        return right > left, "content"
-    side = laterality.strip().upper()[:1]
-    if side in ("L", "R"):
-        # Stored convention (PatientOrientation A\R for a left breast): the
-        # chest wall is on the image side of the breast's laterality.
-        return side == "R", "laterality"
-    return False, "default"
-
-
-def _crop_box(breast: np.ndarray, stride: int,
-              shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    rows, cols = shape
-    hit_rows = np.flatnonzero(breast.any(axis=1))
-    hit_cols = np.flatnonzero(breast.any(axis=0))
-    if hit_rows.size == 0:
-        return (0, rows, 0, cols)
-    # A strided copy sees every stride-th pixel: tissue may reach stride - 1
-    # pixels past the last one it saw, hence at least two strides of margin.
-    margin = max(2 * stride, math.ceil(CROP_MARGIN_SHARE * max(rows, cols)))
-    return (max(0, int(hit_rows[0]) * stride - margin),
-            min(rows, int(hit_rows[-1]) * stride + 1 + margin),
-            max(0, int(hit_cols[0]) * stride - margin),
-            min(cols, int(hit_cols[-1]) * stride + 1 + margin))
 
 
 # --------------------------------------------------------------------------- pixels
@@ -409,15 +399,14 @@ def _clipped_row_sums(raw: np.ndarray, k: int, lo: int, hi: int) -> np.ndarray:
 
 
 def _finish(reduced: np.ndarray, plan: _Plan, settings: PreprocessSettings) -> np.ndarray:
-    """Resize the block means to the planned shape, pad to a square, quantise."""
+    """Resize the block means to the planned shape, pad to the input size, quantise."""
     out_rows, out_cols = plan.out_shape
     if reduced.shape != (out_rows, out_cols):
         shrinking = reduced.shape[0] > out_rows or reduced.shape[1] > out_cols
         method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
         picture = Image.fromarray(np.ascontiguousarray(reduced, dtype=np.float32))
         reduced = np.asarray(picture.resize((out_cols, out_rows), resample=method))
-    size = settings.img_size
-    canvas = np.zeros((size, size), dtype=np.float32)
+    canvas = np.zeros(settings.shape, dtype=np.float32)
     canvas[:out_rows, :out_cols] = reduced
     np.clip(canvas, np.float32(0), np.float32(1), out=canvas)
     top = _MAX_VALUE[settings.dtype]

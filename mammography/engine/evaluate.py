@@ -43,6 +43,7 @@ from mammography.engine.export import (
     export_onnx,
     export_torchscript,
     exported_probabilities,
+    input_shape,
     preprocessing_card,
 )
 from mammography.engine.inference import predict_probabilities
@@ -207,16 +208,16 @@ def _export(cfg: EvalConfig, run: RunContext, source: ModelSource, model: torch.
 
     if cfg.export == "none":
         return None
-    size = int(payload["preprocess"]["img_size"])
+    shape = input_shape(payload["preprocess"])
     export_dir = folder / "export"
     export_dir.mkdir(parents=True, exist_ok=True)
     name = "model.torchscript.pt" if cfg.export == "torchscript" else "model.onnx"
     path = export_dir / name
     model = model.cpu().eval()
     if cfg.export == "torchscript":
-        export_torchscript(model, size, path)
+        export_torchscript(model, shape, path)
     else:
-        export_onnx(model, size, path)
+        export_onnx(model, shape, path)
     write_json_atomic(export_dir / "preprocessing.json",
                       preprocessing_card(payload, source.run_dir / BEST_MODEL_FILE, cfg.export,
                                          name))

@@ -24,8 +24,14 @@ from mammography.domain import CLASS_NAMES
 PARITY_TOLERANCE = 1e-4
 
 
-def _example(model: Any, img_size: int) -> tuple[torch.Tensor, ...]:
-    x = torch.zeros(1, 1, img_size, img_size)
+def input_shape(preprocess: dict[str, Any]) -> tuple[int, int]:
+    """(height, width) of the network input a checkpoint's preprocessing gives."""
+    height = int(preprocess.get("img_size", 512))
+    return height, int(preprocess.get("img_width") or height)
+
+
+def _example(model: Any, shape: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    x = torch.zeros(1, 1, *shape)
     dim = int(getattr(model, "embedding_dim", 0))
     return (x, torch.zeros(1, dim)) if dim else (x,)
 
@@ -40,16 +46,16 @@ def _quiet_torchscript_deprecation() -> Iterator[None]:
         yield
 
 
-def export_torchscript(model: torch.nn.Module, img_size: int, path: Path) -> Path:
+def export_torchscript(model: torch.nn.Module, shape: tuple[int, int], path: Path) -> Path:
     with _quiet_torchscript_deprecation():
-        traced = torch.jit.trace(model.cpu().eval(), _example(model, img_size),
+        traced = torch.jit.trace(model.cpu().eval(), _example(model, shape),
                                  check_trace=False)
         traced.save(str(path))
     return path
 
 
-def export_onnx(model: torch.nn.Module, img_size: int, path: Path) -> Path:
-    example = _example(model, img_size)
+def export_onnx(model: torch.nn.Module, shape: tuple[int, int], path: Path) -> Path:
+    example = _example(model, shape)
     batch = torch.export.Dim("batch")
     shapes = tuple({0: batch} for _ in example)
     # One self-contained file (no model.onnx.data beside it) unless the
@@ -88,14 +94,14 @@ def sha256(path: Path) -> str:
 def preprocessing_card(payload: dict[str, Any], checkpoint: Path, kind: str,
                        model_file: str) -> dict[str, Any]:
     pre = payload.get("preprocess", {})
-    size = int(pre.get("img_size", 512))
+    height, width = input_shape(pre)
     norm = payload.get("normalization", {})
     dim = int(payload.get("embedding_dim", 0))
     return {
         "model_file": model_file,
         "format": kind,
         "arch": payload.get("arch"),
-        "inputs": [{"name": "image", "shape": ["batch", 1, size, size], "dtype": "float32"}]
+        "inputs": [{"name": "image", "shape": ["batch", 1, height, width], "dtype": "float32"}]
         + ([{"name": "embedding", "shape": ["batch", dim], "dtype": "float32",
              "note": "standardised embedding of the image from the recorded embedding run"}]
            if dim else []),
@@ -109,8 +115,8 @@ def preprocessing_card(payload: dict[str, Any], checkpoint: Path, kind: str,
             "decode the DICOM: modality LUT, VOI LUT or window (else 0.5-99.5 % percentile "
             "window), MONOCHROME1 inverted so that 1 = dense",
             "flip so the chest wall is on the left; crop to the breast (crop_breast)",
-            f"resize keeping the aspect ratio so the long side is {size}, pad right/bottom "
-            f"with 0 to {size}x{size}",
+            f"resize keeping the aspect ratio to the largest size that fits {height}x{width} "
+            f"(height x width), pad right/bottom with 0 to {height}x{width}",
             f"scale to [0, 1], then (x - {norm.get('mean')}) / {norm.get('std')}",
             "mammography.data.preprocess.load_preprocessed(path, "
             "PreprocessSettings(**preprocess)) does all of this",

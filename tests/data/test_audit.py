@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_on_bad_image_error_stops_with_exit_2(cli, broken_dataset, cache_dir):
     proc = cli("data", "check", "--csv", broken_dataset / "classificacao.csv",
                "--on-bad-image", "error", env=child_env(MAMMOGRAPHY_CACHE_DIR=str(cache_dir)))
     assert proc.returncode == 2
-    assert "notes.dcm" in proc.stderr and "--on-bad-image skip" in proc.stderr
+    assert "2 unusable images in all" in proc.stderr and "--on-bad-image skip" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -69,3 +70,71 @@ def test_cache_builds_then_reuses(cli, synthetic_dataset, cache_dir):
 def test_missing_csv_is_exit_2(cli, tmp_path):
     proc = cli("data", "check", "--csv", tmp_path / "nope.csv")
     assert proc.returncode == 2 and "--csv" in proc.stderr and "does not exist" in proc.stderr
+
+
+def _blank_out(path):
+    """Make a DICOM file decode to a blank image (every pixel 0, window tags kept)."""
+    import numpy as np
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    ds.PixelData = np.zeros((ds.Rows, ds.Columns), np.uint16).tobytes()
+    ds.save_as(path)
+
+
+def test_check_applies_max_bad_fraction_to_decode_failures(cli, synthetic_dataset, cache_dir,
+                                                           tmp_path):
+    """data check, data cache and training agree: too many undecodable images = exit 2."""
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dataset, data)
+    files = sorted((data / "archive").rglob("*.dcm"))
+    for path in files[: len(files) // 3]:  # decode failures the header cannot see
+        _blank_out(path)
+    env = child_env(MAMMOGRAPHY_CACHE_DIR=str(cache_dir))
+    args = ("--csv", data / "classificacao.csv", "--img-size", "64")
+    check = cli("data", "check", *args, env=env)
+    cache = cli("data", "cache", *args, env=env)
+    for proc in (check, cache):
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "--max-bad-fraction" in proc.stderr and "Traceback" not in proc.stderr
+    assert "blank image" in check.stdout + check.stderr
+    relaxed = cli("data", "check", *args, "--max-bad-fraction", "0.5", "--json",
+                  tmp_path / "a.json", env=env)
+    assert relaxed.returncode == 0, relaxed.stderr
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["unusable_images"] == len(files) // 3
+    # Zeroed pixels map to black (MONOCHROME2) or, inverted, to white (MONOCHROME1).
+    assert sum(e["reason"].startswith(("blank image", "saturated image", "constant image"))
+               for e in report["exclusions"]) == len(files) // 3
+
+
+def test_no_decode_rejects_what_the_header_rules_out_and_finds_files_by_content(
+        cli, synthetic_dataset, cache_dir, tmp_path):
+    import gzip
+
+    from pydicom.data import get_testdata_file
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dataset, data)
+    exams = sorted(p for p in (data / "archive").iterdir() if p.is_dir())
+    shutil.copy(get_testdata_file("test-SR.dcm"), exams[0] / "report.dcm")
+    shutil.copy(get_testdata_file("SC_rgb_rle.dcm"), exams[1] / "colour.dcm")
+    first = sorted(exams[2].glob("*.dcm"))[0]
+    (exams[2] / "IM000001").write_bytes(first.read_bytes())  # no extension, found by content
+    (exams[3] / "packed.dcm.gz").write_bytes(gzip.compress(first.read_bytes()))
+    report_file = tmp_path / "audit.json"
+    proc = cli("data", "check", "--csv", data / "classificacao.csv", "--no-decode",
+               "--json", report_file, env=child_env(MAMMOGRAPHY_CACHE_DIR=str(cache_dir)))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(report_file.read_text())
+    reasons = {Path(e["path"]).name: e["reason"] for e in report["exclusions"] if e.get("path")}
+    assert reasons["report.dcm"].startswith("no pixel data (SR")
+    assert "photometric interpretation 'RGB'" in reasons["colour.dcm"]
+    assert reasons["packed.dcm.gz"].startswith("gzip-compressed file: decompress it first")
+    assert "IM000001" not in reasons
+    baseline_file = tmp_path / "baseline.json"
+    cli("data", "check", "--csv", synthetic_dataset / "classificacao.csv", "--no-decode",
+        "--json", baseline_file, env=child_env(MAMMOGRAPHY_CACHE_DIR=str(cache_dir)))
+    # Every image of the untouched dataset, plus the extension-less copy.
+    assert report["images"] == json.loads(baseline_file.read_text())["images"] + 1
+    assert report["fingerprint"]["manufacturer"] and "WARNING" in proc.stdout + proc.stderr

@@ -8,6 +8,7 @@ windows, for-processing).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 from pathlib import Path
@@ -28,8 +29,8 @@ from pydicom.uid import (
     JPEGLosslessSV1,
 )
 
-from mammography.data import dicom
-from mammography.data.dicom import DicomHeader, DicomReadError, decode, read_frame, read_header
+from mammography.data import dicom, intensity
+from mammography.data.dicom import DicomReadError, decode, read_frame, read_header
 from mammography.data.synthetic import synthesize_mammogram, write_mammogram_dicom
 
 # Grayscale files, by what they exercise. "*" marks files only in pydicom-data.
@@ -52,7 +53,6 @@ GRAYSCALE = {
     "image_dfl.dcm": "deflated explicit VR little endian, 8-bit",
     "liver_1frame.dcm": "1 bit allocated (SEG)",
     "rtdose_1frame.dcm": "32-bit, no table",
-    "rtdose.dcm": "multi-frame (first frame), 32-bit",
     "rtdose_rle_1frame.dcm": "RLE, 32-bit",
     "JPEG-LL.dcm": "* JPEG lossless",
     "emri_small_RLE.dcm": "* RLE, multi-frame",
@@ -177,10 +177,16 @@ def test_jpeg_extended_12bit_decodes_or_names_the_missing_codec(name: str) -> No
     assert "pylibjpeg-libjpeg" in info.value.reason or has_libjpeg
 
 
-def test_multiframe_gives_the_first_frame() -> None:
-    first, _ = decode(pydicom_file("rtdose.dcm"))
+def test_multiframe_is_refused_unless_a_frame_is_asked_for() -> None:
+    with pytest.raises(DicomReadError, match="15 frames: not a 2-D mammogram"):
+        decode(pydicom_file("rtdose.dcm"))
+    first, header = decode(pydicom_file("rtdose.dcm"), frames="first")
     single, _ = decode(pydicom_file("rtdose_1frame.dcm"))
     np.testing.assert_array_equal(first, single)
+    middle = read_frame(pydicom_file("rtdose.dcm"), frames="middle")
+    assert middle.frame == 7 and header.frames == 15
+    reference = pydicom.dcmread(pydicom_file("rtdose.dcm")).pixel_array[7]
+    np.testing.assert_array_equal(middle.raw, reference)
 
 
 def test_every_pydicom_test_file_decodes_or_raises_dicom_read_error() -> None:
@@ -406,11 +412,15 @@ def test_read_header_of_a_synthetic_mammogram(tmp_path: Path) -> None:
     path = write_synthetic(tmp_path / "h.dcm", view="MLO", laterality="L", bits_stored=14,
                            photometric="MONOCHROME1", compression="rle")
     header = read_header(path)
-    assert header == DicomHeader(
-        path=path, patient_id="P0001", accession="12345678",
-        study_uid=header.study_uid, view="MLO", laterality="L", photometric="MONOCHROME1",
-        rows=512, columns=416, bits_stored=14, transfer_syntax="RLE Lossless", modality="MG",
-        for_processing=False)
+    assert header == dataclasses.replace(
+        header, path=path, patient_id="P0001", accession="12345678", view="MLO",
+        laterality="L", photometric="MONOCHROME1", rows=512, columns=416, bits_stored=14,
+        transfer_syntax="RLE Lossless", modality="MG", for_processing=False)
+    assert (header.view_source, header.laterality_source) == ("ViewPosition", "ImageLaterality")
+    assert (header.manufacturer, header.sop_class, header.voi_lut_function) == (
+        "MAMMOGRAPHY-SYNTH", "MG For Presentation", "LINEAR")
+    assert header.frames == 1 and header.pixel.kind == "encapsulated"
+    assert header.pixel_spacing == pytest.approx((0.56, 0.56))
     assert header.study_uid
     assert decode(path)[1] == header
 
@@ -434,7 +444,7 @@ def test_laterality_falls_back_and_view_may_be_empty(tmp_path: Path) -> None:
     assert read_header(series_only).laterality == "R"
 
     def strip(ds: Dataset) -> None:
-        del ds.ImageLaterality, ds.Laterality, ds.ViewPosition
+        del ds.ImageLaterality, ds.Laterality, ds.ViewPosition, ds.SeriesDescription
 
     bare = read_header(edit(src, tmp_path / "c.dcm", strip))
     assert (bare.laterality, bare.view) == ("", "")
@@ -529,6 +539,192 @@ def test_unexpected_failures_are_wrapped(monkeypatch: pytest.MonkeyPatch) -> Non
     def explode(*args, **kwargs):
         raise MemoryError("simulated")
 
-    monkeypatch.setattr(dicom, "apply_modality_lut", explode)
+    monkeypatch.setattr(intensity, "apply_modality_lut", explode)
     with pytest.raises(DicomReadError, match="MemoryError: simulated"):
         decode(pydicom_file("MR_small.dcm"))
+
+
+# --------------------------------------------------------------------------- real-world shapes
+
+
+def test_corpus_every_file_decodes_or_is_excluded_with_the_headers_reason() -> None:
+    """pydicom's test files: decoded, or refused with a reason - the header pass
+    (``--no-decode``) already gives the decoder's reason whenever it rules a file out."""
+    folder = Path(pydicom_file("MR_small.dcm")).parent
+    outcomes = {"decoded": 0, "refused": 0, "by_header": 0}
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            header_reason = dicom.image_problem(read_header(path))
+        except DicomReadError as exc:
+            header_reason = exc.reason
+        try:
+            decode(path)
+        except DicomReadError as exc:
+            outcomes["refused"] += 1
+            assert exc.reason and "Traceback" not in exc.reason
+            assert "Unable to decode as exceptions" not in exc.reason
+            if header_reason:
+                assert header_reason == exc.reason, path.name
+                outcomes["by_header"] += 1
+        else:
+            assert header_reason is None, (path.name, header_reason)
+            outcomes["decoded"] += 1
+    assert outcomes["decoded"] >= 20 and outcomes["by_header"] >= 50
+
+
+@pytest.mark.parametrize("name", ["test-SR.dcm", "waveform_ecg.dcm", "SC_rgb_rle.dcm",
+                                  "examples_palette.dcm", "rtdose.dcm", "MR_truncated.dcm"])
+def test_header_alone_rules_out_what_is_no_2d_grayscale_image(name: str) -> None:
+    header = read_header(pydicom_file(name))
+    reason = dicom.image_problem(header)
+    assert reason
+    with pytest.raises(DicomReadError) as info:
+        decode(pydicom_file(name))
+    assert info.value.reason == reason
+
+
+def _multiframe(path: Path, frames: int, sop_class: str) -> Path:
+    stack = np.stack([(synthetic_image(shape=(96, 80)) * (k + 1) / frames * 4095).astype(
+        np.uint16) for k in range(frames)])
+    ds = pydicom.dcmread(write_synthetic(path.with_suffix(".src.dcm"),
+                                         synthetic_image(shape=(96, 80))))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.set_pixel_data(stack, "MONOCHROME2", 12, generate_instance_uid=False)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_tomosynthesis_is_excluded_with_a_reason_or_its_middle_frame_taken(
+        tmp_path: Path) -> None:
+    path = _multiframe(tmp_path / "dbt.dcm", 5, "1.2.840.10008.5.1.4.1.1.13.1.3")
+    header = read_header(path)
+    assert (header.frames, header.image_kind, header.sop_class) == (5, "DBT", "DBT")
+    reason = dicom.image_problem(header)
+    assert reason and reason.startswith("breast tomosynthesis volume with 5 frames")
+    with pytest.raises(DicomReadError, match="--multiframe"):
+        decode(path)
+    middle = read_frame(path, frames="middle")
+    expected = pydicom.dcmread(path).pixel_array[2]
+    assert middle.frame == 2
+    np.testing.assert_array_equal(middle.raw, expected)
+    other = _multiframe(tmp_path / "cine.dcm", 3, "1.2.840.10008.5.1.4.1.1.1.2")
+    assert "multi-frame object (MG For Presentation) with 3 frames" in dicom.image_problem(
+        read_header(other))
+
+
+def _constant(path: Path, value: int, **window: str) -> Path:
+    def change(ds: Dataset) -> None:
+        ds.PixelData = np.full((ds.Rows, ds.Columns), value, np.uint16).tobytes()
+        for key, text in window.items():
+            setattr(ds, key, text)
+    return edit(write_synthetic(path.with_suffix(".src.dcm"), synthetic_image(shape=(64, 52))),
+                path, change)
+
+
+def test_blank_and_saturated_images_are_found_on_the_mapped_values(tmp_path: Path) -> None:
+    zeroed = _constant(tmp_path / "zero.dcm", 0)  # window tags kept, every pixel 0
+    with pytest.raises(DicomReadError, match="blank image: every pixel map to black under "
+                       "the VOI window"):
+        decode(zeroed)
+    saturated = _constant(tmp_path / "sat.dcm", 3000, WindowCenter="100", WindowWidth="50")
+    with pytest.raises(DicomReadError, match="saturated image"):
+        decode(saturated)
+    mostly = edit(zeroed, tmp_path / "hot.dcm", lambda ds: setattr(
+        ds, "PixelData", _with_hot_pixels(ds.Rows, ds.Columns)))
+    with pytest.raises(DicomReadError, match="blank image: 99"):
+        decode(mostly)
+
+
+def _with_hot_pixels(rows: int, columns: int) -> bytes:
+    arr = np.zeros((rows, columns), np.uint16)
+    arr[0, :3] = 4000  # three hot pixels do not make an image
+    return arr.tobytes()
+
+
+def test_blank_message_never_says_minus_zero(tmp_path: Path) -> None:
+    def blank_mono1(ds: Dataset) -> None:
+        ds.PixelData = np.zeros((ds.Rows, ds.Columns), np.uint16).tobytes()
+        del ds.WindowCenter, ds.WindowWidth
+
+    path = edit(write_synthetic(tmp_path / "m1.dcm", synthetic_image(shape=(64, 52)),
+                                photometric="MONOCHROME1"), tmp_path / "b.dcm", blank_mono1)
+    with pytest.raises(DicomReadError, match="blank image") as info:
+        decode(path)
+    assert "-0" not in info.value.reason
+
+
+def _coded(meaning: str, value: str, scheme: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+@pytest.mark.parametrize(("change", "view", "source"), [
+    (lambda ds: setattr(ds, "ViewCodeSequence", [_coded("cranio-caudal", "399162004", "SCT")]),
+     "CC", "ViewCodeSequence"),
+    (lambda ds: setattr(ds, "ViewCodeSequence", [_coded("medio-lateral oblique", "R-10226",
+                                                        "SRT")]), "MLO", "ViewCodeSequence"),
+    (lambda ds: setattr(ds, "ViewCodeSequence", [_coded("latero-medial", "X", "99LOCAL")]),
+     "LM", "ViewCodeSequence"),
+    (lambda ds: setattr(ds, "PatientOrientation", "MLO"), "MLO", "PatientOrientation"),
+    (lambda ds: setattr(ds, "SeriesDescription", "RIGHT_XCCL"), "XCCL", "SeriesDescription"),
+])
+def test_views_from_every_place_the_header_keeps_them(tmp_path: Path, change, view: str,
+                                                      source: str) -> None:
+    def bare(ds: Dataset) -> None:
+        del ds.ViewPosition, ds.SeriesDescription
+        ds.PatientOrientation = ["A", "R"]
+        change(ds)
+
+    header = read_header(edit(write_synthetic(tmp_path / "v.dcm"), tmp_path / "w.dcm", bare))
+    assert (header.view, header.view_source) == (view, source)
+
+
+def test_laterality_from_frame_anatomy_then_the_description(tmp_path: Path) -> None:
+    def frame_only(ds: Dataset) -> None:
+        del ds.ImageLaterality, ds.Laterality
+        anatomy, group = Dataset(), Dataset()
+        anatomy.FrameLaterality = "R"
+        group.FrameAnatomySequence = [anatomy]
+        ds.SharedFunctionalGroupsSequence = [group]
+
+    src = write_synthetic(tmp_path / "a.dcm", laterality="L")
+    header = read_header(edit(src, tmp_path / "f.dcm", frame_only))
+    assert (header.laterality, header.laterality_source) == ("R", "FrameLaterality")
+
+    def described(ds: Dataset) -> None:
+        del ds.ImageLaterality, ds.Laterality
+        ds.SeriesDescription = "Left MLO"
+
+    header = read_header(edit(src, tmp_path / "d.dcm", described))
+    assert (header.laterality, header.laterality_source) == ("L", "SeriesDescription")
+
+
+def test_short_pixel_data_is_seen_from_the_header(tmp_path: Path) -> None:
+    data = write_synthetic(tmp_path / "full.dcm").read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[:-1000])
+    reason = dicom.image_problem(read_header(cut))
+    assert reason and reason.startswith("truncated pixel data")
+    assert dicom.image_problem(read_header(tmp_path / "full.dcm")) is None
+
+
+def test_gzip_file_is_named_as_such(tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "image.dcm"
+    path.write_bytes(gzip.compress(write_synthetic(tmp_path / "src.dcm").read_bytes()))
+    for func in (decode, read_header):
+        with pytest.raises(DicomReadError, match="gzip-compressed file: decompress it first"):
+            func(path)
+
+
+def test_decode_failure_is_one_statement_without_a_needless_codec_hint() -> None:
+    path = pydicom_file("JPEG-lossy.dcm")  # a misplaced marker: every decoder fails
+    if "pylibjpeg" not in get_decoder(JPEGExtended12Bit).available_plugins:
+        pytest.skip("pylibjpeg-libjpeg is not installed")
+    with pytest.raises(DicomReadError) as info:
+        decode(path)
+    reason = info.value.reason
+    assert reason.count("cannot decode") == 1 and "Unable to decode" not in reason
+    assert "install" not in reason  # the codec is installed: no advice to install it

@@ -10,6 +10,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from mammography.data import preprocess as pp
+from mammography.data import segment
 from mammography.data.dicom import Affine, DicomReadError, decode
 from mammography.data.preprocess import (
     PREPROCESS_VERSION,
@@ -24,6 +25,7 @@ from mammography.data.synthetic import (
     synthesize_mammogram,
     write_mammogram_dicom,
 )
+from mammography.data.synthetic.film import add_film_artefacts
 
 SMALL = PreprocessSettings(img_size=128)
 
@@ -53,15 +55,51 @@ def content(out: np.ndarray, info: dict) -> np.ndarray:
 def test_settings_defaults_key_and_dict() -> None:
     settings = PreprocessSettings()
     assert settings.as_dict() == {"img_size": 512, "crop_breast": True,
-                                  "orientation": "chest_left", "dtype": "uint16"}
+                                  "orientation": "chest_left", "dtype": "uint16",
+                                  "img_width": None, "multiframe": "exclude",
+                                  "j2k_reduce": True}
     assert PreprocessSettings(**settings.as_dict()) == settings
     # Stable across runs and machines: the cache depends on it. A change here
     # means every cached image is recomputed - bump PREPROCESS_VERSION instead
     # of editing this literal only when the output really changed.
     assert PREPROCESS_VERSION == 1
-    assert settings.key() == "0f839647f030d8e0"
-    assert len({settings.key(), SMALL.key(), PreprocessSettings(crop_breast=False).key(),
-                PreprocessSettings(dtype="uint8").key()}) == 4
+    assert settings.key() == "f8963b4e29ff3328"
+    variants = [settings, SMALL, PreprocessSettings(crop_breast=False),
+                PreprocessSettings(dtype="uint8"), PreprocessSettings(img_width=256),
+                PreprocessSettings(multiframe="middle"), PreprocessSettings(j2k_reduce=False)]
+    assert len({v.key() for v in variants}) == len(variants)
+    # A checkpoint written before these fields existed still loads.
+    old = {"img_size": 512, "crop_breast": True, "orientation": "chest_left", "dtype": "uint16"}
+    assert PreprocessSettings(**old) == settings
+
+
+@pytest.mark.parametrize(("text", "shape"), [(512, (512, 512)), ("512", (512, 512)),
+                                             ("512x256", (512, 256)), (" 640 X 320 ", (640, 320))])
+def test_image_size_is_square_or_height_by_width(text, shape) -> None:
+    assert pp.parse_image_size(text) == shape
+    settings = PreprocessSettings.for_size(text)
+    assert settings.shape == shape
+    assert settings.img_width == (None if shape[0] == shape[1] else shape[1])
+
+
+@pytest.mark.parametrize("bad", ["512x", "x256", "big", True, "512x256x3"])
+def test_image_size_refuses_other_text(bad) -> None:
+    with pytest.raises(ValueError, match="HxW"):
+        pp.parse_image_size(bad)
+
+
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_non_square_input_is_filled_by_the_breast_and_padded_right_bottom(
+        laterality: str) -> None:
+    image = mammogram(laterality, "CC", shape=(640, 512), seed=4)
+    settings = PreprocessSettings.for_size("256x128")
+    out, info = preprocess_with_info(image, settings, laterality)
+    assert out.shape == (256, 128)
+    rows, cols = info["resized_shape"]
+    assert rows == 256 or cols == 128
+    assert not out[:, cols:].any() and not out[rows:, :].any()
+    square, _ = preprocess_with_info(image, PreprocessSettings(img_size=256), laterality)
+    assert (out > 0).mean() > (square > 0).mean()
 
 
 def test_key_includes_the_version(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -284,7 +322,10 @@ def test_load_preprocessed_matches_decode_then_preprocess(tmp_path: Path, case: 
                                                           laterality: str) -> None:
     image = mammogram(laterality, "MLO", shape=(600, 488))
     path = write(tmp_path / f"{case}.dcm", image, laterality, "MLO", **CASES[case])
-    for settings in (SMALL, PreprocessSettings(img_size=224, dtype="uint8", crop_breast=False)):
+    # Full-resolution J2K decode here; the reduced one is compared in test_j2k.py.
+    for settings in (dataclasses.replace(SMALL, j2k_reduce=False),
+                     PreprocessSettings(img_size=224, dtype="uint8", crop_breast=False,
+                                        j2k_reduce=False)):
         assert_equivalent(path, settings)
 
 
@@ -313,3 +354,64 @@ def test_load_preprocessed_errors_are_dicom_read_errors(tmp_path: Path) -> None:
     text.write_text("a,b\n1,2\n")
     with pytest.raises(DicomReadError, match="not a DICOM file"):
         load_preprocessed(text, SMALL)
+
+
+# --------------------------------------------------------------------------- film
+
+
+def film_mammogram(laterality: str, view: str, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A digitised-film-like image (film edge, burned-in label) and its breast truth."""
+    image = mammogram(laterality, view, shape=(640, 512), seed=seed, density=2)
+    film = add_film_artefacts(image, np.random.default_rng(seed + 1), laterality)
+    return film, image > BREAST_THRESHOLD
+
+
+def breast_coverage(truth: np.ndarray, info: dict, settings: PreprocessSettings) -> float:
+    """Share of the network input covered by breast (truth pixels in the crop, scaled)."""
+    r0, r1, c0, c1 = info["crop_box"]
+    height, width = settings.shape
+    return float(truth[r0:r1, c0:c1].sum()) * info["scale"] ** 2 / (height * width)
+
+
+@pytest.mark.parametrize("view", ["CC", "MLO"])
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_film_edge_and_label_are_cropped_away(laterality: str, view: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    film, truth = film_mammogram(laterality, view)
+    _, info = preprocess_with_info(film, SMALL, laterality)
+    r0, r1, c0, c1 = info["crop_box"]
+    assert truth[r0:r1, c0:c1].sum() >= 0.999 * truth.sum()  # (almost) no tissue lost
+    rows, cols = np.flatnonzero(truth.any(1)), np.flatnonzero(truth.any(0))
+    margin = 0.03 * 640
+    assert r0 >= rows[0] - margin and r1 <= rows[-1] + 1 + margin
+    assert c0 >= cols[0] - margin and c1 <= cols[-1] + 1 + margin
+    assert info["flipped"] == (laterality == "R")
+    # The rule before film support (largest blobs of the thresholded image)
+    # takes the film edge for breast and keeps the whole image.
+    monkeypatch.setattr(segment, "_without_edge_strips", lambda foreground: foreground)
+    _, before = preprocess_with_info(film, SMALL, laterality)
+    assert before["crop_box"] == [0, 640, 0, 512]
+
+
+def test_film_crop_and_a_tall_input_raise_breast_coverage() -> None:
+    film, truth = film_mammogram("L", "CC")
+    square = PreprocessSettings(img_size=256)
+    tall = PreprocessSettings.for_size("256x128")
+    _, info_square = preprocess_with_info(film, square, "L")
+    _, info_tall = preprocess_with_info(film, tall, "L")
+    full = {"crop_box": [0, 640, 0, 512], "scale": 256 / 640}
+    coverage = [breast_coverage(truth, full, square), breast_coverage(truth, info_square, square),
+                breast_coverage(truth, info_tall, tall)]
+    assert coverage[0] < coverage[1] < coverage[2]
+    assert coverage[2] > 0.6
+
+
+def test_full_field_crops_do_not_change_for_film_support() -> None:
+    """No film edge, no change: the strip removal finds nothing on full-field phantoms."""
+    for seed in range(8):
+        for laterality, view in (("L", "CC"), ("R", "MLO")):
+            image = mammogram(laterality, view, shape=(320, 256), seed=seed, density=1 + seed % 4)
+            stride = pp._analysis_stride(image.shape)
+            small = image[::stride, ::stride]
+            foreground = small > segment.foreground_threshold(small)
+            assert segment.film_edge_sides(foreground) == []

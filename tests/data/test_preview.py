@@ -1,0 +1,32 @@
+"""`mammography data preview`: montage plus 16-bit PNGs of exactly the preprocessed arrays."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import child_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_preview_writes_the_arrays_training_reads(cli, synthetic_dataset, cache_dir, tmp_path):
+    out = tmp_path / "preview"
+    proc = cli("data", "preview", "--csv", synthetic_dataset / "classificacao.csv",
+               "--img-size", "64x32", "--limit", "5", "--out", out,
+               env=child_env(MAMMOGRAPHY_CACHE_DIR=str(cache_dir)))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "montage.png").is_file()
+    pngs = sorted((out / "images").glob("*.png"))
+    assert len(pngs) == 5
+    from mammography.data.cache import ImageCache
+    from mammography.data.preprocess import PreprocessSettings
+
+    cache = ImageCache(PreprocessSettings.for_size("64x32"), cache_dir, "disk")
+    accession, stem = pngs[0].stem.split("_", 1)
+    source = synthetic_dataset / "archive" / accession / f"{stem}.dcm"
+    with Image.open(pngs[0]) as picture:
+        assert picture.mode.startswith("I;16") and picture.size == (32, 64)
+        np.testing.assert_array_equal(np.asarray(picture), cache.read(source))
+    again = cli("data", "preview", "--csv", synthetic_dataset / "classificacao.csv",
+                "--out", out, env=child_env(MAMMOGRAPHY_CACHE_DIR=str(cache_dir)))
+    assert again.returncode == 2 and "already holds files" in again.stderr
