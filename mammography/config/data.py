@@ -100,7 +100,8 @@ class ImageConfig(LabelsConfig):
             found.append(f"--img-size must be a size such as 512 or 512x256 (height x width), "
                          f"got {self.img_size!r}")
         elif not all(32 <= side <= 4096 for side in shape):
-            found.append(f"--img-size sides must be between 32 and 4096, got {self.img_size}")
+            found.append(f"--img-size must be between 32 and 4096 (each side), got "
+                         f"{self.img_size}")
         if self.workers < 0:
             found.append(f"--workers must be 0 (all cores) or more, got {self.workers}")
         return found
