@@ -39,6 +39,15 @@ class EvalConfig(LabelsConfig):
     bootstrap: int = setting(1000, "Bootstrap resamples (patient-grouped) for the 95 % "
                              "confidence intervals (0 = none).")
     seed: int = setting(42, "Seed of the bootstrap.")
+    calibrate: bool = setting(False, "Temperature-scale each model's probabilities, the "
+                              "temperature fitted on its training run's validation "
+                              "predictions (recorded); accuracy and kappa do not change.")
+    subgroup: list[str] = setting(help="A CSV column to break the metrics down by (site, "
+                                  "device, age band ...), beside manufacturer, view and "
+                                  "laterality; repeatable. Needs --csv.",
+                                  default_factory=list, metavar="COLUMN")
+    min_group: int = setting(20, "Subgroups with fewer exams are listed with their size but "
+                             "no metrics.")
     cache: Literal["disk", "memory", "off"] = setting("disk", "Preprocessed-image cache.")
     cache_dir: Path | None = setting(None, "Cache folder (default: the user cache dir, or "
                                      "$MAMMOGRAPHY_CACHE_DIR).", metavar="DIR", record=False)
@@ -63,6 +72,10 @@ class EvalConfig(LabelsConfig):
                          "split is used)")
         if self.batch_size < 1:
             found.append(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.min_group < 1:
+            found.append(f"--min-group must be at least 1, got {self.min_group}")
+        if self.subgroup and self.csv is None:
+            found.append("--subgroup COLUMN needs --csv (the column is read from the CSV)")
         if self.bootstrap < 0:
             found.append(f"--bootstrap must be 0 or more, got {self.bootstrap}")
         if self.export == "onnx":

@@ -59,6 +59,9 @@ class ImageRecord:
     laterality_source: str = ""  # ImageLaterality, Laterality, FrameLaterality, ..., file name
     manufacturer: str = ""
     header: Any = None           # the DicomHeader (acquisition fingerprint), once read
+    #: The CSV row's values (an exam's row in the seed layout): site, device, age band
+    #: ... for evaluation subgroups (`eval-export --subgroup COL`).
+    fields: dict[str, str] = field(default_factory=dict)
 
     @property
     def breast(self) -> str:
@@ -280,6 +283,7 @@ def _seed_table(csv_path: Path, root: Path, header: list[str],
     table = LabelTable([], [], csv_path, root, "classificacao", len(rows))
     # accession -> [(line, label or None, raw label text, patient)]
     by_accession: dict[str, list[tuple[int, int | None, str, str]]] = defaultdict(list)
+    fields_of: dict[str, dict[str, str]] = {}
     for line, row in rows:
         accession = row.get(accession_col, "")
         if not accession:
@@ -296,6 +300,7 @@ def _seed_table(csv_path: Path, root: Path, header: list[str],
         raw = row.get(class_col, "")
         patient = row.get(patient_col, "") if patient_col else ""
         by_accession[accession].append((line, parse_label(raw), raw, patient))
+        fields_of.setdefault(accession, row)
     for accession, entries in by_accession.items():
         labels = {label for _, label, _, _ in entries}
         line = entries[0][0]
@@ -325,7 +330,8 @@ def _seed_table(csv_path: Path, root: Path, header: list[str],
         patient = entries[0][3]
         for path in files:
             table.images.append(ImageRecord(path=path, accession=accession, patient=patient,
-                                            view="", laterality="", label=label, row=line))
+                                            view="", laterality="", label=label, row=line,
+                                            fields=fields_of[accession]))
     orphans = sorted(p.name for p in root.iterdir()
                      if p.is_dir() and p.name not in by_accession) if root.is_dir() else []
     if orphans:
@@ -381,7 +387,7 @@ def _generic_table(csv_path: Path, base: Path, header: list[str],
         table.images.append(ImageRecord(
             path=path, accession=row.get(accession_col, "") if accession_col else "",
             patient=row.get(patient_col, "") if patient_col else "", view="", laterality="",
-            label=label, row=line))
+            label=label, row=line, fields=row))
     return table
 
 

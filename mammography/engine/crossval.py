@@ -22,6 +22,7 @@ from mammography.engine.split_result import SplitResult, read_split_result
 from mammography.engine.split_training import train_fold
 from mammography.errors import RunInterrupted
 from mammography.metrics import summarize_folds
+from mammography.metrics.classification import scalar_view
 from mammography.run.contract import CV_SUMMARY_FILE, SPLITS_FILE, fold_dir, fold_name
 from mammography.run.jsonio import write_json_atomic
 from mammography.run.protocol import RunContext
@@ -98,7 +99,8 @@ def cv_summary(cfg: TrainConfig, run: RunContext, results: list[SplitResult]) ->
     def aggregate(level: str) -> dict[str, Any]:
         out = {}
         for name in HEADLINE_METRICS:
-            values = [getattr(r, level)[name] for r in results]
+            values = [scalar_view(getattr(r, level)).get(name) if getattr(r, level) else None
+                      for r in results]
             known = [v for v in values if v is not None]
             out[name] = summarize_folds(known) if known else {"mean": None, "std": None,
                                                               "values": values}
@@ -111,6 +113,7 @@ def cv_summary(cfg: TrainConfig, run: RunContext, results: list[SplitResult]) ->
         "git_commit": run.get("git_commit"),
         "run_id": run.run_id,
         "aggregated_metrics": aggregate("image"),
+        "aggregated_metrics_breast": aggregate("breast"),
         "aggregated_metrics_exam": aggregate("exam"),
         "fold_details": [
             {"fold": k, "best_epoch": r.best_epoch, "train_samples": r.train_samples,

@@ -5,244 +5,46 @@ Usage::
     mammography eval-export --run outputs/density/results_4
     mammography eval-export --run outputs/density/results_4 --run outputs/density/results_5 \\
         --run outputs/density/results_7 --export onnx     # results_7 a CV run: all its folds
-    mammography eval-export --run outputs/density/results_4 --csv other_site.csv \\
-        --dicom-root /data/other_site
+    mammography eval-export --run outputs/density/results_4 --run outputs/density/results_5 \\
+        --csv other_site.csv --dicom-root /data/other_site --subgroup site --calibrate
 
 Each model is rebuilt from its ``best_model.pt`` (weights-only load: a
 checkpoint can never execute code) and evaluated on its run's own validation
-split, or on ``--csv`` data. Per model: metrics with patient-grouped
-bootstrap 95 % confidence intervals, image- and exam-level predictions,
-confusion matrix and ROC plots, and the exported model with its
-preprocessing card. With several models: comparison tables (CSV, Markdown,
-LaTeX) with mean ± std per configuration.
+split, or on ``--csv`` data (``eval_model.py``): the literature's metric pack
+at image, breast and exam level with patient-clustered bootstrap 95 % CIs,
+prediction tables, calibration, subgroups, a model card and the exported
+model (``portable.py``). Models evaluated on the same images are compared
+pairwise (``paired_comparison.csv``); configurations are compared in tables
+(CSV, Markdown, LaTeX) that say which differences are significant.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
-from mammography.data.dataset import CachedImageDataset
-from mammography.data.labels import ImageRecord, LabelTable
-from mammography.data.loading import make_loader
+from mammography.data.labels import LabelTable
 from mammography.data.pipeline import load_table, write_data_manifest
 from mammography.data.preprocess import PreprocessSettings
-from mammography.data.splits import read_splits_csv
 from mammography.domain import CLASS_NAMES
-from mammography.engine.checkpoint import model_from_best
-from mammography.engine.device import select_device, select_precision
-from mammography.engine.export import (
-    PARITY_TOLERANCE,
-    export_onnx,
-    export_torchscript,
-    exported_probabilities,
-    input_shape,
-    preprocessing_card,
-)
-from mammography.engine.inference import predict_probabilities
-from mammography.errors import DataError, InputError
-from mammography.metrics import aggregate_by_exam, bootstrap_ci, classification_metrics
-from mammography.report.tables import write_level_rows_csv
-from mammography.run.contract import (
-    BEST_MODEL_FILE,
-    CV_SUMMARY_FILE,
-    SPLITS_FILE,
-    fold_dir,
-    read_summary,
-)
+from mammography.engine.device import select_device
+from mammography.engine.eval_model import ModelEvaluation, evaluate_model
+from mammography.engine.eval_sources import expand_runs
+from mammography.errors import DataError
+from mammography.metrics.evaluation import LEVELS, paired_comparison
+from mammography.report.tables import write_rows_csv
+from mammography.run.contract import BEST_MODEL_FILE, MANIFEST_FILE
+from mammography.run.jsonio import read_json
 from mammography.run.protocol import RunContext
 
-
-@dataclass
-class ModelSource:
-    label: str
-    run_dir: Path
-    summary: dict[str, Any]
-
-
-def expand_runs(paths: list[Path]) -> list[ModelSource]:
-    """Each --run as evaluable models: a CV parent stands for all its folds."""
-    from mammography.config.evaluate import model_run_problem
-
-    sources: list[ModelSource] = []
-    for path in paths:
-        problem = model_run_problem(path)
-        if problem:
-            raise InputError(problem)
-        summary = read_summary(path)
-        folds = _fold_dirs(path, summary)
-        if (path / CV_SUMMARY_FILE).is_file() and folds:
-            for fold in folds:
-                sources.append(ModelSource(f"{summary['run_id']}-{fold.parent.name}", fold,
-                                           read_summary(fold)))
-            continue
-        if not (path / BEST_MODEL_FILE).is_file():
-            raise InputError(f"--run {path} has no {BEST_MODEL_FILE} (status "
-                             f"{summary.get('status')}); evaluate a run that finished at "
-                             "least one epoch.")
-        label = summary["run_id"]
-        if summary.get("integration", {}).get("cv_fold"):
-            label += f"-fold_{summary['integration']['cv_fold']}"
-        sources.append(ModelSource(label, path, summary))
-    seen: dict[str, int] = {}
-    for source in sources:  # the same run_id from two outdirs must not collide
-        seen[source.label] = seen.get(source.label, 0) + 1
-        if seen[source.label] > 1:
-            source.label += f"-{seen[source.label]}"
-    return sources
-
-
-def _fold_dirs(path: Path, summary: dict[str, Any]) -> list[Path]:
-    """The fold runs of a CV parent, in fold order."""
-    count = int(summary.get("results", {}).get("num_folds") or 0) or len(
-        list(path.glob("fold_*")))
-    return [fold_dir(path, k) for k in range(1, count + 1) if fold_dir(path, k).is_dir()]
-
-
-def own_validation_split(source: ModelSource) -> LabelTable:
-    """The images the run validated on, from its splits.csv."""
-    data = source.summary.get("data_config", {})
-    root = Path(data["dicom_root"]) if data.get("dicom_root") else None
-    splits = source.run_dir / SPLITS_FILE
-    if not splits.is_file():
-        raise InputError(f"{source.run_dir} has no {SPLITS_FILE}; pass --csv to evaluate it "
-                         "on given data.")
-    records = []
-    for line, row in read_splits_csv(splits):
-        if row["split"] != "val":
-            continue
-        path = Path(row["image_path"])
-        path = path if path.is_absolute() or root is None else root / path
-        records.append(ImageRecord(path=path, accession=row["accession"],
-                                   patient=row["patient"], view=row["view"],
-                                   laterality=row["laterality"], label=int(row["label"]),
-                                   row=line))
-    missing = [r.path for r in records if not r.path.is_file()]
-    if missing:
-        raise DataError(f"{len(missing)} validation images of {source.run_dir} are not "
-                        f"reachable (e.g. {missing[0]}); the data moved? Pass --csv and "
-                        "--dicom-root.")
-    csv_path = Path(data.get("csv", splits))
-    return LabelTable(records, [], csv_path if csv_path.is_file() else splits, root,
-                      "splits", len(records))
-
-
-def predict(model: torch.nn.Module, table: LabelTable, cache: ImageCache, cfg: EvalConfig,
-            device: torch.device, embeddings: np.ndarray | None) -> np.ndarray:
-    """Probabilities of every image of ``table`` (N x 4), in table order."""
-    dataset = CachedImageDataset([r.path for r in table.images],
-                                 [r.class_index for r in table.images], cache, embeddings)
-    loader = make_loader(dataset, batch_size=cfg.batch_size, device=device,
-                         num_workers=cfg.num_workers)
-    channels_last = device.type == "cuda"
-    model.to(device, memory_format=torch.channels_last if channels_last
-             else torch.contiguous_format)
-    probs, rows = predict_probabilities(model, loader, device=device,
-                                        precision=select_precision(device, cfg.amp),
-                                        channels_last=channels_last)
-    return probs[np.argsort(rows)]
-
-
-def _embeddings_for(payload: dict[str, Any], table: LabelTable,
-                    run: RunContext) -> np.ndarray | None:
-    if not int(payload.get("embedding_dim", 0)):
-        return None
-    from mammography.engine.fusion import align, load_embedding_run
-
-    source = payload.get("embeddings_run_dir")
-    if not source or not Path(source, "features.npy").is_file():
-        raise InputError("This model fuses embeddings, but its embedding run "
-                         f"({source}) is not reachable; it is needed to evaluate it.")
-    run.log(f"Loading embeddings from {source}")
-    return align(load_embedding_run(Path(source)), [r.path for r in table.images],
-                 table.dicom_root)
-
-
-def _metrics_with_ci(labels: np.ndarray, probs: np.ndarray, table: LabelTable,
-                     cfg: EvalConfig) -> dict[str, Any]:
-    patients = [r.patient for r in table.images]
-    image = classification_metrics(labels, probs)
-    exam_ids, exam_y, exam_p = aggregate_by_exam([r.accession for r in table.images],
-                                                 labels, probs)
-    exam = classification_metrics(exam_y, exam_p)
-    result = {"image": image, "exam": exam, "num_images": len(labels),
-              "num_exams": len(exam_ids), "num_patients": len(set(patients))}
-    if cfg.bootstrap:
-        patient_of = {r.accession: r.patient for r in table.images}
-        result["image_ci95"] = bootstrap_ci(labels, probs, n_resamples=cfg.bootstrap,
-                                            seed=cfg.seed, groups=patients)
-        result["exam_ci95"] = bootstrap_ci(exam_y, exam_p, n_resamples=cfg.bootstrap,
-                                           seed=cfg.seed,
-                                           groups=[patient_of[e] for e in exam_ids])
-    return result
-
-
-def _write_model_outputs(folder: Path, table: LabelTable, labels: np.ndarray,
-                         probs: np.ndarray, metrics: dict[str, Any]) -> None:
-    from mammography.report.plots import plot_confusion_matrix, plot_roc_curves
-    from mammography.report.predictions import write_predictions
-    from mammography.run.jsonio import write_json_atomic
-
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / "metrics.json", metrics)
-    write_level_rows_csv(folder / "metrics.csv", metrics)
-    write_predictions(folder, table.images, labels, probs, "predictions_image.csv",
-                      "predictions_exam.csv")
-    plot_confusion_matrix(np.array(metrics["image"]["confusion_matrix"]),
-                          folder / "plots" / "confusion_matrix.png", title="Evaluation")
-    plot_roc_curves(labels, probs, folder / "plots" / "roc_curves.png")
-
-
-def _export(cfg: EvalConfig, run: RunContext, source: ModelSource, model: torch.nn.Module,
-            payload: dict[str, Any], table: LabelTable, cache: ImageCache,
-            embeddings: np.ndarray | None, folder: Path) -> dict[str, Any] | None:
-    from mammography.data.augment import normalize, to_float
-    from mammography.run.jsonio import write_json_atomic
-
-    if cfg.export == "none":
-        return None
-    shape = input_shape(payload["preprocess"])
-    export_dir = folder / "export"
-    export_dir.mkdir(parents=True, exist_ok=True)
-    name = "model.torchscript.pt" if cfg.export == "torchscript" else "model.onnx"
-    path = export_dir / name
-    model = model.cpu().eval()
-    if cfg.export == "torchscript":
-        export_torchscript(model, shape, path)
-    else:
-        export_onnx(model, shape, path)
-    write_json_atomic(export_dir / "preprocessing.json",
-                      preprocessing_card(payload, source.run_dir / BEST_MODEL_FILE, cfg.export,
-                                         name))
-    count = min(len(table.images), 32)
-    x = torch.stack([torch.from_numpy(np.array(cache.load(r.path)))[None]
-                     for r in table.images[:count]])
-    inputs: tuple[torch.Tensor, ...] = (normalize(to_float(x)),)
-    if embeddings is not None:
-        inputs += (torch.from_numpy(embeddings[:count]),)
-    with torch.no_grad():
-        reference = torch.softmax(model(*inputs), dim=1).numpy()
-    exported = exported_probabilities(cfg.export, path, inputs)
-    if exported is None:
-        run.warn(f"{source.label}: onnxruntime is not installed, so the ONNX export was not "
-                 "checked against the checkpoint")
-        return {"file": str(path.relative_to(run.dir)), "format": cfg.export, "parity": None}
-    diff = float(np.abs(exported - reference).max())
-    if diff > PARITY_TOLERANCE:
-        run.warn(f"{source.label}: the {cfg.export} export differs from the checkpoint by "
-                 f"{diff:.2e} in probability (tolerance {PARITY_TOLERANCE:g})")
-    run.log(f"{source.label}: exported {cfg.export} -> {path.relative_to(run.dir)} "
-            f"(max probability difference vs checkpoint on {count} images: {diff:.2e})")
-    return {"file": str(path.relative_to(run.dir)), "format": cfg.export,
-            "parity_max_abs_diff": diff, "parity_images": count,
-            "parity_ok": diff <= PARITY_TOLERANCE}
+PAIRED_FILE = "paired_comparison.csv"
+PAIRED_RESAMPLES = 1000  # when --bootstrap 0 still asks for a paired comparison
 
 
 def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
@@ -252,41 +54,19 @@ def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
                        "relation": "evaluation"} for s in sources])
     device = select_device(cfg.device)
     shared_table = load_table(cfg, run) if cfg.csv is not None else None
-    models, evaluated = [], {}
+    if shared_table is not None:
+        _check_subgroup_columns(cfg, shared_table)
+    evaluations: list[ModelEvaluation] = []
     for source in sources:
         run.log("")
         run.log(f"=== {source.label}: {source.run_dir} ===")
-        model, payload = model_from_best(source.run_dir / BEST_MODEL_FILE)
-        table = shared_table or own_validation_split(source)
-        settings = PreprocessSettings(**payload["preprocess"])
-        cache = ImageCache(settings, cfg.cache_dir, cfg.cache)
-        report = cache.build([r.path for r in table.images], workers=cfg.workers, out=run)
-        if report.failed:
-            for path, reason in report.failed.items():
-                run.warn(f"skipping undecodable image {path}: {reason}")
-            table = LabelTable([r for r in table.images if str(r.path) not in report.failed],
-                               table.exclusions, table.csv_path, table.dicom_root,
-                               table.csv_format, table.csv_rows)
-        embeddings = _embeddings_for(payload, table, run)
-        probs = predict(model, table, cache, cfg, device, embeddings)
-        labels = np.array([r.class_index for r in table.images])
-        metrics = _metrics_with_ci(labels, probs, table, cfg)
-        image, exam = metrics["image"], metrics["exam"]
-        ci = metrics.get("image_ci95", {}).get("kappa", {})
-        interval = f" (95% CI {ci['low']:.3f}-{ci['high']:.3f})" if ci.get("low") is not None \
-            else ""
-        run.log(f"{source.label}: {len(labels)} images, kappa {image['kappa']:.3f}{interval}, "
-                f"acc {image['accuracy']:.3f}, auc {_num(image['auc'])}; per exam kappa "
-                f"{exam['kappa']:.3f}")
-        folder = run.dir / "models" / source.label
-        _write_model_outputs(folder, table, labels, probs, metrics)
-        export = _export(cfg, run, source, model, payload, table, cache, embeddings, folder)
-        models.append({"label": source.label, "run_dir": str(source.run_dir.resolve()),
-                       "hyperparameters": source.summary.get("hyperparameters", {}),
-                       "arch": payload["arch"], "epoch": payload.get("epoch"),
-                       "metrics": metrics, "export": export})
-        for record in table.images:
-            evaluated[str(record.path)] = record
+        evaluation = evaluate_model(cfg, run, source, shared_table, device)
+        _log_headline(run, evaluation)
+        evaluation.export = _export(cfg, run, evaluation)
+        _write_card(cfg, evaluation)
+        evaluations.append(evaluation)
+    paired = _paired(cfg, run, evaluations)
+    evaluated = {str(r.path): r for e in evaluations for r in e.table.images}
     union = LabelTable(list(evaluated.values()), [], cfg.csv or Path(sources[0].summary.get(
         "data_config", {}).get("csv", "")), shared_table.dicom_root if shared_table else None,
         "evaluation", len(evaluated))
@@ -294,47 +74,155 @@ def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
     run.update(data_config={"csv": str(cfg.csv) if cfg.csv else None,
                             "source": "csv" if cfg.csv else "each run's validation split",
                             "num_images": len(evaluated), "manifest_digest": manifest["digest"]},
-               model_config={"models": [{k: m[k] for k in ("label", "run_dir", "arch", "epoch")}
-                                        for m in models], "export": cfg.export})
+               model_config={"models": [_model_entry(e) for e in evaluations],
+                             "export": cfg.export, "calibrate": cfg.calibrate},
+               data_shift={e.label: e.shift for e in evaluations if e.shift})
+    models = [_summary_entry(e) for e in evaluations]
     run.write_json("eval_summary.json", {"models": models})
-    _finish(run, models)
+    _finish(run, models, paired)
+
+
+def _check_subgroup_columns(cfg: EvalConfig, table: LabelTable) -> None:
+    from mammography.data.labels import read_csv_rows
+    from mammography.run.reporter import CollectingReporter
+
+    header, _ = read_csv_rows(table.csv_path, CollectingReporter())
+    missing = [c for c in cfg.subgroup if c not in header]
+    if missing:
+        raise DataError(f"--subgroup {', '.join(missing)}: no such column in {table.csv_path} "
+                        f"(its columns: {', '.join(header)}).")
+
+
+def _log_headline(run: RunContext, evaluation: ModelEvaluation) -> None:
+    metrics = evaluation.metrics
+    image, exam = metrics["image"], metrics["exam"]
+    ci = metrics.get("image_ci95", {}).get("kappa", {})
+    interval = f" (95% CI {ci['low']:.3f}-{ci['high']:.3f})" if ci.get("low") is not None \
+        else ""
+    run.log(f"{evaluation.label}: {metrics['num_images']} images, kappa "
+            f"{image['kappa']:.3f}{interval}, linear kappa {image['kappa_linear']:.3f}, acc "
+            f"{image['accuracy']:.3f}, auc {_num(image['auc'])}, ECE {image['ece']:.3f}; per "
+            f"breast kappa {metrics['breast']['kappa']:.3f}; per exam kappa "
+            f"{exam['kappa']:.3f}, dense accuracy "
+            f"{_num((exam.get('dense') or {}).get('accuracy'))}")
+
+
+def _export(cfg: EvalConfig, run: RunContext, evaluation: ModelEvaluation
+            ) -> dict[str, Any] | None:
+    from mammography.engine.checkpoint import model_from_best
+    from mammography.engine.portable import export_model
+    from mammography.engine.scoring import embeddings_for
+
+    if cfg.export == "none":
+        return None
+    source, payload = evaluation.source, evaluation.payload
+    model, _ = model_from_best(source.run_dir / BEST_MODEL_FILE)  # a fresh CPU copy
+    cache = ImageCache(PreprocessSettings(**payload["preprocess"]), cfg.cache_dir, cfg.cache)
+    return export_model(cfg, run, source, model, payload, evaluation.table, cache,
+                        embeddings_for(payload, evaluation.table, run), evaluation.folder)
+
+
+def _write_card(cfg: EvalConfig, evaluation: ModelEvaluation) -> None:
+    from mammography.engine.export import sha256
+    from mammography.report.model_card import render_model_card
+
+    source = evaluation.source
+    try:
+        fingerprint = read_json(source.run_dir / MANIFEST_FILE).get("fingerprint")
+    except (OSError, ValueError):
+        fingerprint = None
+    evaluated_on = (f"{cfg.csv} (--csv)" if cfg.csv else
+                    "the training run's own validation split")
+    text = render_model_card(
+        label=evaluation.label, training=source.summary, training_fingerprint=fingerprint,
+        evaluation=evaluation.metrics, evaluated_on=evaluated_on, external=cfg.csv is not None,
+        subgroups=evaluation.subgroups, shift=evaluation.shift,
+        weights_sha256=sha256(source.run_dir / BEST_MODEL_FILE), bootstrap=cfg.bootstrap)
+    (evaluation.folder / "model_card.md").write_text(text, encoding="utf-8")
+
+
+def _paired(cfg: EvalConfig, run: RunContext,
+            evaluations: list[ModelEvaluation]) -> list[dict[str, Any]]:
+    """Paired comparisons of every two models scored on the same images."""
+    if len(evaluations) < 2:
+        return []
+    rows: list[dict[str, Any]] = []
+    resamples = cfg.bootstrap or PAIRED_RESAMPLES
+    for a, b in combinations(evaluations, 2):
+        if a.image_set != b.image_set:
+            run.log(f"Not paired: {a.label} and {b.label} were evaluated on different images "
+                    f"({len(a.image_set)} and {len(b.image_set)}: each on its own validation "
+                    "split); evaluate them on the same --csv to compare them pairwise.")
+            continue
+        position = {str(r.path): i for i, r in enumerate(b.table.images)}
+        probs_b = b.probs[[position[str(r.path)] for r in a.table.images]]
+        records = a.table.images
+        rows += paired_comparison(a.label, b.label, a.labels, a.probs, probs_b,
+                                  [r.accession for r in records], [r.breast for r in records],
+                                  [r.patient for r in records], bootstrap=resamples,
+                                  seed=cfg.seed)
+        exam = next(r for r in rows if r["model_a"] == a.label and r["model_b"] == b.label
+                    and r["level"] == "exam" and r["metric"] == "kappa")
+        run.log(f"Paired: {a.label} - {b.label}, exam kappa {exam['delta']:+.3f} "
+                f"(95% CI {_num(exam['ci_low'])} to {_num(exam['ci_high'])}, p "
+                f"{_num(exam['p_value'])})")
+    if rows:
+        write_rows_csv(run.dir / PAIRED_FILE, rows)
+    return rows
+
+
+def _model_entry(e: ModelEvaluation) -> dict[str, Any]:
+    return {"label": e.label, "run_dir": str(e.source.run_dir.resolve()),
+            "arch": e.payload["arch"], "epoch": e.payload.get("epoch")}
+
+
+def _summary_entry(e: ModelEvaluation) -> dict[str, Any]:
+    return {**_model_entry(e), "hyperparameters": e.source.summary.get("hyperparameters", {}),
+            "metrics": e.metrics, "export": e.export, "data_shift": e.shift}
 
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _finish(run: RunContext, models: list[dict[str, Any]]) -> None:
+COMPARED = ("accuracy", "kappa", "kappa_linear", "macro_f1", "auc", "balanced_accuracy", "ece")
+
+
+def _finish(run: RunContext, models: list[dict[str, Any]],
+            paired: list[dict[str, Any]]) -> None:
     from mammography.report.compare import group_rows, write_tables
 
-    rows_path = run.dir / "comparison_runs.csv"
-    with rows_path.open("w", newline="", encoding="utf-8") as handle:
+    with (run.dir / "comparison_runs.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["label", "run_dir", "arch", "level", "accuracy", "kappa", "macro_f1",
-                         "auc", "balanced_accuracy", "kappa_ci95_low", "kappa_ci95_high"])
+        writer.writerow(["label", "run_dir", "arch", "level", *COMPARED, "kappa_ci95_low",
+                         "kappa_ci95_high"])
         for m in models:
-            for level in ("image", "exam"):
+            for level in LEVELS:
                 met, ci = m["metrics"][level], m["metrics"].get(f"{level}_ci95", {})
                 writer.writerow([m["label"], m["run_dir"], m["arch"], level,
-                                 *(met.get(k) for k in ("accuracy", "kappa", "macro_f1", "auc",
-                                                        "balanced_accuracy")),
+                                 *(met.get(k) for k in COMPARED),
                                  ci.get("kappa", {}).get("low"), ci.get("kappa", {}).get("high")])
     if len(models) > 1:
-        for level in ("image", "exam"):
-            rows = group_rows(models, level)
-            stem = "comparison" if level == "image" else "comparison_exam"
+        for level in LEVELS:
+            rows = group_rows(models, level, paired)
+            stem = "comparison" if level == "image" else f"comparison_{level}"
             write_tables(rows, run.dir, stem, caption=f"Density classification ({level} level), "
                          "mean ± std over runs of each configuration")
         run.log(f"Comparison of {len(models)} models: comparison.csv, comparison.md, "
-                "comparison.tex (and *_exam for exam level)")
+                "comparison.tex (and *_breast, *_exam)")
     kappas = [m["metrics"]["image"]["kappa"] for m in models]
     accs = [m["metrics"]["image"]["accuracy"] for m in models]
     run.set_results(num_models=len(models), eval_kappa_mean=float(np.mean(kappas)),
-                    eval_acc_mean=float(np.mean(accs)),
-                    models={m["label"]: {"kappa": m["metrics"]["image"]["kappa"],
-                                         "accuracy": m["metrics"]["image"]["accuracy"],
-                                         "exam_kappa": m["metrics"]["exam"]["kappa"]}
-                            for m in models})
+                    eval_acc_mean=float(np.mean(accs)), paired_rows=len(paired),
+                    models={m["label"]: {
+                        "kappa": m["metrics"]["image"]["kappa"],
+                        "kappa_linear": m["metrics"]["image"]["kappa_linear"],
+                        "accuracy": m["metrics"]["image"]["accuracy"],
+                        "breast_kappa": m["metrics"]["breast"]["kappa"],
+                        "exam_kappa": m["metrics"]["exam"]["kappa"],
+                        "exam_kappa_linear": m["metrics"]["exam"]["kappa_linear"],
+                        "exam_dense_accuracy": (m["metrics"]["exam"].get("dense") or {}).get(
+                            "accuracy")} for m in models})
     run.log("")
     run.log("Evaluation Complete")
     run.log("-------------------")

@@ -34,8 +34,9 @@ def finish_split(cfg: TrainConfig, run: RunContext, data: PreparedData, ctx: Fit
                  fusion: Fusion | None) -> SplitResult:
     if state.best_val_probs is None:
         raise RuntimeError("no epoch was completed, so there is no best model")
+    breast = _breast_metrics(data, state, val_idx)
     if run.is_primary:
-        _write_artifacts(run, data, ctx, state, val_idx, fusion)
+        _write_artifacts(run, data, ctx, state, val_idx, fusion, breast)
     best_path = run.dir / BEST_MODEL_FILE
     run.log("")
     run.log("Training Complete")
@@ -51,11 +52,25 @@ def finish_split(cfg: TrainConfig, run: RunContext, data: PreparedData, ctx: Fit
                         "history_last": state.history[-1] if state.history else None})
     return SplitResult(state.best_epoch, state.best_metrics, state.best_exam_metrics,
                        len(train_idx), len(val_idx), run.dir / SUMMARY_FILE,
-                       state.history, state.stopped_by)
+                       state.history, state.stopped_by, breast)
+
+
+def _breast_metrics(data: PreparedData, state: FitState, val_idx: np.ndarray) -> dict[str, Any]:
+    """The best epoch's validation metrics per breast (accession x laterality)."""
+    from mammography.metrics import classification_metrics
+    from mammography.metrics.evaluation import levels
+
+    records = [data.table.images[i] for i in np.sort(val_idx)]
+    view = levels(np.array([r.class_index for r in records]),
+                  np.asarray(state.best_val_probs, dtype=np.float32),
+                  [r.accession for r in records], [r.breast for r in records],
+                  [r.patient for r in records])["breast"]
+    return classification_metrics(view.y, view.probs)
 
 
 def _write_artifacts(run: RunContext, data: PreparedData, ctx: FitContext, state: FitState,
-                     val_idx: np.ndarray, fusion: Fusion | None) -> None:
+                     val_idx: np.ndarray, fusion: Fusion | None,
+                     breast: dict[str, Any]) -> None:
     from mammography.report.plots import (
         plot_confusion_matrix,
         plot_roc_curves,
@@ -68,11 +83,14 @@ def _write_artifacts(run: RunContext, data: PreparedData, ctx: FitContext, state
     val_records = [images[i] for i in val_order]
     labels = np.array([r.class_index for r in val_records])
     write_predictions(run.dir, val_records, labels, probs)
+    from mammography.metrics.evaluation import LEVEL_RULES
+
     metrics = {"best_epoch": state.best_epoch, "image": state.best_metrics,
-               "exam": state.best_exam_metrics}
+               "breast": breast, "exam": state.best_exam_metrics,
+               "levels": {level: {"rule": rule} for level, rule in LEVEL_RULES.items()}}
     run.write_json(VAL_METRICS_JSON, metrics)
-    write_level_columns_csv(run.path(VAL_METRICS_CSV), state.best_metrics,
-                            state.best_exam_metrics)
+    write_level_columns_csv(run.path(VAL_METRICS_CSV), {
+        "image": state.best_metrics, "breast": breast, "exam": state.best_exam_metrics})
     plot_train_curves(state.history, run.path("plots/train_curves.png"))
     plot_confusion_matrix(np.array(state.best_metrics["confusion_matrix"]),
                           run.path("plots/confusion_matrix.png"),

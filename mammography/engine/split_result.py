@@ -29,6 +29,7 @@ class SplitResult:
     summary_path: Path
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_by: str | None = None
+    breast: dict[str, Any] = field(default_factory=dict)  # ... and per breast
 
     def headline(self) -> dict[str, Any]:
         """The top-level summary.json results of a split (``jq .best_val_kappa``)."""
@@ -37,7 +38,13 @@ class SplitResult:
                 "best_val_acc": image["accuracy"], "best_val_f1": image["macro_f1"],
                 "best_val_auc": image["auc"],
                 "best_val_balanced_acc": image["balanced_accuracy"],
-                "best_val_loss": image.get("loss"), "best_val_exam_kappa": exam["kappa"],
+                "best_val_loss": image.get("loss"),
+                "best_val_kappa_linear": image.get("kappa_linear"),
+                "best_val_ece": image.get("ece"),
+                "best_val_dense_accuracy": (image.get("dense") or {}).get("accuracy"),
+                "best_val_breast_kappa": (self.breast or {}).get("kappa"),
+                "best_val_exam_kappa": exam["kappa"],
+                "best_val_exam_kappa_linear": exam.get("kappa_linear"),
                 "best_val_exam_acc": exam["accuracy"], "best_val_exam_auc": exam["auc"],
                 "num_train": self.train_samples, "num_val": self.val_samples}
 
@@ -54,4 +61,4 @@ def read_split_result(run_dir: Path) -> SplitResult:
     data = read_summary(run_dir).get("data_config", {})
     return SplitResult(metrics["best_epoch"], metrics["image"], metrics["exam"],
                        int(data.get("num_train", 0)), int(data.get("num_val", 0)),
-                       run_dir / SUMMARY_FILE)
+                       run_dir / SUMMARY_FILE, breast=metrics.get("breast") or {})

@@ -1,8 +1,13 @@
-"""Comparison tables across evaluated runs: mean ± std per configuration.
+"""Comparison tables across evaluated runs: mean ± std per configuration, and which
+differences mean something.
 
 Runs that differ only in seed (or are folds of one cross-validation) are one
 *configuration*; the table gives each configuration's mean ± std over its
-runs — the form a paper reports — as CSV, Markdown and LaTeX (booktabs).
+runs — the form a paper reports — as CSV, Markdown and LaTeX (booktabs). Each
+configuration is compared with the best one (by mean quadratic kappa): with one
+run each, evaluated on the same images, by the paired bootstrap of
+``paired_comparison.csv`` (significant when p < 0.05); with several seeds, by
+whether the difference lies within the seed-to-seed spread (the larger std).
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import numpy as np
 
 # Settings that vary between repeats of one configuration.
 REPEAT_KEYS = {"seed", "resume", "based_on", "optuna_trial_id", "ray_trial_name"}
-METRICS = (("accuracy", "Acc"), ("kappa", "Kappa"), ("macro_f1", "Macro-F1"), ("auc", "AUC"),
-           ("balanced_accuracy", "Bal. acc"))
+METRICS = (("accuracy", "Acc"), ("kappa", "Kappa"), ("kappa_linear", "Lin. kappa"),
+           ("macro_f1", "Macro-F1"), ("auc", "AUC"), ("balanced_accuracy", "Bal. acc"),
+           ("ece", "ECE"))
+SIGNIFICANCE = 0.05
 
 
 def configuration(hyperparameters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -33,9 +40,11 @@ def describe(settings: dict[str, Any], differing: set[str]) -> str:
     return ", ".join(f"{k}={settings.get(k)}" for k in keys if k in settings)
 
 
-def group_rows(models: list[dict[str, Any]], level: str = "image") -> list[dict[str, Any]]:
+def group_rows(models: list[dict[str, Any]], level: str = "image",
+               paired: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One row per configuration. ``models``: dicts with ``hyperparameters``,
-    ``label`` and ``metrics`` ({"image": {...}, "exam": {...}})."""
+    ``label`` and ``metrics`` ({"image": {...}, "exam": {...}}); ``paired``: the rows of
+    paired_comparison.csv, for the ``vs_best`` column."""
     groups: dict[str, dict[str, Any]] = {}
     for model in models:
         key, settings = configuration(model["hyperparameters"])
@@ -58,7 +67,52 @@ def group_rows(models: list[dict[str, Any]], level: str = "image") -> list[dict[
             row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0 \
                 if values else None
         rows.append(row)
+    _versus_best(rows, level, paired or [])
     return rows
+
+
+def _versus_best(rows: list[dict[str, Any]], level: str, paired: list[dict[str, Any]]) -> None:
+    """``vs_best`` (how each configuration's kappa compares with the best's) and
+    ``significant`` (yes / no / n/a) on every row."""
+    ranked = [r for r in rows if r["kappa_mean"] is not None]
+    if not ranked:
+        return
+    best = max(ranked, key=lambda r: r["kappa_mean"])
+    for row in rows:
+        if row is best:
+            row["vs_best"], row["significant"] = "best", ""
+            continue
+        if row["kappa_mean"] is None:
+            row["vs_best"], row["significant"] = "n/a", "n/a"
+            continue
+        delta = row["kappa_mean"] - best["kappa_mean"]
+        if row["n_runs"] > 1 or best["n_runs"] > 1:
+            spread = max(row["kappa_std"] or 0.0, best["kappa_std"] or 0.0)
+            within = abs(delta) <= spread
+            row["vs_best"] = (f"kappa {delta:+.3f}, {'within' if within else 'beyond'} the "
+                              f"seed-to-seed spread (std {spread:.3f})")
+            row["significant"] = "no" if within else "n/a (no paired test across seeds)"
+            continue
+        test = _paired_kappa(paired, row["runs"], best["runs"], level)
+        if test is None:
+            row["vs_best"] = f"kappa {delta:+.3f}, not paired (evaluated on different images)"
+            row["significant"] = "n/a"
+        else:
+            row["vs_best"] = (f"kappa {delta:+.3f} (95% CI {test['low']:+.3f} to "
+                              f"{test['high']:+.3f}, p {test['p']:.3f}, paired bootstrap)")
+            row["significant"] = "yes" if test["p"] < SIGNIFICANCE else "no"
+
+
+def _paired_kappa(paired: list[dict[str, Any]], label: str, best: str,
+                  level: str) -> dict[str, float] | None:
+    for row in paired:
+        if row["level"] != level or row["metric"] != "kappa" or row["p_value"] is None:
+            continue
+        if (row["model_a"], row["model_b"]) == (label, best):
+            return {"low": row["ci_low"], "high": row["ci_high"], "p": row["p_value"]}
+        if (row["model_a"], row["model_b"]) == (best, label):
+            return {"low": -row["ci_high"], "high": -row["ci_low"], "p": row["p_value"]}
+    return None
 
 
 def _cell(row: dict[str, Any], metric: str, plus_minus: str) -> str:
@@ -76,19 +130,20 @@ def write_tables(rows: list[dict[str, Any]], folder: Path, stem: str = "comparis
         writer = csv.DictWriter(handle, fieldnames=list(rows[0].keys()))
         writer.writeheader()
         writer.writerows(rows)
-    header = ["Configuration", "Runs", *(name for _, name in METRICS)]
+    header = ["Configuration", "Runs", *(name for _, name in METRICS), "vs best"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["description"] or row["configuration"], str(row["n_runs"]),
-                 *(_cell(row, metric, "±") for metric, _ in METRICS)]
+                 *(_cell(row, metric, "±") for metric, _ in METRICS), row.get("vs_best", "")]
         lines.append("| " + " | ".join(cells) + " |")
     paths[1].write_text(f"{caption}\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
     tex = ["\\begin{table}[ht]", "\\centering", f"\\caption{{{_tex(caption)}}}",
-           "\\begin{tabular}{l r " + "c " * len(METRICS) + "}", "\\toprule",
+           "\\begin{tabular}{l r " + "c " * len(METRICS) + "l}", "\\toprule",
            " & ".join(_tex(h) for h in header) + " \\\\", "\\midrule"]
     for row in rows:
         cells = [_tex(row["description"] or row["configuration"]), str(row["n_runs"]),
-                 *(_cell(row, metric, "$\\pm$") for metric, _ in METRICS)]
+                 *(_cell(row, metric, "$\\pm$") for metric, _ in METRICS),
+                 _tex(row.get("vs_best", ""))]
         tex.append(" & ".join(cells) + " \\\\")
     tex += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     paths[2].write_text("\n".join(tex) + "\n", encoding="utf-8")

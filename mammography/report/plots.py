@@ -364,3 +364,61 @@ def plot_embeddings_2d(
     ax.set_yticks([])
     fig.tight_layout()
     return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def plot_calibration(bins_by_level: Mapping[str, Sequence[Mapping[str, Any]]],
+                     ece_by_level: Mapping[str, float], path: str | Path) -> Path:
+    """Reliability diagram (accuracy against mean confidence per bin, one line per level)
+    above a histogram of how many predictions fall in each confidence bin."""
+    fig = _new_figure(5.5, 6.5)
+    top = fig.add_axes((0.14, 0.38, 0.8, 0.55))
+    bottom = fig.add_axes((0.14, 0.08, 0.8, 0.2), sharex=top)
+    top.plot([0, 1], [0, 1], color="#999999", linestyle="--", label="perfect calibration")
+    width = 1.0 / max(len(next(iter(bins_by_level.values()), [])), 1)
+    for i, (level, bins) in enumerate(bins_by_level.items()):
+        filled = [b for b in bins if b["count"]]
+        top.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled],
+                 marker="o", color=_color(i),
+                 label=f"{level} (ECE {ece_by_level.get(level, float('nan')):.3f})")
+        share = width / max(len(bins_by_level), 1)
+        bottom.bar([b["low"] + share * (i + 0.5) for b in bins], [b["count"] for b in bins],
+                   width=share, color=_color(i), alpha=0.7)
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1.02)
+    top.set_ylabel("accuracy")
+    top.set_title("Reliability of the predicted class's probability")
+    top.legend(fontsize="small", loc="upper left")
+    bottom.set_xlabel("confidence (probability of the predicted class)")
+    bottom.set_ylabel("count")
+    return _save(fig, path)
+
+
+def plot_subgroup_kappa(rows: Sequence[Mapping[str, Any]], path: str | Path,
+                        level: str = "exam") -> Path:
+    """Quadratic kappa per subgroup with its 95 % CI (groups without metrics: n only)."""
+    shown = [r for r in rows if r["level"] == level]
+    fig = _new_figure(6.5, max(2.5, 0.35 * len(shown) + 1.2))
+    ax = fig.add_subplot()
+    for y, row in enumerate(shown):
+        name = f"{row['group_by']}: {row['group']} (n={row['n']})"
+        ax.text(-1.02, y, name, ha="right", va="center", fontsize=8)
+        kappa = row.get("kappa")
+        if not _finite(kappa):
+            ax.text(0.0, y, "too few exams", va="center", fontsize=8, color="gray")
+            continue
+        low, high = row.get("kappa_ci_low"), row.get("kappa_ci_high")
+        if _finite(low) and _finite(high):
+            ax.plot([low, high], [y, y], color="#555555")
+        ax.scatter([kappa], [y], color=_color(0), zorder=3)
+    ax.set_yticks([])
+    ax.set_xlim(-1.0, 1.0)
+    ax.set_ylim(-0.8, len(shown) - 0.2)
+    ax.invert_yaxis()
+    ax.axvline(0, color="#dddddd")
+    ax.set_xlabel("quadratic kappa (95 % CI)")
+    ax.set_title(f"Kappa by subgroup, {level} level")
+    fig.subplots_adjust(left=0.45, right=0.97)
+    return _save(fig, path)
