@@ -141,7 +141,8 @@ def _fold_source(original: Path, summary: dict[str, Any], k: int) -> Path | None
     if not plan.reused or plan.source is None:
         return None
     entry = next(e for e in summary[CV_RECORD]["folds"] if e.get("fold") == k)
-    for candidate in (original / str(entry.get("path", "")), plan.source):
+    relative = Path(os.path.normpath(original / str(entry.get("path", ""))))
+    for candidate in (relative, plan.source):
         if is_run_dir(candidate):  # relative first: the tree may have moved
             return candidate
     return None
