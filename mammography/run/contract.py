@@ -54,6 +54,8 @@ OPTUNA_TRIAL_FILE = "optuna_trial.json"
 STUDY_DB = "study.db"
 BEST_PARAMS_FILE = "best_params.json"
 TRIALS_CSV = "trials.csv"
+#: Ray Tune trials of a tune run: ``trials/<trial name>/results_1``.
+RAY_TRIALS_DIR = "trials"
 
 # ------------------------------------------------------------ runs clean
 #: An empty file of this name keeps a run from `runs clean`.
