@@ -131,17 +131,18 @@ def _copy_splits(original: Path, parent: Path, folds: int) -> None:
     shutil.copy2(source, parent / SPLITS_FILE)  # byte for byte: the same folds
 
 
-def _fold_source(original: Path, summary: dict[str, Any], k: int) -> Path | None:
-    """Where fold ``k`` of ``original`` ran: its own ``fold_k/results``, or the run it
-    reused itself (when ``original`` continued an earlier cross-validation)."""
-    own = fold_dir(original, k)
+def fold_run_dir(parent: Path, summary: dict[str, Any], k: int) -> Path | None:
+    """Where fold ``k`` of the CV parent ``parent`` ran: its own ``fold_k/results``, or
+    the run it reused (a parent that continued an earlier cross-validation)."""
+    parent = Path(parent)
+    own = fold_dir(parent, k)
     if is_run_dir(own):
         return own
-    plan = recorded_plan(original, summary, k)
+    plan = recorded_plan(parent, summary, k)
     if not plan.reused or plan.source is None:
         return None
     entry = next(e for e in summary[CV_RECORD]["folds"] if e.get("fold") == k)
-    relative = Path(os.path.normpath(original / str(entry.get("path", ""))))
+    relative = Path(os.path.normpath(parent / str(entry.get("path", ""))))
     for candidate in (relative, plan.source):
         if is_run_dir(candidate):  # relative first: the tree may have moved
             return candidate
@@ -149,7 +150,7 @@ def _fold_source(original: Path, summary: dict[str, Any], k: int) -> Path | None
 
 
 def _plan_fold(original: Path, summary: dict[str, Any], k: int, run: RunContext) -> FoldPlan:
-    source = _fold_source(original, summary, k)
+    source = fold_run_dir(original, summary, k)
     if source is None:
         previous = recorded_plan(original, summary, k)
         if previous.reused:

@@ -53,7 +53,8 @@ class PlanRun:
 
 def summary(run_dir: Path, *, status: str, fold: int | None = None, **extra) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
-    document = {"command": "train-density", "run_id": "results_1", "status": status,
+    document = {"command": "train-density", "experiment_type": "density_classification",
+                "run_id": "results_1", "status": status,
                 "hyperparameters": {"cv_folds": 3},
                 "execution": {"pid": 999_999_999, "hostname": socket.gethostname(),
                               "heartbeat": now_iso()},
@@ -117,6 +118,28 @@ def test_a_resumed_resume_finds_the_folds_its_parent_reused(tmp_path):
     (first / "fold_1" / "results" / "metrics" / "val_metrics.json").write_text('{"x": 1}')
     with pytest.raises(DataError, match="changed since it was referenced"):
         plan_of(second, tmp_path / "results_4")
+
+
+def test_eval_export_of_a_resumed_parent_finds_the_folds_it_reused(tmp_path):
+    from mammography.engine.evaluate import expand_runs
+
+    first = crafted_parent(tmp_path)
+    plans, second_run = plan_of(first, tmp_path / "results_2")
+    second = summary(second_run.dir, status="completed", results={"num_folds": 3},
+                     **{CV_RECORD: {"folds": [p.record(second_run.dir) for p in plans]}})
+    (second / "cv_summary.json").write_text("{}")
+    for k in (2, 3):
+        summary(second / f"fold_{k}" / "results", status="completed", fold=k)
+    sources = expand_runs([second])
+    assert [s.run_dir for s in sources] == [first / "fold_1" / "results",
+                                            second / "fold_2" / "results",
+                                            second / "fold_3" / "results"]
+    assert [s.label for s in sources] == ["results_1-fold_1", "results_1-fold_2",
+                                          "results_1-fold_3"]
+    # a reused fold that is gone: refused, not evaluated as a 2-fold CV
+    shutil.rmtree(first / "fold_1")
+    with pytest.raises(InputError, match="the runs of folds 1 are gone"):
+        expand_runs([second])
 
 
 def test_a_fold_without_checkpoint_trains_again_and_splits_must_match(tmp_path):
