@@ -177,9 +177,8 @@ def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx
     state = FitState()
     if resume is not None:
         state = restore(ctx, resume)
-        run.log(f"Resuming from {resumed_from or cfg.resume} after epoch {state.epoch} (best "
-                f"so far: epoch "
-                f"{state.best_epoch}, kappa {state.best_kappa:.3f})")
+        run.log(f"Resuming from {resumed_from or cfg.resume} after epoch {state.epoch} "
+                f"(best so far: epoch {state.best_epoch}, kappa {state.best_kappa:.3f})")
     state = fit(ctx, state, run=run)
     return finish_split(cfg, run, data, ctx, state, train_idx, val_idx, fusion)
 
