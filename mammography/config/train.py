@@ -6,9 +6,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from mammography.config.core import NUM_WORKERS_HELP, num_workers_problem, setting
+from mammography.config.core import (
+    NUM_WORKERS_HELP,
+    flag_name,
+    num_workers_problem,
+    setting,
+    to_record,
+)
 from mammography.config.data import ImageConfig
-from mammography.run.contract import LAST_CHECKPOINT_FILE, SUMMARY_FILE, is_run_dir
+from mammography.run.contract import (
+    LAST_CHECKPOINT_FILE,
+    SUMMARY_FILE,
+    SummaryUnreadable,
+    is_run_dir,
+    read_summary,
+)
+
+#: Settings a continued cross-validation may change: where the data lives (its
+#: manifest digest must not change), how images are cached, the device.
+CV_RESUME_MAY_CHANGE = frozenset({"resume", "based_on", "csv", "dicom_root", "cache", "device",
+                                  "cv_folds"})
+
+
+def resume_target(run_dir: Path) -> tuple[str, int | None]:
+    """What ``--resume RUN_DIR`` continues, from the run's summary.json.
+
+    ``("fold", k)``: fold k of a cross-validation (its ``fold_k/results``, or a run
+    that already continued one), continued as a single run; ``("cv", k)``: a
+    k-fold cross-validation parent, continued fold by fold; ``("run", None)``: a
+    single training run (also when the summary cannot be read: the other checks
+    then say what is wrong).
+    """
+    try:
+        summary = read_summary(run_dir)
+    except SummaryUnreadable:
+        return "run", None
+    fold = (summary.get("integration") or {}).get("cv_fold")
+    if isinstance(fold, int) and not isinstance(fold, bool):
+        return "fold", fold
+    folds = (summary.get("hyperparameters") or {}).get("cv_folds")
+    if summary.get("command") == "train-density" and isinstance(folds, int) and folds > 0:
+        return "cv", folds
+    return "run", None
 
 
 @dataclass
@@ -74,21 +113,55 @@ class TrainConfig(ImageConfig):
         None, "Fuse precomputed embeddings: a results_N of `mammography embed`, or a folder of "
         "them (the latest completed one is used).", metavar="DIR")
     resume: Path | None = setting(None, "Continue an interrupted or finished run from its "
-                                  "last_checkpoint.pt, in a new run directory.",
+                                  "last_checkpoint.pt, in a new run directory: a single run, "
+                                  "a CV fold (its fold_k/results) or a whole cross-validation "
+                                  "(finished folds reused, the interrupted one continued).",
                                   metavar="RUN_DIR")
     based_on: Path | None = setting(None, "Record that this run derives from RUN_DIR "
                                     "(lineage).", metavar="RUN_DIR", record=False)
 
     def problems(self) -> list[str]:
         found = self.training_problems()
-        if self.resume is not None and is_run_dir(self.resume) and not (
-                self.resume / LAST_CHECKPOINT_FILE).is_file():
+        if self.resume is None or not is_run_dir(self.resume):
+            return found
+        kind, folds = resume_target(self.resume)
+        if kind != "cv" and not (self.resume / LAST_CHECKPOINT_FILE).is_file():
             found.append(f"--resume {self.resume} has no {LAST_CHECKPOINT_FILE} to continue "
                          "from")
-        if self.resume is not None and self.cv_folds:
-            found.append("--resume continues a single run; resume a fold by passing its "
-                         "fold_i/results directory without --cv-folds")
+        if kind == "run" and self.cv_folds:
+            found.append(f"--resume {self.resume} continues a single run, not a "
+                         f"cross-validation; leave out --cv-folds (or start a new run)")
+        if kind == "cv" and self.cv_folds != folds:
+            found.append(f"--resume {self.resume} continues its {folds}-fold "
+                         f"cross-validation; --cv-folds {self.cv_folds} cannot change that "
+                         "(leave it out, or start a new run)")
+        if kind == "cv":
+            found += self._changed_cv_settings()
         return found
+
+    def _changed_cv_settings(self) -> list[str]:
+        """A continued cross-validation keeps the settings its finished folds were
+        trained with: each fold's result must be one of the same experiment."""
+        recorded = read_summary(self.resume).get("hyperparameters") or {}
+        return [f"--resume {self.resume} continues a cross-validation with the settings "
+                f"its finished folds were trained with: {flag_name(type(self), key)} "
+                f"{value!r} differs from the run's {recorded[key]!r} (leave it out, or start "
+                "a new run)"
+                for key, value in to_record(self).items()
+                if key not in CV_RESUME_MAY_CHANGE and key in recorded
+                and value != recorded[key]]
+
+    def continued_fold(self) -> int | None:
+        """The CV fold that ``--resume`` continues as a single run (None: not a fold)."""
+        if self.resume is None:
+            return None
+        kind, fold = resume_target(self.resume)
+        return fold if kind == "fold" else None
+
+    @property
+    def cross_validation(self) -> bool:
+        """k folds to train (``--cv-folds``), not one fold of them being continued."""
+        return bool(self.cv_folds) and self.continued_fold() is None
 
     def training_problems(self) -> list[str]:
         """Everything but the meaning of --resume (which `tune` gives its own)."""

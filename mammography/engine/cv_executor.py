@@ -11,7 +11,9 @@ item it belongs to (``[fold 3] ...``). A worker stops at its first item that
 does not complete and exits with that item's code.
 
 If the parent is stopped (Ctrl-C, SIGTERM) its workers get SIGTERM and stop
-at their next safe point; no worker outlives its parent.
+at their next safe point; if it is killed (SIGKILL, out of memory) the kernel
+sends them SIGTERM (parent-death signal), so they checkpoint and stop too: no
+worker outlives its parent, and nothing writes a fold that a resume continues.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from mammography.run.processes import ray_session, thread_env, threads_per_worker
+from mammography.run.processes import (
+    preexec_die_with_parent,
+    ray_session,
+    thread_env,
+    threads_per_worker,
+)
 
 ITEM_MARKER = "@@mammography-item "  # a worker's "item K starts here" line
 STOP_WAIT_SECONDS = 60
@@ -73,7 +80,8 @@ class LocalExecutor:
         proc = subprocess.Popen(self.command(items), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=thread_env(self.threads), text=True, bufsize=1,
-                                errors="replace")
+                                errors="replace",
+                                preexec_fn=preexec_die_with_parent(signal.SIGTERM))
         with self._lock:
             self._procs[items[0]] = proc
         assert proc.stdout is not None
@@ -111,7 +119,8 @@ class LocalExecutor:
 
 def _ray_worker(argv: list[str], threads: int) -> tuple[int, str]:
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=thread_env(threads), errors="replace")
+                          env=thread_env(threads), errors="replace",
+                          preexec_fn=preexec_die_with_parent(signal.SIGTERM))
     return proc.returncode, proc.stdout
 
 

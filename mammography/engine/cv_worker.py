@@ -6,7 +6,9 @@ config.yaml), prepares the same data once (the cache makes this cheap; the
 manifest digest must match the parent's, or the data changed under the run),
 and trains its folds one after another, each as the child run
 ``PARENT/fold_K/results`` (``split_training.train_child``, as sequential CV
-does), with the fold's images read from the parent's splits.csv.
+does), with the fold's images read from the parent's splits.csv. A fold the
+parent's plan (summary.json ``cross_validation``) says to continue starts from
+the interrupted run's last_checkpoint.pt.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ def train_folds(parent_dir: Path, folds: list[int]) -> int:
     from mammography.data.pipeline import prepare_data
     from mammography.data.splits import fold_split
     from mammography.engine.cv_executor import announce
+    from mammography.engine.cv_resume import recorded_plan
     from mammography.engine.fusion import load_fusion
     from mammography.engine.split_training import ChildRunEnded, train_fold
-    from mammography.run.contract import SPLITS_FILE
+    from mammography.run.contract import FOLD_CONTINUED, SPLITS_FILE
     from mammography.run.placement import RunRef
     from mammography.run.reporter import ConsoleReporter
 
@@ -50,8 +53,10 @@ def train_folds(parent_dir: Path, folds: list[int]) -> int:
     for fold in folds:
         announce(fold)
         split = fold_split(parent_dir / SPLITS_FILE, paths, data.table.dicom_root, fold)
+        plan = recorded_plan(parent_dir, parent.document, fold)
         try:
-            train_fold(parent, fold, cfg, data, split, fusion)
+            train_fold(parent, fold, cfg, data, split, fusion,
+                       resume_from=plan.source if plan.origin == FOLD_CONTINUED else None)
         except ChildRunEnded as ended:  # recorded in the fold's own run directory
             return ended.exit_code
     return 0

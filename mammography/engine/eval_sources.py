@@ -19,7 +19,6 @@ from mammography.run.contract import (
     BEST_MODEL_FILE,
     CV_SUMMARY_FILE,
     SPLITS_FILE,
-    fold_dir,
     read_summary,
 )
 
@@ -64,10 +63,19 @@ def expand_runs(paths: list[Path]) -> list[ModelSource]:
 
 
 def _fold_dirs(path: Path, summary: dict[str, Any]) -> list[Path]:
-    """The fold runs of a CV parent, in fold order."""
+    """The fold runs of a CV parent, in fold order: its own, and those a resumed
+    cross-validation reused from the run it continued (they live there)."""
+    from mammography.engine.cv_resume import fold_run_dir
+
     count = int(summary.get("results", {}).get("num_folds") or 0) or len(
         list(path.glob("fold_*")))
-    return [fold_dir(path, k) for k in range(1, count + 1) if fold_dir(path, k).is_dir()]
+    found = [fold_run_dir(path, summary, k) for k in range(1, count + 1)]
+    missing = [k for k, run_dir in enumerate(found, 1) if run_dir is None]
+    if summary.get("status") == "completed" and missing and len(missing) < count:
+        raise InputError(f"--run {path}: the runs of folds {', '.join(map(str, missing))} "
+                         "are gone, so the cross-validation cannot be evaluated whole; "
+                         "evaluate the remaining folds' fold_k/results one by one.")
+    return [run_dir for run_dir in found if run_dir is not None]
 
 
 def own_validation_split(source: ModelSource) -> LabelTable:

@@ -227,6 +227,16 @@ def _steps(*callbacks: Any) -> Any:
     return step
 
 
+def _stopped_already(ctx: FitContext, state: FitState) -> str | None:
+    """Why a restored state must not train on (it was pruned or had stopped early)."""
+    if state.stopped_by:
+        return state.stopped_by
+    if (state.epoch and ctx.early_stop_patience
+            and state.epochs_without_improvement >= ctx.early_stop_patience):
+        return f"early stopping: no better validation kappa for {ctx.early_stop_patience} epochs"
+    return None
+
+
 def fit(ctx: FitContext, state: FitState, *, run: RunContext,
         progress: bool = True) -> FitState:
     """Epochs ``state.epoch + 1 .. ctx.epochs``; returns the final state.
@@ -239,6 +249,11 @@ def fit(ctx: FitContext, state: FitState, *, run: RunContext,
         save_last(ctx, state)  # so an interrupt in epoch 1 still leaves a resumable file
     elif ctx.is_primary and state.history:
         write_history(ctx.run_dir, state.history)  # a resumed run has its history at once
+    stopped = _stopped_already(ctx, state)
+    if stopped:  # a resumed run that had stopped: an uninterrupted one trains no further
+        log(f"Training had already stopped after epoch {state.epoch} ({stopped}); "
+            "nothing left to train")
+        return state
     run.graceful_stop = True
     try:
         for epoch in range(state.epoch + 1, ctx.epochs + 1):

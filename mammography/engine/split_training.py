@@ -33,6 +33,7 @@ from mammography.engine.distributed import Distributed
 from mammography.engine.distributed import current as current_distributed
 from mammography.engine.fit import FitContext, FitState, fit, restore
 from mammography.engine.fusion import Fusion
+from mammography.engine.resume import load_checkpoint, resume_link
 from mammography.engine.schedule import EpochSchedule, build_optimizer
 from mammography.engine.split_result import SplitResult, count_dict
 from mammography.models.factory import (
@@ -120,9 +121,10 @@ def warn_missing_classes(run: RunContext, train_labels: list[int],
 
 def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx: np.ndarray,
                 val_idx: np.ndarray, *, resume: dict[str, Any] | None = None,
-                fusion: Fusion | None = None,
+                resumed_from: Path | None = None, fusion: Fusion | None = None,
                 epoch_callback: EpochCallback | None = None) -> SplitResult:
-    """Train on ``train_idx``, validate on ``val_idx``, inside the open run ``run``."""
+    """Train on ``train_idx``, validate on ``val_idx``, inside the open run ``run``;
+    ``resume`` is the last_checkpoint.pt of ``resumed_from`` to continue from."""
     from mammography.engine.split_report import finish_split
 
     images = data.table.images
@@ -206,8 +208,8 @@ def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx
     state = FitState()
     if resume is not None:
         state = restore(ctx, resume)
-        run.log(f"Resuming from {cfg.resume} after epoch {state.epoch} (best so far: epoch "
-                f"{state.best_epoch}, kappa {state.best_kappa:.3f})")
+        run.log(f"Resuming from {resumed_from or cfg.resume} after epoch {state.epoch} "
+                f"(best so far: epoch {state.best_epoch}, kappa {state.best_kappa:.3f})")
     state = fit(ctx, state, run=run)
     return finish_split(cfg, run, data, ctx, state, train_idx, val_idx, fusion)
 
@@ -281,12 +283,14 @@ def open_child(parent: Any, name: str, cfg: TrainConfig, integration: dict[str, 
 def train_child(parent: Any, name: str, cfg: TrainConfig, train: Callable[[RunContext], Any],
                 *, integration: dict[str, Any], manifest: Path | None = None,
                 settings_of_parent: bool = True, on_start: ChildHook | None = None,
-                on_result: ChildHook | None = None) -> Any:
+                on_result: ChildHook | None = None,
+                based_on: list[dict[str, Any]] | None = None) -> Any:
     """Run ``train(child)`` in the child run ``parent/name/results``; return its result.
 
     The child inherits the parent's data record: ``data_manifest.json``
     (``manifest``, default the parent's own), ``data_config`` and the fusion
-    lineage. ``on_start``/``on_result`` are the caller's hooks inside the child
+    lineage; ``based_on`` are links of its own (a continued fold: the run it
+    continues). ``on_start``/``on_result`` are the caller's hooks inside the child
     (a tune trial records its ``optuna_trial.json`` and objective there).
     """
     document = parent.document or {}
@@ -300,7 +304,7 @@ def train_child(parent: Any, name: str, cfg: TrainConfig, train: Callable[[RunCo
         # The embeddings a child fuses are its parent's; other links (resume, --based-on)
         # describe how the parent came about, not the child.
         child.add_based_on([link for link in document.get("based_on") or []
-                            if link.get("relation") == "fusion"])
+                            if link.get("relation") == "fusion"] + (based_on or []))
         result = train(child)
         if on_result is not None:
             on_result(child, result)
@@ -310,12 +314,17 @@ def train_child(parent: Any, name: str, cfg: TrainConfig, train: Callable[[RunCo
 
 
 def train_fold(parent: Any, fold: int, cfg: TrainConfig, data: PreparedData,
-               split: tuple[np.ndarray, np.ndarray], fusion: Fusion | None) -> SplitResult:
+               split: tuple[np.ndarray, np.ndarray], fusion: Fusion | None,
+               resume_from: Path | None = None) -> SplitResult:
     """CV fold ``fold`` as the child run ``parent/fold_<fold>/results`` (sequential CV in
-    the parent's process, or a parallel CV worker with a reference to the parent)."""
+    the parent's process, or a parallel CV worker with a reference to the parent);
+    ``resume_from``: an interrupted run of this fold whose checkpoint it continues."""
     def train(child: RunContext) -> SplitResult:
-        result = train_split(cfg, child, data, *split, fusion=fusion)
+        resume = load_checkpoint(resume_from, child.dir) if resume_from is not None else None
+        result = train_split(cfg, child, data, *split, resume=resume,
+                             resumed_from=resume_from, fusion=fusion)
         child.set_results(**result.headline())
         return result
 
-    return train_child(parent, fold_name(fold), cfg, train, integration={"cv_fold": fold})
+    return train_child(parent, fold_name(fold), cfg, train, integration={"cv_fold": fold},
+                       based_on=[resume_link(resume_from)] if resume_from is not None else None)

@@ -35,6 +35,7 @@ from mammography.run.processes import pid_alive
 from mammography.run.protocol import RunContext
 
 TRIAL_FILE = OPTUNA_TRIAL_FILE
+RUN_DIR_ATTR = "run_dir"
 IMAGE_SETTINGS = ("img_size", "crop_breast")
 
 
@@ -184,6 +185,9 @@ def _objective(trial: Any, cfg: TuneConfig, run: RunContext, space: dict[str, di
                                                       params.items()) + " ===")
     name = trial_name(trial.number)
     record = run.dir / name / CHILD_RUN_DIR / TRIAL_FILE
+    # Where the trial's run is, in the study: a resumed search (another tune run
+    # directory) finds the runs of the trials it does not run again.
+    trial.set_user_attr(RUN_DIR_ATTR, str(record.parent.resolve()))
     outcome: dict[str, Any] = {"state": "FAIL", "value": None}
 
     def started(child: RunContext, _: Any) -> None:

@@ -8,12 +8,15 @@ JSON object per epoch into ``ray_hpo_<trial>.jsonl``; the trial function
 tails that file and reports each line to Ray Tune, which is what its
 schedulers (ASHA) decide on. A trial Ray stops gets SIGTERM and records
 itself as interrupted; a trial whose Ray worker dies is stopped by the kernel
-(parent-death signal), so no training outlives its trial.
+(parent-death signal), so no training outlives its trial. ``--resume`` takes
+over the trials the resumed search finished (``ray_previous``) instead of
+running them again.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -27,8 +30,15 @@ from mammography.config.core import to_dict
 from mammography.config.tune import TuneConfig
 from mammography.data.pipeline import data_config, prepare_data
 from mammography.hpo.optuna_engine import direction, train_config
+from mammography.hpo.ray_previous import PreviousTrial, finished_trials
 from mammography.hpo.search_space import optuna_distributions
-from mammography.run.contract import HISTORY_JSON, LOG_FILE, ray_stream_file, run_dir_name
+from mammography.run.contract import (
+    HISTORY_JSON,
+    LOG_FILE,
+    RAY_TRIALS_DIR,
+    ray_stream_file,
+    run_dir_name,
+)
 from mammography.run.processes import die_with_parent, ray_session, thread_env
 from mammography.run.protocol import RunContext
 from mammography.run.record import now_iso
@@ -116,40 +126,59 @@ def run_ray(cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]]
                | {"preprocessing": data.cache.settings.as_dict()})
     base = {k: v for k, v in to_dict(base_cfg).items() if k not in ("resume", "based_on")}
     mode = "min" if direction(cfg.metric) == "minimize" else "max"
+    previous = finished_trials(cfg.resume, space, cfg.metric, mode) if cfg.resume else []
+    remaining = max(cfg.n_trials - len(previous), 0)
+    if cfg.resume is not None:
+        run.log(f"{len(previous)} trials of {cfg.resume} finished (not run again), "
+                f"{remaining} to go")
     with ray_session(cfg.ray_address) as ray:
         run.update(search={"engine": "ray", "metric": cfg.metric, "mode": mode,
                            "n_trials": cfg.n_trials, "scheduler": cfg.ray_scheduler,
                            "space": space, "ray_address": cfg.ray_address,
-                           "cluster_resources": ray.cluster_resources()})
+                           "cluster_resources": ray.cluster_resources(),
+                           "trials_before": len(previous),
+                           "reused_trials": [t.record() for t in previous]})
+        # The finished trials are evaluated points: the sampler learns from them.
         searcher = OptunaSearch(space=optuna_distributions(space), metric="objective",
-                                mode=mode, seed=cfg.seed)
+                                mode=mode, seed=cfg.seed,
+                                points_to_evaluate=[t.params for t in previous] or None,
+                                evaluated_rewards=[t.value for t in previous] or None)
         scheduler = (ASHAScheduler(metric="objective", mode=mode, max_t=cfg.epochs,
                                    grace_period=1, time_attr="epoch")
                      if cfg.ray_scheduler == "asha" else FIFOScheduler())
         trainable = tune.with_parameters(trial_function, base=base,
-                                         trials_root=str(run.dir / "trials"),
+                                         trials_root=str(run.dir / RAY_TRIALS_DIR),
                                          metric=cfg.metric, threads=cfg.cpus_per_trial)
         trainable = tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial,
                                                     "gpu": cfg.gpus_per_trial})
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
-                                        num_samples=cfg.n_trials, time_budget_s=cfg.timeout),
+                                        num_samples=remaining, time_budget_s=cfg.timeout),
             run_config=tune.RunConfig(name="ray_tune",
                                       storage_path=str(run.dir / "ray_results"), verbose=1))
-        grid = tuner.fit()
-    return _summarise(grid, cfg, run, space, mode)
+        grid = tuner.fit() if remaining else []
+    return _summarise(grid, cfg, run, space, mode, previous)
 
 
 def _summarise(grid: Any, cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]],
-               mode: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str]]:
+               mode: str, previous: list[PreviousTrial]
+               ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str]]:
     import optuna
 
     from mammography.hpo.report import optuna_plots
 
     trials, frozen = [], []
     distributions = optuna_distributions(space)
-    for number, result in enumerate(grid):
+    for number, trial in enumerate(previous):  # first: they ran first
+        trials.append({"number": number, "state": "COMPLETE", "value": trial.value,
+                       "params": trial.params, "duration_seconds": trial.duration_seconds,
+                       "run_dir": os.path.relpath(trial.run_dir, run.dir),
+                       "trial_name": trial.name})
+        frozen.append(optuna.trial.create_trial(params=trial.params,
+                                                distributions=distributions,
+                                                value=trial.value))
+    for number, result in enumerate(grid, len(previous)):
         metrics = result.metrics or {}
         history = result.metrics_dataframe
         values = list(history["objective"].dropna()) if history is not None and \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,22 @@ def optuna_trials(study: Any, run: RunContext) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False):
         duration = (t.datetime_complete - t.datetime_start).total_seconds() \
             if t.datetime_complete and t.datetime_start else None
-        folder = run.dir / trial_name(t.number) / CHILD_RUN_DIR
         rows.append({"number": t.number, "state": t.state.name, "value": t.value,
                      "params": t.params, "duration_seconds": duration,
-                     "run_dir": str(folder.relative_to(run.dir)) if folder.is_dir() else None})
+                     "run_dir": trial_run_dir(t, run.dir)})
     return rows
+
+
+def trial_run_dir(trial: Any, run_dir: Path) -> str | None:
+    """A trial's run relative to the tune run: in it, or (a trial an earlier, resumed
+    search finished) where the study recorded it; None when there is none."""
+    folder = run_dir / trial_name(trial.number) / CHILD_RUN_DIR
+    if folder.is_dir():
+        return str(folder.relative_to(run_dir))
+    recorded = trial.user_attrs.get("run_dir")
+    if recorded and Path(recorded).is_dir():
+        return os.path.relpath(recorded, run_dir)
+    return None
 
 
 def optuna_plots(study: Any, run: RunContext) -> list[str]:

@@ -18,13 +18,16 @@ from typing import Any
 
 from mammography.config.search_space import load_search_space
 from mammography.config.tune import TuneConfig
-from mammography.hpo.report import optuna_plots, optuna_trials, write_trials_csv
+from mammography.hpo.report import (
+    optuna_plots,
+    optuna_trials,
+    trial_run_dir,
+    write_trials_csv,
+)
 from mammography.run.contract import (
     BEST_PARAMS_FILE,
-    CHILD_RUN_DIR,
     TRIALS_CSV,
     read_summary,
-    trial_name,
 )
 from mammography.run.protocol import RunContext
 
@@ -77,7 +80,6 @@ def _best_optuna(study: Any, run: RunContext) -> dict[str, Any] | None:
         trial = study.best_trial
     except ValueError:  # no completed trial
         return None
-    folder = run.dir / trial_name(trial.number) / CHILD_RUN_DIR
     return {"number": trial.number, "trial_id": f"{study.study_name}-{trial.number}",
             "value": trial.value, "params": trial.params,
-            "run_dir": str(folder.relative_to(run.dir)) if folder.is_dir() else None}
+            "run_dir": trial_run_dir(trial, run.dir)}

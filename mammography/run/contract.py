@@ -37,6 +37,13 @@ VAL_METRICS_CSV = "metrics/val_metrics.csv"
 VAL_PREDICTIONS = "val_predictions.csv"
 VAL_PREDICTIONS_EXAM = "val_predictions_exam.csv"
 CV_SUMMARY_FILE = "cv_summary.json"
+#: summary.json section of a CV parent: its folds, where each one's run is and
+#: how it came about (``FOLD_ORIGINS``); written before the first fold trains.
+CV_RECORD = "cross_validation"
+#: Trained here; continued here from an interrupted fold's checkpoint; or a
+#: completed fold of the resumed run, referenced and not retrained.
+FOLD_TRAINED, FOLD_CONTINUED, FOLD_REUSED = "trained", "continued", "reused"
+FOLD_ORIGINS = (FOLD_TRAINED, FOLD_CONTINUED, FOLD_REUSED)
 
 # ------------------------------------------------------------ embed
 FEATURES_FILE = "features.npy"
@@ -47,6 +54,8 @@ OPTUNA_TRIAL_FILE = "optuna_trial.json"
 STUDY_DB = "study.db"
 BEST_PARAMS_FILE = "best_params.json"
 TRIALS_CSV = "trials.csv"
+#: Ray Tune trials of a tune run: ``trials/<trial name>/results_1``.
+RAY_TRIALS_DIR = "trials"
 
 # ------------------------------------------------------------ runs clean
 #: An empty file of this name keeps a run from `runs clean`.

@@ -58,6 +58,29 @@ def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> Non
         os._exit(1)
 
 
+def preexec_die_with_parent(sig: int = signal.SIGTERM) -> Any:
+    """A ``preexec_fn`` for ``subprocess``: the child gets ``sig`` when this process dies.
+
+    ``prctl`` is looked up here, in the parent: between fork and exec a child of a
+    threaded process must not take locks (the dynamic loader's, in ``dlopen``).
+    The signal follows the thread that starts the child, so start it from a
+    thread that outlives it (one that waits for it). None off Linux.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+    return preexec
+
+
 def thread_env(threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
     """An environment whose BLAS/OpenMP pools use ``threads`` threads."""
     env = dict(os.environ if base is None else base)

@@ -18,6 +18,7 @@ from typing import Any
 
 from mammography.config.runs import RunsListConfig
 from mammography.durations import format_duration, now, parse_time, short_time
+from mammography.runs.cv_progress import progress_lines, progress_record
 from mammography.runs.discover import (
     MISSING,
     RunRecord,
@@ -119,6 +120,7 @@ def as_dict(row: Row, extra: Sequence[str]) -> dict[str, Any]:
         "best_val_acc": _value(record, "best_val_acc"),
         "cv_mean_kappa": _value(record, "cv_mean_kappa"),
         "problem": record.problem,
+        "cv_progress": progress_record(record),
     }
     for key in extra:
         data.setdefault(key, _value(record, key))
@@ -204,6 +206,7 @@ def render_table(rows: Sequence[Row], extra: Sequence[str], total: int) -> None:
     if crashed:
         note += f"; {crashed} crashed (recorded as running, process gone or no heartbeat)"
     out.write(paint(f"{note}; git * = uncommitted changes", "dim", color) + "\n")
+    out.writelines(line + "\n" for line in progress_lines(row.record for row in rows))
 
 
 def run_list(config: RunsListConfig) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 
 from mammography.config.runs import RunsShowConfig
 from mammography.durations import format_duration
+from mammography.runs.cv_progress import progress_rows
 from mammography.runs.discover import (
     CLEANED_FILE,
     KEEP_MARKER,
@@ -103,6 +104,7 @@ def overview(record: RunRecord) -> list[tuple[str, str]]:
         rows.append(("based on", escape(lineage_text(summary))))
     if record.children:
         rows.append(("child runs", escape(", ".join(sorted(child_dirs(record))))))
+    rows += [(label, escape(text)) for label, text in progress_rows(record)]
     warnings = summary.get("warnings") or {}
     rows.append(("warnings", str(warnings.get("count", 0))))
     error = execution.get("error")

@@ -304,6 +304,27 @@ def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
     assert load_safely(tmp_path / LAST_FILE)["fit_state"]["epoch"] == 4
 
 
+@pytest.mark.parametrize("patience, reason", [
+    (2, "early stopping: no better validation kappa for 2 epochs"),
+    (0, "pruned by the test"),
+])
+def test_a_restored_state_that_had_stopped_trains_no_further(tmp_path, patience, reason):
+    """A run killed after its fit stopped (while writing its results) and resumed
+    ends where the uninterrupted run ended, however many epochs are left."""
+    script = [preds(4), preds(2), preds(6), preds(2), preds(0), preds(0)]
+    callback = (lambda epoch, row: reason if epoch == 4 else None) if not patience else None
+    fit(context(ScriptedModel(script), tmp_path, epochs=6, patience=patience,
+                callback=callback), FitState(), run=FakeRun(), progress=False)
+    restored = FitState(**load_safely(tmp_path / LAST_FILE)["fit_state"])
+    assert restored.epoch == 4
+    run = FakeRun()
+    state = fit(context(ScriptedModel(script), tmp_path, epochs=6, patience=patience),
+                restored, run=run, progress=False)
+    assert state.epoch == 4 and len(state.history) == 4 and run.steps == 0
+    assert f"Training had already stopped after epoch 4 ({reason}); nothing left to " \
+        "train" in run.lines
+
+
 def test_patience_zero_never_stops_early(tmp_path):
     script = [preds(0)] + [preds(6)] * 4
     state = fit(context(ScriptedModel(script), tmp_path, epochs=5, patience=0), FitState(),

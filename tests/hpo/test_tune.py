@@ -87,6 +87,11 @@ def test_a_killed_study_resumes_from_its_sqlite_storage(synthetic_dataset, env, 
     assert states.count("COMPLETE") == 3  # trial 0 before the kill, two after
     assert "FAIL" in states  # the trial the kill interrupted
     assert "marked failed" in (tmp_path / "results_2" / "run.log").read_text()
+    # trial 0 finished before the kill: not trained again, and the new trials.csv finds it
+    assert not (tmp_path / "results_2" / "trial_0").exists()
+    rows = (tmp_path / "results_2" / "trials.csv").read_text().splitlines()
+    assert rows[1].startswith("0,COMPLETE,") and rows[1].endswith(
+        ",../results_1/trial_0/results")
 
 
 def test_ray_engine_two_trials_on_a_local_instance(synthetic_dataset, env, tmp_path):
@@ -109,6 +114,20 @@ def test_ray_engine_two_trials_on_a_local_instance(synthetic_dataset, env, tmp_p
         assert [line["iteration"] for line in lines] == [1, 2]
         assert set(lines[0]) >= {"trial_name", "iteration", "val_acc", "val_kappa", "timestamp"}
     assert (run / "trials.csv").is_file() and (run / "best_params.json").is_file()
+
+    # --resume takes over the finished trials and runs only the missing one
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    resumed = run_cli("tune", "--resume", run, "--n-trials", "3", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    second = tmp_path / "results_2"
+    assert len(list((second / "trials").glob("*/results_1"))) == 1
+    search = read_summary(second)["search"]
+    assert search["trials_before"] == 2 and {t["trial_name"] for t in search[
+        "reused_trials"]} == {d.parent.name for d in trial_runs}
+    assert read_summary(second)["results"]["trials"]["COMPLETE"] == 3
+    rows = (second / "trials.csv").read_text().splitlines()
+    assert len(rows) == 4 and sum(",../results_1/trials/" in row for row in rows) == 2
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.parametrize("engine", ["local", "ray"])

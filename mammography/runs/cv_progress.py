@@ -1,0 +1,117 @@
+"""How far a stopped cross-validation got, and the command that continues it.
+
+For a CV parent that crashed, was interrupted or failed, `runs list` and
+`runs show` say which folds completed (its own ``fold_k/results``, or the
+completed folds it reused from the run it continued), which stopped and after
+which epoch, and print ``mammography train-density --resume PARENT`` (which
+reuses the completed folds and continues the stopped one from its
+checkpoint). Everything comes from the summaries the listing has read
+already (the parent's and its child runs'): no extra file is opened.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from mammography.run.contract import CV_RECORD, FOLD_REUSED
+from mammography.runs.discover import RunRecord
+
+#: Effective statuses (discover.py) of a parent worth continuing.
+STOPPED = ("crashed", "interrupted", "failed")
+
+
+@dataclass
+class CvProgress:
+    num_folds: int
+    done: list[int]
+    stopped: dict[int, tuple[str, int | None]]  # fold → (status, epochs completed or None)
+    command: str
+
+    @property
+    def not_started(self) -> list[int]:
+        return [k for k in range(1, self.num_folds + 1)
+                if k not in self.done and k not in self.stopped]
+
+    def text(self) -> str:
+        parts = [f"{len(self.done)} of {self.num_folds} folds done"
+                 + (f" ({_folds(self.done)})" if self.done else "")]
+        for fold, (status, epochs) in sorted(self.stopped.items()):
+            when = ("" if epochs is None else " before its first epoch" if epochs == 0
+                    else f" after epoch {epochs}")
+            parts.append(f"fold {fold} {status}{when}")
+        if self.not_started:
+            parts.append(f"not started: {_folds(self.not_started)}")
+        return "; ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"num_folds": self.num_folds, "done": self.done,
+                "stopped": {str(k): {"status": status, "epochs_completed": epochs}
+                            for k, (status, epochs) in sorted(self.stopped.items())},
+                "not_started": self.not_started, "resume_command": self.command}
+
+
+def _folds(folds: list[int]) -> str:
+    return ", ".join(map(str, folds))
+
+
+def _epochs(summary: dict[str, Any]) -> int | None:
+    value = (summary.get("results") or {}).get("epochs_completed")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def cv_progress(record: RunRecord) -> CvProgress | None:
+    """The progress of a stopped CV parent; None for any other run."""
+    summary = record.summary or {}
+    folds = (summary.get("hyperparameters") or {}).get("cv_folds")
+    if (record.status not in STOPPED or summary.get("command") != "train-density"
+            or not isinstance(folds, int) or folds < 1
+            or (summary.get("integration") or {}).get("cv_fold") is not None):
+        return None
+    done: set[int] = set()
+    stopped: dict[int, tuple[str, int | None]] = {}
+    for entry in (summary.get(CV_RECORD) or {}).get("folds") or []:
+        if isinstance(entry, dict) and entry.get("origin") == FOLD_REUSED:
+            done.add(entry.get("fold"))
+    for child in record.children:
+        child_summary = child.summary or {}
+        fold = (child_summary.get("integration") or {}).get("cv_fold")
+        if not isinstance(fold, int) or fold in done:
+            continue
+        if child.status == "completed":
+            done.add(fold)
+        else:
+            stopped[fold] = (child.status, _epochs(child_summary))
+    return CvProgress(folds, sorted(k for k in done if isinstance(k, int)), stopped,
+                      shlex.join(["mammography", "train-density", "--resume", record.path]))
+
+
+def progress_lines(records: Any) -> list[str]:
+    """`runs list`: one line per stopped CV parent among ``records``."""
+    lines = []
+    for record in records:
+        progress = cv_progress(record)
+        if progress is not None:
+            lines.append(f"{record.path}: {progress.text()}; continue with: "
+                         f"{progress.command}")
+    return lines
+
+
+def progress_rows(record: RunRecord) -> list[tuple[str, str]]:
+    """`runs show`: the folds a CV parent reused (they are not its child runs), and for
+    a stopped one its progress and the command that continues it."""
+    reused = [entry for entry in ((record.summary or {}).get(CV_RECORD) or {}).get("folds")
+              or [] if isinstance(entry, dict) and entry.get("origin") == FOLD_REUSED]
+    rows = [("reused", ", ".join(f"fold {e.get('fold')} ← {e.get('path')}" for e in reused))
+            ] if reused else []
+    progress = cv_progress(record)
+    if progress is not None:
+        rows += [("cv folds", progress.text()), ("resume", progress.command)]
+    return rows
+
+
+def progress_record(record: RunRecord) -> dict[str, Any] | None:
+    """`runs list --json`: the progress as data (None for any other run)."""
+    progress = cv_progress(record)
+    return progress.as_dict() if progress is not None else None
