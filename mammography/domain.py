@@ -77,9 +77,20 @@ SHORT_NAMES: dict[str, str] = {"accuracy": "acc", "kappa": "kappa", "macro_f1": 
                                "loss": "loss"}
 #: Short name → long name (``acc`` reads ``accuracy``).
 LONG_NAMES: dict[str, str] = {short: long for long, short in SHORT_NAMES.items()}
-#: The headline metrics aggregated over CV folds and bootstrapped for CIs.
-HEADLINE_METRICS: tuple[str, ...] = ("accuracy", "kappa", "macro_f1", "auc",
-                                     "balanced_accuracy")
+#: The metric pack of every level (image, breast, exam): what the density literature
+#: reports. Quadratic kappa (this project's headline since the reference pipeline),
+#: linear kappa (Lehman 2019, Matthews 2021), 4-class accuracy, macro-F1, balanced
+#: accuracy, one-vs-rest AUC, expected calibration error, ordinal error rates, and the
+#: dense (C/D) vs non-dense (A/B) call that drives dense-breast notification.
+PACK_METRICS: tuple[str, ...] = (
+    "kappa", "kappa_linear", "accuracy", "macro_f1", "balanced_accuracy", "auc", "ece",
+    "off_by_one_rate", "off_by_two_plus_rate", "dense_accuracy", "dense_kappa",
+    "dense_sensitivity", "dense_specificity", "dense_auc")
+#: The headline metrics aggregated over CV folds and bootstrapped for CIs: the pack.
+HEADLINE_METRICS: tuple[str, ...] = PACK_METRICS
+#: Metrics where lower is better (everything else: higher is better).
+LOWER_IS_BETTER: frozenset[str] = frozenset({"ece", "off_by_one_rate", "off_by_two_plus_rate",
+                                             "loss"})
 
 
 def long_name(key: str) -> str:

@@ -56,15 +56,19 @@ def format_metrics(
 
 
 def flat_metrics(prefix: str, metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Scalar metrics with a prefix (``val_accuracy``, ``val_kappa``, ...) for history rows.
+    """Scalar metrics with a prefix (``val_accuracy``, ``val_kappa``, ...) for tables.
 
-    Nested structures (confusion matrix, per-class tables) and ``None`` values are
-    skipped, so a row's columns can vary (e.g. ``val_auc`` absent for a one-class
-    split): CSV writers should take the union of the rows' keys.
+    The dense block becomes ``dense_*`` columns; other nested structures (confusion
+    matrix, per-class tables) and ``None`` values are skipped, so a row's columns can
+    vary (e.g. ``val_auc`` absent for a one-class split): CSV writers should take the
+    union of the rows' keys.
     """
     lead = f"{prefix}_" if prefix else ""
     flat: dict[str, float] = {}
     for key, value in metrics.items():
+        if key == "dense" and isinstance(value, Mapping):
+            flat.update(flat_metrics(f"{lead}dense", value))
+            continue
         if isinstance(value, bool) or value is None:
             continue
         if isinstance(value, int | float | np.integer | np.floating):

@@ -15,6 +15,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from mammography.domain import PACK_METRICS
 from mammography.metrics import (
     aggregate_by_exam,
     bootstrap_ci,
@@ -24,7 +25,8 @@ from mammography.metrics import (
     quadratic_kappa,
     summarize_folds,
 )
-from mammography.metrics.bootstrap import _bootstrap_batch, _resample_weights
+from mammography.metrics.bootstrap import _Pack, _resample_weights
+from mammography.metrics.classification import scalar_view
 
 
 def one_hot_probs(pred, k: int = 4, confidence: float = 0.7) -> np.ndarray:
@@ -177,7 +179,8 @@ def test_aggregate_by_exam_disagreeing_labels_take_the_denser_breast():
 def test_bootstrap_contains_point_estimate_and_matches_metrics():
     y, probs = random_case(400, seed=1)
     ci = bootstrap_ci(y, probs, n_resamples=300)
-    point = classification_metrics(y, probs)
+    point = scalar_view(classification_metrics(y, probs))
+    assert set(ci) == set(PACK_METRICS)
     for name, entry in ci.items():
         assert entry["value"] == point[name]
         assert entry["low"] <= entry["value"] <= entry["high"], name
@@ -190,12 +193,11 @@ def test_bootstrap_vectorised_equals_per_resample_sklearn():
     y, probs = random_case(120, seed=2)
     rng = np.random.default_rng(5)
     weights = _resample_weights(rng, np.arange(y.size), y.size, 20)
-    metrics = ("accuracy", "kappa", "macro_f1", "auc", "balanced_accuracy")
-    batch = _bootstrap_batch(weights, y, probs, probs.argmax(axis=1), metrics, [0, 1, 2, 3])
+    batch = _Pack(y, probs).evaluate(weights, PACK_METRICS)
     for b in range(weights.shape[0]):
         rows = np.repeat(np.arange(y.size), weights[b].astype(int))
-        plain = classification_metrics(y[rows], probs[rows])
-        for m in metrics:
+        plain = scalar_view(classification_metrics(y[rows], probs[rows]))
+        for m in PACK_METRICS:
             assert batch[m][b] == pytest.approx(plain[m]), (b, m)
 
 
@@ -295,6 +297,16 @@ def test_flat_metrics_skips_nested():
         "val_macro_f1": 1.0,
         "val_balanced_accuracy": 1.0,
         "val_auc": 1.0,
+        "val_kappa_linear": 1.0,
+        "val_ece": pytest.approx(0.3),  # every image right at confidence 0.7
+        "val_off_by_one_rate": 0.0,
+        "val_off_by_two_plus_rate": 0.0,
+        "val_dense_accuracy": 1.0,
+        "val_dense_kappa": 1.0,
+        "val_dense_sensitivity": 1.0,
+        "val_dense_specificity": 1.0,
+        "val_dense_auc": 1.0,
+        "val_dense_prevalence": 0.5,
         "val_num_samples": 4,
         "val_loss": 0.25,
     }
