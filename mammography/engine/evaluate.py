@@ -20,7 +20,6 @@ LaTeX) with mean ± std per configuration.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,13 @@ import torch
 
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
-from mammography.data.dataset import CachedImageDataset
-from mammography.data.labels import ImageRecord, LabelTable
-from mammography.data.loading import make_loader
+from mammography.data.labels import LabelTable
 from mammography.data.pipeline import load_table, write_data_manifest
 from mammography.data.preprocess import PreprocessSettings
-from mammography.data.splits import read_splits_csv
 from mammography.domain import CLASS_NAMES
 from mammography.engine.checkpoint import model_from_best
-from mammography.engine.device import select_device, select_precision
+from mammography.engine.device import select_device
+from mammography.engine.eval_sources import ModelSource, expand_runs, own_validation_split
 from mammography.engine.export import (
     PARITY_TOLERANCE,
     export_onnx,
@@ -46,123 +43,13 @@ from mammography.engine.export import (
     input_shape,
     preprocessing_card,
 )
-from mammography.engine.inference import predict_probabilities
-from mammography.errors import DataError, InputError
+from mammography.engine.scoring import embeddings_for, score_table
 from mammography.metrics import aggregate_by_exam, bootstrap_ci, classification_metrics
 from mammography.report.tables import write_level_rows_csv
 from mammography.run.contract import (
     BEST_MODEL_FILE,
-    CV_SUMMARY_FILE,
-    SPLITS_FILE,
-    fold_dir,
-    read_summary,
 )
 from mammography.run.protocol import RunContext
-
-
-@dataclass
-class ModelSource:
-    label: str
-    run_dir: Path
-    summary: dict[str, Any]
-
-
-def expand_runs(paths: list[Path]) -> list[ModelSource]:
-    """Each --run as evaluable models: a CV parent stands for all its folds."""
-    from mammography.config.evaluate import model_run_problem
-
-    sources: list[ModelSource] = []
-    for path in paths:
-        problem = model_run_problem(path)
-        if problem:
-            raise InputError(problem)
-        summary = read_summary(path)
-        folds = _fold_dirs(path, summary)
-        if (path / CV_SUMMARY_FILE).is_file() and folds:
-            for fold in folds:
-                sources.append(ModelSource(f"{summary['run_id']}-{fold.parent.name}", fold,
-                                           read_summary(fold)))
-            continue
-        if not (path / BEST_MODEL_FILE).is_file():
-            raise InputError(f"--run {path} has no {BEST_MODEL_FILE} (status "
-                             f"{summary.get('status')}); evaluate a run that finished at "
-                             "least one epoch.")
-        label = summary["run_id"]
-        if summary.get("integration", {}).get("cv_fold"):
-            label += f"-fold_{summary['integration']['cv_fold']}"
-        sources.append(ModelSource(label, path, summary))
-    seen: dict[str, int] = {}
-    for source in sources:  # the same run_id from two outdirs must not collide
-        seen[source.label] = seen.get(source.label, 0) + 1
-        if seen[source.label] > 1:
-            source.label += f"-{seen[source.label]}"
-    return sources
-
-
-def _fold_dirs(path: Path, summary: dict[str, Any]) -> list[Path]:
-    """The fold runs of a CV parent, in fold order."""
-    count = int(summary.get("results", {}).get("num_folds") or 0) or len(
-        list(path.glob("fold_*")))
-    return [fold_dir(path, k) for k in range(1, count + 1) if fold_dir(path, k).is_dir()]
-
-
-def own_validation_split(source: ModelSource) -> LabelTable:
-    """The images the run validated on, from its splits.csv."""
-    data = source.summary.get("data_config", {})
-    root = Path(data["dicom_root"]) if data.get("dicom_root") else None
-    splits = source.run_dir / SPLITS_FILE
-    if not splits.is_file():
-        raise InputError(f"{source.run_dir} has no {SPLITS_FILE}; pass --csv to evaluate it "
-                         "on given data.")
-    records = []
-    for line, row in read_splits_csv(splits):
-        if row["split"] != "val":
-            continue
-        path = Path(row["image_path"])
-        path = path if path.is_absolute() or root is None else root / path
-        records.append(ImageRecord(path=path, accession=row["accession"],
-                                   patient=row["patient"], view=row["view"],
-                                   laterality=row["laterality"], label=int(row["label"]),
-                                   row=line))
-    missing = [r.path for r in records if not r.path.is_file()]
-    if missing:
-        raise DataError(f"{len(missing)} validation images of {source.run_dir} are not "
-                        f"reachable (e.g. {missing[0]}); the data moved? Pass --csv and "
-                        "--dicom-root.")
-    csv_path = Path(data.get("csv", splits))
-    return LabelTable(records, [], csv_path if csv_path.is_file() else splits, root,
-                      "splits", len(records))
-
-
-def predict(model: torch.nn.Module, table: LabelTable, cache: ImageCache, cfg: EvalConfig,
-            device: torch.device, embeddings: np.ndarray | None) -> np.ndarray:
-    """Probabilities of every image of ``table`` (N x 4), in table order."""
-    dataset = CachedImageDataset([r.path for r in table.images],
-                                 [r.class_index for r in table.images], cache, embeddings)
-    loader = make_loader(dataset, batch_size=cfg.batch_size, device=device,
-                         num_workers=cfg.num_workers)
-    channels_last = device.type == "cuda"
-    model.to(device, memory_format=torch.channels_last if channels_last
-             else torch.contiguous_format)
-    probs, rows = predict_probabilities(model, loader, device=device,
-                                        precision=select_precision(device, cfg.amp),
-                                        channels_last=channels_last)
-    return probs[np.argsort(rows)]
-
-
-def _embeddings_for(payload: dict[str, Any], table: LabelTable,
-                    run: RunContext) -> np.ndarray | None:
-    if not int(payload.get("embedding_dim", 0)):
-        return None
-    from mammography.engine.fusion import align, load_embedding_run
-
-    source = payload.get("embeddings_run_dir")
-    if not source or not Path(source, "features.npy").is_file():
-        raise InputError("This model fuses embeddings, but its embedding run "
-                         f"({source}) is not reachable; it is needed to evaluate it.")
-    run.log(f"Loading embeddings from {source}")
-    return align(load_embedding_run(Path(source)), [r.path for r in table.images],
-                 table.dicom_root)
 
 
 def _metrics_with_ci(labels: np.ndarray, probs: np.ndarray, table: LabelTable,
@@ -267,8 +154,10 @@ def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
             table = LabelTable([r for r in table.images if str(r.path) not in report.failed],
                                table.exclusions, table.csv_path, table.dicom_root,
                                table.csv_format, table.csv_rows)
-        embeddings = _embeddings_for(payload, table, run)
-        probs = predict(model, table, cache, cfg, device, embeddings)
+        embeddings = embeddings_for(payload, table, run)
+        probs = score_table(model, table, cache, batch_size=cfg.batch_size,
+                            num_workers=cfg.num_workers, device=device, amp=cfg.amp,
+                            embeddings=embeddings)
         labels = np.array([r.class_index for r in table.images])
         metrics = _metrics_with_ci(labels, probs, table, cfg)
         image, exam = metrics["image"], metrics["exam"]
