@@ -22,6 +22,7 @@ from mammography.engine.split_result import SplitResult, read_split_result
 from mammography.engine.split_training import train_fold
 from mammography.errors import RunInterrupted
 from mammography.metrics import summarize_folds
+from mammography.metrics.classification import scalar_view
 from mammography.run.contract import CV_SUMMARY_FILE, SPLITS_FILE, fold_dir, fold_name
 from mammography.run.jsonio import write_json_atomic
 from mammography.run.protocol import RunContext
@@ -97,8 +98,10 @@ def cv_summary(cfg: TrainConfig, run: RunContext, results: list[SplitResult]) ->
     """``cv_summary.json`` (the reference pipeline's shape, plus exam level)."""
     def aggregate(level: str) -> dict[str, Any]:
         out = {}
+        # The pack's flat view: the dense block is nested in the metrics (dense.kappa).
+        flat = [scalar_view(getattr(r, level)) for r in results]
         for name in HEADLINE_METRICS:
-            values = [getattr(r, level)[name] for r in results]
+            values = [f[name] for f in flat]
             known = [v for v in values if v is not None]
             out[name] = summarize_folds(known) if known else {"mean": None, "std": None,
                                                               "values": values}
