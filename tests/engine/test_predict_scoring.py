@@ -98,8 +98,9 @@ def test_the_onnx_input_is_the_inference_loops_input(dtype):
                                atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["disk", "off"])
 def test_each_preprocessing_gets_its_cache_and_what_one_cannot_decode_is_out(
-        synthetic_dataset, tmp_path, cache_dir):
+        synthetic_dataset, tmp_path, cache_dir, mode):
     import pydicom
 
     from mammography.config.predict import PredictConfig
@@ -121,7 +122,7 @@ def test_each_preprocessing_gets_its_cache_and_what_one_cannot_decode_is_out(
             write_model_run(tmp_path / "b", img_size=64, seed=1)]
     members = members_from_runs(runs)
     cfg = PredictConfig(run=runs, dicom_root=folder, cache_dir=cache_dir, workers=1,
-                        max_bad_fraction=0.5)
+                        max_bad_fraction=0.5, cache=mode)
     caches, reports = build_caches(cfg, table, members, out)
     assert sorted(c.settings.img_size for c in caches.values()) == [48, 64]
     assert [r["built"] for r in reports] == [2, 2] and [r["failed"] for r in reports] == [1, 1]
@@ -132,3 +133,34 @@ def test_each_preprocessing_gets_its_cache_and_what_one_cannot_decode_is_out(
                            amp=False, tta=False, out=out, progress=False)
     bare = [_bare(m.run_dir, table, caches[m.preprocess.key()]) for m in members]
     np.testing.assert_allclose(result.probs, np.mean(bare, axis=0), atol=1e-6)
+
+
+def test_a_fusion_model_gets_each_images_embedding(scored, tmp_path):
+    from mammography.engine.fusion import METADATA_COLUMNS, load_embedding_run
+    from tests.engine.model_runs import write_model_run
+
+    table = scored["table"]
+    emb = tmp_path / "emb"
+    emb.mkdir()
+    features = np.random.default_rng(0).normal(size=(len(table.images) + 2, 8))
+    np.save(emb / "features.npy", features.astype(np.float32))
+    with (emb / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(METADATA_COLUMNS)
+        rows = [str(r.path) for r in reversed(table.images)] + ["/else/a.dcm", "/else/b.dcm"]
+        writer.writerows([path, "", "", "", "", "", ""] for path in rows)
+    run = write_model_run(tmp_path / "fusion", embedding_dim=8,
+                          extra={"embeddings_run_dir": str(emb)})
+    (member,) = members_from_runs([run])
+    probs = member_probabilities(member, table, scored["cache"], batch_size=2, num_workers=0,
+                                 device=CPU, amp=False, tta=False, out=scored["out"])
+    standardised = load_embedding_run(emb)
+    order = [standardised.paths.index(str(r.path)) for r in table.images]
+    model, _ = model_from_best(run / "best_model.pt")
+    x = torch.stack([torch.from_numpy(scored["cache"].load(r.path).copy())[None]
+                     for r in table.images])
+    with torch.no_grad():
+        bare = torch.softmax(model(normalize(to_float(x)),
+                                   torch.from_numpy(standardised.features[order])), 1).numpy()
+    np.testing.assert_allclose(probs, bare, atol=1e-6)
+    assert any(line.startswith("Loading embeddings from") for line in scored["out"].lines)
