@@ -13,6 +13,7 @@ from mammography.cli.options import add_config_command
 from mammography.config.datacmd import DataCacheConfig, DataCheckConfig, DataPreviewConfig
 from mammography.config.embed import EmbedConfig
 from mammography.config.evaluate import EvalConfig
+from mammography.config.predict import PredictConfig
 from mammography.config.runs import (
     RunsArchiveConfig,
     RunsCleanConfig,
@@ -80,6 +81,13 @@ add_config_command(
     "Evaluate train-density runs (their validation split, or --csv data) with bootstrap "
     "95% CIs, compare several runs (CSV/Markdown/LaTeX), and export each model "
     "(TorchScript/ONNX) with its preprocessing settings.",
+)
+add_config_command(
+    app, "predict", PredictConfig, "mammography.engine.predict:run_predict",
+    "Assign density to new, unlabelled exams with a train-density run, the mean of a CV "
+    "run's folds (or of several runs), or an exported ONNX model (--model): "
+    "predictions_image/breast/exam.csv with prob_A..prob_D, the call, dense (C/D) and how "
+    "many models voted; a WARNING when the images differ from the training data.",
 )
 add_config_command(
     app, "tune", TuneConfig, "mammography.hpo.tune:run_tune",

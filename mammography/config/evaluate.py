@@ -88,8 +88,9 @@ class EvalConfig(LabelsConfig):
         return found
 
 
-def model_run_problem(path: Path) -> str | None:
-    """Why ``--run path`` is not a train-density run (None when it is one)."""
+def model_run_problem(path: Path, command: str = "eval-export") -> str | None:
+    """Why ``--run path`` is not a train-density run (None when it is one); ``command``
+    names the command that refused it."""
     if not is_run_dir(path):
         return f"--run {path} is not a run directory (no {SUMMARY_FILE})"
     try:
@@ -104,4 +105,4 @@ def model_run_problem(path: Path) -> str | None:
         hint = (f"evaluate its best trial: --run {path / best['run_dir']}" if best.get("run_dir")
                 else f"evaluate one of its trials (see {path / BEST_PARAMS_FILE})")
         return f"--run {path} is a tune run (a search, not a model); {hint}"
-    return f"--run {path} is a {kind} run; eval-export evaluates train-density runs"
+    return f"--run {path} is a {kind} run; {command} takes train-density runs"

@@ -49,8 +49,8 @@ class ImageRecord:
     patient: str
     view: str
     laterality: str
-    label: int
-    row: int  # CSV line number (header = 1), for messages
+    label: int | None  # None: an unlabelled image (``unlabelled.py``, for predict)
+    row: int | None  # CSV line number (header = 1), for messages; None: found in a folder
     for_processing: bool = False
     study_uid: str = ""  # StudyInstanceUID
     sha256: str = ""  # file content, from the data manifest
@@ -86,9 +86,9 @@ class LabelTable:
 
     images: list[ImageRecord]
     exclusions: list[dict[str, Any]]
-    csv_path: Path
+    csv_path: Path | None  # None: images found in a folder (predict --dicom-root)
     dicom_root: Path | None
-    csv_format: str  # "classificacao" or "generic"
+    csv_format: str  # "classificacao", "generic" or "folder" (no CSV)
     csv_rows: int
     warnings: list[str] = field(default_factory=list)
     #: ``density_labels.check_breast_labels``'s counts (exams labelled per breast, …)
@@ -500,7 +500,8 @@ def exclude_bad_images(table: LabelTable, bad: list[tuple[ImageRecord, str]], *,
         return
     if on_bad_image == "error":
         record, reason = bad[0]
-        raise DataError(f"Cannot use {record.path} (CSV line {record.row}): {reason}. "
+        line = f" (CSV line {record.row})" if record.row else ""
+        raise DataError(f"Cannot use {record.path}{line}: {reason}. "
                         f"{len(bad)} {what} images in all; fix or remove them, or pass "
                         "--on-bad-image skip.")
     dropped = {id(record) for record, _ in bad}

@@ -8,6 +8,7 @@ and predict.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,10 @@ from mammography.run.reporter import Reporter
 
 def score_table(model: torch.nn.Module, table: LabelTable, cache: ImageCache, *,
                 batch_size: int, num_workers: int, device: torch.device, amp: bool,
-                embeddings: np.ndarray | None = None, tta: bool = False) -> np.ndarray:
-    """Probabilities of every image of ``table`` (N x 4), in table order."""
+                embeddings: np.ndarray | None = None, tta: bool = False,
+                on_batch: Callable[[], None] | None = None) -> np.ndarray:
+    """Probabilities of every image of ``table`` (N x 4), in table order; ``on_batch``
+    is called after each batch (a progress bar)."""
     labels = [r.class_index if r.label else 0 for r in table.images]
     dataset = CachedImageDataset([r.path for r in table.images], labels, cache, embeddings)
     loader = make_loader(dataset, batch_size=batch_size, device=device,
@@ -38,7 +41,8 @@ def score_table(model: torch.nn.Module, table: LabelTable, cache: ImageCache, *,
              else torch.contiguous_format)
     probs, rows = predict_probabilities(model, loader, device=device,
                                         precision=select_precision(device, amp),
-                                        channels_last=channels_last, tta=tta)
+                                        channels_last=channels_last, tta=tta,
+                                        on_batch=on_batch)
     return probs[np.argsort(rows)]
 
 

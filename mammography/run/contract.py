@@ -49,6 +49,17 @@ FOLD_ORIGINS = (FOLD_TRAINED, FOLD_CONTINUED, FOLD_REUSED)
 FEATURES_FILE = "features.npy"
 METADATA_FILE = "metadata.csv"
 
+# ------------------------------------------------------------ eval-export
+#: The input card written next to an exported model: shape, preprocessing,
+#: normalisation, class order, source checkpoint (`predict --model` reads it).
+PREPROCESSING_CARD = "preprocessing.json"
+ONNX_MODEL_FILE = "model.onnx"
+
+# ------------------------------------------------------------ predict
+PREDICTIONS_IMAGE = "predictions_image.csv"
+PREDICTIONS_BREAST = "predictions_breast.csv"
+PREDICTIONS_EXAM = "predictions_exam.csv"
+
 # ------------------------------------------------------------ tune
 OPTUNA_TRIAL_FILE = "optuna_trial.json"
 STUDY_DB = "study.db"

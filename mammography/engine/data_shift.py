@@ -1,0 +1,76 @@
+"""Are the scored images like the ones the models were trained on? The shift warning.
+
+A density model trained on one vendor's 12-bit For Presentation images can
+be silently wrong on another vendor's, on For Processing (raw detector)
+data, or at an image size it never saw. Every training run's
+``data_manifest.json`` holds the acquisition fingerprint of its images;
+predict computes the same for the images it scores and, per distinct
+training data set (CV folds share one), names every manufacturer, image
+kind, photometric interpretation, bit depth, VOI LUT function, image size or
+pixel spacing that training never saw, in a WARNING and in summary.json
+(``data_shift``). A model whose training run is not reachable (an ONNX file
+on another machine) cannot be checked; the log and the summary say so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mammography.data.fingerprint import compare_fingerprints
+from mammography.run.contract import MANIFEST_FILE
+from mammography.run.reporter import Reporter
+
+
+def training_fingerprint(run_dir: Path) -> tuple[dict[str, Any] | None, str, str | None]:
+    """(fingerprint, manifest digest, why there is none) of a training run's data."""
+    path = Path(run_dir) / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, "", f"its {path} is unreadable ({exc})"
+    fingerprint = manifest.get("fingerprint") if isinstance(manifest, dict) else None
+    if not isinstance(fingerprint, dict) or not fingerprint.get("images"):
+        return None, "", f"its {path} has no acquisition fingerprint (an older run)"
+    if fingerprint.get("images_without_header") == fingerprint.get("images"):
+        return None, "", f"its {path} fingerprint has no header facts"
+    return fingerprint, str(manifest.get("digest") or path), None
+
+
+def check_shift(members: list[Any], scored: dict[str, Any], out: Reporter) -> dict[str, Any]:
+    """Compare ``scored`` (the predicted images' fingerprint) with each member's training
+    data; warn on what training never saw. The ``data_shift`` record of summary.json."""
+    groups: dict[str, dict[str, Any]] = {}
+    unchecked = []
+    for member in members:
+        if member.run_dir is None:
+            unchecked.append({"model": member.label, "reason": member.training_note})
+            continue
+        fingerprint, digest, note = training_fingerprint(member.run_dir)
+        if fingerprint is None:
+            unchecked.append({"model": member.label, "reason": note})
+            continue
+        group = groups.setdefault(digest, {"models": [], "manifest": str(
+            (member.run_dir / MANIFEST_FILE).resolve()), "fingerprint": fingerprint})
+        group["models"].append(member.label)
+    training = []
+    for group in groups.values():
+        differences = compare_fingerprints(group["fingerprint"], scored)
+        names = ", ".join(group["models"])
+        if differences:
+            out.warn(f"The images scored differ from the training data of {names}: "
+                     f"{'; '.join(differences)}. Predictions for such images may be "
+                     "unreliable: check the model on labelled images of this kind "
+                     "(eval-export --csv) before relying on them.")
+        else:
+            out.log(f"Acquisition fingerprint: nothing in the scored images is new to the "
+                    f"training data of {names}")
+        training.append({"models": group["models"], "manifest": group["manifest"],
+                         "differences": differences})
+    for item in unchecked:
+        out.log(f"No training fingerprint for {item['model']}: {item['reason']}; cannot tell "
+                "whether the scored images differ from its training data")
+    every = sorted({d for t in training for d in t["differences"]})
+    return {"checked": bool(training), "shift_detected": bool(every), "differences": every,
+            "training_data": training, "unchecked": unchecked}
