@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from mammography.config.datacmd import DataCacheConfig, DataCheckConfig
-from mammography.data.fingerprint import acquisition_fingerprint
 from mammography.data.labels import LabelTable, exclude_bad_images
 from mammography.data.pipeline import (
     build_cache,
@@ -30,7 +29,7 @@ from mammography.run.reporter import ConsoleReporter
 def audit(table: LabelTable) -> dict[str, Any]:
     """Counts, exclusions and the acquisition fingerprint of a label table, JSON-ready."""
     views = Counter(f"{r.laterality or '?'}-{r.view or '?'}" for r in table.images)
-    fingerprint = acquisition_fingerprint(table.images)
+    fingerprint = table.fingerprint()
     reasons = Counter(_reason_key(e["reason"]) for e in table.exclusions)
     return {
         "csv": str(table.csv_path),
@@ -158,6 +157,6 @@ def run_check(cfg: DataCheckConfig) -> int:
 def run_cache(cfg: DataCacheConfig) -> int:
     out = ConsoleReporter()
     table = load_table(cfg, out)
-    cache, report = build_cache(cfg, table, out)
+    cache, report = build_cache(cfg, table, out, verify_entries=True)  # the thorough check
     print(f"Cache ready: {len(table.images)} images at {Path(cache.dir)}")
     return EXIT_OK

@@ -120,3 +120,71 @@ def test_memory_mode_keeps_arrays_without_writing(dicoms, tmp_path):
     assert report.built == 6
     assert cache.read(dicoms[3]) is not None
     assert not (tmp_path / "images").exists()
+
+
+# -- the lazy check a run makes at start-up (prepare_data) ----------------------------
+
+
+def test_lazy_build_trusts_entries_of_the_right_size_without_reading_them(dicoms, tmp_path,
+                                                                         monkeypatch):
+    cache = ImageCache(SETTINGS, tmp_path)
+    cache.build(dicoms, workers=1, progress=False)
+
+    def no_reading(self, source):
+        raise AssertionError("a lazy build must not read entries")
+
+    monkeypatch.setattr(ImageCache, "read", no_reading)
+    report = cache.build(dicoms, workers=1, progress=False, lazy=True)
+    assert (report.reused, report.built, report.regenerated) == (6, 0, 0)
+    stats = [(p.stat().st_size, p.stat().st_mtime_ns) for p in dicoms]
+    assert cache.build(dicoms, workers=1, progress=False, lazy=True, stats=stats).reused == 6
+
+
+def test_lazy_build_rebuilds_a_truncated_entry_with_the_warning(dicoms, tmp_path):
+    cache = ImageCache(SETTINGS, tmp_path)
+    cache.build(dicoms, workers=1, progress=False)
+    entry = cache.entry_path(dicoms[3])
+    original = entry.read_bytes()
+    entry.write_bytes(original[:-100])
+    out = CollectingReporter()
+    report = cache.build(dicoms, workers=1, out=out, progress=False, lazy=True)
+    assert (report.reused, report.regenerated) == (5, 1)
+    assert "WARNING: Disk cache truncation detected for 1 samples - regenerating" in out.lines
+    assert entry.read_bytes() == original
+
+
+def test_lazy_build_leaves_a_corrupt_entry_to_its_first_read(dicoms, tmp_path, capsys):
+    from mammography.data.dataset import CachedImageDataset
+
+    cache = ImageCache(SETTINGS, tmp_path)
+    cache.build(dicoms, workers=1, progress=False)
+    entry = cache.entry_path(dicoms[2])
+    original = entry.read_bytes()
+    damaged = bytearray(original)
+    damaged[-7] ^= 0xFF  # same size: only the CRC can tell
+    entry.write_bytes(bytes(damaged))
+    fresh = ImageCache(SETTINGS, tmp_path)  # a new run: nothing verified yet
+    report = fresh.build(dicoms, workers=1, progress=False, lazy=True)
+    assert report.reused == 6 and report.regenerated == 0
+    image, *_ = CachedImageDataset(dicoms, [0] * 6, fresh)[2]
+    assert "WARNING: Disk cache truncation detected for 1 samples - regenerating" in \
+        capsys.readouterr().err
+    assert np.array_equal(image[0].numpy(), decode_entry(original))
+    assert entry.read_bytes() == original
+
+
+def test_lazy_build_decodes_a_source_that_changed(dicoms, tmp_path):
+    import os
+    import shutil
+
+    source = tmp_path / "changing.dcm"
+    shutil.copy(dicoms[0], source)
+    cache = ImageCache(SETTINGS, tmp_path)
+    assert cache.build([source], workers=1, progress=False, lazy=True).built == 1
+    shutil.copy(dicoms[1], source)  # other pixels, the same size
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    report = cache.build([source], workers=1, progress=False, lazy=True)
+    assert (report.built, report.reused) == (1, 0)
+    assert np.array_equal(cache.load(source), ImageCache(SETTINGS, tmp_path / "other")
+                          .load(dicoms[1]))
