@@ -133,9 +133,16 @@ def run_check(cfg: DataCheckConfig) -> int:
     if cfg.decode:
         from mammography.data.cache import ImageCache
 
-        # The same decode, exclusions and --max-bad-fraction as data cache and training.
-        cache = ImageCache(preprocess_settings(cfg), cfg.cache_dir, "off")
-        report = cache.verify([r.path for r in table.images], workers=cfg.workers)
+        # The same decode, exclusions and --max-bad-fraction as data cache and training;
+        # images the disk cache already holds for these settings decoded before.
+        cache = ImageCache(preprocess_settings(cfg), cfg.cache_dir,
+                           "disk" if cfg.cache == "disk" else "off")
+        report = cache.verify([r.path for r in table.images], workers=cfg.workers,
+                              stats=[r.identity[1:] if r.identity else None
+                                     for r in table.images])
+        out.log(f"Decode check: {report.built + len(report.failed)} images decoded "
+                f"({len(report.failed)} failed), {report.reused} already in the image cache "
+                f"({report.seconds:.1f}s)")
         bad = [(r, report.failed[str(r.path)]) for r in table.images
                if str(r.path) in report.failed]
         exclude_bad_images(table, bad, on_bad_image=cfg.on_bad_image,

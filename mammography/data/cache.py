@@ -264,18 +264,35 @@ class ImageCache:
             raise CacheEntryError(f"entry is {size} bytes, expected {self.entry_bytes}")
         return True
 
-    def verify(self, sources: Sequence[Path], *, workers: int = 0,
-               progress: bool = True) -> BuildReport:
-        """Decode every source without storing anything: which ones fail, and why."""
+    def verify(self, sources: Sequence[Path], *, workers: int = 0, progress: bool = True,
+               stats: Sequence[tuple[int, int] | None] | None = None) -> BuildReport:
+        """Which sources fail to decode and preprocess, and why; nothing is stored.
+
+        A source with a disk cache entry of the right size (same file, size and
+        mtime, same settings) was decoded with these settings before: it counts
+        as ``reused`` and is not read. The others go through
+        ``preprocess.check_preprocessed`` - the decode these settings need,
+        the preprocessing to a tiny image - in ``workers`` processes that send
+        back only the verdict. ``stats`` as for :meth:`build`.
+        """
         report = BuildReport()
         start = time.perf_counter()
-        job = _BuildJob(self.settings, self.root, "verify")
-        self._run_jobs(job, [Path(s) for s in sources], workers, report, progress, "Decoding")
+        todo: list[Path] = []
+        for source, stat in zip(sources, stats or [None] * len(sources), strict=True):
+            if self.mode == "disk":
+                try:
+                    if self._present(source, stat):
+                        report.reused += 1
+                        continue
+                except (CacheEntryError, OSError):
+                    pass  # decoding it says what is wrong
+            todo.append(Path(source))
+        self._run_jobs(_CheckJob(self.settings), todo, workers, report, progress, "Decoding")
         report.seconds = time.perf_counter() - start
         return report
 
-    def _run_jobs(self, job: _BuildJob, todo: list[Path], workers: int, report: BuildReport,
-                  progress: bool, verb: str) -> None:
+    def _run_jobs(self, job: _BuildJob | _CheckJob, todo: list[Path], workers: int,
+                  report: BuildReport, progress: bool, verb: str) -> None:
         if not todo:
             return
         workers = workers or os.cpu_count() or 1
@@ -305,9 +322,28 @@ class ImageCache:
 
 
 @dataclass
+class _CheckJob:
+    """Picklable worker: whether one file decodes and preprocesses (no pixels sent back)."""
+
+    settings: PreprocessSettings
+
+    def __call__(self, source: Path) -> tuple[str, None, str | None]:
+        from mammography.data.dicom import DicomReadError
+        from mammography.data.preprocess import check_preprocessed
+
+        try:
+            check_preprocessed(source, self.settings)
+        except DicomReadError as exc:
+            return str(source), None, exc.reason
+        except Exception as exc:  # a decoder bug must cost one image, not the run
+            return str(source), None, f"{type(exc).__name__}: {exc}"
+        return str(source), None, None
+
+
+@dataclass
 class _BuildJob:
     """Picklable worker: decode + preprocess one file, then per ``mode``:
-    ``disk`` writes its entry, ``memory`` returns the array, ``verify`` drops it."""
+    ``disk`` writes its entry, ``memory`` returns the array."""
 
     settings: PreprocessSettings
     root: Path
