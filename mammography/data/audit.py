@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from mammography.config.datacmd import DataCacheConfig, DataCheckConfig
-from mammography.data.fingerprint import acquisition_fingerprint
 from mammography.data.labels import LabelTable, exclude_bad_images
 from mammography.data.pipeline import (
     build_cache,
@@ -30,7 +29,7 @@ from mammography.run.reporter import ConsoleReporter
 def audit(table: LabelTable) -> dict[str, Any]:
     """Counts, exclusions and the acquisition fingerprint of a label table, JSON-ready."""
     views = Counter(f"{r.laterality or '?'}-{r.view or '?'}" for r in table.images)
-    fingerprint = acquisition_fingerprint(table.images)
+    fingerprint = table.fingerprint()
     reasons = Counter(_reason_key(e["reason"]) for e in table.exclusions)
     return {
         "csv": str(table.csv_path),
@@ -134,9 +133,16 @@ def run_check(cfg: DataCheckConfig) -> int:
     if cfg.decode:
         from mammography.data.cache import ImageCache
 
-        # The same decode, exclusions and --max-bad-fraction as data cache and training.
-        cache = ImageCache(preprocess_settings(cfg), cfg.cache_dir, "off")
-        report = cache.verify([r.path for r in table.images], workers=cfg.workers)
+        # The same decode, exclusions and --max-bad-fraction as data cache and training;
+        # images the disk cache already holds for these settings decoded before.
+        cache = ImageCache(preprocess_settings(cfg), cfg.cache_dir,
+                           "disk" if cfg.cache == "disk" else "off")
+        report = cache.verify([r.path for r in table.images], workers=cfg.workers,
+                              stats=[r.identity[1:] if r.identity else None
+                                     for r in table.images])
+        out.log(f"Decode check: {report.built + len(report.failed)} images decoded "
+                f"({len(report.failed)} failed), {report.reused} already in the image cache "
+                f"({report.seconds:.1f}s)")
         bad = [(r, report.failed[str(r.path)]) for r in table.images
                if str(r.path) in report.failed]
         exclude_bad_images(table, bad, on_bad_image=cfg.on_bad_image,
@@ -158,6 +164,6 @@ def run_check(cfg: DataCheckConfig) -> int:
 def run_cache(cfg: DataCacheConfig) -> int:
     out = ConsoleReporter()
     table = load_table(cfg, out)
-    cache, report = build_cache(cfg, table, out)
+    cache, report = build_cache(cfg, table, out, verify_entries=True)  # the thorough check
     print(f"Cache ready: {len(table.images)} images at {Path(cache.dir)}")
     return EXIT_OK

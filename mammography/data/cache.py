@@ -119,16 +119,29 @@ class ImageCache:
         self.mode = mode
         self.root = Path(root) if root is not None else default_cache_root()
         self.dir = self.root / "images" / f"v{PREPROCESS_VERSION}-{settings.key()}"
+        self._dir_text = str(self.dir)
+        rows, cols = settings.shape
+        #: The size of every valid entry: preprocessing's output shape and dtype are fixed.
+        self.entry_bytes = HEADER.size + rows * cols * np.dtype(settings.dtype).itemsize
         self._memory: dict[str, np.ndarray] = {}
         self._verified: set[tuple[str, int, int]] = set()
 
     # -- keys and entries ----------------------------------------------------
     def entry_path(self, source: Path) -> Path:
-        source = Path(source).absolute()
-        stat = source.stat()
-        identity = f"{source}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+        return Path(self._entry_file(source))
+
+    def _entry_file(self, source: Path, stat: tuple[int, int] | None = None) -> str:
+        """The entry's path as a string (strings: this runs for every image of a run);
+        ``stat``: the source's (size, mtime_ns) if this run already asked."""
+        # Path(path) would parse it again; absolute() of an absolute path is free.
+        source = (source if isinstance(source, Path) else Path(source)).absolute()
+        if stat is None:
+            st = os.stat(source)
+            stat = st.st_size, st.st_mtime_ns
+        identity = f"{source}|{stat[0]}|{stat[1]}".encode()
         digest = hashlib.sha256(identity).hexdigest()[:32]
-        return self.dir / digest[:2] / f"{digest}{ENTRY_SUFFIX}"
+        return f"{self._dir_text}{os.sep}{digest[:2]}{os.sep}{digest}{ENTRY_SUFFIX}"
+
 
     def read(self, source: Path) -> np.ndarray | None:
         """The cached array, None when absent; ``CacheEntryError`` when damaged."""
@@ -136,9 +149,9 @@ class ImageCache:
             return self._memory.get(str(source))
         if self.mode == "off":
             return None
-        path = self.entry_path(source)
+        path = self._entry_file(source)
         try:
-            with path.open("rb") as handle:
+            with open(path, "rb") as handle:
                 stat = os.fstat(handle.fileno())
                 data = bytearray(stat.st_size)  # writable: no copy needed downstream
                 handle.readinto(data)
@@ -146,7 +159,7 @@ class ImageCache:
             return None
         # The CRC (the costliest part of a read) once per entry and process: later
         # epochs re-read the same bytes. A rewritten entry has a new size/mtime.
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        key = (path, stat.st_size, stat.st_mtime_ns)
         array = decode_entry(data, check_crc=key not in self._verified)
         self._verified.add(key)
         return array
@@ -189,20 +202,33 @@ class ImageCache:
 
     # -- building -------------------------------------------------------------
     def build(self, sources: Sequence[Path], *, workers: int = 0, out: Reporter = CONSOLE,
-              progress: bool = True) -> BuildReport:
+              progress: bool = True, lazy: bool = False,
+              stats: Sequence[tuple[int, int] | None] | None = None) -> BuildReport:
         """Make sure every source has a valid entry; decode the missing ones in parallel.
 
         Returns what was reused, built, regenerated (damaged entries) and what
         failed to decode (path → reason); failures are for the caller to
         report and exclude.
+
+        ``lazy`` (disk mode): an entry of the right size (one ``stat``) counts
+        as reused without being read; a truncated one is rebuilt here, and a
+        corrupt one is caught by its CRC when first read (``read``/``load``,
+        which the loader uses) and rebuilt there. Otherwise every entry is
+        read and CRC-checked now (``data cache``: the thorough check).
+        ``stats``: each source's (size, mtime_ns) where this run already has it
+        (the lazy check then makes one ``stat``, of the entry). Entries are
+        always written under the identity the source has when it is decoded.
         """
         report = BuildReport()
         start = time.perf_counter()
         todo: list[Path] = []
         damaged: list[Path] = []
-        for source in sources:
+        lazy = lazy and self.mode == "disk"
+        known = stats if stats is not None and lazy else [None] * len(sources)
+        for source, stat in zip(sources, known, strict=True):
             try:
-                if self.mode != "off" and self.read(source) is not None:
+                if self.mode != "off" and (self._present(source, stat) if lazy
+                                           else self.read(source) is not None):
                     report.reused += 1
                     continue
             except CacheEntryError:
@@ -227,18 +253,46 @@ class ImageCache:
             out.log(f"Cache rebuild complete (took {report.seconds:.1f}s)")
         return report
 
-    def verify(self, sources: Sequence[Path], *, workers: int = 0,
-               progress: bool = True) -> BuildReport:
-        """Decode every source without storing anything: which ones fail, and why."""
+    def _present(self, source: Path, stat: tuple[int, int] | None = None) -> bool:
+        """The entry exists with the size every valid entry has (``CacheEntryError`` if not)."""
+        entry = self._entry_file(source, stat)  # OSError here: the source itself
+        try:
+            size = os.stat(entry).st_size
+        except FileNotFoundError:
+            return False
+        if size != self.entry_bytes:
+            raise CacheEntryError(f"entry is {size} bytes, expected {self.entry_bytes}")
+        return True
+
+    def verify(self, sources: Sequence[Path], *, workers: int = 0, progress: bool = True,
+               stats: Sequence[tuple[int, int] | None] | None = None) -> BuildReport:
+        """Which sources fail to decode and preprocess, and why; nothing is stored.
+
+        A source with a disk cache entry of the right size (same file, size and
+        mtime, same settings) was decoded with these settings before: it counts
+        as ``reused`` and is not read. The others go through
+        ``preprocess.check_preprocessed`` - the decode these settings need,
+        the preprocessing to a tiny image - in ``workers`` processes that send
+        back only the verdict. ``stats`` as for :meth:`build`.
+        """
         report = BuildReport()
         start = time.perf_counter()
-        job = _BuildJob(self.settings, self.root, "verify")
-        self._run_jobs(job, [Path(s) for s in sources], workers, report, progress, "Decoding")
+        todo: list[Path] = []
+        for source, stat in zip(sources, stats or [None] * len(sources), strict=True):
+            if self.mode == "disk":
+                try:
+                    if self._present(source, stat):
+                        report.reused += 1
+                        continue
+                except (CacheEntryError, OSError):
+                    pass  # decoding it says what is wrong
+            todo.append(Path(source))
+        self._run_jobs(_CheckJob(self.settings), todo, workers, report, progress, "Decoding")
         report.seconds = time.perf_counter() - start
         return report
 
-    def _run_jobs(self, job: _BuildJob, todo: list[Path], workers: int, report: BuildReport,
-                  progress: bool, verb: str) -> None:
+    def _run_jobs(self, job: _BuildJob | _CheckJob, todo: list[Path], workers: int,
+                  report: BuildReport, progress: bool, verb: str) -> None:
         if not todo:
             return
         workers = workers or os.cpu_count() or 1
@@ -268,9 +322,28 @@ class ImageCache:
 
 
 @dataclass
+class _CheckJob:
+    """Picklable worker: whether one file decodes and preprocesses (no pixels sent back)."""
+
+    settings: PreprocessSettings
+
+    def __call__(self, source: Path) -> tuple[str, None, str | None]:
+        from mammography.data.dicom import DicomReadError
+        from mammography.data.preprocess import check_preprocessed
+
+        try:
+            check_preprocessed(source, self.settings)
+        except DicomReadError as exc:
+            return str(source), None, exc.reason
+        except Exception as exc:  # a decoder bug must cost one image, not the run
+            return str(source), None, f"{type(exc).__name__}: {exc}"
+        return str(source), None, None
+
+
+@dataclass
 class _BuildJob:
     """Picklable worker: decode + preprocess one file, then per ``mode``:
-    ``disk`` writes its entry, ``memory`` returns the array, ``verify`` drops it."""
+    ``disk`` writes its entry, ``memory`` returns the array."""
 
     settings: PreprocessSettings
     root: Path

@@ -185,9 +185,9 @@ def _read_dataset(path: Path, *, stop_before_pixels: bool) -> tuple[Dataset, Pix
     try:
         size = path.stat().st_size
     except FileNotFoundError as exc:
-        raise DicomReadError(path, "file not found") from exc
+        raise DicomReadError(path, "file not found", io_error=True) from exc
     except OSError as exc:
-        raise DicomReadError(path, f"cannot access the file: {exc}") from exc
+        raise DicomReadError(path, f"cannot access the file: {exc}", io_error=True) from exc
     if path.is_dir():
         raise DicomReadError(path, "is a directory, not a file")
     if size == 0:
@@ -202,7 +202,8 @@ def _read_dataset(path: Path, *, stop_before_pixels: bool) -> tuple[Dataset, Pix
             pixel = (_pixel_info_here(ds, handle, size) if stop_before_pixels
                      else _pixel_info(ds, size))
     except OSError as exc:
-        raise DicomReadError(path, f"cannot read the file: {exc.strerror or exc}") from exc
+        raise DicomReadError(path, f"cannot read the file: {exc.strerror or exc}",
+                             io_error=True) from exc
     guard(path, "cannot determine the transfer syntax", lambda: _ensure_transfer_syntax(ds))
     return ds, pixel
 

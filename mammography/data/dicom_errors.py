@@ -16,17 +16,23 @@ T = TypeVar("T")
 
 
 class DicomReadError(Exception):
-    """A DICOM file that cannot be used, with a reason meant for a log line."""
+    """A DICOM file that cannot be used, with a reason meant for a log line.
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+    ``io_error``: the file system, not the file's bytes, said no (vanished, no
+    permission, an I/O error) - a verdict that may change while the file's size
+    and mtime do not, so the header memo never remembers it.
+    """
+
+    def __init__(self, path: str | Path, reason: str, io_error: bool = False) -> None:
         self.path = Path(path)
         self.reason = reason
+        self.io_error = io_error
         super().__init__(f"{self.path}: {reason}")
 
-    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+    def __reduce__(self) -> tuple[type, tuple[Path, str, bool]]:
         # Exceptions pickle through ``args`` (the joined message) by default;
-        # worker processes must hand back path and reason intact.
-        return (type(self), (self.path, self.reason))
+        # worker processes must hand back path, reason and kind intact.
+        return (type(self), (self.path, self.reason, self.io_error))
 
 
 def guard(path: Path, what: str, func: Callable[[], T]) -> T:
@@ -36,7 +42,8 @@ def guard(path: Path, what: str, func: Callable[[], T]) -> T:
     except DicomReadError:
         raise
     except Exception as exc:  # per-file errors must never escape unwrapped
-        raise DicomReadError(path, f"{what}: {type(exc).__name__}: {exc}") from exc
+        raise DicomReadError(path, f"{what}: {type(exc).__name__}: {exc}",
+                             io_error=isinstance(exc, OSError)) from exc
     except BaseException as exc:
         if not is_panic(exc):
             raise

@@ -35,12 +35,17 @@ _COMPARED = (
 )
 
 
+_KEYS = ("manufacturer", "model", "sop_class", "image_kind", "photometric", "bits_stored",
+         "voi_lut_function", "image_size", "pixel_spacing", "view", "laterality",
+         "view_source", "laterality_source")
+
+
 def acquisition_fingerprint(records: Iterable[Any]) -> dict[str, Any]:
     """Counts per acquisition property over records that carry a ``header`` (JSON-ready)."""
-    counts: dict[str, Counter[str]] = {key: Counter() for key in (
-        "manufacturer", "model", "sop_class", "image_kind", "photometric", "bits_stored",
-        "voi_lut_function", "image_size", "pixel_spacing", "view", "laterality",
-        "view_source", "laterality_source")}
+    # Count the raw properties first (one tuple per image; an archive has few
+    # distinct ones), then spell each distinct tuple out once: this runs twice
+    # per run over every image.
+    raw: Counter[tuple] = Counter()
     images = without_header = 0
     for record in records:
         images += 1
@@ -48,28 +53,32 @@ def acquisition_fingerprint(records: Iterable[Any]) -> dict[str, Any]:
         if header is None:
             without_header += 1
             continue
-        manufacturer = header.manufacturer or "unknown"
-        values = {
-            "manufacturer": manufacturer,
-            "model": f"{manufacturer} {header.model or 'unknown'}",
-            "sop_class": header.sop_class or "unknown",
-            "image_kind": header.image_kind,
-            "photometric": header.photometric or "unknown",
-            "bits_stored": str(header.bits_stored),
-            "voi_lut_function": header.voi_lut_function or "none",
-            "image_size": f"{header.rows}x{header.columns}",
-            "pixel_spacing": (f"{header.pixel_spacing[0]:g}x{header.pixel_spacing[1]:g}"
-                              if header.pixel_spacing else "unknown"),
-            "view": getattr(record, "view", "") or "unknown",
-            "laterality": getattr(record, "laterality", "") or "unknown",
-            "view_source": getattr(record, "view_source", "") or "none",
-            "laterality_source": getattr(record, "laterality_source", "") or "none",
-        }
-        for key, value in values.items():
-            counts[key][value] += 1
+        raw[(header.manufacturer, header.model, header.sop_class, header.image_kind,
+             header.photometric, header.bits_stored, header.voi_lut_function, header.rows,
+             header.columns, header.pixel_spacing, getattr(record, "view", ""),
+             getattr(record, "laterality", ""), getattr(record, "view_source", ""),
+             getattr(record, "laterality_source", ""))] += 1
+    counts: dict[str, Counter[str]] = {key: Counter() for key in _KEYS}
+    for properties, n in raw.items():
+        for key, value in zip(_KEYS, _spelled(*properties), strict=True):
+            counts[key][value] += n
     return {"fingerprint_version": FINGERPRINT_VERSION, "images": images,
             "images_without_header": without_header,
             **{key: dict(sorted(counter.items())) for key, counter in counts.items()}}
+
+
+def _spelled(manufacturer: str, model: str, sop_class: str, image_kind: str, photometric: str,
+             bits_stored: int, voi_lut_function: str, rows: int, columns: int,
+             pixel_spacing: tuple[float, float] | None, view: str, laterality: str,
+             view_source: str, laterality_source: str) -> tuple[str, ...]:
+    """One image's fingerprint values, in ``_KEYS`` order."""
+    manufacturer = manufacturer or "unknown"
+    return (manufacturer, f"{manufacturer} {model or 'unknown'}", sop_class or "unknown",
+            image_kind, photometric or "unknown", str(bits_stored), voi_lut_function or "none",
+            f"{rows}x{columns}",
+            f"{pixel_spacing[0]:g}x{pixel_spacing[1]:g}" if pixel_spacing else "unknown",
+            view or "unknown", laterality or "unknown", view_source or "none",
+            laterality_source or "none")
 
 
 def compare_fingerprints(reference: dict[str, Any], other: dict[str, Any]) -> list[str]:

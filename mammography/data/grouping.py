@@ -79,24 +79,27 @@ def _union_find(n: int) -> tuple[list[int], Any, Any]:
 
 def leakage_groups(records: Sequence[Any]) -> Grouping:
     """The connected components over the records' patient, accession, study_uid, sha256."""
-    _, find, union = _union_find(len(records))
-    first_with: dict[tuple[str, str], int] = {}
-    for i, record in enumerate(records):
-        for key in KEYS:
-            value = getattr(record, key, "") or ""
+    n = len(records)
+    _, find, union = _union_find(n)
+    for key in KEYS:  # one dict per key: no (key, value) tuple per image
+        first_with: dict[Any, int] = {}
+        for i, record in enumerate(records):
+            value = getattr(record, key, "")
             if not value:
                 continue
-            j = first_with.setdefault((key, value), i)
+            j = first_with.setdefault(value, i)
             if j != i:
                 union(i, j)
     # A group is named after the smallest PatientID in it: where grouping by patient
     # was already right, the groups are the patients (and the splits what they were).
+    roots = [find(i) for i in range(n)]
     names: dict[int, str] = {}
-    for i, record in enumerate(records):
-        root = find(i)
+    for i, (root, record) in enumerate(zip(roots, records, strict=True)):
         patient = str(record.patient or record.accession or f"image {i}")
-        names[root] = min(names.get(root, patient), patient)
-    groups = [names[find(i)] for i in range(len(records))]
+        current = names.get(root)
+        if current is None or patient < current:
+            names[root] = patient
+    groups = [names[root] for root in roots]
     return Grouping(groups, _report(records, groups))
 
 

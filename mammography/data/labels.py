@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import io
+import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,17 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from mammography.data.density_labels import exam_labels, label_problem, parse_label
-from mammography.data.workers import process_pool
 from mammography.domain import to_index
 from mammography.errors import DataError
 from mammography.run.reporter import CONSOLE, Reporter
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
+_GZIPPED_SUFFIXES = tuple(f"{s}.gz" for s in DICOM_SUFFIXES)
 DICM_MAGIC = b"DICM"
 GZIP_MAGIC = b"\x1f\x8b"
 CLASSES = (1, 2, 3, 4)
-# Below this many files, reading headers in one process beats starting a pool.
-PARALLEL_HEADERS_FROM = 400
 SEED_COLUMNS = ("accessionnumber", "classification")
 
 
@@ -59,6 +59,10 @@ class ImageRecord:
     laterality_source: str = ""  # ImageLaterality, Laterality, FrameLaterality, ..., file name
     manufacturer: str = ""
     header: Any = None           # the DicomHeader (acquisition fingerprint), once read
+    #: (absolute path, size, mtime_ns) of the file when its header was looked up:
+    #: later steps of the same run (cache, manifest) key their memos by it
+    #: instead of asking the file system again.
+    identity: tuple[str, int, int] | None = None
     #: The CSV row's values (an exam's row in the seed layout): site, device, age band
     #: ... for evaluation subgroups (`eval-export --subgroup COL`).
     fields: dict[str, str] = field(default_factory=dict)
@@ -95,6 +99,8 @@ class LabelTable:
     label_checks: dict[str, Any] = field(default_factory=dict)
     #: PatientIDs that named a breast and view, shortened to the patient (grouping.py)
     per_view_patient_ids: int = 0
+    #: How the DICOM headers were obtained (``header_memo.HeaderStats.as_dict``)
+    headers: dict[str, Any] = field(default_factory=dict)
 
     def exclude(self, record: ImageRecord, reason: str) -> None:
         """Record that ``record`` is left out, and why (it stays in ``images`` until the
@@ -105,6 +111,19 @@ class LabelTable:
     #: every stage (header, decode) counts into the same --max-bad-fraction.
     images_found: int = 0
     bad_images: int = 0
+
+    _fingerprint: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The acquisition fingerprint of ``images`` (``fingerprint.py``), computed once
+        per list of images: every step that drops images makes a new list."""
+        cached = self._fingerprint
+        if cached is None or cached[0] is not self.images \
+                or cached[1]["images"] != len(self.images):
+            from mammography.data.fingerprint import acquisition_fingerprint
+
+            cached = self._fingerprint = (self.images, acquisition_fingerprint(self.images))
+        return cached[1]
 
     @property
     def labels(self) -> list[int]:
@@ -216,21 +235,73 @@ def find_dicoms(folder: Path) -> list[Path]:
     DICOMDIR index itself does not). A gzip-compressed ``.dcm.gz`` or
     extension-less file is listed as well, so that it is excluded with the
     reason ("decompress it first") instead of silently missing.
+
+    What ``folder.rglob("*")`` filtered by :func:`_looks_like_dicom` gives,
+    walked with ``os.scandir``: its entries know whether they are files
+    without a ``stat`` each, and names are judged as strings before a Path is
+    made (pathlib's rglob cost ~50 us a file, a third of a warm start). As
+    rglob, symlinked folders are not followed and unreadable folders skipped.
     """
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.rglob("*") if _looks_like_dicom(p))
+    try:
+        with os.scandir(folder) as listing:
+            top = list(listing)
+    except OSError as exc:
+        # Not a folder, or not one we may list: nothing in it (as is_dir() and
+        # rglob say); anything else (a name too long, an I/O error) is raised.
+        if isinstance(exc, FileNotFoundError | NotADirectoryError | PermissionError) \
+                or exc.errno in (errno.ELOOP, errno.EBADF):
+            return []
+        raise
+    found: list[Path] = []
+    pending: list[tuple[Path, list[os.DirEntry]]] = [(folder, top)]
+    while pending:
+        parent, entries = pending.pop()
+        for entry in entries:
+            try:
+                if entry.is_dir() and not entry.is_symlink():
+                    child = parent / entry.name
+                    try:
+                        with os.scandir(child) as listing:
+                            pending.append((child, list(listing)))
+                    except PermissionError:
+                        pass
+                    continue
+                if not entry.is_file():
+                    continue
+            except OSError:
+                continue
+            verdict = _name_verdict(entry.name)
+            if verdict is False:
+                continue
+            path = parent / entry.name
+            if verdict or _has_dicom_bytes(path):
+                found.append(path)
+    return sorted(found)
 
 
 def _looks_like_dicom(path: Path) -> bool:
-    name = path.name.lower()
-    if name.startswith(".") or name == "dicomdir" or not path.is_file():
+    """Whether ``path`` is a file ``find_dicoms`` lists."""
+    if not path.is_file():
         return False
-    if path.suffix.lower() in DICOM_SUFFIXES:
+    verdict = _name_verdict(path.name)
+    return verdict if verdict is not None else _has_dicom_bytes(path)
+
+
+def _name_verdict(name: str) -> bool | None:
+    """What a file's name says: DICOM (True), not worth opening (False), or look (None)."""
+    lower = name.lower()
+    if lower.startswith(".") or lower == "dicomdir":
+        return False
+    dot = name.rfind(".")
+    suffix = name[dot:] if 0 < dot < len(name) - 1 else ""  # as PurePath.suffix
+    if suffix.lower() in DICOM_SUFFIXES:
         return True
-    gzipped = name.endswith(tuple(f"{s}.gz" for s in DICOM_SUFFIXES))
-    if path.suffix and not gzipped and not _is_uid_like(path.name):
-        return False  # notes.txt, report.pdf: not worth opening
+    if suffix and not lower.endswith(_GZIPPED_SUFFIXES) and not _is_uid_like(name):
+        return False  # notes.txt, report.pdf
+    return None
+
+
+def _has_dicom_bytes(path: Path) -> bool:
     try:
         with path.open("rb") as handle:
             head = handle.read(132)
@@ -332,8 +403,8 @@ def _seed_table(csv_path: Path, root: Path, header: list[str],
             table.images.append(ImageRecord(path=path, accession=accession, patient=patient,
                                             view="", laterality="", label=label, row=line,
                                             fields=fields_of[accession]))
-    orphans = sorted(p.name for p in root.iterdir()
-                     if p.is_dir() and p.name not in by_accession) if root.is_dir() else []
+    orphans = sorted(p.name for p in root.iterdir()  # is_dir only for the few candidates
+                     if p.name not in by_accession and p.is_dir()) if root.is_dir() else []
     if orphans:
         shown = ", ".join(orphans[:5]) + (" ..." if len(orphans) > 5 else "")
         out.warn(f"{len(orphans)} folders in {root} have no row in {csv_path.name} and "
@@ -406,7 +477,8 @@ def _apply_class_5(table: LabelTable, include: bool, out: Reporter) -> None:
 def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
                    on_bad_image: str = "skip", max_bad_fraction: float = 0.2,
                    workers: int = 8, out: Reporter = CONSOLE,
-                   image_problem: Callable[[Any], str | None] | None = None) -> None:
+                   image_problem: Callable[[Any], str | None] | None = None,
+                   memo: Any = None) -> None:
     """Fill patient/view/laterality from DICOM headers; drop unusable files.
 
     Patient falls back CSV → DICOM PatientID → accession; accession (generic
@@ -415,23 +487,20 @@ def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
     file name, else from its folder names below the DICOM root.
     ``image_problem(header)`` says what the header alone rules out (no pixel
     data, colour, multi-frame, short pixel data); those files are excluded
-    like unreadable ones.
+    like unreadable ones. ``memo`` (a ``memo.ChecksumMemo``) remembers headers
+    between runs (``header_memo.py``); how many came from it is recorded in
+    ``table.headers``.
     """
-    def read(record: ImageRecord) -> tuple[ImageRecord, Any, str | None]:
-        return (record, *_safe_header(record.path, read_header))
+    from mammography.data.header_memo import read_headers
 
-    if workers > 1 and len(table.images) > PARALLEL_HEADERS_FROM:
-        # Processes, not threads: the DICOM reader swaps warning filters, which
-        # is process-global state.
-        with process_pool(workers) as pool:  # workers die with this process
-            headers = list(pool.map(_safe_header, [r.path for r in table.images],
-                                    [read_header] * len(table.images), chunksize=64))
-        results = [(r, h, e) for r, (h, e) in zip(table.images, headers, strict=True)]
-    else:
-        results = [read(r) for r in table.images]
-    table.images_found = table.images_found or len(results)
+    outcomes, identities, stats = read_headers([r.path for r in table.images], read_header,
+                                               memo, workers)
+    table.headers = stats.as_dict()
+    table.images_found = table.images_found or len(outcomes)
     kept, bad = [], []
-    for record, header, error in results:
+    for record, (header, error), identity in zip(table.images, outcomes, identities,
+                                                 strict=True):
+        record.identity = identity
         if error is None and image_problem is not None:
             error = image_problem(header)
         if error is not None:
@@ -452,14 +521,15 @@ def _fill_from_header(record: ImageRecord, header: Any, root: Path | None) -> No
     record.patient = record.patient or record.accession
     record.view, record.view_source = header.view, header.view_source
     record.laterality, record.laterality_source = header.laterality, header.laterality_source
-    for text, source in _path_texts(record.path, root):
-        if record.view and record.laterality:
-            break
-        view, laterality = text_views(text)
-        if view and not record.view:
-            record.view, record.view_source = view, source
-        if laterality and not record.laterality:
-            record.laterality, record.laterality_source = laterality, source
+    if not (record.view and record.laterality):  # the usual case needs no path parsing
+        for text, source in _path_texts(record.path, root):
+            if record.view and record.laterality:
+                break
+            view, laterality = text_views(text)
+            if view and not record.view:
+                record.view, record.view_source = view, source
+            if laterality and not record.laterality:
+                record.laterality, record.laterality_source = laterality, source
     record.for_processing = bool(header.for_processing)
     record.study_uid = header.study_uid
     record.manufacturer = header.manufacturer
@@ -475,15 +545,6 @@ def _path_texts(path: Path, root: Path | None) -> list[tuple[str, str]]:
         parents = ()
     texts += [(part, "folder name") for part in reversed(parents)]
     return texts
-
-
-def _safe_header(path: Path, read_header: Callable[[Path], Any]) -> tuple[Any, str | None]:
-    from mammography.data.dicom import DicomReadError
-
-    try:
-        return read_header(path), None
-    except DicomReadError as exc:
-        return None, exc.reason
 
 
 def exclude_bad_images(table: LabelTable, bad: list[tuple[ImageRecord, str]], *,

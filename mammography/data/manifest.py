@@ -9,7 +9,8 @@ Hashing a few hundred GB of DICOM on every run would be unacceptable, so
 checksums are remembered in a small SQLite database (:class:`ChecksumMemo`)
 keyed by (absolute path, size, mtime_ns): a re-run over unchanged data reads no
 image bytes (files modified in the 2 s before a run are re-hashed once more, see
-``_settled``). Misses are hashed by a thread pool (hashlib releases the GIL).
+``memo.settled``). The memo (``memo.py``) also remembers each file's DICOM
+header. Misses are hashed by a thread pool (hashlib releases the GIL).
 
 Unreadable files: :func:`checksum_files` never aborts half-way. With an
 ``errors`` dict it records ``{path: reason}`` there and carries on; without one
@@ -30,36 +31,37 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import hashlib
 import json
 import os
-import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from mammography.data.memo import (
+    MEMO_FILENAME,
+    RACY_WINDOW_NS,
+    ChecksumMemo,
+    default_memo_path,
+    settled,
+)
 from mammography.errors import DataError
-from mammography.run.contract import cache_root
-from mammography.run.jsonio import to_jsonable, write_json_atomic
+from mammography.run.jsonio import dumps, to_jsonable, write_bytes_atomic, write_json_atomic
+
+__all__ = ["MEMO_FILENAME", "RACY_WINDOW_NS", "ChecksumMemo", "FileFacts", "ManifestError",
+           "build_manifest", "checksum_files", "count_csv_rows", "default_memo_path",
+           "display_path", "manifest_digest", "sha256_file", "shown_path", "write_manifest"]
 
 MANIFEST_VERSION = 1
-MEMO_FILENAME = "checksums.sqlite"
-# Long enough to ride out another run's write transaction (milliseconds of work
-# for thousands of rows); short enough that a wedged lock degrades to a warning.
-BUSY_TIMEOUT_MS = 30_000
-OPEN_ATTEMPTS = 5
-# Files modified this recently are hashed but not memoised (see _settled).
-RACY_WINDOW_NS = 2_000_000_000
 # Keys build_manifest owns; ``extra`` may not silently replace them.
 _CORE_KEYS = frozenset({
     "manifest_version", "created", "csv", "dicom_root", "images", "num_images",
     "total_bytes", "exclusions", "num_exclusions", "digest", "hashing", "fingerprint",
+    "headers",
 })
 
 
@@ -77,174 +79,13 @@ class ManifestError(DataError):
                          "and is readable, or exclude it.")
 
 
-@dataclass(frozen=True)
-class FileFacts:
-    """What the manifest records about one file."""
+class FileFacts(NamedTuple):
+    """What the manifest records about one file (a tuple: one per image, made fast)."""
 
     size: int
     mtime_ns: int
     sha256: str
     from_memo: bool
-
-
-# --------------------------------------------------------------------------- memo
-
-
-def default_memo_path() -> Path:
-    """``checksums.sqlite`` in the package's cache root (``$MAMMOGRAPHY_CACHE_DIR``).
-
-    The same root the preprocessed-image cache uses, so one variable moves all
-    of the package's caches (e.g. onto a shared scratch disk).
-    """
-    return cache_root() / MEMO_FILENAME
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS checksums (
-    path TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    sha256 TEXT NOT NULL
-)
-"""
-
-
-class ChecksumMemo:
-    """Remembered sha256 per (absolute path, size, mtime_ns), in SQLite.
-
-    One row per path (the primary key): a changed file *replaces* its stale row
-    instead of piling up new ones, while a lookup still requires size and
-    mtime_ns to match. WAL journal mode plus a busy timeout let concurrent runs
-    (sweeps, HPO workers) read and write the same file.
-
-    The memo is an optimisation only: if the file is corrupt, unwritable or
-    locked for too long, it switches to an in-memory database and explains why
-    in :attr:`warning` (callers log it). Use it from one thread.
-    """
-
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = Path(db_path)
-        self.warning: str | None = None
-        for attempt in range(OPEN_ATTEMPTS):
-            started = time.monotonic()
-            try:
-                self._conn = self._open(self.db_path)
-                break
-            except sqlite3.OperationalError as exc:
-                # SQLite answers "database is locked" at once, without waiting out
-                # the busy timeout, when two connections race to create the schema
-                # or switch the file to WAL; a moment later the other one is done.
-                # A lock that outlasted the busy timeout is not retried.
-                quick = time.monotonic() - started < BUSY_TIMEOUT_MS / 2000
-                if "locked" in str(exc) and quick and attempt + 1 < OPEN_ATTEMPTS:
-                    time.sleep(0.1 * (attempt + 1))
-                    continue
-                self._conn = self._fallback(exc)
-                break
-            except (sqlite3.Error, OSError) as exc:
-                self._conn = self._fallback(exc)
-                break
-
-    # -- opening
-
-    @staticmethod
-    def _open(db_path: Path) -> sqlite3.Connection:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves (see put_many).
-        conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        try:
-            # busy_timeout first: switching to WAL needs a lock another run may hold.
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # WAL + NORMAL is durable against process crashes; a lost row after a
-            # power cut only costs a re-hash.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'checksums'"
-                                ).fetchone():
-                # The write lock first (waits out the busy timeout): a plain CREATE
-                # starts as a read and fails at once if another run created the
-                # table meanwhile.
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute(_SCHEMA)
-                conn.execute("COMMIT")
-            # Touch the table: a corrupt file may open fine and fail only here.
-            conn.execute("SELECT count(*) FROM checksums WHERE path = ''").fetchone()
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _fallback(self, exc: BaseException) -> sqlite3.Connection:
-        """Switch to an in-memory memo, keeping what this run already learned."""
-        self.warning = (f"checksum memo {self.db_path} is unusable ({exc}); using an "
-                        "in-memory memo for this run, so unchanged files will be re-hashed "
-                        "next time. Delete the file to rebuild it.")
-        old = getattr(self, "_conn", None)
-        conn = sqlite3.connect(":memory:", isolation_level=None)
-        conn.execute(_SCHEMA)
-        if old is not None:
-            try:
-                rows = old.execute("SELECT path, size, mtime_ns, sha256 FROM checksums")
-                conn.executemany("INSERT OR REPLACE INTO checksums VALUES (?, ?, ?, ?)", rows)
-            except sqlite3.Error:
-                pass  # nothing worth keeping is readable; the fallback starts empty
-            with contextlib.suppress(sqlite3.Error):
-                old.close()
-        return conn
-
-    @property
-    def in_memory(self) -> bool:
-        return self.warning is not None
-
-    # -- access
-
-    def get(self, path: str | Path, size: int, mtime_ns: int) -> str | None:
-        """The remembered sha256 of ``path`` if its size and mtime_ns still match."""
-        try:
-            row = self._conn.execute(
-                "SELECT sha256 FROM checksums WHERE path = ? AND size = ? AND mtime_ns = ?",
-                (str(path), size, mtime_ns)).fetchone()
-        except sqlite3.Error as exc:
-            self._conn = self._fallback(exc)
-            return None
-        return row[0] if row else None
-
-    def put_many(self, rows: Iterable[tuple[str | Path, int, int, str]]) -> None:
-        """Remember ``(path, size, mtime_ns, sha256)`` rows in one transaction."""
-        rows = [(str(p), int(s), int(m), h) for p, s, m, h in rows]
-        if not rows:
-            return
-        try:
-            self._write(rows)
-        except sqlite3.Error as exc:
-            self._conn = self._fallback(exc)
-            self._write(rows)
-
-    def _write(self, rows: list[tuple[str, int, int, str]]) -> None:
-        # BEGIN IMMEDIATE takes the write lock up front, under the busy timeout,
-        # so the transaction never has to upgrade a read snapshot: in WAL mode
-        # that upgrade fails at once, without waiting, if another run committed
-        # in between -- a trap as soon as anyone adds a read to this transaction.
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO checksums (path, size, mtime_ns, sha256) "
-                "VALUES (?, ?, ?, ?)", rows)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
-
-    def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._conn.close()
-
-    def __enter__(self) -> ChecksumMemo:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 # ------------------------------------------------------------------------ hashing
@@ -286,58 +127,55 @@ def _hash_stable(path: Path, size: int, mtime_ns: int) -> tuple[str, int, int]:
     raise OSError(0, "file changed while being hashed")
 
 
-def _settled(rows: list[tuple[str, int, int, str]]) -> list[tuple[str, int, int, str]]:
-    """The rows safe to remember: files whose mtime is older than the racy window.
-
-    File timestamps are coarse (a jiffy on ext4, 2 s on FAT, server clocks on
-    NFS): a file rewritten with the same size in the same tick we read it keeps
-    its (size, mtime_ns), and a memo row would pin the old hash to it. Like
-    git's "racily clean" rule, such files are hashed but not remembered; the
-    next run hashes them once more, by which time they are settled.
-    """
-    cutoff = time.time_ns() - RACY_WINDOW_NS
-    return [row for row in rows if row[2] < cutoff]
-
-
 def checksum_files(paths: Sequence[Path], memo: ChecksumMemo | None,
                    workers: int | None = None,
                    progress: Callable[[int], None] | None = None,
-                   errors: dict[Path, str] | None = None) -> dict[Path, FileFacts]:
+                   errors: dict[Path, str] | None = None,
+                   absolute: Mapping[Path, str] | None = None) -> dict[Path, FileFacts]:
     """Size, mtime and sha256 of every file in ``paths``, from the memo where possible.
 
     Memo hits need the same absolute path, size and mtime_ns. Misses are hashed
     by ``workers`` threads (default ``os.cpu_count()``), biggest first so no
     thread is left with one huge file at the end; their results are written to
     the memo in one transaction (except files modified in the last
-    ``RACY_WINDOW_NS``, see :func:`_settled`).
+    ``RACY_WINDOW_NS``, see :func:`memo.settled`).
 
     ``progress`` is called in this thread with the number of files just done
     (an increment, like ``tqdm.update``). Unreadable or vanished files go into
     ``errors`` as ``{path: reason}`` when it is given; otherwise, once every
     other file is done (and memoised), :class:`ManifestError` is raised for the
-    first of them.
+    first of them. ``absolute``: ``os.path.abspath`` of the paths where the
+    caller has it. Every file is stat'ed here, even one the run stat'ed when it
+    read its header: on a cold run that was before decoding the whole archive,
+    and the manifest must name the bytes on disk now.
     """
     failed: dict[Path, str] = {}
+    known = absolute or {}
     facts: dict[Path, FileFacts] = {}
     misses: list[tuple[Path, str, int, int]] = []
+    stated: list[tuple[Path, str, int, int]] = []
     for path in dict.fromkeys(paths):  # de-duplicated, order kept
-        key = os.path.abspath(path)
         try:
             st = os.stat(path)
         except OSError as exc:
             failed[path] = _reason(exc)
             continue
-        known = memo.get(key, st.st_size, st.st_mtime_ns) if memo is not None else None
-        if known is None:
-            misses.append((path, key, st.st_size, st.st_mtime_ns))
+        stated.append((path, known.get(path) or os.path.abspath(path), st.st_size,
+                       st.st_mtime_ns))
+    remembered = (memo.get_many([(k, s, m) for _, k, s, m in stated]) if memo is not None
+                  else {})
+    for path, key, size, mtime in stated:
+        digest = remembered.get(key)
+        if digest is None:
+            misses.append((path, key, size, mtime))
         else:
-            facts[path] = FileFacts(st.st_size, st.st_mtime_ns, known, from_memo=True)
+            facts[path] = FileFacts(size, mtime, digest, from_memo=True)
     if progress is not None and facts:
         progress(len(facts))
 
     learned = _hash_misses(misses, workers, progress, facts, failed)
     if memo is not None:
-        memo.put_many(_settled(learned))
+        memo.put_many(settled(learned))
 
     if failed and errors is None:
         first = next(p for p in paths if p in failed)
@@ -389,14 +227,28 @@ def count_csv_rows(path: Path) -> int:
     return max(rows - 1, 0)
 
 
-def display_path(path: Path, root: str | None) -> str:
-    """Path relative to ``root`` (POSIX separators) when inside it, else absolute."""
-    absolute = os.path.abspath(path)
+def display_path(path: Path | str, root: str | None) -> str:
+    """Path relative to ``root`` (POSIX separators) when inside it, else absolute.
+
+    ``root`` is absolute and normalised (``os.path.abspath``), as every caller
+    passes it.
+    """
+    return shown_path(os.path.abspath(path), root)
+
+
+def shown_path(absolute: str, root: str | None) -> str:
+    """:func:`display_path` of a path already made absolute by ``os.path.abspath``.
+
+    String operations, not ``PurePath.relative_to``: ten times slower, and this
+    runs twice for every image of every run.
+    """
     if root is not None:
-        try:
-            return Path(absolute).relative_to(root).as_posix()
-        except ValueError:
-            pass
+        prefix = root if root.endswith(os.sep) else root + os.sep
+        if absolute.startswith(prefix):
+            relative = absolute[len(prefix):]
+            return relative.replace(os.sep, "/") if os.sep != "/" else relative
+        if absolute == root:
+            return "."
     return absolute
 
 
@@ -454,7 +306,8 @@ def build_manifest(*, csv_path: Path | None, dicom_root: Path | None,
                    memo: ChecksumMemo | None, workers: int | None = None,
                    extra: dict | None = None,
                    progress: Callable[[int], None] | None = None,
-                   fingerprint: dict | None = None) -> dict:
+                   fingerprint: dict | None = None,
+                   absolute: Mapping[Path, str] | None = None) -> dict:
     """The JSON-ready ``data_manifest.json`` for one run (see the module docstring).
 
     ``exclusions`` are dicts with a ``reason`` and whatever identifies the item
@@ -462,7 +315,7 @@ def build_manifest(*, csv_path: Path | None, dicom_root: Path | None,
     them with ``reason: "unreadable: <why>"`` and left out of ``images``.
     ``extra`` keys are merged in at the top level; they may not replace ours.
     ``fingerprint`` is the images' acquisition fingerprint (not in the digest:
-    it follows from the images).
+    it follows from the images). ``absolute``: see :func:`checksum_files`.
     """
     clash = _CORE_KEYS.intersection(extra or {})
     if clash:
@@ -472,9 +325,12 @@ def build_manifest(*, csv_path: Path | None, dicom_root: Path | None,
     csv_info = _csv_section(csv_path)
 
     errors: dict[Path, str] = {}
-    facts = checksum_files(images, memo, workers=workers, progress=progress, errors=errors)
-    entries = sorted(({"path": display_path(p, root), "bytes": f.size, "sha256": f.sha256}
-                      for p, f in facts.items()), key=lambda e: e["path"])
+    facts = checksum_files(images, memo, workers=workers, progress=progress, errors=errors,
+                           absolute=absolute)
+    absolute = absolute or {}
+    entries = sorted(({"path": shown_path(absolute.get(p) or os.path.abspath(p), root),
+                       "bytes": f.size, "sha256": f.sha256} for p, f in facts.items()),
+                     key=lambda e: e["path"])
     unreadable = [{"path": display_path(p, root), "reason": f"unreadable: {why}"}
                   for p, why in errors.items()]
     excluded = _normalise_exclusions([*exclusions, *unreadable], root)
@@ -502,5 +358,24 @@ def build_manifest(*, csv_path: Path | None, dicom_root: Path | None,
 
 
 def write_manifest(path: Path, manifest: dict) -> None:
-    """Write ``manifest`` as indented JSON atomically (temp file, fsync, rename)."""
-    write_json_atomic(Path(path), manifest)
+    """Write ``manifest`` as indented JSON atomically (temp file, fsync, rename).
+
+    One line per image entry: the entries (plain strings and numbers, as
+    :func:`build_manifest` makes them) go through json's C encoder, which an
+    indented dump of the whole document cannot use - at 50,000 images that
+    was most of the manifest's cost on a warm start.
+    """
+    images = manifest.get("images")
+    if not isinstance(images, list) or not images:
+        write_json_atomic(Path(path), manifest)
+        return
+    placeholder = "\x00images\x00"  # no manifest field can hold a NUL
+    try:
+        lines = ",\n    ".join(json.dumps(entry, ensure_ascii=False, allow_nan=False)
+                                for entry in images)
+    except (TypeError, ValueError):  # not build_manifest's plain entries: the general path
+        write_json_atomic(Path(path), manifest)
+        return
+    text = dumps({**manifest, "images": placeholder})
+    text = text.replace(json.dumps(placeholder), f"[\n    {lines}\n  ]", 1)
+    write_bytes_atomic(Path(path), (text + "\n").encode("utf-8"))

@@ -44,7 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -209,6 +209,44 @@ def load_preprocessed_with_info(
         path: str | Path,
         settings: PreprocessSettings) -> tuple[np.ndarray, DicomHeader, dict[str, Any]]:
     """:func:`load_preprocessed` plus the decisions of :func:`preprocess_with_info`."""
+    frame, plan, stored_plan = _decode_planned(path, settings)
+    array = _render(frame, plan, settings)
+    shape = (frame.header.rows, frame.header.columns)
+    return array, frame.header, stored_plan.info(shape, settings, frame.level, frame.frame)
+
+
+#: Output side of :func:`check_preprocessed` (the smallest ``--img-size``).
+CHECK_SIZE = 32
+
+
+def check_preprocessed(path: str | Path, settings: PreprocessSettings) -> DicomHeader:
+    """Refuse what :func:`load_preprocessed` would refuse, at a fraction of its cost.
+
+    The frame is read and decoded exactly as for ``settings`` - JPEG 2000 at
+    the wavelet level ``settings`` would use, finer where the crop asks, so a
+    codestream damaged at that level fails here too; blank and saturated
+    images are refused on the decoded values, as always - and then cropped,
+    averaged and resized with the same code, but to CHECK_SIZE pixels: the
+    output is thrown away, and at 512 px its buffers (megabytes per image,
+    fresh pages from the kernel each time) were half the CPU of ``data check``.
+    Raises only DicomReadError per file; returns the header.
+    """
+    frame, _, stored = _decode_planned(path, settings)
+    small = replace(settings, img_size=CHECK_SIZE, img_width=None)
+    try:  # the same crop and flip, sized for the small output
+        plan = _at_level(_sized(stored.flip, stored.orientation_source, stored.box,
+                                stored.threshold, small), frame.level, frame.raw.shape)
+    except Exception as exc:  # as in _decode_planned: one file, never the run
+        raise DicomReadError(frame.header.path,
+                             f"cannot preprocess: {type(exc).__name__}: {exc}") from exc
+    _render(frame, plan, small)
+    return frame.header
+
+
+def _decode_planned(path: str | Path,
+                    settings: PreprocessSettings) -> tuple[RawFrame, _Plan, _Plan]:
+    """The frame decoded as ``settings`` need it, the plan at its level, and the plan at
+    full resolution (what the info records)."""
     target = settings.shape if settings.j2k_reduce else None
     frame = read_frame(path, frames=settings.multiframe, target=target)
     try:
@@ -219,22 +257,29 @@ def load_preprocessed_with_info(
             frame = read_frame(path, frames=settings.multiframe, target=target,
                                max_level=max(0, finer))
             plan = _frame_plan(frame, settings)
-        stored_plan = plan
-        plan = _at_level(plan, frame.level, frame.raw.shape)
+        return frame, _at_level(plan, frame.level, frame.raw.shape), plan
+    except DicomReadError:
+        raise
+    except Exception as exc:  # a per-file failure, never a crash of the whole run
+        raise DicomReadError(frame.header.path,
+                             f"cannot preprocess: {type(exc).__name__}: {exc}") from exc
+
+
+def _render(frame: RawFrame, plan: _Plan, settings: PreprocessSettings) -> np.ndarray:
+    """Crop, average, resize, pad and quantise ``frame`` as ``plan`` says."""
+    try:
         raw, mapping = frame.raw, frame.mapping
         region = _region(raw, plan)
         if mapping.affine is not None and plan.block > 1:
             reduced = _block_mean_affine(region, mapping.affine, plan.block, plan.flip)
         else:
             reduced = _block_mean(mapping.apply(region), plan.block, plan.flip)
-        array = _finish(reduced, plan, settings)
+        return _finish(reduced, plan, settings)
     except DicomReadError:
         raise
     except Exception as exc:  # a per-file failure, never a crash of the whole run
         raise DicomReadError(frame.header.path,
                              f"cannot preprocess: {type(exc).__name__}: {exc}") from exc
-    shape = (frame.header.rows, frame.header.columns)
-    return array, frame.header, stored_plan.info(shape, settings, frame.level, frame.frame)
 
 
 # --------------------------------------------------------------------------- decisions
@@ -284,6 +329,12 @@ def _plan(small: np.ndarray, stride: int, shape: tuple[int, ...],
     flip, source = chest_wall_on_right(breast, laterality)
     box = (crop_box(breast, stride, (rows, cols)) if settings.crop_breast
            else (0, rows, 0, cols))
+    return _sized(flip, source, box, threshold, settings)
+
+
+def _sized(flip: bool, source: str, box: tuple[int, int, int, int], threshold: float,
+           settings: PreprocessSettings) -> _Plan:
+    """The plan for the crop ``box`` (stored coordinates) at ``settings``' output size."""
     height, width = box[1] - box[0], box[3] - box[2]
     out_rows, out_cols = settings.shape
     scale = min(out_rows / height, out_cols / width)

@@ -10,6 +10,7 @@ worker asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``).
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 from concurrent.futures import ProcessPoolExecutor
@@ -23,5 +24,13 @@ def process_pool(max_workers: int) -> ProcessPoolExecutor:
     Use it from the thread that also waits for the work (``with`` block): the
     kernel ties the workers to the thread that forked them.
     """
-    return ProcessPoolExecutor(max_workers=max_workers, initializer=die_with_parent,
-                               initargs=(signal.SIGKILL, os.getpid()))
+    return ProcessPoolExecutor(max_workers=max_workers, initializer=_start_worker,
+                               initargs=(os.getpid(),))
+
+
+def _start_worker(parent: int) -> None:
+    # A fork inherits the parent's collector state, and data preparation pauses
+    # the collector (pipeline.collector_paused); a worker decoding thousands of
+    # files must collect its own garbage.
+    gc.enable()
+    die_with_parent(signal.SIGKILL, parent)

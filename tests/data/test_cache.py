@@ -120,3 +120,158 @@ def test_memory_mode_keeps_arrays_without_writing(dicoms, tmp_path):
     assert report.built == 6
     assert cache.read(dicoms[3]) is not None
     assert not (tmp_path / "images").exists()
+
+
+# -- the lazy check a run makes at start-up (prepare_data) ----------------------------
+
+
+def test_lazy_build_trusts_entries_of_the_right_size_without_reading_them(dicoms, tmp_path,
+                                                                         monkeypatch):
+    cache = ImageCache(SETTINGS, tmp_path)
+    cache.build(dicoms, workers=1, progress=False)
+
+    def no_reading(self, source):
+        raise AssertionError("a lazy build must not read entries")
+
+    monkeypatch.setattr(ImageCache, "read", no_reading)
+    report = cache.build(dicoms, workers=1, progress=False, lazy=True)
+    assert (report.reused, report.built, report.regenerated) == (6, 0, 0)
+    stats = [(p.stat().st_size, p.stat().st_mtime_ns) for p in dicoms]
+    assert cache.build(dicoms, workers=1, progress=False, lazy=True, stats=stats).reused == 6
+
+
+def test_lazy_build_rebuilds_a_truncated_entry_with_the_warning(dicoms, tmp_path):
+    cache = ImageCache(SETTINGS, tmp_path)
+    cache.build(dicoms, workers=1, progress=False)
+    entry = cache.entry_path(dicoms[3])
+    original = entry.read_bytes()
+    entry.write_bytes(original[:-100])
+    out = CollectingReporter()
+    report = cache.build(dicoms, workers=1, out=out, progress=False, lazy=True)
+    assert (report.reused, report.regenerated) == (5, 1)
+    assert "WARNING: Disk cache truncation detected for 1 samples - regenerating" in out.lines
+    assert entry.read_bytes() == original
+
+
+def test_lazy_build_leaves_a_corrupt_entry_to_its_first_read(dicoms, tmp_path, capsys):
+    from mammography.data.dataset import CachedImageDataset
+
+    cache = ImageCache(SETTINGS, tmp_path)
+    cache.build(dicoms, workers=1, progress=False)
+    entry = cache.entry_path(dicoms[2])
+    original = entry.read_bytes()
+    damaged = bytearray(original)
+    damaged[-7] ^= 0xFF  # same size: only the CRC can tell
+    entry.write_bytes(bytes(damaged))
+    fresh = ImageCache(SETTINGS, tmp_path)  # a new run: nothing verified yet
+    report = fresh.build(dicoms, workers=1, progress=False, lazy=True)
+    assert report.reused == 6 and report.regenerated == 0
+    image, *_ = CachedImageDataset(dicoms, [0] * 6, fresh)[2]
+    assert "WARNING: Disk cache truncation detected for 1 samples - regenerating" in \
+        capsys.readouterr().err
+    assert np.array_equal(image[0].numpy(), decode_entry(original))
+    assert entry.read_bytes() == original
+
+
+def test_lazy_build_decodes_a_source_that_changed(dicoms, tmp_path):
+    import os
+    import shutil
+
+    source = tmp_path / "changing.dcm"
+    shutil.copy(dicoms[0], source)
+    cache = ImageCache(SETTINGS, tmp_path)
+    assert cache.build([source], workers=1, progress=False, lazy=True).built == 1
+    shutil.copy(dicoms[1], source)  # other pixels, the same size
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    report = cache.build([source], workers=1, progress=False, lazy=True)
+    assert (report.built, report.reused) == (1, 0)
+    assert np.array_equal(cache.load(source), ImageCache(SETTINGS, tmp_path / "other")
+                          .load(dicoms[1]))
+
+
+# -- data check's decode check (ImageCache.verify) ------------------------------------
+
+
+def _bad_files(folder: Path) -> dict[str, Path]:
+    """One file of each kind a decode must refuse, and good ones in each syntax."""
+    import pydicom
+    from pydicom.encaps import encapsulate, generate_frames
+
+    from tests.reliability.common import rle_panic, small_mammogram, to_mpeg2, truncate_pixels
+
+    def mammogram(name: str, compression: str = "none", shape=(320, 256)) -> Path:
+        return small_mammogram(folder / name, compression=compression, shape=shape)
+
+    files = {"native": mammogram("native.dcm"), "rle": mammogram("rle.dcm", "rle"),
+             "j2k": mammogram("j2k.dcm", "j2k")}
+    files["truncated"] = truncate_pixels(mammogram("truncated.dcm"), 5000)
+    j2k_cut = mammogram("j2k_cut.dcm", "j2k")
+    ds = pydicom.dcmread(j2k_cut)
+    codestream = next(generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = encapsulate([codestream[: len(codestream) * 2 // 3]])  # its finest detail
+    ds.save_as(j2k_cut)
+    files["j2k_cut"] = j2k_cut
+    blank = mammogram("blank.dcm")
+    ds = pydicom.dcmread(blank)
+    ds.PixelData = np.zeros((ds.Rows, ds.Columns), np.uint16).tobytes()
+    ds.save_as(blank)
+    files["blank"] = blank
+    saturated = mammogram("saturated.dcm")
+    ds = pydicom.dcmread(saturated)
+    ds.PixelData = np.full((ds.Rows, ds.Columns), 4095, np.uint16).tobytes()
+    ds.save_as(saturated)
+    files["saturated"] = saturated
+    files["mpeg2"] = to_mpeg2(mammogram("mpeg2.dcm"))
+    garbage = folder / "garbage.dcm"
+    garbage.write_bytes(b"\0" * 128 + b"DICM" + bytes(range(256)) * 8)
+    files["garbage"] = garbage
+    panic = rle_panic(folder / "panic.dcm")
+    if panic is not None:
+        files["panic"] = panic
+    return files
+
+
+@pytest.mark.parametrize("size", [512, 64])
+def test_the_cheap_decode_check_refuses_exactly_what_decoding_for_training_does(tmp_path,
+                                                                              size):
+    from mammography.data.dicom import DicomReadError
+    from mammography.data.preprocess import load_preprocessed
+
+    files = _bad_files(tmp_path)
+    settings = PreprocessSettings.for_size(size)
+    expected = {}
+    for path in files.values():
+        try:
+            load_preprocessed(path, settings)
+        except DicomReadError as exc:
+            expected[str(path)] = exc.reason
+    report = ImageCache(settings, tmp_path / "cache", "off").verify(list(files.values()),
+                                                                   workers=1, progress=False)
+    assert report.failed == expected
+    assert report.built == len(files) - len(expected) and report.reused == 0
+    refused = {name for name, path in files.items() if str(path) in expected}
+    assert {"truncated", "blank", "saturated", "mpeg2", "garbage"} <= refused
+    assert not {"native", "rle", "j2k"} & refused
+    if size == 512:  # the whole codestream is needed, so its end is missed
+        assert "j2k_cut" in refused
+    pooled = ImageCache(settings, tmp_path / "cache", "off").verify(list(files.values()),
+                                                                   workers=2, progress=False)
+    assert pooled.failed == expected
+
+
+def test_the_decode_check_takes_cached_images_as_decoded(dicoms, tmp_path, monkeypatch):
+    import mammography.data.preprocess as preprocess
+
+    cache = ImageCache(SETTINGS, tmp_path)
+    cache.build(dicoms[:4], workers=1, progress=False)
+    checked = []
+    real = preprocess.check_preprocessed
+    monkeypatch.setattr(preprocess, "check_preprocessed",
+                        lambda path, settings: checked.append(Path(path)) or real(path, settings))
+    entry = cache.entry_path(dicoms[3])
+    entry.write_bytes(entry.read_bytes()[:50])  # damaged: the file is decoded again
+    report = cache.verify(dicoms, workers=1, progress=False)
+    assert (report.reused, report.built, report.failed) == (3, 3, {})
+    assert checked == dicoms[3:]
+    assert entry.stat().st_size == 50  # a check stores nothing

@@ -461,3 +461,41 @@ def test_many_processes_creating_one_memo_at_once_all_get_it(tmp_path):
         for proc in procs:
             proc.join(timeout=60)
     assert warnings == [None] * 48
+
+
+def test_written_manifest_has_one_line_per_image(dataset, tmp_path):
+    csv_path, dicom, images = dataset
+    m = build(csv_path, dicom, images, exclusions=[{"path": str(dicom / "x"), "reason": "é"}])
+    target = tmp_path / "out" / "data_manifest.json"
+    target.parent.mkdir()
+    write_manifest(target, m)
+    text = target.read_text(encoding="utf-8")
+    assert json.loads(text) == m and manifest_digest(json.loads(text)) == m["digest"]
+    lines = text.splitlines()
+    for entry in m["images"]:
+        assert f"    {json.dumps(entry, ensure_ascii=False)}," in lines or \
+            f"    {json.dumps(entry, ensure_ascii=False)}" in lines
+    assert '"reason": "é"' in text  # the rest indented as before, unicode kept
+
+
+def test_display_path_is_relative_inside_the_root_only(tmp_path):
+    from mammography.data.manifest import display_path
+
+    root = str(tmp_path / "root")
+    assert display_path(tmp_path / "root" / "a" / "b.dcm", root) == "a/b.dcm"
+    assert display_path(tmp_path / "root" / "x" / ".." / "c.dcm", root) == "c.dcm"
+    assert display_path(tmp_path / "rootless" / "c.dcm", root) == str(tmp_path / "rootless"
+                                                                      / "c.dcm")
+    assert display_path(tmp_path / "root", root) == "."
+    assert display_path("/a/b", "/") == "a/b"
+
+
+def test_files_changed_since_their_header_was_read_are_hashed_as_they_are(dataset, memo):
+    _, _, images = dataset
+    checksum_files(images, memo)
+    absolute = {p: os.path.abspath(p) for p in images}
+    assert all(f.from_memo for f in checksum_files(images, memo, absolute=absolute).values())
+    images[0].write_bytes(b"new content")  # after the run read its header
+    facts = checksum_files(images, memo, absolute=absolute)
+    assert facts[images[0]].sha256 == sha256_file(images[0]) and not facts[images[0]].from_memo
+    assert facts[images[0]].size == len(b"new content")
