@@ -202,10 +202,30 @@ def plan(records: list[RunRecord], *, failed_after: float, older_than: float,
             decision.files = [rel for rel, _ in removable]
             decision.size = sum(size for _, size in removable)
         else:
-            decision.size = sum(size for _, size in walk_files(record.dir))
+            decision.size = tree_size(record.path)
         selected.add(id(record))
         decisions.append(decision)
     return decisions, kept
+
+
+def tree_size(folder: str) -> int:
+    """Bytes of every file below ``folder`` (links not followed): what deleting it frees."""
+    total = 0
+    stack = [folder]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
 
 
 def _ancestors(record: RunRecord) -> list[RunRecord]:

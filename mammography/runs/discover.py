@@ -68,7 +68,7 @@ class RunRecord:
     """
 
     __slots__ = ("_dir", "children", "crash_reason", "index_ref", "parent", "problem",
-                 "root", "status", "summary")
+                 "root", "status", "summary", "view")
 
     def __init__(self, dir: Path | str, root: Path, summary: dict[str, Any] | None,
                  problem: str | None = None, parent: RunRecord | None = None,
@@ -83,6 +83,7 @@ class RunRecord:
         self.status = status               # effective: recorded status, or crashed / invalid
         self.crash_reason = crash_reason
         self.index_ref = index_ref         # scan.IndexRef: where the run index remembers it
+        self.view: Any = None              # what a command kept instead of the summary
 
     def __repr__(self) -> str:
         return f"RunRecord({self._dir!r}, status={self.status!r})"
@@ -222,8 +223,14 @@ def natural_key(path: str) -> list[Any]:
     return [(0, int(p)) if p.isdigit() else (1, p) for p in _DIGITS.split(path)]
 
 
+def path_key(path: str) -> tuple[Any, ...]:
+    """``natural_key`` as a flat tuple (half the memory, 100,000 at once): re.split with
+    a group alternates text and digits, so position alone says which is which."""
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(_DIGITS.split(path)))
+
+
 def sort_natural(records: Iterable[RunRecord]) -> list[RunRecord]:
-    return sorted(records, key=lambda r: natural_key(r.path))
+    return sorted(records, key=lambda r: path_key(r.path))
 
 
 def find_runs(roots: Iterable[Path], *, stale_after: float | None = None,
@@ -304,20 +311,31 @@ def crash_reason(summary: dict[str, Any], *, stale_after: float, when: dt.dateti
 def classify(records: Iterable[RunRecord], *, stale_after: float | None = None,
              when: dt.datetime | None = None) -> None:
     """Set each record's effective ``status`` (and ``crash_reason``)."""
-    stale = default_stale_after() if stale_after is None else stale_after
-    when = when or _now()
-    hostname = socket.gethostname()
-    alive: dict[int, bool] = {}
+    classifier = Classifier(stale_after=stale_after, when=when)
     for record in records:
+        classifier(record)
+
+
+class Classifier:
+    """``classify`` one record at a time (one clock reading and pid probe cache for all)."""
+
+    def __init__(self, *, stale_after: float | None = None,
+                 when: dt.datetime | None = None) -> None:
+        self.stale = default_stale_after() if stale_after is None else stale_after
+        self.when = when or _now()
+        self.hostname = socket.gethostname()
+        self.alive: dict[int, bool] = {}
+
+    def __call__(self, record: RunRecord) -> None:
         summary = record.summary
         if summary is None:
             record.status = "invalid"
-            continue
+            return
         status = summary.get("status")
         record.status = status if isinstance(status, str) else "unknown"
         if status == "running":
-            reason = crash_reason(summary, stale_after=stale, when=when, hostname=hostname,
-                                  alive=alive)
+            reason = crash_reason(summary, stale_after=self.stale, when=self.when,
+                                  hostname=self.hostname, alive=self.alive)
             if reason:
                 record.status, record.crash_reason = "crashed", reason
 

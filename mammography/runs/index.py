@@ -25,6 +25,7 @@ import json
 import os
 import sqlite3
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,23 @@ from mammography.run.contract import cache_root
 from mammography.runs import projection
 
 INDEX_FOLDER = "runs-index"
-LAYOUT = 3
+LAYOUT = 4
 RACY_WINDOW_NS = 2_000_000_000
 BATCH = 500
 NOT_TRUSTED = -1  # the mtime stored for a folder or summary changed within the racy window
 PART_COLUMNS = {name: f"p_{name}" for name in projection.PARTS}
-_COLUMNS = ("rel TEXT PRIMARY KEY, dir_mtime INTEGER, listing TEXT, has_summary INTEGER, "
-            " s_size INTEGER, s_mtime INTEGER, s_ctime INTEGER, "
-            "s_ino INTEGER, problem TEXT, omitted TEXT, checks TEXT, "
-            + ", ".join(f"{c} BLOB" for c in PART_COLUMNS.values()))
+# Two tables: ``runs``, what every call reads (a folder's listing, a summary's stat and
+# its head parts: small rows, read 100,000 at a time), and ``details``, the rest of a
+# summary's parts and validate's memo (read only for what needs them).
+ROW_PARTS = (projection.HEAD, projection.OPS)
+DETAIL_PARTS = tuple(p for p in projection.PARTS if p not in ROW_PARTS)
+_ROWS = ("rel TEXT PRIMARY KEY, dir_mtime INTEGER, listing TEXT, has_summary INTEGER, "
+         "s_size INTEGER, s_mtime INTEGER, s_ctime INTEGER, s_ino INTEGER, problem TEXT, "
+         "omitted TEXT, " + ", ".join(f"{PART_COLUMNS[p]} BLOB" for p in ROW_PARTS))
+_DETAILS = ("rel TEXT PRIMARY KEY, checks TEXT, "
+            + ", ".join(f"{PART_COLUMNS[p]} BLOB" for p in DETAIL_PARTS))
+_STAT_MATCHES = ("EXISTS (SELECT 1 FROM runs WHERE runs.rel = details.rel AND s_size = ? "
+                 "AND s_mtime = ? AND s_ctime = ? AND s_ino = ?)")
 
 
 def fingerprint() -> str:
@@ -64,7 +73,7 @@ def stored_key(st: os.stat_result) -> tuple[int, int, int, int]:
     """``file_key`` as stored: with a NOT_TRUSTED mtime (never equal to a real one) when
     the file changed within the racy window, so it is read again next time."""
     size, mtime, ctime, ino = file_key(st)
-    if time.time_ns() - max(mtime, ctime) < RACY_WINDOW_NS:
+    if time.time_ns() - mtime < RACY_WINDOW_NS:
         mtime = NOT_TRUSTED
     return (size, mtime, ctime, ino)
 
@@ -76,12 +85,13 @@ def trusted_mtime(st: os.stat_result) -> int:
 
 
 class Row:
-    """What the index remembers of one folder."""
+    """What the index remembers of one folder (its parts as JSON text, decompressed)."""
 
     __slots__ = ("_omitted", "dir_mtime", "has_summary", "leaves", "parts", "problem", "stat",
                  "subdirs")
 
-    def __init__(self, found: tuple[Any, ...], parts: tuple[str, ...]) -> None:
+    def __init__(self, found: tuple[Any, ...], parts: tuple[str, ...],
+                 unpack: Any = None) -> None:
         self.dir_mtime: int = found[0]
         self.subdirs: list[str]
         self.leaves: list[list[Any]]  # [name, mtime] of sub-folders with no folder, no summary
@@ -91,8 +101,9 @@ class Row:
         self.problem: str | None = found[7]
         self._omitted: str | None = found[8]
         # the part columns that were asked for (and are present)
-        self.parts: dict[str, str | bytes] = {p: t for p, t in zip(parts, found[9:], strict=True)
-                                      if t is not None}
+        self.parts: dict[str, str] = {
+            p: (unpack(t) if isinstance(t, bytes) else t)
+            for p, t in zip(parts, found[9:], strict=True) if t is not None}
 
     @property
     def omitted(self) -> tuple[str, ...] | None:
@@ -113,6 +124,7 @@ class RunIndex:
         self._deletes: list[str] = []
         self._checks: list[tuple[str, str]] = []
         self.writable = True
+        self.zdict: bytes | None = None  # see _pack
 
     @classmethod
     def open(cls, root: Path) -> RunIndex | None:
@@ -135,58 +147,60 @@ class RunIndex:
     def _prepare(self, root: str) -> None:
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         found = self.db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+        zdict = self.db.execute("SELECT value FROM meta WHERE key = 'zdict'").fetchone()
+        self.zdict = zdict[0] if zdict and found and found[0] == fingerprint() else None
         if found is None or found[0] != fingerprint():
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("DROP TABLE IF EXISTS runs")
-            self.db.execute(f"CREATE TABLE runs ({_COLUMNS})")
+            self.db.execute("DROP TABLE IF EXISTS details")
+            self.db.execute(f"CREATE TABLE runs ({_ROWS})")
+            self.db.execute(f"CREATE TABLE details ({_DETAILS})")
+            self.db.execute("DELETE FROM meta WHERE key = 'zdict'")
             self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                 [("fingerprint", fingerprint()), ("root", root)])
             self.db.execute("COMMIT")
 
     # ------------------------------------------------------------------ reading
+    @staticmethod
+    def _select(parts: tuple[str, ...], where: str) -> str:
+        columns = "".join(f", {'r' if p in ROW_PARTS else 'd'}.{PART_COLUMNS[p]}"
+                          for p in parts)
+        join = " LEFT JOIN details d ON d.rel = r.rel" \
+            if any(p not in ROW_PARTS for p in parts) else ""
+        return ("SELECT r.rel, r.dir_mtime, r.listing, r.has_summary, r.s_size, r.s_mtime, "
+                f"r.s_ctime, r.s_ino, r.problem, r.omitted{columns} FROM runs r{join} "
+                f"WHERE {where}")
+
     def get(self, rel: str, parts: tuple[str, ...]) -> Row | None:
-        columns = ", ".join(PART_COLUMNS[p] for p in parts)
-        sql = ("SELECT dir_mtime, listing, has_summary, s_size, s_mtime, s_ctime, "
-               f"s_ino, problem, omitted{', ' + columns if columns else ''} "
-               "FROM runs WHERE rel = ?")
         try:
-            found = self.db.execute(sql, (rel,)).fetchone()
-            return None if found is None else Row(found, parts)
-        except (sqlite3.Error, ValueError, TypeError):
+            found = self.db.execute(self._select(parts, "r.rel = ?"), (rel,)).fetchone()
+            return None if found is None else Row(found[1:], parts, self._unpack)
+        except (sqlite3.Error, ValueError, TypeError, zlib.error):
             return None  # a damaged row: read the files instead
 
     def get_many(self, rels: list[str], parts: tuple[str, ...]) -> dict[str, Row] | None:
         """The rows of several folders that have one (None when the index cannot answer:
         each folder is then asked alone)."""
-        columns = ", ".join(PART_COLUMNS[p] for p in parts)
-        sql = ("SELECT rel, dir_mtime, listing, has_summary, s_size, s_mtime, s_ctime, "
-               f"s_ino, problem, omitted{', ' + columns if columns else ''} "
-               f"FROM runs WHERE rel IN ({', '.join('?' * len(rels))})")
+        sql = self._select(parts, f"r.rel IN ({', '.join('?' * len(rels))})")
         found: dict[str, Row] = {}
         try:
             for item in self.db.execute(sql, rels):
-                with contextlib.suppress(ValueError, TypeError):  # a damaged row: skipped
-                    found[item[0]] = Row(item[1:], parts)
+                with contextlib.suppress(ValueError, TypeError, zlib.error):  # damaged: skip
+                    found[item[0]] = Row(item[1:], parts, self._unpack)
         except sqlite3.Error:
             return None
         return found
 
-    def parts(self, rel: str, parts: tuple[str, ...]) -> dict[str, str | bytes]:
-        """More part columns of one folder's row (empty when unavailable)."""
-        columns = ", ".join(PART_COLUMNS[p] for p in parts)
-        try:
-            found = self.db.execute(f"SELECT {columns} FROM runs WHERE rel = ?",
-                                    (rel,)).fetchone()
-        except sqlite3.Error:
-            return {}
-        return {p: t for p, t in zip(parts, found or (), strict=False) if t is not None}
+    def parts(self, rel: str, parts: tuple[str, ...]) -> dict[str, str]:
+        """More parts of one folder's summary (empty when unavailable)."""
+        found = self.get(rel, parts)
+        return found.parts if found is not None else {}
 
     def checks(self, rel: str, stat: tuple[int, ...]) -> dict[str, Any] | None:
         """`runs validate`'s memo for the summary with this stat (None if none kept)."""
         try:
-            found = self.db.execute(
-                "SELECT checks FROM runs WHERE rel = ? AND s_size = ? AND s_mtime = ? AND "
-                "s_ctime = ? AND s_ino = ?", (rel, *stat)).fetchone()
+            found = self.db.execute(f"SELECT checks FROM details WHERE rel = ? AND "
+                                    f"{_STAT_MATCHES}", (rel, *stat)).fetchone()
             return json.loads(found[0]) if found and found[0] else None
         except (sqlite3.Error, ValueError):
             return None
@@ -194,7 +208,7 @@ class RunIndex:
     # ------------------------------------------------------------------ writing
     def put(self, rel: str, *, dir_mtime: int, subdirs: list[str], leaves: list[list[Any]],
             has_summary: bool, stat: tuple[int, ...] | None, problem: str | None,
-            omitted: list[str] | None, parts: dict[str, str | bytes] | None) -> None:
+            omitted: list[str] | None, parts: dict[str, str] | None) -> None:
         """Remember one folder (its summary parts replaced only when ``parts`` is given)."""
         values = (rel, dir_mtime, json.dumps([subdirs, leaves]), int(has_summary),
                   *(stat or (None,) * 4), problem, json.dumps(omitted or []))
@@ -212,30 +226,55 @@ class RunIndex:
         if len(self._checks) >= BATCH:
             self.flush()
 
+    # ------------------------------------------------------------------ compression
+    # The detail parts are compressed with a preset dictionary: the first summary this
+    # index stored (in ``meta``). Summaries under one root share most of their keys
+    # and many values, so a part then takes tens of bytes, not a kilobyte or two.
+    def _dictionary(self, parts: dict[str, str]) -> None:
+        """Inside the write transaction: the stored dictionary, or this row's as it."""
+        found = self.db.execute("SELECT value FROM meta WHERE key = 'zdict'").fetchone()
+        if found is not None:
+            self.zdict = found[0]
+        elif parts:
+            self.zdict = "".join(parts.get(p, "") for p in DETAIL_PARTS).encode()[-32768:]
+            self.db.execute("INSERT INTO meta VALUES ('zdict', ?)", (self.zdict,))
+
+    def _pack(self, text: str | None) -> bytes | None:
+        if text is None:
+            return None
+        packer = zlib.compressobj(1, zdict=self.zdict) if self.zdict else zlib.compressobj(1)
+        return packer.compress(text.encode()) + packer.flush()
+
+    def _unpack(self, data: bytes) -> str:
+        unpacker = zlib.decompressobj(zdict=self.zdict) if self.zdict else \
+            zlib.decompressobj()
+        return (unpacker.decompress(data) + unpacker.flush()).decode()
+
     def flush(self) -> None:
         if not self.writable or not (self._pending or self._deletes or self._checks):
             self._pending, self._deletes, self._checks = [], [], []
             return
-        names = list(PART_COLUMNS.values())
-        full = ("INSERT OR REPLACE INTO runs (rel, dir_mtime, listing, has_summary, "
-                "s_size, s_mtime, s_ctime, s_ino, problem, omitted, checks, "
-                f"{', '.join(names)}) VALUES ({', '.join('?' * (11 + len(names)))})")
+        row_sql = (f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * (10 + len(ROW_PARTS)))})")
+        detail_sql = ("INSERT OR REPLACE INTO details VALUES "
+                      f"({', '.join('?' * (2 + len(DETAIL_PARTS)))})")
         listing = "UPDATE runs SET dir_mtime = ?, listing = ?, has_summary = ? WHERE rel = ?"
         try:
             self.db.execute("BEGIN IMMEDIATE")
+            self._dictionary(next((p for _, p in self._pending if p), {}))
             for rel in self._deletes:
-                self.db.execute("DELETE FROM runs WHERE rel = ? OR (rel >= ? AND rel < ?)",
-                                (rel, rel + "/", rel + "0"))
+                for table in ("runs", "details"):
+                    self.db.execute(f"DELETE FROM {table} WHERE rel = ? OR "
+                                    "(rel >= ? AND rel < ?)", (rel, rel + "/", rel + "0"))
             for values, parts in self._pending:
                 if parts is None:  # the folder changed, its summary did not
-                    updated = self.db.execute(listing, (*values[1:4], values[0])).rowcount
-                    if updated:
+                    if self.db.execute(listing, (*values[1:4], values[0])).rowcount:
                         continue
                     parts = {}
-                self.db.execute(full, (*values, None,
-                                       *(parts.get(p) for p in PART_COLUMNS)))
-            self.db.executemany("UPDATE runs SET checks = ? WHERE rel = ? AND s_size = ? AND "
-                                "s_mtime = ? AND s_ctime = ? AND s_ino = ?", self._checks)
+                self.db.execute(row_sql, (*values, *(parts.get(p) for p in ROW_PARTS)))
+                self.db.execute(detail_sql, (values[0], None,
+                                             *(self._pack(parts.get(p)) for p in DETAIL_PARTS)))
+            self.db.executemany(f"UPDATE details SET checks = ? WHERE rel = ? AND "
+                                f"{_STAT_MATCHES}", self._checks)
             self.db.execute("COMMIT")
         except sqlite3.Error:
             # Locked by another `runs` process for too long, a full disk, a read-only

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import json
-import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -65,10 +64,10 @@ HEAD_PATHS = tuple(dict.fromkeys((*LIST_PATHS, *CLEAN_PATHS, *VALIDATE_PATHS)))
 #: The head paths that `runs list` does not show (kept apart: the list reads its own).
 OPS_PATHS = tuple(p for p in HEAD_PATHS if p not in LIST_PATHS)
 
-# Parts: "head" (LIST_PATHS, exactly what `runs list` reads: plain JSON, parsed and
-# used as is) and "ops" (the rest of HEAD_PATHS); "top" (top-level scalars),
+# Parts, each a JSON text: "head" (LIST_PATHS, exactly what `runs list` reads: parsed
+# and used as is) and "ops" (the rest of HEAD_PATHS); "top" (top-level scalars),
 # "hyperparameters" (the most queried section) and "rest" (the other sections in
-# one), these three zlib-compressed: the index stays ~3-4 KB a run.
+# one), which the index stores compressed.
 HEAD, OPS, TOP, HYPERPARAMETERS, REST = "head", "ops", "top", "hyperparameters", "rest"
 SECTIONS = ("hyperparameters", "results", "data_config", "model_config", "environment",
             "execution", "git", "integration", "based_on", "warnings")
@@ -107,23 +106,6 @@ def path_tree(paths: tuple[str, ...]) -> dict[str, Any]:
 
 
 _SHARED: dict[str, str] = {}
-#: Text that most runs share (one string for all of them, at 100,000 runs).
-SHARED_TEXT = ("status", "command", "experiment_type", "git_commit")
-
-
-def share(document: dict[str, Any]) -> dict[str, Any]:
-    """``document`` with its common texts (SHARED_TEXT, hosts) made one object each."""
-    for key in SHARED_TEXT:
-        value = document.get(key)
-        if isinstance(value, str):
-            document[key] = _SHARED.setdefault(value, value)
-    for section in ("execution", "environment"):
-        value = document.get(section)
-        if isinstance(value, dict) and isinstance(value.get("hostname"), str):
-            value["hostname"] = _SHARED.setdefault(value["hostname"], value["hostname"])
-    return document
-
-
 def _copy(value: Any, tree: dict[str, Any]) -> Any:
     out: dict[str, Any] = {}
     for key, sub in tree.items():
@@ -160,40 +142,32 @@ def part_of(section: str) -> str:
     return REST if section in SECTIONS else TOP
 
 
-def parts_of(document: dict[str, Any]) -> tuple[dict[str, str | bytes], list[str]]:
-    """({part name: JSON, compressed but for the head}, paths left out) of one summary,
-    as the index keeps it."""
-    parts: dict[str, str | bytes] = {
+def parts_of(document: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """({part name: JSON text}, paths left out) of one summary, as the index keeps it."""
+    parts: dict[str, str] = {
         HEAD: _dumps(prune(document, LIST_PATHS)),
         OPS: _dumps(prune(document, OPS_PATHS)),
-        TOP: _pack({k: v for k, v in document.items() if _is_scalar(v)})}
+        TOP: _dumps({k: v for k, v in document.items() if _is_scalar(v)})}
     omitted: list[str] = []
-    rest: dict[str, Any] = {}
+    rest: list[str] = []
     for section in SECTIONS:
         if section not in document:
             continue
         kept, dropped = _without(section, document[section])
-        if len(_dumps(kept)) > MAX_SECTION_BYTES:
+        text = _dumps(kept)
+        if len(text) > MAX_SECTION_BYTES:
             omitted.append(section)
             continue
         omitted += dropped
         if section == HYPERPARAMETERS:
-            parts[HYPERPARAMETERS] = _pack(kept)
+            parts[HYPERPARAMETERS] = text
         else:
-            rest[section] = kept
-    parts[REST] = _pack(rest)
+            rest.append(f"{_dumps(section)}:{text}")
+    parts[REST] = "{" + ",".join(rest) + "}"
     for key, value in document.items():  # other sections (config, artifacts): not kept
         if not _is_scalar(value) and key not in SECTIONS:
             omitted.append(key)
     return parts, omitted
-
-
-def _pack(value: Any) -> bytes:
-    return zlib.compress(_dumps(value).encode(), 6)
-
-
-def _unpack(data: str | bytes) -> Any:
-    return json.loads(zlib.decompress(data) if isinstance(data, bytes) else data)
 
 
 def _dumps(value: Any) -> str:
@@ -240,11 +214,11 @@ def _under(path: str, prefixes: Iterable[str]) -> bool:
     return any(path == p or path.startswith(p + ".") for p in prefixes)
 
 
-def assemble(parts: dict[str, str | bytes], paths: Iterable[str]) -> dict[str, Any]:
+def assemble(parts: dict[str, str], paths: Iterable[str]) -> dict[str, Any]:
     """The pruned summary with ``paths``, from the index's ``parts`` (see parts_for)."""
     document: dict[str, Any] = {}
     for name, data in parts.items():
-        value = _unpack(data)
+        value = json.loads(data)
         if name == HYPERPARAMETERS:
             document[name] = value
         elif name == REST:

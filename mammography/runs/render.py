@@ -152,6 +152,10 @@ def write_table(out: Any, headers: list[str], rows: Iterable[list[str]], *,
     column_styles = styles or {}
 
     def line(cells: list[str], bold: bool = False) -> str:
+        if not color and all(c.isascii() for c in cells):  # the common case, kept cheap
+            padded = [c.rjust(widths[i]) if flush_right[i] else c.ljust(widths[i])
+                      for i, c in enumerate(cells)]
+            return "  ".join(padded).rstrip() + "\n"
         parts = []
         for i, cell in enumerate(cells):
             pad = " " * (widths[i] - (len(cell) if cell.isascii() else cell_width(cell)))

@@ -21,7 +21,7 @@ import datetime as dt
 import gc
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,9 @@ from mammography.runs import projection
 from mammography.runs.discover import (
     MAX_DEPTH,
     SKIP_DIRS,
+    Classifier,
     RunRecord,
     check_roots,
-    classify,
 )
 from mammography.runs.index import NOT_TRUSTED, RunIndex, file_key, stored_key, trusted_mtime
 
@@ -58,26 +58,35 @@ class IndexRef:
 
 def scan_runs(roots: Iterable[Path], paths: Iterable[str], *, use_index: bool = True,
               stale_after: float | None = None, when: dt.datetime | None = None,
-              keep_index: bool = False) -> list[RunRecord]:
+              keep_index: bool = False,
+              on_record: Callable[[RunRecord], None] | None = None) -> list[RunRecord]:
     """Every run directory under ``roots`` (parents before their children), each with the
     pruned summary of ``paths``; statuses classified as find_runs does.
 
     ``keep_index``: leave the roots' indexes open (``record.index_ref``) for a caller
     that writes to them (`runs validate`); it closes them with ``close_indexes``.
+    ``on_record``: called with each record as soon as it is found and classified (its
+    children come later), e.g. to keep what a command shows and drop the summary.
     """
     records: list[RunRecord] = []
     wanted = tuple(dict.fromkeys(paths))
+    classifier = Classifier(stale_after=stale_after, when=when)
+
+    def found(record: RunRecord) -> None:
+        classifier(record)
+        if on_record is not None:
+            on_record(record)
+
     with collector_paused():
         for root in check_roots(roots):
             index = RunIndex.open(root) if use_index else None
             try:
-                _Walker(root, index, wanted, records).visit("", str(root), None, 0)
+                _Walker(root, index, wanted, records, found).visit("", str(root), None, 0)
             finally:
                 if index is not None:
                     index.flush()
                     if not keep_index:
                         index.close()
-        classify(records, stale_after=stale_after, when=when)
     return records
 
 
@@ -135,8 +144,9 @@ def _join(path: str, name: str) -> str:
 
 class _Walker:
     def __init__(self, root: Path, index: RunIndex | None, paths: tuple[str, ...],
-                 out: list[RunRecord]) -> None:
+                 out: list[RunRecord], found: Callable[[RunRecord], None]) -> None:
         self.root, self.index, self.paths, self.out = root, index, paths, out
+        self.found = found
         self.plan = projection.Plan(paths)
         self.fetch = tuple(sorted(self.plan.parts(()) or ()))
 
@@ -273,11 +283,12 @@ class _Walker:
         if parent is not None:
             parent.children.append(record)
         self.out.append(record)
+        self.found(record)
         return record, changed
 
     def _from_index(self, rel: str, path: str, row: Any) -> dict[str, Any]:
         if self.plan.is_list:  # what `runs list` shows: the head part is just that
-            return projection.share(json.loads(row.parts[projection.HEAD]))
+            return json.loads(row.parts[projection.HEAD])
         omitted = () if not self.plan.rest else row.omitted  # the head omits nothing
         needed = self.plan.parts(omitted) if omitted is not None else None
         if needed is None:  # a path into something the index does not keep

@@ -164,19 +164,23 @@ def _checked(record: RunRecord) -> list[str]:
 
 def run_validate(config: RunsValidateConfig) -> int:
     with collector_paused():
-        records = sort_natural(scan_runs(config.roots, VALIDATE_PATHS, use_index=config.index,
-                                         keep_index=True))
-        try:
-            return _report(records)
-        finally:
-            close_indexes(records)
+        # Each run is checked as soon as it is found, keeping only its problems.
+        records = scan_runs(config.roots, VALIDATE_PATHS, use_index=config.index,
+                            keep_index=True, on_record=_keep_problems)
+        close_indexes(records)
+        return _report(sort_natural(records))
+
+
+def _keep_problems(record: RunRecord) -> None:
+    record.view = _checked(record)
+    record.summary = None
 
 
 def _report(records: list[RunRecord]) -> int:
     out = sys.stdout
     bad = found = 0
     for record in records:
-        problems = _checked(record)
+        problems = record.view
         for problem in problems:
             out.write(f"{record.path}: {problem}\n")
         bad += bool(problems)

@@ -130,3 +130,17 @@ def test_sqlite_path():
     assert str(sqlite_path(parse_storage("sqlite:////shared/s.db"))) == "/shared/s.db"
     assert str(sqlite_path(parse_storage("sqlite:///rel/s.db?timeout=5"))) == "rel/s.db"
     assert sqlite_path(parse_storage("sqlite://")) is None
+
+
+def test_what_a_run_records_never_holds_the_password():
+    from mammography.config.core import run_settings
+    from mammography.config.tune import TuneConfig
+    from mammography.run.record import command_line, recorded_argv
+
+    url = "postgresql://bob:hunter2@db/optuna"
+    settings = run_settings(TuneConfig(csv=None, storage=url))
+    assert settings["config_record"]["storage"] == "postgresql://bob:***@db/optuna"
+    assert "storage" not in settings["hyperparameters"]  # it does not change results
+    argv = ["mammography", "tune", "--storage", url, f"--storage={url}"]
+    assert "hunter2" not in " ".join(recorded_argv(argv)) + command_line(argv)
+    assert recorded_argv(argv)[3] == "postgresql://bob:***@db/optuna"
