@@ -37,15 +37,20 @@ LAYOUT = 4
 RACY_WINDOW_NS = 2_000_000_000
 BATCH = 500
 NOT_TRUSTED = -1  # the mtime stored for a folder or summary changed within the racy window
-PART_COLUMNS = {name: f"p_{name}" for name in projection.PARTS}
+PART_COLUMNS = {name: f"p_{name}" for name in (*projection.PARTS, "view")}
 # Two tables: ``runs``, what every call reads (a folder's listing, a summary's stat and
 # its head parts: small rows, read 100,000 at a time), and ``details``, the rest of a
 # summary's parts and validate's memo (read only for what needs them).
 ROW_PARTS = (projection.HEAD, projection.OPS)
+#: A command's own rendering of a run, derived from its summary (rows.Viewer): stored
+#: next to the head, dropped whenever the summary is read again or the code that
+#: renders it changes (``view_fingerprint`` in meta).
+VIEW = "view"
 DETAIL_PARTS = tuple(p for p in projection.PARTS if p not in ROW_PARTS)
 _ROWS = ("rel TEXT PRIMARY KEY, dir_mtime INTEGER, listing TEXT, has_summary INTEGER, "
          "s_size INTEGER, s_mtime INTEGER, s_ctime INTEGER, s_ino INTEGER, problem TEXT, "
-         "omitted TEXT, " + ", ".join(f"{PART_COLUMNS[p]} BLOB" for p in ROW_PARTS))
+         "omitted TEXT, " + ", ".join(f"{PART_COLUMNS[p]} BLOB" for p in ROW_PARTS)
+         + ", p_view TEXT")
 _DETAILS = ("rel TEXT PRIMARY KEY, checks TEXT, "
             + ", ".join(f"{PART_COLUMNS[p]} BLOB" for p in DETAIL_PARTS))
 _STAT_MATCHES = ("EXISTS (SELECT 1 FROM runs WHERE runs.rel = details.rel AND s_size = ? "
@@ -123,6 +128,7 @@ class RunIndex:
         self._pending: list[tuple[Any, ...]] = []
         self._deletes: list[str] = []
         self._checks: list[tuple[str, str]] = []
+        self._views: list[tuple[Any, ...]] = []
         self.writable = True
         self.zdict: bytes | None = None  # see _pack
 
@@ -149,6 +155,10 @@ class RunIndex:
         found = self.db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
         zdict = self.db.execute("SELECT value FROM meta WHERE key = 'zdict'").fetchone()
         self.zdict = zdict[0] if zdict and found and found[0] == fingerprint() else None
+        if found is not None and found[0] == fingerprint():
+            columns = {c[1] for c in self.db.execute("PRAGMA table_info(runs)")}
+            if "p_view" not in columns:  # an index of the layout before views
+                self.db.execute("ALTER TABLE runs ADD COLUMN p_view TEXT")
         if found is None or found[0] != fingerprint():
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("DROP TABLE IF EXISTS runs")
@@ -161,12 +171,28 @@ class RunIndex:
             self.db.execute("COMMIT")
 
     # ------------------------------------------------------------------ reading
+    def use_views(self, fingerprint: str) -> None:
+        """Keep views made by code with this fingerprint; forget the others."""
+        try:
+            found = self.db.execute("SELECT value FROM meta WHERE key = 'view_fingerprint'"
+                                    ).fetchone()
+            if found is None or found[0] != fingerprint:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute("UPDATE runs SET p_view = NULL WHERE p_view IS NOT NULL")
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('view_fingerprint', ?)",
+                                (fingerprint,))
+                self.db.execute("COMMIT")
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            self.writable = False  # views of other code may be there: write none now
+
     @staticmethod
     def _select(parts: tuple[str, ...], where: str) -> str:
-        columns = "".join(f", {'r' if p in ROW_PARTS else 'd'}.{PART_COLUMNS[p]}"
+        columns = "".join(f", {'r' if p in (*ROW_PARTS, VIEW) else 'd'}.{PART_COLUMNS[p]}"
                           for p in parts)
         join = " LEFT JOIN details d ON d.rel = r.rel" \
-            if any(p not in ROW_PARTS for p in parts) else ""
+            if any(p not in (*ROW_PARTS, VIEW) for p in parts) else ""
         return ("SELECT r.rel, r.dir_mtime, r.listing, r.has_summary, r.s_size, r.s_mtime, "
                 f"r.s_ctime, r.s_ino, r.problem, r.omitted{columns} FROM runs r{join} "
                 f"WHERE {where}")
@@ -220,6 +246,10 @@ class RunIndex:
         """A folder that is gone, with everything that was below it."""
         self._deletes.append(rel)
 
+    def put_view(self, rel: str, stat: tuple[int, ...], view: str) -> None:
+        """Remember a command's rendering of the summary with this stat (if unchanged)."""
+        self._views.append((view, rel, *stat))
+
     def put_checks(self, rel: str, stat: tuple[int, ...], checks: dict[str, Any]) -> None:
         """Remember `runs validate`'s memo for the summary with this stat (if unchanged)."""
         self._checks.append((json.dumps(checks), rel, *stat))
@@ -251,10 +281,11 @@ class RunIndex:
         return (unpacker.decompress(data) + unpacker.flush()).decode()
 
     def flush(self) -> None:
-        if not self.writable or not (self._pending or self._deletes or self._checks):
-            self._pending, self._deletes, self._checks = [], [], []
+        if not self.writable or not (self._pending or self._deletes or self._checks
+                                     or self._views):
+            self._pending, self._deletes, self._checks, self._views = [], [], [], []
             return
-        row_sql = (f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * (10 + len(ROW_PARTS)))})")
+        row_sql = f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * (11 + len(ROW_PARTS)))})"
         detail_sql = ("INSERT OR REPLACE INTO details VALUES "
                       f"({', '.join('?' * (2 + len(DETAIL_PARTS)))})")
         listing = "UPDATE runs SET dir_mtime = ?, listing = ?, has_summary = ? WHERE rel = ?"
@@ -270,11 +301,13 @@ class RunIndex:
                     if self.db.execute(listing, (*values[1:4], values[0])).rowcount:
                         continue
                     parts = {}
-                self.db.execute(row_sql, (*values, *(parts.get(p) for p in ROW_PARTS)))
+                self.db.execute(row_sql, (*values, *(parts.get(p) for p in ROW_PARTS), None))
                 self.db.execute(detail_sql, (values[0], None,
                                              *(self._pack(parts.get(p)) for p in DETAIL_PARTS)))
             self.db.executemany(f"UPDATE details SET checks = ? WHERE rel = ? AND "
                                 f"{_STAT_MATCHES}", self._checks)
+            self.db.executemany("UPDATE runs SET p_view = ? WHERE rel = ? AND s_size = ? AND "
+                                "s_mtime = ? AND s_ctime = ? AND s_ino = ?", self._views)
             self.db.execute("COMMIT")
         except sqlite3.Error:
             # Locked by another `runs` process for too long, a full disk, a read-only
@@ -282,7 +315,7 @@ class RunIndex:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
             self.writable = False
-        self._pending, self._deletes, self._checks = [], [], []
+        self._pending, self._deletes, self._checks, self._views = [], [], [], []
 
     def close(self) -> None:
         self.flush()

@@ -135,12 +135,14 @@ def _metric_cell(record: RunRecord, name: str) -> str:
 class RowView:
     """What is kept of one run for the listing (``record.view``)."""
 
-    __slots__ = ("matches", "packed", "sort_value")
+    __slots__ = ("cache", "matches", "packed", "sort_value")
 
-    def __init__(self, matches: bool, sort_value: Any = None, packed: str = "") -> None:
+    def __init__(self, matches: bool, sort_value: Any = None, packed: str = "",
+                 cache: str | None = None) -> None:
         self.matches = matches
         self.sort_value = sort_value
         self.packed = packed  # the cells joined by SEPARATOR, or the fields as JSON
+        self.cache = cache    # for the run index, until it takes it (Viewer.kept)
 
     def cells(self) -> list[str]:
         return self.packed.split(SEPARATOR)
@@ -152,23 +154,69 @@ class RowView:
 NO_MATCH = RowView(False)
 
 
+def view_fingerprint() -> str:
+    """Changes with the code that renders a row (this module, render.py, durations.py)
+    or what it reads: the run index then forgets the rows it kept."""
+    import hashlib
+    import inspect
+
+    from mammography import durations
+    from mammography.runs import projection, render
+
+    source = "".join(inspect.getsource(m) for m in (durations, projection, render)) + \
+        inspect.getsource(inspect.getmodule(view_fingerprint))
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
 class Viewer:
-    """Called with each run as it is found: keeps its RowView, drops its summary."""
+    """Called with each run as it is found: keeps its RowView, drops its summary.
+
+    A plain listing (no --where, --sort or --column) renders a run from its own
+    summary alone, so the rendering of a finished run is kept in the run index
+    (``kept``) and given back while that summary does not change (``restore``).
+    """
 
     def __init__(self, conditions: Sequence[Condition], sort: str | None,
                  extra: Sequence[str], table: bool) -> None:
         self.conditions, self.sort, self.extra, self.table = conditions, sort, extra, table
+        plain = not conditions and not sort and not extra
+        self.cache_mode = ("table" if table else "fields") if plain else None
+        self.fingerprint = view_fingerprint() if plain else ""
 
     def __call__(self, record: RunRecord) -> None:
         if not all(condition(record) for condition in self.conditions):
             record.view = NO_MATCH
         else:
             sort_value = record_value(record, self.sort) if self.sort else None
-            if self.table:
-                cells = cells_of(record, self.extra)
-                packed = SEPARATOR.join(c.replace(SEPARATOR, "\ufffd") for c in cells)
+            cache = None
+            if self.cache_mode and record.summary is not None and \
+                    record.summary.get("status") != "running":  # a running one changes
+                cells = _packed_cells(record, self.extra)
+                fields = json.dumps(fields_of(record, self.extra), ensure_ascii=False)
+                cache = json.dumps([record.status, cells, fields], ensure_ascii=False)
+                packed = cells if self.table else fields
+            elif self.table:
+                packed = _packed_cells(record, self.extra)
             else:
                 packed = json.dumps(fields_of(record, self.extra), ensure_ascii=False)
-            record.view = RowView(True, sort_value, packed)
+            record.view = RowView(True, sort_value, packed, cache)
         if record.summary is not None:
             record.summary = {}  # kept apart from an unreadable one (None): read, not held
+
+    def kept(self, record: RunRecord) -> str | None:
+        """The rendering to keep in the run index (once)."""
+        view = record.view
+        cache = getattr(view, "cache", None)
+        if cache is not None:
+            view.cache = None
+        return cache
+
+    def restore(self, record: RunRecord, kept: str) -> None:
+        status, cells, fields = json.loads(kept)
+        record.status = status
+        record.summary = {}
+        record.view = RowView(True, None, cells if self.table else fields)
+
+
+def _packed_cells(record: RunRecord, extra: Sequence[str]) -> str:
+    return SEPARATOR.join(c.replace(SEPARATOR, "\ufffd") for c in cells_of(record, extra))

@@ -41,7 +41,14 @@ from mammography.runs.discover import (
     RunRecord,
     check_roots,
 )
-from mammography.runs.index import NOT_TRUSTED, RunIndex, file_key, stored_key, trusted_mtime
+from mammography.runs.index import (
+    NOT_TRUSTED,
+    VIEW,
+    RunIndex,
+    file_key,
+    stored_key,
+    trusted_mtime,
+)
 
 _GONE: Any = object()  # what visiting a folder that vanished returns
 PREFETCH = 500  # sibling folders whose index rows are read in one query
@@ -73,15 +80,20 @@ def scan_runs(roots: Iterable[Path], paths: Iterable[str], *, use_index: bool = 
     classifier = Classifier(stale_after=stale_after, when=when)
 
     def found(record: RunRecord) -> None:
-        classifier(record)
-        if on_record is not None:
-            on_record(record)
+        if record.view is None:  # else restored from the index, status and all
+            classifier(record)
+            if on_record is not None:
+                on_record(record)
 
     with collector_paused():
         for root in check_roots(roots):
             index = RunIndex.open(root) if use_index else None
+            views = getattr(on_record, "cache_mode", None)
+            if index is not None and views is not None:
+                index.use_views(on_record.fingerprint)
             try:
-                _Walker(root, index, wanted, records, found).visit("", str(root), None, 0)
+                _Walker(root, index, wanted, records, found,
+                        on_record if views else None).visit("", str(root), None, 0)
             finally:
                 if index is not None:
                     index.flush()
@@ -144,11 +156,17 @@ def _join(path: str, name: str) -> str:
 
 class _Walker:
     def __init__(self, root: Path, index: RunIndex | None, paths: tuple[str, ...],
-                 out: list[RunRecord], found: Callable[[RunRecord], None]) -> None:
+                 out: list[RunRecord], found: Callable[[RunRecord], None],
+                 views: Any = None) -> None:
         self.root, self.index, self.paths, self.out = root, index, paths, out
         self.found = found
+        # A command whose rendering of a run depends on its summary alone (rows.Viewer
+        # in plain `runs list`) keeps it in the index, and gets it back for a summary
+        # that has not changed: no summary part is then parsed at all.
+        self.views = views
         self.plan = projection.Plan(paths)
-        self.fetch = tuple(sorted(self.plan.parts(()) or ()))
+        self.fetch = tuple(sorted(self.plan.parts(()) or ())) + (
+            (VIEW,) if views is not None else ())
 
     def visit(self, rel: str, path: str, parent: RunRecord | None, depth: int,
               row: Any = _GONE) -> Any:
@@ -249,7 +267,7 @@ class _Walker:
                 ) -> tuple[RunRecord, tuple[Any, ...] | None]:
         """The run in ``path``, and (stat, problem, omitted, parts) to remember when its
         summary was read (None when the index's record of it still holds)."""
-        summary, problem, changed, ref = None, None, None, None
+        summary, problem, changed, ref, view = None, None, None, None, None
         try:
             st = os.stat(f"{path}/{SUMMARY_FILE}")
         except OSError:
@@ -259,7 +277,8 @@ class _Walker:
             live = file_key(st)
             if row is not None and row.stat == live and live[1] != NOT_TRUSTED:
                 problem = row.problem
-                if problem is None:
+                view = row.parts.get(VIEW) if self.views is not None else None
+                if problem is None and view is None:
                     try:
                         summary = self._from_index(rel, path, row)
                     except SummaryUnreadable as exc:  # changed since its stat
@@ -280,10 +299,18 @@ class _Walker:
                 ref = IndexRef(self.index, rel, live)
         record = RunRecord(dir=path, root=self.root, summary=summary, problem=problem,
                            parent=parent, index_ref=ref)
+        if view is not None:
+            self.views.restore(record, view)
         if parent is not None:
             parent.children.append(record)
         self.out.append(record)
         self.found(record)
+        if view is None and self.views is not None and self.index is not None and \
+                st is not None and problem is None:
+            made = self.views.kept(record)
+            stat = changed[0] if changed is not None else row.stat
+            if made is not None and stat[1] != NOT_TRUSTED:
+                self.index.put_view(rel, stat, made)
         return record, changed
 
     def _from_index(self, rel: str, path: str, row: Any) -> dict[str, Any]:

@@ -211,3 +211,45 @@ def test_prune_keeps_lists_whole_and_ignores_paths_into_scalars():
     assert projection.prune(document, ("a", "a.b")) == {"a": document["a"]}
     assert lookup(projection.prune(document, ("a.c.0.d",)), "a.c.0.d") == 2
     assert lookup(projection.prune(document, ("e.f",)), "e.f") is MISSING
+
+
+def _listing(root, capsys, *args):
+    from mammography.config.runs import RunsListConfig
+    from mammography.runs.listing import run_list
+
+    where = [args[i + 1] for i, a in enumerate(args) if a == "--where"]
+    config = RunsListConfig(roots=[root], index="--no-index" not in args,
+                            json="--json" in args, where=where)
+    assert run_list(config) == 0
+    return capsys.readouterr().out
+
+
+def test_rows_kept_in_the_index_are_the_rows_rendered_from_the_summaries(
+        tree, fake_run, capsys, monkeypatch):
+    import mammography.runs.rows as rows
+
+    fake_run(tree / "live" / "results_1", status="running", end=None,
+             heartbeat="2099-01-01T00:00:00+00:00", pid=os.getpid())  # alive: not crashed
+    _age(tree)
+    reference = {fmt: _listing(tree, capsys, "--no-index", *fmt) for fmt in ((), ("--json",))}
+    for _ in range(2):  # the first call keeps the rows, the second uses them
+        for fmt, text in reference.items():
+            assert _listing(tree, capsys, *fmt) == text
+    db = sqlite3.connect(index_path(tree))
+    views = dict(db.execute("SELECT rel, p_view FROM runs WHERE s_size IS NOT NULL"))
+    assert views["live/results_1"] is None  # a running run's row changes: never kept
+    assert views["density/results_1"] is not None
+    # The summary changes: its row is rendered again.
+    path = tree / "density" / "results_1" / "summary.json"
+    document = json.loads(path.read_text())
+    document["seed"] = 4242
+    path.write_text(json.dumps(document, indent=2))
+    assert "4242" in _listing(tree, capsys)
+    # The code that renders rows changes: every kept row is forgotten.
+    monkeypatch.setattr(rows, "view_fingerprint", lambda: "other code")
+    _listing(tree, capsys, "--where", "seed>0")  # not a plain listing: keeps no row
+    db = sqlite3.connect(index_path(tree))
+    assert db.execute("SELECT count(p_view) FROM runs").fetchone()[0] > 0  # untouched
+    _listing(tree, capsys)
+    assert db.execute("SELECT value FROM meta WHERE key = 'view_fingerprint'").fetchone() \
+        == ("other code",)
