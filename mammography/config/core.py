@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from mammography.errors import ConfigError
+from mammography.run.secrets import mask_passwords
 
 C = TypeVar("C")
 
@@ -223,7 +224,10 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def jsonable(value: Any) -> Any:
-    """Paths → str, tuples → lists, recursively; everything else unchanged."""
+    """Paths → str, tuples → lists, recursively; a URL's password masked (what is recorded
+    is shared: run/secrets.py); everything else unchanged."""
+    if isinstance(value, str):
+        return mask_passwords(value)
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, list | tuple):

@@ -22,6 +22,9 @@ _ROOTS_HELP = "Folders to search for run directories, recursively (default: outp
 _STALE_HELP = ("A run still marked running whose heartbeat is older than this counts as "
                "crashed (also when its process is gone on this host). Default: 3 x the "
                "heartbeat interval (MAMMOGRAPHY_HEARTBEAT_SECONDS, 30 s) = 90s.")
+_INDEX_HELP = ("Use the run index (a cache in the cache folder, rebuilt from the files when "
+               "they change) so that a summary.json is read again only when it changed; "
+               "--no-index reads every summary.json.")
 _WHERE_HELP = ("Filter: KEY OP VALUE with a dotted KEY (hyperparameters.lr, "
                "data_config.num_images, status) and OP one of < <= > >= == != ~ "
                "(substring) !~; VALUE a number, text, true/false or null. Repeat to combine "
@@ -78,6 +81,7 @@ class RunsListConfig:
     json: bool = setting(False, "Print JSON (one object per run) instead of a table.")
     csv: bool = setting(False, "Print CSV instead of a table.")
     stale_after: str | None = setting(None, _STALE_HELP, metavar="DURATION")
+    index: bool = setting(True, _INDEX_HELP)
 
     def problems(self) -> list[str]:
         found = _where_problems(self.where) + _duration_problems(stale_after=self.stale_after)
@@ -157,6 +161,9 @@ class RunsReproduceConfig:
 class RunsValidateConfig:
     roots: list[Path] = setting(help=_ROOTS_HELP, default_factory=_roots, positional=True,
                                 metavar="ROOT")
+    index: bool = setting(True, _INDEX_HELP + " The schema check of an unchanged summary "
+                          "is remembered there too; the files a run must hold are checked "
+                          "every time.")
 
 
 @dataclass
@@ -172,6 +179,7 @@ class RunsCleanConfig:
                               "data_manifest.json and small JSON/CSV files.")
     yes: bool = setting(False, "Really delete. Without it, only list what would go.")
     stale_after: str | None = setting(None, _STALE_HELP, metavar="DURATION")
+    index: bool = setting(True, _INDEX_HELP)
 
     def problems(self) -> list[str]:
         return _duration_problems(failed_older_than=self.failed_older_than,

@@ -28,9 +28,12 @@ class TuneConfig(TrainConfig):
                             "counting earlier and other workers' trials of the same study.")
     study_name: str = setting("density", "Optuna study name (workers sharing --storage "
                               "and this name share one study).")
-    storage: str | None = setting(None, "Optuna storage URL (default: sqlite:///<tune "
-                                  "run>/study.db, so a killed study resumes and workers can "
-                                  "share it).", metavar="URL")
+    storage: str | None = setting(None, "Where the Optuna study lives (default: "
+                                  "sqlite:///<tune run>/study.db, one machine). Several "
+                                  "machines: postgresql://USER@HOST/DB or mysql://USER@HOST/DB "
+                                  "(a database server), or journal:PATH (a file on a shared "
+                                  "file system); SQLite is unsafe on NFS.", metavar="URL",
+                                  record=False)
     search_space: Path | None = setting(None, "YAML search space (default: the built-in one, "
                                         "also at configs/tune.yaml).", metavar="FILE")
     metric: Literal[METRICS] = setting("val_kappa", "What the study optimises: best value "
@@ -62,6 +65,13 @@ class TuneConfig(TrainConfig):
 
             if importlib.util.find_spec("ray") is None:
                 found.append("--engine ray needs Ray: pip install 'mammography[ray]'")
+        if self.engine == "optuna":
+            from mammography.config.storage import storage_problems
+
+            found += storage_problems(self.storage)
+        elif self.storage is not None:
+            found.append("--storage is for --engine optuna (Ray Tune keeps its trials in "
+                         "its own experiment folder)")
         if self.search_space is not None and not self.search_space.is_file():
             found.append(f"--search-space {self.search_space} does not exist")
         else:

@@ -1,9 +1,12 @@
 """`tune --engine optuna`: trials in this process, one train-density child run each.
 
 The study lives in an embedded SQLite database inside the tune run
-(``study.db``) unless ``--storage`` names another: a killed study resumes
-from it (``tune --resume RUN_DIR``), and several workers pointed at one
-storage and study name share the trials. The data is prepared once for all
+(``study.db``) unless ``--storage`` names another (a database server or a
+journal file: hpo/storage.py): a killed study resumes from it (``tune
+--resume RUN_DIR``), and several workers pointed at one storage and study
+name share the trials. ``--n-trials`` is the study's budget across workers: a
+worker starts a trial only while the finished and running trials of all of
+them are fewer. The data is prepared once for all
 trials (per image setting, if the space varies them). Each trial is a full
 train-density run in ``trial_<n>/results`` with ``optuna_trial.json`` and
 ``integration.optuna_trial_id``; validation metrics are reported every epoch
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +25,22 @@ from mammography.config.train import TrainConfig
 from mammography.config.tune import TuneConfig
 from mammography.data.pipeline import PreparedData, data_config, prepare_data
 from mammography.hpo.search_space import sample
+from mammography.hpo.storage import (
+    SKIPPED,
+    claim,
+    fail_dead_trials,
+    is_private,
+    open_storage,
+    resumed_run_is_dead,
+    storage_of,
+)
 from mammography.run.contract import (
     CHILD_RUN_DIR,
     MANIFEST_FILE,
     OPTUNA_TRIAL_FILE,
-    STUDY_DB,
-    read_summary,
     trial_name,
 )
 from mammography.run.jsonio import read_json, write_json_atomic
-from mammography.run.processes import pid_alive
 from mammography.run.protocol import RunContext
 
 TRIAL_FILE = OPTUNA_TRIAL_FILE
@@ -107,61 +116,75 @@ def _now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def _storage_url(cfg: TuneConfig, run: RunContext) -> str:
-    if cfg.storage:
-        return cfg.storage
-    if cfg.resume is not None:
-        previous = read_summary(cfg.resume).get("search", {})
-        if previous.get("storage"):
-            return previous["storage"]
-    return f"sqlite:///{(run.dir / STUDY_DB).resolve()}"
-
-
-def _fail_stale_trials(study: Any, resume: Path | None, run: RunContext) -> None:
-    """Trials a killed tune process left RUNNING are marked FAIL, so they are not counted
-    as running forever (only when resuming: other live workers may share the study)."""
+def _counted() -> tuple[Any, ...]:
+    """The states --n-trials counts: trials that produced a result."""
     from optuna.trial import TrialState
 
-    if resume is None:
-        return
-    previous = read_summary(resume).get("execution", {})
-    if previous.get("hostname") == os.uname().nodename and pid_alive(previous.get("pid")):
-        return
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        run.warn(f"trial {trial.number} was left running by the interrupted study; marked "
-                 "failed")
+    return (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def finished_count(study: Any) -> int:
+    return len(study.get_trials(deepcopy=False, states=_counted()))
+
+
+def _budget_taken(study: Any, trial_number: int) -> int:
+    """Trials ahead of ``trial_number`` that hold a place in --n-trials (finished or
+    running, by any worker)."""
+    from optuna.trial import TrialState
+
+    live = study.get_trials(deepcopy=False, states=(*_counted(), TrialState.RUNNING))
+    return sum(t.number < trial_number for t in live)
+
+
+def sampler_seed(cfg: TuneConfig, run: RunContext) -> int:
+    """--seed for a study of one's own; per worker on a --storage others may share, or
+    workers started together would all draw the same first trials."""
+    if cfg.storage is None:
+        return cfg.seed
+    return (cfg.seed * 1_000_003 + zlib.crc32(str(run.dir.resolve()).encode())) % 2**31
 
 
 def run_optuna(cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]]) -> Any:
     import optuna
-    from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.INFO)
-    storage = _storage_url(cfg, run)
+    storage = storage_of(cfg, run)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
               if cfg.pruner == "median" and not cfg.cv_folds else optuna.pruners.NopPruner())
+    seed = sampler_seed(cfg, run)
     study = optuna.create_study(
-        study_name=cfg.study_name, storage=storage, load_if_exists=True,
-        direction=direction(cfg.metric), sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+        study_name=cfg.study_name, storage=open_storage(storage, run), load_if_exists=True,
+        direction=direction(cfg.metric), sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=pruner)
-    _fail_stale_trials(study, cfg.resume, run)
+    if resumed_run_is_dead(cfg.resume):
+        fail_dead_trials(study, run, resumed=cfg.resume,
+                         private=is_private(storage, cfg.resume))
+    fail_dead_trials(study, run)
     # Failed trials (a crash, a kill) do not use up the budget: --n-trials counts
-    # trials that produced a result. Each process still stops after that many tries.
-    counted = (TrialState.COMPLETE, TrialState.PRUNED)
-    done = len(study.get_trials(deepcopy=False, states=counted))
-    run.update(search={"engine": "optuna", "study_name": cfg.study_name, "storage": storage,
+    # trials that produced a result, by every worker of the study.
+    done = finished_count(study)
+    run.update(search={"engine": "optuna", "study_name": cfg.study_name,
+                       "storage": storage.shown, "storage_kind": storage.kind,
                        "metric": cfg.metric, "direction": direction(cfg.metric),
                        "n_trials": cfg.n_trials, "pruner": cfg.pruner, "space": space,
-                       "trials_before": done})
-    run.log(f"Study {cfg.study_name!r} ({direction(cfg.metric)} {cfg.metric}) in {storage}: "
-            f"{done} trials already finished, {max(cfg.n_trials - done, 0)} to go")
+                       "sampler_seed": seed, "trials_before": done})
+    run.log(f"Study {cfg.study_name!r} ({direction(cfg.metric)} {cfg.metric}) in "
+            f"{storage.shown}: {done} trials already finished, "
+            f"{max(cfg.n_trials - done, 0)} to go")
     data = TrialData(run)
+
+    def enough(study: Any, _: Any) -> None:
+        # After each trial: stop once the study has its trials, or once the trials
+        # other workers are running will complete it.
+        fail_dead_trials(study, run)
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if finished_count(study) + running >= cfg.n_trials:
+            study.stop()
+
     study.optimize(lambda trial: _objective(trial, cfg, run, space, data),
                    n_trials=max(cfg.n_trials - done, 0), timeout=cfg.timeout,
-                   catch=(TrialFailed, Exception),
-                   callbacks=[MaxTrialsCallback(cfg.n_trials, states=counted)])
+                   catch=(TrialFailed, Exception), callbacks=[enough])
     return study
 
 
@@ -172,6 +195,16 @@ def _objective(trial: Any, cfg: TuneConfig, run: RunContext, space: dict[str, di
     from mammography.engine.split_training import train_child
     from mammography.engine.train_density import train_prepared
 
+    fail_dead_trials(trial.study, run, exclude=trial._trial_id)
+    name = trial_name(trial.number)
+    claim(trial, run, run.dir / name / CHILD_RUN_DIR)
+    if _budget_taken(trial.study, trial.number) >= cfg.n_trials:
+        # Another worker started the last trial the budget allows at the same moment.
+        trial.set_user_attr(SKIPPED, "the other workers' trials complete --n-trials")
+        trial.study.stop()
+        run.log(f"Trial {trial.number} not run: the other workers' trials complete "
+                f"--n-trials {cfg.n_trials}")
+        raise TrialFailed("not run: --n-trials is reached by the other workers' trials")
     params = sample(trial, space)
     trial_id = f"{cfg.study_name}-{trial.number}"
     trial_cfg = train_config(cfg, **params)
@@ -183,7 +216,6 @@ def _objective(trial: Any, cfg: TuneConfig, run: RunContext, space: dict[str, di
     run.log("")
     run.log(f"=== Trial {trial.number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in
                                                       params.items()) + " ===")
-    name = trial_name(trial.number)
     record = run.dir / name / CHILD_RUN_DIR / TRIAL_FILE
     # Where the trial's run is, in the study: a resumed search (another tune run
     # directory) finds the runs of the trials it does not run again.

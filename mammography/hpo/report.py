@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mammography.hpo.storage import SKIPPED, TRIAL_DIR
 from mammography.run.contract import CHILD_RUN_DIR, trial_name
 from mammography.run.protocol import RunContext
 
@@ -19,17 +20,22 @@ def write_trials_csv(path: Path, trials: list[dict[str, Any]]) -> None:
         for t in trials:
             writer.writerow([t["number"], t["state"], t.get("value"),
                              *(t.get("params", {}).get(p) for p in params),
-                             t.get("duration_seconds"), t.get("run_dir")])
+                             t.get("duration_seconds"), t.get("run_dir") or t.get("trial_dir")])
 
 
 def optuna_trials(study: Any, run: RunContext) -> list[dict[str, Any]]:
+    """Every trial of the study, by every worker: ``run_dir`` relative to this run when
+    the trial ran here, ``trial_dir`` where its worker ran it (another run, maybe on
+    another machine); ``SKIPPED`` for a trial not run because others filled the budget."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         duration = (t.datetime_complete - t.datetime_start).total_seconds() \
             if t.datetime_complete and t.datetime_start else None
-        rows.append({"number": t.number, "state": t.state.name, "value": t.value,
-                     "params": t.params, "duration_seconds": duration,
-                     "run_dir": trial_run_dir(t, run.dir)})
+        rows.append({"number": t.number,
+                     "state": "SKIPPED" if t.user_attrs.get(SKIPPED) else t.state.name,
+                     "value": t.value, "params": t.params, "duration_seconds": duration,
+                     "run_dir": trial_run_dir(t, run.dir),
+                     "trial_dir": t.user_attrs.get(TRIAL_DIR)})
     return rows
 
 

@@ -14,6 +14,7 @@ end: ``trials.csv``, ``best_params.json`` and optimisation plots.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from mammography.config.search_space import load_search_space
@@ -24,9 +25,11 @@ from mammography.hpo.report import (
     trial_run_dir,
     write_trials_csv,
 )
+from mammography.hpo.storage import TRIAL_DIR
 from mammography.run.contract import (
     BEST_PARAMS_FILE,
     TRIALS_CSV,
+    SummaryUnreadable,
     read_summary,
 )
 from mammography.run.protocol import RunContext
@@ -53,7 +56,8 @@ def run_tune(cfg: TuneConfig, run: RunContext) -> None:
         plots = optuna_plots(study, run)
     write_trials_csv(run.dir / TRIALS_CSV, trials)
     counts = {state: sum(t["state"] == state for t in trials)
-              for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "TERMINATED", "ERROR")}
+              for state in ("COMPLETE", "PRUNED", "FAIL", "SKIPPED", "RUNNING", "TERMINATED",
+                            "ERROR")}
     run.log("")
     run.log("Search Complete")
     run.log("---------------")
@@ -64,11 +68,15 @@ def run_tune(cfg: TuneConfig, run: RunContext) -> None:
         return
     run.write_json(BEST_PARAMS_FILE, best)
     run.log(f"Best trial: {best['number']} ({cfg.metric} {best['value']:.4f}) -> "
-            f"{best.get('run_dir')}")
+            f"{best.get('run_dir') or best.get('trial_dir')}")
     run.log("Best parameters: " + ", ".join(f"{k}={v}" for k, v in best["params"].items()))
     headline = {}
-    if best.get("run_dir"):
-        trial_summary = read_summary(run.dir / best["run_dir"])
+    where = run.dir / best["run_dir"] if best.get("run_dir") else best.get("trial_dir")
+    if where:
+        try:  # another worker's trial may be on another machine
+            trial_summary = read_summary(Path(where))
+        except SummaryUnreadable:
+            trial_summary = {}
         headline = {k: trial_summary.get(k) for k in ("best_val_kappa", "best_val_acc",
                                                        "best_epoch") if k in trial_summary}
     run.set_results(trials=counts, best_trial=best, best_value=best["value"],
@@ -82,4 +90,5 @@ def _best_optuna(study: Any, run: RunContext) -> dict[str, Any] | None:
         return None
     return {"number": trial.number, "trial_id": f"{study.study_name}-{trial.number}",
             "value": trial.value, "params": trial.params,
-            "run_dir": trial_run_dir(trial, run.dir)}
+            "run_dir": trial_run_dir(trial, run.dir),
+            "trial_dir": trial.user_attrs.get(TRIAL_DIR)}

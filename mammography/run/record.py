@@ -20,6 +20,7 @@ from mammography.run.contract import (
     SummaryUnreadable,
     read_summary,
 )
+from mammography.run.secrets import mask_passwords
 
 SCHEMA_VERSION = 1
 PROVENANCE_FIELDS = ("git_commit", "git_commit_full", "git_branch", "git_dirty", "git")
@@ -31,12 +32,18 @@ def now_iso() -> str:
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The invocation as a shell line that re-runs as is from ``execution.cwd``."""
-    argv = list(sys.argv if argv is None else argv)
+    """The invocation as a shell line that re-runs as is from ``execution.cwd`` (a URL's
+    password masked: run/secrets.py)."""
+    argv = recorded_argv(argv)
     program = Path(argv[0]).name if argv else ""
     if program in ("mammography", "__main__.py", "-m") or program.startswith("mammography"):
         return shlex.join(["mammography", *argv[1:]])
     return shlex.join([sys.executable, *argv])
+
+
+def recorded_argv(argv: list[str] | None = None) -> list[str]:
+    """``sys.argv`` as recorded: every URL's password masked."""
+    return [mask_passwords(arg) for arg in (sys.argv if argv is None else argv)]
 
 
 def initial_document(*, experiment_type: str, command: str, run_id: str, run_dir: Path,
@@ -69,7 +76,7 @@ def initial_document(*, experiment_type: str, command: str, run_id: str, run_dir
             "heartbeat": started,
             "command_line": command_line(),
             "rerun_command": rerun_command,
-            "argv": list(sys.argv),
+            "argv": recorded_argv(),
             "cwd": os.getcwd(),
             "pid": os.getpid(),
             "hostname": environment.get("hostname"),

@@ -35,6 +35,16 @@ def _validator(name: str) -> Any:
     return jsonschema.Draft7Validator(load_schema(name))
 
 
+@cache
+def _fast_check(name: str) -> Any:
+    """The schema compiled to Python by fastjsonschema (~20x faster than jsonschema on a
+    summary: its packages map alone is hundreds of properties): a quick yes for a valid
+    document. As jsonschema here: no ``format`` checks, and no defaults filled in."""
+    import fastjsonschema
+
+    return fastjsonschema.compile(load_schema(name), use_default=False, use_formats=False)
+
+
 def schemas_for(document: dict[str, Any]) -> tuple[str, ...]:
     """The schemas ``document`` must satisfy."""
     if document.get("experiment_type") in SEED_EXPERIMENT_TYPES:
@@ -43,9 +53,19 @@ def schemas_for(document: dict[str, Any]) -> tuple[str, ...]:
 
 
 def schema_problems(document: dict[str, Any]) -> list[str]:
-    """Human-readable violations of the schemas that apply (empty when valid)."""
+    """Human-readable violations of the schemas that apply (empty when valid).
+
+    A document the compiled check accepts is valid; any other is explained by
+    jsonschema (every violation, with its place), which is the reference."""
+    import fastjsonschema
+
     problems: list[str] = []
     for name in schemas_for(document):
+        try:
+            _fast_check(name)(document)
+            continue
+        except fastjsonschema.JsonSchemaException:
+            pass
         for error in _validator(name).iter_errors(document):
             where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
             problems.append(f"{name}: {where}: {error.message}")

@@ -36,6 +36,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,20 +51,19 @@ from mammography.runs.discover import (
     SUMMARY_FILE,
     RunRecord,
     classify,
-    find_runs,
     natural_key,
     stale_seconds,
     summary_or_problem,
     walk_files,
 )
 from mammography.runs.lineage import derived_from, derived_index
+from mammography.runs.projection import BEST_TRIAL_KEYS, CLEAN_PATHS
+from mammography.runs.scan import collector_paused, scan_runs
 
 KEEP_NAMES = frozenset({SUMMARY_FILE, LOG_FILE, CONFIG_FILE, MANIFEST_FILE, CV_SUMMARY_FILE,
                         GIT_PATCH_FILE, KEEP_MARKER, CLEANED_FILE})
 SMALL_SUFFIXES = (".json", ".jsonl", ".csv", ".yaml", ".yml", ".txt", ".patch")
 SMALL_BYTES = 1 << 20
-BEST_TRIAL_KEYS = ("best_trial", "best_trial_dir", "best_trial_run_dir", "best_trial_name",
-                   "best_trial_number", "best_trial_id")
 
 
 @dataclass
@@ -160,12 +160,12 @@ def kept_reasons(records: list[RunRecord]) -> dict[int, str]:
         summary = record.summary or {}
         if record.status == "running":
             keep(record, "running", subtree=True)
-        if (record.dir / KEEP_MARKER).exists():
+        if os.path.exists(os.path.join(record.path, KEEP_MARKER)):
             keep(record, "KEEP file", subtree=True)
         if (summary.get("integration") or {}).get("cv_fold") is not None:
             keep(record, "cross-validation fold")
         elif "num_folds" in (summary.get("results") or {}) or \
-                (record.dir / CV_SUMMARY_FILE).exists():
+                os.path.exists(os.path.join(record.path, CV_SUMMARY_FILE)):
             keep(record, "cross-validation run")
         derived = derived_from(record, index)
         if derived:
@@ -202,10 +202,30 @@ def plan(records: list[RunRecord], *, failed_after: float, older_than: float,
             decision.files = [rel for rel, _ in removable]
             decision.size = sum(size for _, size in removable)
         else:
-            decision.size = sum(size for _, size in walk_files(record.dir))
+            decision.size = tree_size(record.path)
         selected.add(id(record))
         decisions.append(decision)
     return decisions, kept
+
+
+def tree_size(folder: str) -> int:
+    """Bytes of every file below ``folder`` (links not followed): what deleting it frees."""
+    total = 0
+    stack = [folder]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
 
 
 def _ancestors(record: RunRecord) -> list[RunRecord]:
@@ -295,25 +315,27 @@ def _write_cleaned(run_dir: Path, removed: list[str], reason: str) -> None:
 
 
 def run_clean(config: RunsCleanConfig) -> int:
-    from rich.table import Table
+    with collector_paused():
+        return _clean(config)
 
-    from mammography.runs.render import console, escape, human_bytes
+
+def _clean(config: RunsCleanConfig) -> int:
+    from mammography.runs.render import human_bytes, paint, use_color, write_table
 
     stale = stale_seconds(config.stale_after)
-    records = find_runs(config.roots, stale_after=stale)
+    records = scan_runs(config.roots, CLEAN_PATHS, use_index=config.index, stale_after=stale)
     decisions, kept = plan(records, failed_after=parse_duration(config.failed_older_than),
                            older_than=parse_duration(config.older_than),
                            keep_logs=config.keep_logs)
-    out = console()
+    out = sys.stdout
+    color = use_color(out)
     action = "thin" if config.keep_logs else "delete"
     if decisions:
-        table = Table(box=None, header_style="bold", pad_edge=False)
-        for name in ("run", "action", "reason", "size"):
-            table.add_column(name, justify="right" if name == "size" else "left")
-        for decision in sorted(decisions, key=lambda d: natural_key(d.record.path)):
-            table.add_row(escape(decision.record.path), action, escape(decision.reason),
-                          human_bytes(decision.size))
-        out.print(table)
+        # Plain aligned text, not a rich table: a dry run may list 100,000 runs.
+        write_table(out, ["run", "action", "reason", "size"],
+                    ([d.record.path, action, d.reason, human_bytes(d.size)] for d in
+                     sorted(decisions, key=lambda d: natural_key(d.record.path))),
+                    right={"size"}, color=color)
     total = sum(d.size for d in decisions)
     counts: dict[str, int] = {}
     for record in records:
@@ -321,23 +343,23 @@ def run_clean(config: RunsCleanConfig) -> int:
             label = kept[id(record)].split(":")[0]
             counts[label] = counts.get(label, 0) + 1
     if counts:
-        out.print("[dim]kept: " + ", ".join(f"{n} {escape(k)}" for k, n in sorted(
-            counts.items())) + "[/]")
+        out.write(paint("kept: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
+                        "dim", color) + "\n")
     if not decisions:
-        out.print(f"Nothing to clean among {len(records)} runs.")
+        out.write(f"Nothing to clean among {len(records)} runs.\n")
         return 0
     if not config.yes:
-        out.print(f"Would {action} {len(decisions)} runs and free {human_bytes(total)}. "
-                  "Dry run: nothing was changed; add --yes to do it.")
+        out.write(f"Would {action} {len(decisions)} runs and free {human_bytes(total)}. "
+                  "Dry run: nothing was changed; add --yes to do it.\n")
         return 0
     freed, done = 0, 0
     for decision in decisions:
         if not _still_dead(decision.record, stale):
-            out.print(f"skipped {escape(decision.record.path)}: it is running now")
+            out.write(f"skipped {decision.record.path}: it is running now\n")
             continue
         apply(decision)
         freed += decision.size
         done += 1
     verb = "Thinned" if config.keep_logs else "Deleted"
-    out.print(f"{verb} {done} runs, freed {human_bytes(freed)}.")
+    out.write(f"{verb} {done} runs, freed {human_bytes(freed)}.\n")
     return 0

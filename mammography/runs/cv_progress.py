@@ -5,12 +5,16 @@ For a CV parent that crashed, was interrupted or failed, `runs list` and
 completed folds it reused from the run it continued), which stopped and after
 which epoch, and print ``mammography train-density --resume PARENT`` (which
 reuses the completed folds and continues the stopped one from its
-checkpoint). Everything comes from the summaries the listing has read
-already (the parent's and its child runs'): no extra file is opened.
+checkpoint). `runs show` has the summaries already; `runs list`, which
+keeps only a few paths of each summary (projection.py), marks a stopped CV
+parent as it finds it (``is_stopped_cv_parent``, from those paths) and reads
+the summaries of just those parents and their folds again once the listing is
+complete (``load_summaries``): a handful of files, not one per run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -61,14 +65,32 @@ def _epochs(summary: dict[str, Any]) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def cv_progress(record: RunRecord) -> CvProgress | None:
-    """The progress of a stopped CV parent; None for any other run."""
+def is_stopped_cv_parent(record: RunRecord) -> bool:
+    """Whether ``record`` is a CV parent that crashed, was interrupted or failed (its
+    summary needs only projection.CV_PARENT_PATHS)."""
     summary = record.summary or {}
     folds = (summary.get("hyperparameters") or {}).get("cv_folds")
-    if (record.status not in STOPPED or summary.get("command") != "train-density"
-            or not isinstance(folds, int) or folds < 1
-            or (summary.get("integration") or {}).get("cv_fold") is not None):
+    return (record.status in STOPPED and summary.get("command") == "train-density"
+            and isinstance(folds, int) and not isinstance(folds, bool) and folds >= 1
+            and (summary.get("integration") or {}).get("cv_fold") is None)
+
+
+def load_summaries(record: RunRecord) -> None:
+    """Read the whole summaries of a CV parent and its child runs again (`runs list`
+    dropped them); one that cannot be read now stays as it was."""
+    from mammography.run.contract import SummaryUnreadable, read_summary
+
+    for run in (record, *record.children):
+        with contextlib.suppress(SummaryUnreadable):
+            run.summary = read_summary(run.dir)
+
+
+def cv_progress(record: RunRecord) -> CvProgress | None:
+    """The progress of a stopped CV parent; None for any other run."""
+    if not is_stopped_cv_parent(record):
         return None
+    summary = record.summary or {}
+    folds = summary["hyperparameters"]["cv_folds"]
     done: set[int] = set()
     stopped: dict[int, tuple[str, int | None]] = {}
     for entry in (summary.get(CV_RECORD) or {}).get("folds") or []:

@@ -19,11 +19,11 @@ is older than ``stale_after`` -- whichever shows first.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 import socket
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,22 +60,41 @@ def stale_seconds(text: str | None) -> float:
     return default_stale_after() if text is None else parse_duration(text)
 
 
-@dataclass(eq=False)
 class RunRecord:
-    """One run directory as found on disk."""
+    """One run directory as found on disk.
 
-    dir: Path                      # as reachable from the current directory
-    root: Path                     # the root it was found under, as given
-    summary: dict[str, Any] | None
-    problem: str | None = None     # why there is no summary (missing, unreadable)
-    parent: RunRecord | None = None
-    children: list[RunRecord] = field(default_factory=list)
-    status: str = "unknown"        # effective: recorded status, or crashed / invalid
-    crash_reason: str | None = None
+    A plain class with slots (not a dataclass with a ``__dict__``): `runs list` holds
+    100,000 of them. The folder is kept as text; ``dir`` makes the Path on demand.
+    """
+
+    __slots__ = ("_dir", "children", "crash_reason", "index_ref", "parent", "problem",
+                 "root", "status", "summary", "view")
+
+    def __init__(self, dir: Path | str, root: Path, summary: dict[str, Any] | None,
+                 problem: str | None = None, parent: RunRecord | None = None,
+                 children: list[RunRecord] | None = None, status: str = "unknown",
+                 crash_reason: str | None = None, index_ref: Any = None) -> None:
+        self._dir = str(dir)               # as reachable from the current directory
+        self.root = root                   # the root it was found under, as given
+        self.summary = summary
+        self.problem = problem             # why there is no summary (missing, unreadable)
+        self.parent = parent
+        self.children: list[RunRecord] = children if children is not None else []
+        self.status = status               # effective: recorded status, or crashed / invalid
+        self.crash_reason = crash_reason
+        self.index_ref = index_ref         # scan.IndexRef: where the run index remembers it
+        self.view: Any = None              # what a command kept instead of the summary
+
+    def __repr__(self) -> str:
+        return f"RunRecord({self._dir!r}, status={self.status!r})"
+
+    @property
+    def dir(self) -> Path:
+        return Path(self._dir)
 
     @property
     def path(self) -> str:
-        return str(self.dir)
+        return self._dir
 
     @property
     def depth(self) -> int:
@@ -91,7 +110,7 @@ class RunRecord:
 
     def identities(self) -> set[str]:
         """Paths that name this run in other runs' ``based_on`` (now and as recorded)."""
-        names = {os.path.abspath(self.dir), os.path.realpath(self.dir)}
+        names = {os.path.abspath(self._dir), _real_path(self._dir, str(self.root))}
         recorded = (self.summary or {}).get("run_dir")
         if isinstance(recorded, str) and recorded:
             names.add(os.path.normpath(recorded))
@@ -101,6 +120,21 @@ class RunRecord:
         for child in self.children:
             yield child
             yield from child.descendants()
+
+
+@functools.lru_cache(maxsize=64)
+def _real_root(root: str) -> str:
+    return os.path.realpath(root)
+
+
+def _real_path(path: str, root: str) -> str:
+    """``os.path.realpath(path)`` for a folder the walk found under ``root``: the walk
+    follows no link below a root, so only the root's own links are resolved (once)."""
+    if root not in (".", "") and path.startswith(root.rstrip("/") + "/"):
+        return os.path.normpath(_real_root(root) + "/" + path[len(root.rstrip("/")) + 1:])
+    if root == "." and not os.path.isabs(path):
+        return os.path.normpath(_real_root(".") + "/" + path)
+    return os.path.realpath(path)
 
 
 class _Missing:
@@ -113,6 +147,8 @@ MISSING: Any = _Missing()
 
 def lookup(data: Any, dotted: str) -> Any:
     """``data["a"]["b"]`` for ``"a.b"`` (list items by index); ``MISSING`` if absent."""
+    if "." not in dotted and isinstance(data, dict):  # the common case, kept cheap
+        return data.get(dotted, MISSING)
     current = data
     for part in dotted.split("."):
         if isinstance(current, dict):
@@ -179,13 +215,22 @@ def _walk(directory: str, root: Path, parent: RunRecord | None, depth: int,
         _walk(path, root, record or parent, depth + 1, out)
 
 
+_DIGITS = re.compile(r"(\d+)")
+
+
 def natural_key(path: str) -> list[Any]:
     """Sort key: results_2 before results_10, fold_2 before fold_10."""
-    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", path)]
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in _DIGITS.split(path)]
+
+
+def path_key(path: str) -> tuple[Any, ...]:
+    """``natural_key`` as a flat tuple (half the memory, 100,000 at once): re.split with
+    a group alternates text and digits, so position alone says which is which."""
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(_DIGITS.split(path)))
 
 
 def sort_natural(records: Iterable[RunRecord]) -> list[RunRecord]:
-    return sorted(records, key=lambda r: natural_key(r.path))
+    return sorted(records, key=lambda r: path_key(r.path))
 
 
 def find_runs(roots: Iterable[Path], *, stale_after: float | None = None,
@@ -196,6 +241,14 @@ def find_runs(roots: Iterable[Path], *, stale_after: float | None = None,
     that is itself a run directory is listed with its children.
     """
     records: list[RunRecord] = []
+    for root in check_roots(roots):
+        _walk(str(root), root, None, 0, records)
+    classify(records, stale_after=stale_after, when=when)
+    return records
+
+
+def check_roots(roots: Iterable[Path]) -> list[Path]:
+    """The roots as folders (a summary.json names its run); InputError for one that is not."""
     checked = []
     for root in roots:
         root = Path(root)
@@ -205,10 +258,7 @@ def find_runs(roots: Iterable[Path], *, stale_after: float | None = None,
             raise InputError(f"{root} is not a folder: give the folder holding your runs "
                              "(the --outdir of your commands, e.g. outputs/density).")
         checked.append(root)
-    for root in checked:
-        _walk(str(root), root, None, 0, records)
-    classify(records, stale_after=stale_after, when=when)
-    return records
+    return checked
 
 
 def open_run(path: Path, *, stale_after: float | None = None,
@@ -261,20 +311,31 @@ def crash_reason(summary: dict[str, Any], *, stale_after: float, when: dt.dateti
 def classify(records: Iterable[RunRecord], *, stale_after: float | None = None,
              when: dt.datetime | None = None) -> None:
     """Set each record's effective ``status`` (and ``crash_reason``)."""
-    stale = default_stale_after() if stale_after is None else stale_after
-    when = when or _now()
-    hostname = socket.gethostname()
-    alive: dict[int, bool] = {}
+    classifier = Classifier(stale_after=stale_after, when=when)
     for record in records:
+        classifier(record)
+
+
+class Classifier:
+    """``classify`` one record at a time (one clock reading and pid probe cache for all)."""
+
+    def __init__(self, *, stale_after: float | None = None,
+                 when: dt.datetime | None = None) -> None:
+        self.stale = default_stale_after() if stale_after is None else stale_after
+        self.when = when or _now()
+        self.hostname = socket.gethostname()
+        self.alive: dict[int, bool] = {}
+
+    def __call__(self, record: RunRecord) -> None:
         summary = record.summary
         if summary is None:
             record.status = "invalid"
-            continue
+            return
         status = summary.get("status")
         record.status = status if isinstance(status, str) else "unknown"
         if status == "running":
-            reason = crash_reason(summary, stale_after=stale, when=when, hostname=hostname,
-                                  alive=alive)
+            reason = crash_reason(summary, stale_after=self.stale, when=self.when,
+                                  hostname=self.hostname, alive=self.alive)
             if reason:
                 record.status, record.crash_reason = "crashed", reason
 

@@ -12,32 +12,37 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mammography.config.runs import RunsListConfig
-from mammography.durations import format_duration, now, parse_time, short_time
-from mammography.runs.cv_progress import progress_lines, progress_record
-from mammography.runs.discover import (
-    MISSING,
-    RunRecord,
-    find_runs,
-    natural_key,
-    stale_seconds,
+from mammography.runs.cv_progress import (
+    is_stopped_cv_parent,
+    load_summaries,
+    progress_lines,
+    progress_record,
 )
+from mammography.runs.discover import RunRecord, path_key, stale_seconds
+from mammography.runs.projection import LIST_PATHS, keys_paths
 from mammography.runs.query import (
+    VIRTUAL_KEYS,
     Condition,
     parse_sort,
     parse_where,
     record_value,
     sort_records,
 )
+from mammography.runs.rows import (
+    BASE_FIELDS,
+    HEADERS,
+    STATUS_COLUMN,
+    Viewer,
+    cells_of,
+    fields_of,
+)
+from mammography.runs.scan import collector_paused, scan_runs
 
-BASE_FIELDS = ("path", "parent", "depth", "run_id", "command", "experiment_type", "status",
-               "recorded_status", "crash_reason", "start_time", "end_time",
-               "duration_seconds", "git_commit", "git_dirty", "seed", "best_val_kappa",
-               "best_val_acc", "cv_mean_kappa", "problem")
 # Keys the table already shows; --where/--sort/--column on them adds no column.
 SHOWN_KEYS = {"path", "status", "command", "experiment_type", "seed", "git_commit",
               "git_dirty", "execution.start_time", "execution.duration_seconds",
@@ -53,12 +58,20 @@ class Row:
 
 def select(records: Sequence[RunRecord], conditions: Sequence[Condition],
            sort: str | None, desc: bool, flat: bool, limit: int) -> list[Row]:
-    """The runs to show, in display order (see the module docstring)."""
-    matching = [r for r in records if all(c(r) for c in conditions)]
+    """The runs to show, in display order (see the module docstring). Records that
+    carry a RowView (rows.Viewer) are matched and sorted by what it kept."""
+    viewed = bool(records) and records[0].view is not None
+    if viewed:
+        matching = [r for r in records if r.view.matches]
+    else:
+        matching = [r for r in records if all(c(r) for c in conditions)]
+
+    def sort_value(record: RunRecord, key: str) -> Any:
+        return record.view.sort_value if viewed else record_value(record, key)
 
     def ordered(group: Sequence[RunRecord]) -> list[RunRecord]:
-        by_path = sorted(group, key=lambda r: natural_key(r.path))
-        return sort_records(by_path, sort, desc) if sort else by_path
+        by_path = sorted(group, key=lambda r: path_key(r.path))
+        return sort_records(by_path, sort, desc, value=sort_value) if sort else by_path
 
     if flat:
         rows = [Row(r, 0, None) for r in ordered(matching)]
@@ -91,74 +104,17 @@ def select(records: Sequence[RunRecord], conditions: Sequence[Condition],
     return rows
 
 
-def _value(record: RunRecord, key: str) -> Any:
-    value = record_value(record, key)
-    return None if value is MISSING else value
-
-
 def as_dict(row: Row, extra: Sequence[str]) -> dict[str, Any]:
     record = row.record
-    summary = record.summary or {}
-    execution = summary.get("execution") or {}
-    data = {
-        "path": record.path,
-        "parent": row.parent.path if row.parent else None,
-        "depth": row.depth,
-        "run_id": summary.get("run_id"),
-        "command": summary.get("command"),
-        "experiment_type": summary.get("experiment_type"),
-        "status": record.status,
-        "recorded_status": record.recorded_status,
-        "crash_reason": record.crash_reason,
-        "start_time": execution.get("start_time"),
-        "end_time": execution.get("end_time"),
-        "duration_seconds": execution.get("duration_seconds"),
-        "git_commit": summary.get("git_commit"),
-        "git_dirty": summary.get("git_dirty"),
-        "seed": summary.get("seed"),
-        "best_val_kappa": _value(record, "best_val_kappa"),
-        "best_val_acc": _value(record, "best_val_acc"),
-        "cv_mean_kappa": _value(record, "cv_mean_kappa"),
-        "problem": record.problem,
-        "cv_progress": progress_record(record),
-    }
-    for key in extra:
-        data.setdefault(key, _value(record, key))
-    return data
+    fields = record.view.fields() if record.view is not None else fields_of(record, extra)
+    return {"path": record.path, "parent": row.parent.path if row.parent else None,
+            "depth": row.depth, **fields, "cv_progress": progress_record(record)}
 
 
 def extra_columns(config: RunsListConfig, conditions: Sequence[Condition],
                   sort: str | None) -> list[str]:
     keys = [*config.column, *(c.key for c in conditions), *([sort] if sort else [])]
     return [k for k in dict.fromkeys(keys) if k not in SHOWN_KEYS and k not in BASE_FIELDS]
-
-
-def _duration_cell(record: RunRecord) -> str:
-    execution = (record.summary or {}).get("execution") or {}
-    seconds = execution.get("duration_seconds")
-    if seconds is None and record.status == "running":
-        start = parse_time(execution.get("start_time"))
-        if start is not None:
-            return format_duration((now() - start).total_seconds()) + "…"
-    return format_duration(seconds)
-
-
-def _metric_cell(record: RunRecord, name: str) -> str:
-    from mammography.runs.render import fmt_value
-
-    cv = _value(record, f"cv_mean_{name}")
-    if isinstance(cv, int | float) and not isinstance(cv, bool):
-        std = _value(record, f"cv_std_{name}")
-        spread = f"±{fmt_value(float(std), 3)}" if isinstance(std, int | float) else ""
-        return f"{fmt_value(float(cv), 3)}{spread} cv"
-    # Training runs report validation metrics; evaluations their mean over the
-    # evaluated models; embedding runs their linear-probe baseline.
-    for key, suffix in ((f"best_val_{name}", ""), (f"eval_{name}_mean", " eval"),
-                        (f"linear_probe_{name}", " probe")):
-        value = _value(record, key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return fmt_value(float(value), 3) + suffix
-    return ""
 
 
 def _path_cell(row: Row) -> str:
@@ -168,57 +124,62 @@ def _path_cell(row: Row) -> str:
     return "  " * row.depth + "└ " + rel
 
 
+def row_cells(row: Row, extra: Sequence[str]) -> list[str]:
+    """The table cells of one run (rows.HEADERS, then the extra columns)."""
+    record = row.record
+    rest = record.view.cells() if record.view is not None else cells_of(record, extra)
+    return [_path_cell(row), *rest]
+
+
 def render_table(rows: Sequence[Row], extra: Sequence[str], total: int) -> None:
-    from mammography.runs.render import STATUS_STYLES, fmt_value, paint, text_table, use_color
+    from mammography.runs.render import STATUS_STYLES, paint, use_color, write_table
 
     out = sys.stdout
     if not rows:
         out.write(f"No runs match ({total} found).\n" if total else "No runs found.\n")
         return
-    headers = ["run", "type", "status", "start", "duration", "git", "seed", "kappa", "acc",
-               *extra]
-    cells, styles = [], []
-    for row in rows:
-        record = row.record
-        summary = record.summary or {}
-        commit = summary.get("git_commit") or ""
-        seed = summary.get("seed")
-        cells.append([
-            _path_cell(row),
-            str(summary.get("command") or summary.get("experiment_type") or ""),
-            record.status,
-            short_time((summary.get("execution") or {}).get("start_time")),
-            _duration_cell(record),
-            f"{commit}{'*' if summary.get('git_dirty') and commit else ''}",
-            "" if seed is None else str(seed),
-            _metric_cell(record, "kappa"),
-            _metric_cell(record, "acc"),
-            *(fmt_value(_value(record, key)) for key in extra),
-        ])
-        styles.append([None, None, STATUS_STYLES.get(record.status)] + [None] * (
-            len(headers) - 3))
     color = use_color(out)
-    out.write(text_table(headers, cells, right={"duration", "seed"}, styles=styles,
-                         color=color) + "\n")
+    write_table(out, [*HEADERS, *extra], (row_cells(row, extra) for row in rows),
+                right={"duration", "seed"}, color=color,
+                styles={STATUS_COLUMN: STATUS_STYLES})
     shown = len(rows)
     crashed = sum(row.record.status == "crashed" for row in rows)
     note = f"{shown} of {total} runs" if shown != total else f"{total} runs"
     if crashed:
         note += f"; {crashed} crashed (recorded as running, process gone or no heartbeat)"
     out.write(paint(f"{note}; git * = uncommitted changes", "dim", color) + "\n")
-    out.writelines(line + "\n" for line in progress_lines(row.record for row in rows))
+    out.writelines(line + "\n" for line in progress_lines(
+        row.record for row in rows if _stopped_cv(row.record)))
+
+
+def list_paths(conditions: Sequence[Condition], sort: str | None,
+               extra: Sequence[str]) -> tuple[str, ...]:
+    """The summary paths this listing reads: what every row shows (LIST_PATHS) and the
+    keys of --where, --sort and --column."""
+    keys = [c.key for c in conditions] + ([sort] if sort else []) + list(extra)
+    return (*LIST_PATHS, *keys_paths(k for k in keys if k not in VIRTUAL_KEYS))
 
 
 def run_list(config: RunsListConfig) -> int:
+    with collector_paused():
+        return _list(config)
+
+
+def _list(config: RunsListConfig) -> int:
     conditions = [parse_where(text) for text in config.where]
     sort, desc = parse_sort(config.sort, config.desc)
-    records = find_runs(config.roots, stale_after=stale_seconds(config.stale_after))
-    rows = select(records, conditions, sort, desc, config.flat, config.limit)
     extra = extra_columns(config, conditions, sort)
+    # Each run's row is worked out as it is found, and its summary let go.
+    viewer = Viewer(conditions, sort, extra, table=not (config.json or config.csv))
+    records = scan_runs(config.roots, list_paths(conditions, sort, extra),
+                        use_index=config.index, stale_after=stale_seconds(config.stale_after),
+                        on_record=viewer)
+    rows = select(records, conditions, sort, desc, config.flat, config.limit)
+    for row in rows:
+        if _stopped_cv(row.record):
+            load_summaries(row.record)  # its progress needs its folds' summaries
     if config.json:
-        json.dump([as_dict(row, extra) for row in rows], sys.stdout, indent=2,
-                  ensure_ascii=False)
-        sys.stdout.write("\n")
+        write_json_rows(json_text(row, extra) for row in rows)
     elif config.csv:
         fields = [*BASE_FIELDS, *extra]
         writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore",
@@ -230,6 +191,34 @@ def run_list(config: RunsListConfig) -> int:
     else:
         render_table(rows, extra, len(records))
     return 0
+
+
+def json_text(row: Row, extra: Sequence[str]) -> str:
+    """``as_dict`` as JSON text: the kept fields' text with the place in front."""
+    record = row.record
+    if record.view is None:
+        return json.dumps(as_dict(row, extra), ensure_ascii=False)
+    place = json.dumps({"path": record.path, "parent": row.parent.path if row.parent else None,
+                        "depth": row.depth}, ensure_ascii=False)
+    progress = json.dumps(progress_record(record) if _stopped_cv(record) else None,
+                          ensure_ascii=False)
+    return f'{place[:-1]}, {record.view.packed[1:-1]}, "cv_progress": {progress}}}'
+
+
+def _stopped_cv(record: RunRecord) -> bool:
+    """A stopped CV parent (marked as it was found): its progress is shown."""
+    return record.view.stopped_cv if record.view is not None else is_stopped_cv_parent(record)
+
+
+def write_json_rows(items: Iterable[str]) -> None:
+    """A JSON array with one run per line: still one document for ``jq``, and written by
+    the json module's C encoder (an indented dump is ~10x slower at 100,000 runs)."""
+    out = sys.stdout
+    out.write("[")
+    for i, item in enumerate(items):
+        out.write(",\n" if i else "\n")
+        out.write(item)
+    out.write("\n]\n")
 
 
 def _csv_cell(value: Any) -> Any:

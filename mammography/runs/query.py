@@ -28,6 +28,7 @@ from typing import Any
 from mammography.config.where import EXAMPLE, QueryError, Where, parse_value
 from mammography.config.where import parse_where as parse_text
 from mammography.runs.discover import MISSING, RunRecord, lookup
+from mammography.runs.projection import FALLBACK_SECTIONS
 
 _ORDERING = ("<", "<=", ">", ">=")
 
@@ -65,7 +66,7 @@ _VIRTUAL = {
     "recorded_status": lambda r: r.recorded_status,
     "crash_reason": lambda r: r.crash_reason,
 }
-_FALLBACK_SECTIONS = ("results", "hyperparameters")
+VIRTUAL_KEYS = frozenset(_VIRTUAL)
 
 
 def record_value(record: RunRecord, key: str) -> Any:
@@ -75,7 +76,7 @@ def record_value(record: RunRecord, key: str) -> Any:
     summary = record.summary or {}
     value = lookup(summary, key)
     if value is MISSING and "." not in key:
-        for section in _FALLBACK_SECTIONS:
+        for section in FALLBACK_SECTIONS:
             value = lookup(summary, f"{section}.{key}")
             if value is not MISSING:
                 break

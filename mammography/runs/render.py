@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 STATUS_STYLES = {"completed": "green", "running": "cyan", "failed": "red", "crashed": "red",
@@ -98,25 +99,77 @@ def text_table(headers: list[str], rows: list[list[str]], *, right: set[str] = f
                styles: list[list[str | None]] | None = None, color: bool = False) -> str:
     """Columns aligned with two spaces between them; no trailing spaces."""
     widths = [cell_width(h) for h in headers]
+    sized = []  # (cell, width) per cell: a width is measured once (100,000 rows)
     for row in rows:
+        measured = []
         for i, cell in enumerate(row):
-            w = cell_width(cell)
+            w = len(cell) if cell.isascii() else cell_width(cell)
             if w > widths[i]:
                 widths[i] = w
+            measured.append((cell, w))
+        sized.append(measured)
     last = len(headers) - 1
+    flush_right = [h in right for h in headers]
 
-    def line(cells: list[str], cell_styles: list[str | None] | None) -> str:
+    def line(cells: list[tuple[str, int]], cell_styles: list[str | None] | None) -> str:
         parts = []
-        for i, cell in enumerate(cells):
-            pad = " " * (widths[i] - cell_width(cell))
-            text = paint(cell, cell_styles[i] if cell_styles else None, color)
-            if headers[i] in right:
+        for i, (cell, w) in enumerate(cells):
+            pad = " " * (widths[i] - w)
+            text = paint(cell, cell_styles[i], color) if color and cell_styles else cell
+            if flush_right[i]:
                 parts.append(pad + text)
             else:
-                parts.append(text + (pad if i < last else ""))
+                parts.append(text + pad if i < last else text)
         return "  ".join(parts).rstrip()
 
-    out = [line(headers, ["bold"] * len(headers))]
-    for index, row in enumerate(rows):
+    out = [line([(h, cell_width(h)) for h in headers], ["bold"] * len(headers))]
+    for index, row in enumerate(sized):
         out.append(line(row, styles[index] if styles else None))
     return "\n".join(out)
+
+
+_SEPARATOR = "\0"  # between a packed row's cells (a cell never holds one: see write_table)
+
+
+def write_table(out: Any, headers: list[str], rows: Iterable[list[str]], *,
+                right: set[str] = frozenset(), color: bool = False,
+                styles: dict[int, dict[str, str]] | None = None) -> None:
+    """``text_table`` written line by line, for 100,000 rows: each row is kept packed in
+    one string until the widths are known, and ``styles`` colours a column by its text
+    (``{2: {"failed": "red"}}``)."""
+    widths = [cell_width(h) for h in headers]
+    packed = []
+    for cells in rows:
+        for i, cell in enumerate(cells):
+            if _SEPARATOR in cell:
+                cells[i] = cell = cell.replace(_SEPARATOR, "\ufffd")
+            w = len(cell) if cell.isascii() else cell_width(cell)
+            if w > widths[i]:
+                widths[i] = w
+        packed.append(_SEPARATOR.join(cells))
+    last = len(headers) - 1
+    flush_right = [h in right for h in headers]
+    column_styles = styles or {}
+
+    def line(cells: list[str], bold: bool = False) -> str:
+        if not color and all(c.isascii() for c in cells):  # the common case, kept cheap
+            padded = [c.rjust(widths[i]) if flush_right[i] else c.ljust(widths[i])
+                      for i, c in enumerate(cells)]
+            return "  ".join(padded).rstrip() + "\n"
+        parts = []
+        for i, cell in enumerate(cells):
+            pad = " " * (widths[i] - (len(cell) if cell.isascii() else cell_width(cell)))
+            text = cell
+            if color:
+                style = "bold" if bold else column_styles.get(i, {}).get(cell)
+                text = paint(cell, style, color)
+            if flush_right[i]:
+                parts.append(pad + text)
+            else:
+                parts.append(text + pad if i < last else text)
+        return "  ".join(parts).rstrip() + "\n"
+
+    out.write(line(headers, bold=True))
+    for index, text in enumerate(packed):
+        out.write(line(text.split(_SEPARATOR)))
+        packed[index] = ""  # free as written

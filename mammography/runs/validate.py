@@ -18,8 +18,10 @@ One line per problem, ``PATH: problem``; exit 1 when there is any.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
-from pathlib import Path
+from typing import Any
 
 from mammography.config.runs import RunsValidateConfig
 from mammography.run.contract import (
@@ -31,8 +33,13 @@ from mammography.run.contract import (
     MANIFEST_FILE,
     VAL_METRICS_JSON,
     VAL_PREDICTIONS,
+    SummaryUnreadable,
+    read_summary,
 )
-from mammography.runs.discover import RunRecord, find_runs, sort_natural
+from mammography.runs.discover import RunRecord, sort_natural
+from mammography.runs.index import file_key, stored_key
+from mammography.runs.projection import VALIDATE_PATHS
+from mammography.runs.scan import close_indexes, collector_paused, scan_runs
 
 DENSITY_ARTIFACTS = (BEST_MODEL_FILE, HISTORY_CSV, VAL_METRICS_JSON, VAL_PREDICTIONS)
 
@@ -44,23 +51,24 @@ def is_cv_parent(record: RunRecord) -> bool:
     results = summary.get("results") or {}
     folds = (summary.get("hyperparameters") or {}).get("cv_folds")
     return "num_folds" in results or (isinstance(folds, int) and folds > 1) or \
-        (record.dir / CV_SUMMARY_FILE).exists()
+        os.path.exists(os.path.join(record.path, CV_SUMMARY_FILE))
 
 
 def removed_by_clean(record: RunRecord) -> set[str]:
     try:
-        data = json.loads((record.dir / CLEANED_FILE).read_text(encoding="utf-8"))
+        with open(os.path.join(record.path, CLEANED_FILE), encoding="utf-8") as handle:
+            data = json.load(handle)
         return {str(p) for p in data.get("removed", [])}
     except (OSError, ValueError, AttributeError):
         return set()
 
 
-def _json_problem(path: Path) -> str | None:
+def _json_problem(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8") as handle:
             json.load(handle)
     except (OSError, ValueError) as exc:
-        return f"{path.name} is not readable JSON: {exc}"
+        return f"{os.path.basename(path)} is not readable JSON: {exc}"
     return None
 
 
@@ -75,49 +83,111 @@ def required_files(record: RunRecord) -> list[str]:
     return needed
 
 
-def run_problems(record: RunRecord) -> list[str]:
-    """What is wrong with one run directory (empty when it keeps the contract)."""
-    from mammography.run.schema import schema_problems
+def run_problems(record: RunRecord, memo: dict[str, Any] | None = None) -> list[str]:
+    """What is wrong with one run directory (empty when it keeps the contract).
 
+    ``record.summary`` needs VALIDATE_PATHS only; what comes from the whole summary
+    (the schema check, the recorded artifacts) is ``memo`` when given, else it is
+    worked out here from the file (``summary_checks``). Files are checked every time.
+    """
     if record.summary is None:
         return [record.problem or "summary.json unusable"]
-    problems = list(schema_problems(record.summary))
+    if memo is None:
+        try:
+            memo = summary_checks(read_summary(record.dir))
+        except SummaryUnreadable as exc:
+            return [str(exc)]
+    problems = list(memo["schema"])
     cleaned = removed_by_clean(record)
     missing: set[str] = set()
+    json_memo = memo.setdefault("json", {})
+    base = record.path
     for name in required_files(record):
-        path = record.dir / name
+        path = f"{base}/{name}"
         if name in cleaned:
             continue
-        if not path.is_file():
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
             missing.add(name)
             problems.append(f"required {name} missing")
         elif name.endswith(".json"):
-            problem = _json_problem(path)
+            key = list(file_key(st))
+            known = json_memo.get(name)
+            if known is None or known[:4] != key:
+                problem = _json_problem(path)
+                json_memo[name] = [*stored_key(st), problem]
+                memo["changed"] = True
+            else:
+                problem = known[4]
             if problem:
                 problems.append(problem)
-    for artifact in record.summary.get("artifacts") or []:
-        rel = artifact.get("path") if isinstance(artifact, dict) else None
-        if rel and rel not in cleaned and rel not in missing and \
-                not (record.dir / rel).exists():
+    for rel in memo["artifacts"]:
+        if rel not in cleaned and rel not in missing and \
+                not os.path.exists(os.path.join(base, rel)):
             problems.append(f"recorded artifact {rel} missing")
     return problems
+
+
+def summary_checks(document: dict[str, Any]) -> dict[str, Any]:
+    """What `runs validate` needs of a whole summary: its schema problems and the files
+    it records (kept in the run index, so an unchanged summary is not read again)."""
+    from mammography.run.schema import schema_problems
+
+    artifacts = [a.get("path") for a in document.get("artifacts") or []
+                 if isinstance(a, dict) and isinstance(a.get("path"), str) and a.get("path")]
+    return {"schema": schema_problems(document), "artifacts": artifacts, "json": {}}
 
 
 def validate(records: list[RunRecord]) -> list[tuple[RunRecord, str]]:
     return [(record, problem) for record in records for problem in run_problems(record)]
 
 
+def _checked(record: RunRecord) -> list[str]:
+    """run_problems with the memo of the run index (read, and written when it changed)."""
+    ref = record.index_ref
+    memo = ref.index.checks(ref.rel, ref.stat) if ref is not None else None
+    fresh = memo is None
+    if fresh and record.summary is not None:
+        try:
+            memo = summary_checks(read_summary(record.dir))
+        except SummaryUnreadable as exc:
+            return [str(exc)]
+    problems = run_problems(record, memo)
+    changed = memo.pop("changed", False) if memo is not None else False
+    if ref is not None and memo is not None and (fresh or changed):
+        ref.index.put_checks(ref.rel, ref.stat, memo)
+    return problems
+
+
 def run_validate(config: RunsValidateConfig) -> int:
-    records = sort_natural(find_runs(config.roots))
-    found = validate(records)
+    with collector_paused():
+        # Each run is checked as soon as it is found, keeping only its problems.
+        records = scan_runs(config.roots, VALIDATE_PATHS, use_index=config.index,
+                            keep_index=True, on_record=_keep_problems)
+        close_indexes(records)
+        return _report(sort_natural(records))
+
+
+def _keep_problems(record: RunRecord) -> None:
+    record.view = _checked(record)
+    record.summary = None
+
+
+def _report(records: list[RunRecord]) -> int:
     out = sys.stdout
-    for record, problem in found:
-        out.write(f"{record.path}: {problem}\n")
-    bad = len({id(record) for record, _ in found})
+    bad = found = 0
+    for record in records:
+        problems = record.view
+        for problem in problems:
+            out.write(f"{record.path}: {problem}\n")
+        bad += bool(problems)
+        found += len(problems)
     if found:
         out.write(f"{len(records)} runs checked: {bad} with problems "
-                  f"({len(found)} problems).\n")
+                  f"({found} problems).\n")
         return 1
     out.write(f"{len(records)} runs checked: all valid.\n")
     return 0
-

@@ -226,3 +226,10 @@ def backdate(run_dir: Path, days: float) -> None:
             execution[key] = stamp
     path.write_text(json.dumps(document, indent=2))
     os.utime(path, (when.timestamp(), when.timestamp()))
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """The run index (and any other cache) of each test in its own folder, never the
+    user's cache folder."""
+    monkeypatch.setenv("MAMMOGRAPHY_CACHE_DIR", str(tmp_path / "cache"))

@@ -95,3 +95,46 @@ def test_validate_accepts_files_removed_by_clean(tmp_path, fake_run):
     assert run_problems(find_runs([run])[0]) == ["required best_model.pt missing"]
     (run / "CLEANED.json").write_text(json.dumps({"removed": ["best_model.pt"]}))
     assert run_problems(find_runs([run])[0]) == []
+
+
+def test_validate_remembers_only_what_an_unchanged_summary_says(tmp_path, fake_run,
+                                                               monkeypatch, capsys):
+    """The second call reads no summary and checks no schema, yet a file that went
+    missing, a JSON file that broke and a summary that changed are all seen."""
+    import os
+    import time
+
+    import mammography.run.schema as schema
+    from mammography.config.runs import RunsValidateConfig
+    from mammography.runs.validate import run_validate
+
+    root = tmp_path / "outputs"
+    runs = [fake_run(root / f"results_{i}") for i in (1, 2, 3)]
+    old = time.time() - 60  # older than the index's racy window, as real runs are
+    for folder, dirs, files in os.walk(root):
+        for name in files + dirs:
+            os.utime(os.path.join(folder, name), (old, old))
+    checked = []
+    real = schema.schema_problems
+    monkeypatch.setattr(schema, "schema_problems", lambda d: checked.append(1) or real(d))
+
+    def validate():
+        checked.clear()
+        code = run_validate(RunsValidateConfig(roots=[root]))
+        return code, capsys.readouterr().out.splitlines()
+
+    assert validate() == (0, ["3 runs checked: all valid."]) and len(checked) == 3
+    assert validate()[0] == 0 and checked == []  # all three remembered
+    (runs[0] / "best_model.pt").unlink()
+    (runs[1] / "data_manifest.json").write_text("{broken")
+    doc = json.loads((runs[2] / "summary.json").read_text())
+    doc["status"] = "finished"
+    (runs[2] / "summary.json").write_text(json.dumps(doc))
+    code, lines = validate()
+    assert code == 1 and len(checked) == 1  # only the changed summary was checked again
+    assert f"{runs[0]}: required best_model.pt missing" in lines
+    assert any(line.startswith(f"{runs[1]}: data_manifest.json is not readable JSON")
+               for line in lines)
+    assert any(line.startswith(f"{runs[2]}: summary.schema.json: status") for line in lines)
+    no_index = run_validate(RunsValidateConfig(roots=[root], index=False))
+    assert no_index == 1 and capsys.readouterr().out.splitlines() == lines
