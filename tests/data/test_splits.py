@@ -1,3 +1,6 @@
+import contextlib
+import warnings
+
 import numpy as np
 import pytest
 
@@ -41,3 +44,44 @@ def test_folds_cover_everything_once_without_patient_leakage():
 def test_too_few_patients_is_a_clear_error():
     with pytest.raises(DataError, match="Only 2 patients"):
         kfold_indices([0, 1, 2, 3], ["a", "a", "b", "b"], 3, seed=0)
+
+
+def _stock_folds(labels, groups, k, seed):
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [(np.sort(tr), np.sort(va))
+            for tr, va in splitter.split(np.zeros(len(labels)), labels, groups)]
+
+
+@pytest.mark.parametrize("case", range(40))
+def test_folds_are_exactly_scikit_learns(case):
+    """The vectorised best-fold search gives scikit-learn's folds, ties included:
+    many groups share one class distribution (a patient's 4 views, all one class)."""
+    rng = np.random.default_rng(case)
+    k = [2, 3, 4, 5, 5, 7, 8, 10][case % 8]
+    n_groups = int(rng.integers(k, 400))
+    classes = [2, 4, 4, 9][case % 4]
+    sizes = rng.choice([1, 2, 4, 4, 4, 8], size=n_groups)
+    groups = np.repeat([f"p{i}" for i in range(n_groups)], sizes)
+    weights = rng.dirichlet(np.ones(classes))
+    per_group = rng.choice(classes, size=n_groups, p=weights)
+    labels = np.repeat(per_group, sizes)
+    mixed = rng.random(len(labels)) < 0.2  # some groups with several classes
+    labels[mixed] = rng.choice(classes, size=int(mixed.sum()))
+    if len(set(labels)) < 2:
+        labels[0] = (labels[0] + 1) % classes
+    seed = int(rng.integers(0, 2**31))
+    with _quiet():
+        ours = kfold_indices(labels.tolist(), groups.tolist(), k, seed)
+        stock = _stock_folds(labels, groups, k, seed)
+    assert len(ours) == len(stock) == k
+    for (tr, va), (str_, sva) in zip(ours, stock, strict=True):
+        assert np.array_equal(tr, str_) and np.array_equal(va, sva)
+
+
+@contextlib.contextmanager
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a class with fewer than k members
+        yield
