@@ -83,3 +83,31 @@ def test_runs_show_prints_the_folds_and_the_resume_command(killed_cv, capsys):
     out = capsys.readouterr().out
     assert "1 of 3 folds done (1); fold 2 crashed after epoch 1; not started: 3" in out
     assert f"mammography train-density --resume {killed_cv}" in out
+
+
+def test_runs_list_shows_the_progress_of_a_parent_it_remembers(tmp_path, fake_run, capsys):
+    """An interrupted parent's row comes from the run index on the second listing (its
+    summary is not read again): the progress note must still be there, and stay right
+    when a fold's summary changes."""
+    root = tmp_path / "out"
+    parent = fake_run(root / "results_1", status="interrupted", hyperparameters=CV,
+                      results={})
+    fake_run(parent / "fold_1" / "results", integration={"cv_fold": 1}, hyperparameters=CV)
+    fake_run(parent / "fold_2" / "results", status="interrupted",
+             integration={"cv_fold": 2}, hyperparameters=CV, results={"epochs_completed": 2})
+    expected = (f"{parent}: 1 of 3 folds done (1); fold 2 interrupted after epoch 2; "
+                f"not started: 3; continue with: mammography train-density --resume {parent}")
+    for _ in range(2):
+        run_list(RunsListConfig(roots=[root]))
+        assert capsys.readouterr().out.splitlines()[-1] == expected
+        run_list(RunsListConfig(roots=[root], json=True))
+        rows = {row["path"]: row for row in json.loads(capsys.readouterr().out)}
+        assert rows[str(parent)]["cv_progress"]["stopped"] == {
+            "2": {"status": "interrupted", "epochs_completed": 2}}
+    fake_run(parent / "fold_2" / "results", status="interrupted",
+             integration={"cv_fold": 2}, hyperparameters=CV, results={"epochs_completed": 3})
+    run_list(RunsListConfig(roots=[root]))
+    assert capsys.readouterr().out.splitlines()[-1] == expected.replace("epoch 2", "epoch 3")
+    # a --where that keeps only the parent still reads its folds for the note
+    run_list(RunsListConfig(roots=[root], where=["integration.cv_fold==null"]))
+    assert capsys.readouterr().out.splitlines()[-1] == expected.replace("epoch 2", "epoch 3")
