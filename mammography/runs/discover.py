@@ -170,18 +170,15 @@ def summary_or_problem(run_dir: str | Path) -> tuple[dict[str, Any] | None, str 
         return None, str(exc)
 
 
-def _walk(directory: str, root: Path, parent: RunRecord | None, depth: int,
-          out: list[RunRecord]) -> None:
-    # Plain strings and no sorting here: this runs for every folder under the
-    # roots, and callers order what they show (parents always come before
-    # their children, which is all that consumers rely on).
+def list_folder(path: str) -> tuple[bool, list[str]] | None:
+    """(has summary.json, names of the sub-folders to walk) of one folder, unsorted;
+    None when it cannot be listed. Shared by this walk and scan.py's."""
     try:
-        with os.scandir(directory) as it:
+        with os.scandir(path) as it:
             entries = list(it)
     except OSError:
-        return  # unreadable folder: nothing we can list
-    has_summary = False
-    subdirs: list[str] = []
+        return None
+    has_summary, subdirs = False, []
     for entry in entries:
         name = entry.name
         if name == SUMMARY_FILE:
@@ -189,9 +186,22 @@ def _walk(directory: str, root: Path, parent: RunRecord | None, depth: int,
         elif name[0] != "." and name not in SKIP_DIRS:
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(entry.path)
+                    subdirs.append(name)
             except OSError:
                 continue
+    return has_summary, subdirs
+
+
+def _walk(directory: str, root: Path, parent: RunRecord | None, depth: int,
+          out: list[RunRecord]) -> None:
+    # Plain strings and no sorting here: this runs for every folder under the
+    # roots, and callers order what they show (parents always come before
+    # their children, which is all that consumers rely on).
+    listed = list_folder(directory)
+    if listed is None:
+        return  # unreadable folder: nothing we can list
+    has_summary, names = listed
+    subdirs = [os.path.join(directory, n) for n in names]
     record = None
     name = os.path.basename(directory)
     # A results_N without summary.json is a broken run at top level; inside a

@@ -36,10 +36,10 @@ from mammography.run.contract import (
 from mammography.runs import projection
 from mammography.runs.discover import (
     MAX_DEPTH,
-    SKIP_DIRS,
     Classifier,
     RunRecord,
     check_roots,
+    list_folder,
 )
 from mammography.runs.index import (
     NOT_TRUSTED,
@@ -126,25 +126,11 @@ def close_indexes(records: Iterable[RunRecord]) -> None:
 
 
 def _list(path: str) -> tuple[bool, list[str]] | None:
-    """(has summary.json, sub-folders to walk) of one folder; None if unreadable."""
-    try:
-        with os.scandir(path) as it:
-            entries = list(it)
-    except OSError:
-        return None
-    has_summary, subdirs = False, []
-    entries.sort(key=lambda e: e.name)
-    for entry in entries:
-        name = entry.name
-        if name == SUMMARY_FILE:
-            has_summary = True
-        elif name[0] != "." and name not in SKIP_DIRS:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(name)
-            except OSError:
-                continue
-    return has_summary, subdirs
+    """(has summary.json, sub-folders to walk, by name) of one folder; None if unreadable."""
+    listed = list_folder(path)
+    if listed is not None:
+        listed[1].sort()
+    return listed
 
 
 def _join(path: str, name: str) -> str:
