@@ -1,6 +1,7 @@
 """Images to score without labels: accession CSVs, path CSVs, bare folders, and what is left out."""
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -140,3 +141,35 @@ def test_on_bad_image_error_names_the_file_without_a_csv_line(synthetic_dataset,
     with pytest.raises(DataError) as error:
         load_unlabelled(None, tmp_path / "pacs", on_bad_image="error", out=CollectingReporter())
     assert "CSV line" not in str(error.value) and "pacs" in str(error.value)
+
+
+def test_a_second_scoring_reads_no_header_and_still_judges_each_file(synthetic_dataset,
+                                                                     tmp_path, cache_dir):
+    """predict shares training's header memo: nothing is opened the second time, what
+    rules a file out (here a CT slice) is decided again, and a changed file is re-read."""
+    _pacs_folder(synthetic_dataset, tmp_path / "pacs")
+    old = 1_600_000_000
+    for path in (tmp_path / "pacs").rglob("*"):
+        if path.is_file():
+            os.utime(path, (old, old))  # settled: older than the memo's racy window
+    first = load_unlabelled(None, tmp_path / "pacs", max_bad_fraction=0.5,
+                            out=CollectingReporter())
+    out = CollectingReporter()
+    second = load_unlabelled(None, tmp_path / "pacs", max_bad_fraction=0.5, out=out)
+    assert first.headers["files_read"] == 5 and second.headers["files_read"] == 0
+    assert second.headers["files_from_memo"] == 5
+    assert any(line.startswith("DICOM headers: 5 remembered, 0 read") for line in out.lines)
+    assert [(r.path, r.accession, r.view, r.laterality) for r in second.images] == \
+        [(r.path, r.accession, r.view, r.laterality) for r in first.images]
+    assert {Path(e["path"]).name: e["reason"] for e in second.exclusions}["ct_slice"] == \
+        "Modality CT: not a mammogram"
+    # a view replaced by another exam's image (same name): read again, not taken from memo
+    replaced = tmp_path / "pacs" / "IMG0003.IMA"
+    other = sorted((synthetic_dataset / "archive" / _exams(synthetic_dataset)[1]).glob("*.dcm"))
+    shutil.copyfile(other[0], replaced)
+    os.utime(replaced, (old + 10, old + 10))
+    third = load_unlabelled(None, tmp_path / "pacs", max_bad_fraction=0.5,
+                            out=CollectingReporter())
+    assert third.headers["files_read"] == 1
+    assert next(r for r in third.images if r.path == replaced).accession == \
+        _exams(synthetic_dataset)[1]
