@@ -474,6 +474,29 @@ def _apply_class_5(table: LabelTable, include: bool, out: Reporter) -> None:
         table.exclusions.append({"accession": accession, "reason": "class 5 (not classifiable)"})
 
 
+def attach_remembered_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
+                               image_problem: Callable[[Any], str | None],
+                               on_bad_image: str, max_bad_fraction: float,
+                               out: Reporter = CONSOLE) -> None:
+    """``attach_headers`` through the header memo in the cache folder (every command
+    that reads an archive: training, data check/cache, predict), with its WARNING
+    when unusable and the run.log line saying how many headers it gave."""
+    from mammography.data.memo import ChecksumMemo, default_memo_path
+
+    with ChecksumMemo(default_memo_path()) as memo:
+        try:
+            attach_headers(table, read_header, on_bad_image=on_bad_image,
+                           max_bad_fraction=max_bad_fraction,
+                           workers=min(8, os.cpu_count() or 1), out=out,
+                           image_problem=image_problem, memo=memo)
+        finally:  # unusable at opening or later: said once, even when the data is refused
+            if memo.warning:
+                out.warn(memo.warning)
+    headers = table.headers
+    out.log(f"DICOM headers: {headers['files_from_memo']} remembered, {headers['files_read']} "
+            f"read ({headers['seconds']:.1f}s)")
+
+
 def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
                    on_bad_image: str = "skip", max_bad_fraction: float = 0.2,
                    workers: int = 8, out: Reporter = CONSOLE,

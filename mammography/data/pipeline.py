@@ -23,7 +23,7 @@ from mammography.data.density_labels import check_breast_labels
 from mammography.data.grouping import normalise_patient_ids
 from mammography.data.labels import (
     LabelTable,
-    attach_headers,
+    attach_remembered_headers,
     exclude_bad_images,
     load_label_table,
 )
@@ -91,24 +91,15 @@ def load_table(cfg: LabelsConfig, out: Reporter = CONSOLE,
 def _load_table(cfg: LabelsConfig, out: Reporter, frames: str | None) -> LabelTable:
     from mammography.data.dicom import image_problem, read_header
     from mammography.data.fingerprint import processing_mix
-    from mammography.data.memo import ChecksumMemo, default_memo_path
 
     policy = frames or (cfg.multiframe if isinstance(cfg, ImageConfig) else "exclude")
     table = load_label_table(cfg.csv, cfg.dicom_root, include_class_5=cfg.include_class_5,
                              path_column=cfg.path_column, label_column=cfg.label_column,
                              out=out)
-    with ChecksumMemo(default_memo_path()) as memo:
-        try:
-            attach_headers(table, read_header, on_bad_image=cfg.on_bad_image,
-                           max_bad_fraction=cfg.max_bad_fraction,
-                           workers=min(8, os.cpu_count() or 1), out=out,
-                           image_problem=partial(image_problem, frames=policy), memo=memo)
-        finally:  # unusable at opening or later: said once, even when the data is refused
-            if memo.warning:
-                out.warn(memo.warning)
-    headers = table.headers
-    out.log(f"DICOM headers: {headers['files_from_memo']} remembered, {headers['files_read']} "
-            f"read ({headers['seconds']:.1f}s)")
+    attach_remembered_headers(table, read_header,
+                              image_problem=partial(image_problem, frames=policy),
+                              on_bad_image=cfg.on_bad_image,
+                              max_bad_fraction=cfg.max_bad_fraction, out=out)
     table.per_view_patient_ids = normalise_patient_ids(table.images, out)
     table.label_checks = check_breast_labels(table.images, table.exclude, out)
     if not table.images:
@@ -198,7 +189,6 @@ def _write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter,
 
 def assign_groups(table: LabelTable, manifest: dict[str, Any], out: Reporter) -> dict[str, Any]:
     """Each image's sha256 (from the manifest) and split group; the grouping report."""
-    import os
 
     from mammography.data.grouping import leakage_groups, warn_leakage
     from mammography.data.manifest import display_path, shown_path

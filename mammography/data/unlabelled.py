@@ -21,7 +21,6 @@ exclusions (the run's data_manifest.json).
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from functools import partial
 from pathlib import Path
@@ -35,7 +34,7 @@ from mammography.data.labels import (
     _column,
     _exclude,
     _is_folder_name,
-    attach_headers,
+    attach_remembered_headers,
     find_dicoms,
     read_csv_rows,
 )
@@ -134,23 +133,14 @@ def load_unlabelled(csv_path: Path | None, dicom_root: Path | None, *, path_colu
     """
     from mammography.data.dicom import read_header
     from mammography.data.fingerprint import acquisition_fingerprint, processing_mix
-    from mammography.data.memo import ChecksumMemo, default_memo_path
 
     table = unlabelled_table(csv_path, dicom_root, path_column=path_column, out=out)
     # The header memo training uses: scoring an archive again (or one a training run
     # has seen) opens none of its files. What rules a file out is judged afresh.
-    with ChecksumMemo(default_memo_path()) as memo:
-        try:
-            attach_headers(table, read_header, on_bad_image=on_bad_image,
-                           max_bad_fraction=max_bad_fraction,
-                           workers=min(8, os.cpu_count() or 1), out=out,
-                           image_problem=partial(scoring_problem, frames=frames), memo=memo)
-        finally:  # unusable at opening or later: said once, even when the data is refused
-            if memo.warning:
-                out.warn(memo.warning)
-    headers = table.headers
-    out.log(f"DICOM headers: {headers['files_from_memo']} remembered, {headers['files_read']} "
-            f"read ({headers['seconds']:.1f}s)")
+    attach_remembered_headers(table, read_header,
+                              image_problem=partial(scoring_problem, frames=frames),
+                              on_bad_image=on_bad_image, max_bad_fraction=max_bad_fraction,
+                              out=out)
     table.per_view_patient_ids = normalise_patient_ids(table.images, out)
     if not table.images:
         where = csv_path if csv_path is not None else dicom_root
