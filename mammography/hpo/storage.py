@@ -77,14 +77,51 @@ def open_storage(storage: Storage, reporter: Reporter) -> Any:
                  "corrupt the study; use --storage journal:PATH or a database server "
                  "(postgresql://…)")
     if not storage.is_server:
-        return optuna.storages.RDBStorage(storage.url)
-    with warnings.catch_warnings():
-        # The heartbeat is "experimental" since optuna 2.9 and stable in use.
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            storage.url, engine_kwargs={"connect_args": connect_args(storage),
-                                        "pool_pre_ping": True},
-            heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+        return _created_once_by_someone(lambda: optuna.storages.RDBStorage(storage.url),
+                                        storage, reporter)
+
+    def rdb() -> Any:
+        with warnings.catch_warnings():
+            # The heartbeat is "experimental" since optuna 2.9 and stable in use.
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                storage.url, engine_kwargs={"connect_args": connect_args(storage),
+                                            "pool_pre_ping": True},
+                heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+
+    return _created_once_by_someone(rdb, storage, reporter)
+
+
+#: Attempts at opening a storage whose tables another worker is creating.
+SCHEMA_ATTEMPTS = 8
+
+
+def _created_once_by_someone(open_rdb: Any, storage: Storage, reporter: Reporter) -> Any:
+    """``open_rdb()``, again when it lost the race to create the study tables.
+
+    Optuna creates its tables (and stamps their alembic version) when it first opens
+    an empty database, with no lock: workers started together on a new database
+    collide ("relation/table ... already exists", a duplicate key in PostgreSQL's
+    catalogue; optuna/optuna#1092, whose advice is to create the tables first).
+    The loser only has to open the storage again once the winner is done, which
+    then finds the tables and their version. Any other error is raised at once.
+    """
+    import random
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return open_rdb()
+        except DBAPIError as exc:
+            if "already exists" not in str(exc) or attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            delay = min(2.0, 0.2 * 2 ** attempt) * (0.5 + random.random())
+            reporter.log(f"--storage {storage.shown}: another worker is creating the study "
+                         f"tables; opening it again in {delay:.1f}s")
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 def claim(trial: Any, run: RunContext, trial_dir: Path) -> None:

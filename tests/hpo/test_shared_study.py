@@ -177,3 +177,77 @@ def test_sqlite_on_a_network_file_system_is_a_warning(tmp_path, monkeypatch):
     storage.open_storage(parse_storage(f"sqlite:///{tmp_path / 'study.db'}"), reporter)
     assert len(reporter.warnings) == 1 and "network file system (nfs4)" in \
         reporter.warnings[0] and "journal:PATH" in reporter.warnings[0]
+
+
+OPEN_STORAGE = """
+import sys
+from mammography.config.storage import parse_storage
+from mammography.hpo.storage import open_storage
+from mammography.run.reporter import CollectingReporter
+
+open_storage(parse_storage(sys.argv[1]), CollectingReporter())
+"""
+
+
+def test_workers_opening_a_new_database_at_once_all_get_the_study(postgres, tmp_path):
+    """Optuna creates its tables on first use without a lock (optuna/optuna#1092): six
+    workers started together on an empty database must all open it, none fail."""
+    import sqlalchemy
+
+    name = f"fresh_{uuid.uuid4().hex[:10]}"
+    server = parse_storage(postgres)
+    admin = sqlalchemy.create_engine(server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    fresh = postgres.rsplit("/", 1)[0] + "/" + name
+    try:
+        workers = [subprocess.Popen([sys.executable, "-c", OPEN_STORAGE, fresh],
+                                    env=child_env(), stderr=subprocess.PIPE, text=True)
+                   for _ in range(6)]
+        for proc in workers:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err[-2000:]
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def test_losing_the_race_to_create_the_tables_opens_the_storage_again(tmp_path, monkeypatch):
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    import mammography.hpo.storage as storage
+
+    attempts = []
+
+    def rdb(url, **kwargs):
+        attempts.append(url)
+        if len(attempts) == 1:
+            raise ProgrammingError("CREATE TABLE studies", {},
+                                   Exception('relation "studies" already exists'))
+        if len(attempts) == 2:
+            raise IntegrityError("CREATE TABLE alembic_version", {}, Exception(
+                'duplicate key value violates unique constraint "pg_type_typname_nsp_index"'
+                "\nDETAIL:  Key (typname, typnamespace)=(alembic_version, 2200) already "
+                "exists."))
+        return "storage"
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", rdb)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    reporter = CollectingReporter()
+    spec = parse_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert storage.open_storage(spec, reporter) == "storage"
+    assert len(attempts) == 3
+    assert sum("another worker is creating the study tables" in line
+               for line in reporter.lines) == 2
+
+    def refused(url, **kwargs):  # anything else is not retried
+        attempts.append(url)
+        raise ProgrammingError("SELECT 1", {}, Exception("permission denied for schema"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", refused)
+    attempts.clear()
+    with pytest.raises(ProgrammingError):
+        storage.open_storage(spec, reporter)
+    assert len(attempts) == 1
