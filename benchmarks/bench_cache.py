@@ -56,10 +56,10 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import JPEG2000Lossless
 from torch.utils.data import DataLoader
 
-import mammography.data.dicom as dicom_module
+import mammography.data.dicom.decode as dicom_module
 from mammography.data.cache import ImageCache, encode_entry
 from mammography.data.dataset import CachedImageDataset
-from mammography.data.dicom import read_frame
+from mammography.data.dicom.decode import read_frame
 from mammography.data.preprocess import PreprocessSettings
 from mammography.data.synthetic import synthesize_mammogram, write_mammogram_dicom
 

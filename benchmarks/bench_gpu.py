@@ -50,7 +50,7 @@ from mammography.data.loading import describe_loader, make_loader
 from mammography.engine.batches import autocast
 from mammography.engine.device import select_device, select_precision
 from mammography.engine.embed import extract
-from mammography.engine.loop import evaluate, train_one_epoch
+from mammography.engine.train.loop import evaluate, train_one_epoch
 from mammography.models.factory import create_backbone, create_model
 
 from _fixtures import make_cache

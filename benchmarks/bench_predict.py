@@ -34,10 +34,10 @@ from mammography.data.augment import GRAY_MEAN, GRAY_STD, normalize, to_float
 from mammography.data.dataset import CachedImageDataset
 from mammography.data.labels import ImageRecord, LabelTable
 from mammography.data.loading import make_loader
-from mammography.engine.predict_members import Member
-from mammography.engine.predict_scoring import score_members
+from mammography.engine.predict.members import Member
+from mammography.engine.predict.scoring import score_members
 from mammography.models.factory import create_model
-from mammography.run.reporter import CollectingReporter
+from mammography.record.reporter import CollectingReporter
 
 from _fixtures import make_cache
 
@@ -74,7 +74,7 @@ def _onnx_member(model: torch.nn.Module, cache, folder: Path) -> Member | None:
     import io
 
     from mammography.engine.export import export_onnx
-    from mammography.engine.onnx_scoring import open_session
+    from mammography.engine.predict.onnx import open_session
 
     path = folder / "model.onnx"
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress notes

@@ -32,7 +32,7 @@ import numpy as np
 import pydicom
 from PIL import Image
 
-from mammography.data.dicom import decode
+from mammography.data.dicom.decode import decode
 from mammography.data.preprocess import PreprocessSettings, load_preprocessed
 from mammography.data.synthetic import synthesize_mammogram, write_mammogram_dicom
 

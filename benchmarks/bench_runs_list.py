@@ -279,7 +279,7 @@ def _cell(m: tuple[float, float, bytes, float] | None) -> str:
 def bench_allocation(root: Path, runs: int) -> None:
     """Allocating ``results_N`` among ``runs`` siblings vs in an empty root (in process)."""
     sys.path.insert(0, str(REPO))
-    from mammography.run.rundir import allocate_run_dir
+    from mammography.record.rundir import allocate_run_dir
 
     def best_of(folder: Path, repeats: int = 5) -> float:
         times = []

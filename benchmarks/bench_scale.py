@@ -53,10 +53,10 @@ BASELINE_REV = "f4ef46e"
 VIEWS_PER_EXAM = 3.8  # the generator's average (most exams have 4 views, some 2-3)
 WARM_GOAL_MS = 0.05
 WARM_RATIO_GOAL = 10.0
-PRELOADED = ("mammography.data.cache", "mammography.data.dicom", "mammography.data.manifest",
-             "mammography.data.grouping", "mammography.data.fingerprint",
-             "mammography.data.header_memo", "mammography.data.memo", "sklearn.model_selection",
-             "pydicom.pixels")
+PRELOADED = ("mammography.data.cache", "mammography.data.dicom.decode",
+             "mammography.data.manifest", "mammography.data.grouping",
+             "mammography.data.fingerprint", "mammography.data.dicom.header_memo",
+             "mammography.data.memo", "sklearn.model_selection", "pydicom.pixels")
 
 
 # --------------------------------------------------------------------------- archive

@@ -17,7 +17,7 @@ LINES = 100_000
 
 CHILD = r"""
 import sys, time
-from mammography.run.tee import Tee
+from mammography.record.tee import Tee
 n, log = int(sys.argv[1]), sys.argv[2]
 sys.stdout.reconfigure(line_buffering=True)
 def burst(tag):

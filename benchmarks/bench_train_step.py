@@ -60,7 +60,7 @@ from torch.utils.data import DataLoader
 from mammography.data.augment import GRAY_MEAN, GRAY_STD
 from mammography.data.dataset import CachedImageDataset
 from mammography.engine.device import select_precision
-from mammography.engine.loop import train_one_epoch
+from mammography.engine.train.loop import train_one_epoch
 from mammography.models.factory import create_model
 
 from _fixtures import make_cache

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = Path(__file__).resolve().parent / "run" / "scripts"
+SCRIPTS = Path(__file__).resolve().parent / "record" / "scripts"
 
 
 def child_env(**extra: str) -> dict[str, str]:

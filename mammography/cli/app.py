@@ -77,13 +77,13 @@ add_config_command(
     "PCA plot and a linear-probe baseline; the input of train-density --embeddings-dir.",
 )
 add_config_command(
-    app, "eval-export", EvalConfig, "mammography.engine.evaluate:run_eval_export",
+    app, "eval-export", EvalConfig, "mammography.engine.evaluate.recipe:run_eval_export",
     "Evaluate train-density runs (their validation split, or --csv data) with bootstrap "
     "95% CIs, compare several runs (CSV/Markdown/LaTeX), and export each model "
     "(TorchScript/ONNX) with its preprocessing settings.",
 )
 add_config_command(
-    app, "predict", PredictConfig, "mammography.engine.predict:run_predict",
+    app, "predict", PredictConfig, "mammography.engine.predict.recipe:run_predict",
     "Assign density to new, unlabelled exams with a train-density run, the mean of a CV "
     "run's folds (or of several runs), or an exported ONNX model (--model): "
     "predictions_image/breast/exam.csv with prob_A..prob_D, the call, dense (C/D) and how "
@@ -177,7 +177,7 @@ add_config_command(
     config_file_option=False,
 )
 add_config_command(
-    runs_app, "export", RunsExportConfig, "mammography.runs.export:run_export",
+    runs_app, "export", RunsExportConfig, "mammography.runs.export.command:run_export",
     "Export runs to MLflow (--to mlflow) or TensorBoard (--to tensorboard --logdir DIR): "
     "params, per-epoch metrics, results, tags, artifacts. Needs mammography[export].",
     config_file_option=False,

@@ -33,7 +33,7 @@ def execute(config_cls: type, target: str, command: str, config_file: Path | Non
         experiment_type = getattr(config_cls, "EXPERIMENT_TYPE", None)
         if experiment_type is None:
             return body(config) or EXIT_OK
-        from mammography.run import Run
+        from mammography.record import Run
 
         run_args = dict(command=command, experiment_type=experiment_type,
                         integration=integration, **run_settings(config))
@@ -59,7 +59,7 @@ def _execute_distributed(config: Any, body: Any, outdir: Path, run_args: dict[st
     """Under torchrun: rank 0 owns the run directory and tells the others where it is;
     they follow it (their output lands in its run.log with a ``[rank N]`` prefix)."""
     from mammography.engine import distributed
-    from mammography.run import Run
+    from mammography.record import Run
 
     ddp = distributed.init_from_env(config.device)
     try:

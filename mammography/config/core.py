@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from mammography.errors import ConfigError
-from mammography.run.secrets import mask_passwords
+from mammography.record.secrets import mask_passwords
 
 C = TypeVar("C")
 

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from mammography.config.core import NUM_WORKERS_HELP, num_workers_problem, setting
 from mammography.config.data import LabelsConfig
-from mammography.run.contract import (
+from mammography.record.contract import (
     BEST_PARAMS_FILE,
     HYPERPARAMETER_SEARCH,
     SUMMARY_FILE,

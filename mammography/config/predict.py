@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from mammography.config.core import NUM_WORKERS_HELP, num_workers_problem, setting
 from mammography.config.evaluate import model_run_problem
-from mammography.run.contract import PREPROCESSING_CARD
+from mammography.record.contract import PREPROCESSING_CARD
 
 
 @dataclass

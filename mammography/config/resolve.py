@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mammography.config.core import build_config, load_yaml_config
-from mammography.run.contract import CONFIG_FILE
+from mammography.record.contract import CONFIG_FILE
 
 C = TypeVar("C")
 

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mammography.run.secrets import has_masked_password, mask_passwords
+from mammography.record.secrets import has_masked_password, mask_passwords
 
 JOURNAL_PREFIX = "journal:"
 CONNECT_TIMEOUT_SECONDS = 10

@@ -14,7 +14,7 @@ from mammography.config.core import (
     to_record,
 )
 from mammography.config.data import ImageConfig
-from mammography.run.contract import (
+from mammography.record.contract import (
     LAST_CHECKPOINT_FILE,
     SUMMARY_FILE,
     SummaryUnreadable,

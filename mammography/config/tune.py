@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from mammography.config.core import setting
 from mammography.config.train import TrainConfig
-from mammography.run.contract import HYPERPARAMETER_SEARCH, is_run_dir
+from mammography.record.contract import HYPERPARAMETER_SEARCH, is_run_dir
 
 METRICS = ("val_kappa", "val_acc", "val_f1", "val_auc", "val_balanced_acc", "val_loss",
            "val_exam_kappa", "val_exam_acc", "val_exam_auc")

@@ -23,7 +23,7 @@ from mammography.data.pipeline import (
     write_data_manifest,
 )
 from mammography.errors import EXIT_OK
-from mammography.run.reporter import ConsoleReporter
+from mammography.record.reporter import ConsoleReporter
 
 
 def audit(table: LabelTable) -> dict[str, Any]:

@@ -31,9 +31,9 @@ import numpy as np
 
 from mammography.data.preprocess import PREPROCESS_VERSION, PreprocessSettings
 from mammography.data.workers import process_pool
-from mammography.run.contract import cache_root
-from mammography.run.progress import progress_bar
-from mammography.run.reporter import CONSOLE, Reporter
+from mammography.record.contract import cache_root
+from mammography.record.progress import progress_bar
+from mammography.record.reporter import CONSOLE, Reporter
 
 MAGIC = b"MGCACHE1"
 HEADER = struct.Struct("<8sIIII")  # magic, rows, cols, dtype code, crc32
@@ -328,7 +328,7 @@ class _CheckJob:
     settings: PreprocessSettings
 
     def __call__(self, source: Path) -> tuple[str, None, str | None]:
-        from mammography.data.dicom import DicomReadError
+        from mammography.data.dicom.decode import DicomReadError
         from mammography.data.preprocess import check_preprocessed
 
         try:
@@ -350,7 +350,7 @@ class _BuildJob:
     mode: str
 
     def __call__(self, source: Path) -> tuple[str, np.ndarray | None, str | None]:
-        from mammography.data.dicom import DicomReadError
+        from mammography.data.dicom.decode import DicomReadError
 
         cache = ImageCache(self.settings, self.root, "disk" if self.mode == "disk" else "off")
         try:

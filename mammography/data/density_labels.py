@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mammography.domain import NOT_CLASSIFIABLE, exam_label
-from mammography.run.reporter import Reporter
+from mammography.record.reporter import Reporter
 
 LETTERS = {"A": 1, "B": 2, "C": 3, "D": 4, "E": NOT_CLASSIFIABLE}
 _PREFIXED = re.compile(r"^(?:DENSITY|BI-?RADS|BIRADS|ACR)[\s:_\-]*([A-E])$")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mammography.run.reporter import Reporter
+from mammography.record.reporter import Reporter
 
 #: ``<patient>_<laterality>_<view>`` (CBIS-DDSM and similar per-view PatientIDs).
 PER_VIEW_PATIENT = re.compile(

@@ -31,7 +31,7 @@ from typing import Any
 from mammography.data.density_labels import exam_labels, label_problem, parse_label
 from mammography.domain import to_index
 from mammography.errors import DataError
-from mammography.run.reporter import CONSOLE, Reporter
+from mammography.record.reporter import CONSOLE, Reporter
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 _GZIPPED_SUFFIXES = tuple(f"{s}.gz" for s in DICOM_SUFFIXES)
@@ -514,7 +514,7 @@ def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
     between runs (``header_memo.py``); how many came from it is recorded in
     ``table.headers``.
     """
-    from mammography.data.header_memo import read_headers
+    from mammography.data.dicom.header_memo import read_headers
 
     outcomes, identities, stats = read_headers([r.path for r in table.images], read_header,
                                                memo, workers)
@@ -537,7 +537,7 @@ def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
 
 
 def _fill_from_header(record: ImageRecord, header: Any, root: Path | None) -> None:
-    from mammography.data.views import text_views
+    from mammography.data.dicom.views import text_views
 
     record.patient = record.patient or header.patient_id or ""
     record.accession = record.accession or header.accession or record.path.parent.name

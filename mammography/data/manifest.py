@@ -50,7 +50,7 @@ from mammography.data.memo import (
     settled,
 )
 from mammography.errors import DataError
-from mammography.run.jsonio import dumps, to_jsonable, write_bytes_atomic, write_json_atomic
+from mammography.record.jsonio import dumps, to_jsonable, write_bytes_atomic, write_json_atomic
 
 __all__ = ["MEMO_FILENAME", "RACY_WINDOW_NS", "ChecksumMemo", "FileFacts", "ManifestError",
            "build_manifest", "checksum_files", "count_csv_rows", "default_memo_path",

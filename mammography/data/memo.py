@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from mammography.run.contract import cache_root
+from mammography.record.contract import cache_root
 
 MEMO_FILENAME = "checksums.sqlite"
 # Long enough to ride out another run's write transaction (milliseconds of work

@@ -28,8 +28,8 @@ from mammography.data.labels import (
     load_label_table,
 )
 from mammography.errors import DataError
-from mammography.run.contract import MANIFEST_FILE
-from mammography.run.reporter import CONSOLE, Reporter
+from mammography.record.contract import MANIFEST_FILE
+from mammography.record.reporter import CONSOLE, Reporter
 
 __all__ = ["MANIFEST_FILE", "PreparedData", "build_cache", "data_config", "load_table",
            "prepare_data", "write_data_manifest"]
@@ -89,7 +89,7 @@ def load_table(cfg: LabelsConfig, out: Reporter = CONSOLE,
 
 
 def _load_table(cfg: LabelsConfig, out: Reporter, frames: str | None) -> LabelTable:
-    from mammography.data.dicom import image_problem, read_header
+    from mammography.data.dicom.decode import image_problem, read_header
     from mammography.data.fingerprint import processing_mix
 
     policy = frames or (cfg.multiframe if isinstance(cfg, ImageConfig) else "exclude")

@@ -32,7 +32,7 @@ clipped integers before mapping them, which avoids mapping the full-resolution
 image at all. The result equals ``preprocess(decode(path))`` up to a difference
 smaller than one window step in blocks that straddle the window's ends. With
 ``j2k_reduce`` a JPEG 2000 frame is decoded at the coarsest wavelet level that
-still covers the input size (:mod:`mammography.data.j2k`); if the crop then
+still covers the input size (:mod:`mammography.data.dicom.j2k`); if the crop then
 turns out too small for that level, the frame is decoded again one level finer.
 
 Bump ``PREPROCESS_VERSION`` whenever the output for the same input changes: it
@@ -52,7 +52,7 @@ import numpy as np
 from PIL import Image
 
 from mammography.config.data import parse_image_size
-from mammography.data.dicom import (
+from mammography.data.dicom.decode import (
     FRAME_POLICIES,
     Affine,
     DicomHeader,
@@ -398,7 +398,7 @@ def _block_mean_affine(raw: np.ndarray, affine: Affine, k: int, flip: bool) -> n
 
     The line commutes with averaging, so only ``clip(raw, lo, hi)`` needs
     summing; mapping after averaging is exact wherever a block lies on one part
-    of the line (see :class:`mammography.data.dicom.Affine`).
+    of the line (see :class:`mammography.data.dicom.decode.Affine`).
     """
     rows, cols = raw.shape
     row_sums = _clipped_row_sums(raw, k, affine.lo, affine.hi)

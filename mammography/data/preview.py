@@ -26,7 +26,7 @@ from mammography.config.datacmd import DataPreviewConfig
 from mammography.data.pipeline import build_cache, load_table
 from mammography.domain import CLASS_NAMES
 from mammography.errors import EXIT_OK
-from mammography.run.reporter import ConsoleReporter
+from mammography.record.reporter import ConsoleReporter
 
 MONTAGE_COLUMNS = 8
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mammography.errors import DataError
-from mammography.run.contract import fold_name
+from mammography.record.contract import fold_name
 
 SPLIT_COLUMNS = ("image_path", "accession", "patient", "view", "laterality", "label", "group",
                  "split")

@@ -39,7 +39,7 @@ from mammography.data.labels import (
     read_csv_rows,
 )
 from mammography.errors import DataError
-from mammography.run.reporter import CONSOLE, Reporter
+from mammography.record.reporter import CONSOLE, Reporter
 
 #: Columns whose presence means the CSV carries labels (ignored by predict).
 LABEL_COLUMNS = ("Classification", "label", "density")
@@ -54,7 +54,7 @@ NOT_MAMMOGRAPHY = frozenset({"CT", "MR", "PT", "NM", "US", "XA", "RF", "ES", "OP
 def scoring_problem(header: Any, frames: str = "exclude") -> str | None:
     """What rules a file out for scoring: the training rules (``dicom.image_problem``:
     no pixels, colour, multi-frame, truncated) plus a modality that is not mammography."""
-    from mammography.data.dicom import image_problem
+    from mammography.data.dicom.decode import image_problem
 
     problem = image_problem(header, frames=frames)
     if problem is None and (header.modality or "").upper() in NOT_MAMMOGRAPHY:
@@ -131,7 +131,7 @@ def load_unlabelled(csv_path: Path | None, dicom_root: Path | None, *, path_colu
     here, with the reason; ``on_bad_image`` and ``max_bad_fraction`` apply as
     everywhere.
     """
-    from mammography.data.dicom import read_header
+    from mammography.data.dicom.decode import read_header
     from mammography.data.fingerprint import acquisition_fingerprint, processing_mix
 
     table = unlabelled_table(csv_path, dicom_root, path_column=path_column, out=out)

@@ -15,7 +15,7 @@ import os
 import signal
 from concurrent.futures import ProcessPoolExecutor
 
-from mammography.run.processes import die_with_parent
+from mammography.record.processes import die_with_parent
 
 
 def process_pool(max_workers: int) -> ProcessPoolExecutor:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from mammography.data.fingerprint import compare_fingerprints
-from mammography.run.contract import MANIFEST_FILE
-from mammography.run.reporter import Reporter
+from mammography.record.contract import MANIFEST_FILE
+from mammography.record.reporter import Reporter
 
 
 def training_fingerprint(run_dir: Path) -> tuple[dict[str, Any] | None, str, str | None]:

@@ -42,9 +42,9 @@ from mammography.models.factory import (
     pooled_dim,
     weights_source,
 )
-from mammography.run.contract import FEATURES_FILE, METADATA_FILE
-from mammography.run.progress import progress_bar
-from mammography.run.protocol import RunContext
+from mammography.record.contract import FEATURES_FILE, METADATA_FILE
+from mammography.record.progress import progress_bar
+from mammography.record.protocol import RunContext
 
 
 def extract(backbone: torch.nn.Module, loader: DataLoader, device: torch.device,

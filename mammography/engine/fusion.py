@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mammography.errors import DataError
-from mammography.run.contract import (
+from mammography.record.contract import (
     FEATURES_FILE,
     METADATA_FILE,
     RUN_DIR_RE,
@@ -28,7 +28,7 @@ from mammography.run.contract import (
     SummaryUnreadable,
     read_summary,
 )
-from mammography.run.reporter import CONSOLE, Reporter
+from mammography.record.reporter import CONSOLE, Reporter
 
 METADATA_COLUMNS = ("image_path", "rel_path", "accession", "patient", "view", "laterality",
                     "label")

@@ -22,8 +22,8 @@ from mammography.data.loading import make_loader
 from mammography.engine.device import select_precision
 from mammography.engine.inference import predict_probabilities
 from mammography.errors import InputError
-from mammography.run.contract import FEATURES_FILE
-from mammography.run.reporter import Reporter
+from mammography.record.contract import FEATURES_FILE
+from mammography.record.reporter import Reporter
 
 
 def score_table(model: torch.nn.Module, table: LabelTable, cache: ImageCache, *,

@@ -27,19 +27,19 @@ from typing import Any
 from mammography.config.train import TrainConfig
 from mammography.data.pipeline import PreparedData, data_config, prepare_data
 from mammography.data.splits import train_val_indices
-from mammography.engine.crossval import cross_validate
+from mammography.engine.cv.crossval import cross_validate
 from mammography.engine.fusion import load_fusion
-from mammography.engine.resume import (
+from mammography.engine.train.result import SplitResult
+from mammography.engine.train.resume import (
     check_not_running,
     check_same_data,
     load_checkpoint,
     recorded_split,
     resume_link,
 )
-from mammography.engine.split_result import SplitResult
-from mammography.engine.split_training import EpochCallback, train_split
-from mammography.run.contract import read_summary
-from mammography.run.protocol import RunContext
+from mammography.engine.train.split import EpochCallback, train_split
+from mammography.record.contract import read_summary
+from mammography.record.protocol import RunContext
 
 
 def run_train_density(cfg: TrainConfig, run: RunContext) -> None:

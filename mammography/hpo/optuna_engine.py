@@ -34,14 +34,14 @@ from mammography.hpo.storage import (
     resumed_run_is_dead,
     storage_of,
 )
-from mammography.run.contract import (
+from mammography.record.contract import (
     CHILD_RUN_DIR,
     MANIFEST_FILE,
     OPTUNA_TRIAL_FILE,
     trial_name,
 )
-from mammography.run.jsonio import read_json, write_json_atomic
-from mammography.run.protocol import RunContext
+from mammography.record.jsonio import read_json, write_json_atomic
+from mammography.record.protocol import RunContext
 
 TRIAL_FILE = OPTUNA_TRIAL_FILE
 RUN_DIR_ATTR = "run_dir"
@@ -192,7 +192,7 @@ def _objective(trial: Any, cfg: TuneConfig, run: RunContext, space: dict[str, di
                data: TrialData) -> float:
     import optuna
 
-    from mammography.engine.split_training import train_child
+    from mammography.engine.train.split import train_child
     from mammography.engine.train_density import train_prepared
 
     fail_dead_trials(trial.study, run, exclude=trial._trial_id)

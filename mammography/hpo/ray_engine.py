@@ -32,16 +32,16 @@ from mammography.data.pipeline import data_config, prepare_data
 from mammography.hpo.optuna_engine import direction, train_config
 from mammography.hpo.ray_previous import PreviousTrial, finished_trials
 from mammography.hpo.search_space import optuna_distributions
-from mammography.run.contract import (
+from mammography.record.contract import (
     HISTORY_JSON,
     LOG_FILE,
     RAY_TRIALS_DIR,
     ray_stream_file,
     run_dir_name,
 )
-from mammography.run.processes import die_with_parent, ray_session, thread_env
-from mammography.run.protocol import RunContext
-from mammography.run.record import now_iso
+from mammography.record.document import now_iso
+from mammography.record.processes import die_with_parent, ray_session, thread_env
+from mammography.record.protocol import RunContext
 
 POLL_SECONDS = 0.5
 #: The history columns each ``ray_hpo_<trial>.jsonl`` line carries (the seed's format).

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mammography.errors import InputError
-from mammography.run.contract import (
+from mammography.record.contract import (
     HISTORY_JSON,
     RAY_TRIALS_DIR,
     SummaryUnreadable,
@@ -30,7 +30,7 @@ from mammography.run.contract import (
     read_summary,
     run_dir_name,
 )
-from mammography.run.jsonio import read_json
+from mammography.record.jsonio import read_json
 
 
 @dataclass(frozen=True)

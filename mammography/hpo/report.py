@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mammography.hpo.storage import SKIPPED, TRIAL_DIR
-from mammography.run.contract import CHILD_RUN_DIR, trial_name
-from mammography.run.protocol import RunContext
+from mammography.record.contract import CHILD_RUN_DIR, trial_name
+from mammography.record.protocol import RunContext
 
 
 def write_trials_csv(path: Path, trials: list[dict[str, Any]]) -> None:

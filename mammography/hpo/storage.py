@@ -32,10 +32,10 @@ from mammography.config.storage import (
     sqlite_path,
 )
 from mammography.config.tune import TuneConfig
-from mammography.run.contract import STUDY_DB, read_summary
-from mammography.run.processes import pid_alive
-from mammography.run.protocol import RunContext
-from mammography.run.reporter import Reporter
+from mammography.record.contract import STUDY_DB, read_summary
+from mammography.record.processes import pid_alive
+from mammography.record.protocol import RunContext
+from mammography.record.reporter import Reporter
 
 HEARTBEAT_SECONDS = 60
 GRACE_SECONDS = 180

@@ -26,13 +26,13 @@ from mammography.hpo.report import (
     write_trials_csv,
 )
 from mammography.hpo.storage import TRIAL_DIR
-from mammography.run.contract import (
+from mammography.record.contract import (
     BEST_PARAMS_FILE,
     TRIALS_CSV,
     SummaryUnreadable,
     read_summary,
 )
-from mammography.run.protocol import RunContext
+from mammography.record.protocol import RunContext
 
 
 def run_tune(cfg: TuneConfig, run: RunContext) -> None:

@@ -1,5 +1,5 @@
 """`mammography runs ...`: read, compare, check, reproduce, tidy and export run directories.
 
-These commands read what runs left behind (the contract of ``mammography.run.contract``)
+These commands read what runs left behind (the contract of ``mammography.record.contract``)
 and never create a run directory themselves.
 """

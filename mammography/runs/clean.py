@@ -43,7 +43,7 @@ from typing import Any
 
 from mammography.config.runs import RunsCleanConfig
 from mammography.durations import format_duration, now, parse_duration, parse_time
-from mammography.run.contract import CONFIG_FILE, CV_SUMMARY_FILE, GIT_PATCH_FILE, MANIFEST_FILE
+from mammography.record.contract import CONFIG_FILE, CV_SUMMARY_FILE, GIT_PATCH_FILE, MANIFEST_FILE
 from mammography.runs.discover import (
     CLEANED_FILE,
     KEEP_MARKER,
@@ -303,7 +303,7 @@ def _prune_empty(folder: Path, stop: Path) -> None:
 
 
 def _write_cleaned(run_dir: Path, removed: list[str], reason: str) -> None:
-    from mammography.run.jsonio import write_json_atomic
+    from mammography.record.jsonio import write_json_atomic
 
     path = run_dir / CLEANED_FILE
     previous: list[str] = []

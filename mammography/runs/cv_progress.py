@@ -19,7 +19,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from mammography.run.contract import CV_RECORD, FOLD_REUSED
+from mammography.record.contract import CV_RECORD, FOLD_REUSED
 from mammography.runs.discover import RunRecord
 
 #: Effective statuses (discover.py) of a parent worth continuing.
@@ -78,7 +78,7 @@ def is_stopped_cv_parent(record: RunRecord) -> bool:
 def load_summaries(record: RunRecord) -> None:
     """Read the whole summaries of a CV parent and its child runs again (`runs list`
     dropped them); one that cannot be read now stays as it was."""
-    from mammography.run.contract import SummaryUnreadable, read_summary
+    from mammography.record.contract import SummaryUnreadable, read_summary
 
     for run in (record, *record.children):
         with contextlib.suppress(SummaryUnreadable):

@@ -30,7 +30,7 @@ from typing import Any
 from mammography.durations import now as _now
 from mammography.durations import parse_duration, parse_time
 from mammography.errors import InputError
-from mammography.run.contract import (
+from mammography.record.contract import (
     CHILD_RUN_DIR,
     CLEANED_FILE,
     KEEP_MARKER,
@@ -41,8 +41,8 @@ from mammography.run.contract import (
     SummaryUnreadable,
     heartbeat_seconds,
 )
-from mammography.run.contract import read_summary as _read_summary
-from mammography.run.processes import pid_alive
+from mammography.record.contract import read_summary as _read_summary
+from mammography.record.processes import pid_alive
 
 __all__ = ["CLEANED_FILE", "KEEP_MARKER", "LOG_FILE", "SUMMARY_FILE", "RunRecord", "find_runs",
            "open_run", "pid_alive", "summary_or_problem"]

@@ -29,7 +29,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from mammography.run.contract import cache_root
+from mammography.record.contract import cache_root
 from mammography.runs import projection
 
 INDEX_FOLDER = "runs-index"

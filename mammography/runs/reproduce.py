@@ -38,7 +38,7 @@ from typing import Any
 
 from mammography.config.runs import RunsReproduceConfig
 from mammography.errors import EXIT_FAILED, EXIT_INTERRUPTED, InputError
-from mammography.run.contract import ENV_BASED_ON, GIT_PATCH_FILE, MANIFEST_FILE
+from mammography.record.contract import ENV_BASED_ON, GIT_PATCH_FILE, MANIFEST_FILE
 from mammography.runs.discover import RunRecord, open_run
 from mammography.runs.lineage import top_level_dir
 
@@ -55,7 +55,7 @@ def _state(commit: str | None, dirty: Any) -> str:
 
 def check_code(record: RunRecord) -> tuple[list[str], list[str]]:
     """(warnings, notes) comparing the recorded code with the current checkout."""
-    from mammography.run.provenance import collect_git
+    from mammography.record.provenance import collect_git
 
     summary = record.summary or {}
     recorded_git = summary.get("git") or {}
@@ -154,7 +154,7 @@ def check_data(record: RunRecord) -> tuple[list[str], list[str]]:
 
 
 def check_environment(record: RunRecord) -> list[str]:
-    from mammography.run.environment import installed_packages
+    from mammography.record.environment import installed_packages
     from mammography.runs.discover import MISSING, lookup
 
     environment = (record.summary or {}).get("environment") or {}

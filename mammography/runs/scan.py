@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mammography.run.contract import (
+from mammography.record.contract import (
     CHILD_RUN_DIR,
     RUN_DIR_RE,
     SUMMARY_FILE,

@@ -24,7 +24,7 @@ import sys
 from typing import Any
 
 from mammography.config.runs import RunsValidateConfig
-from mammography.run.contract import (
+from mammography.record.contract import (
     BEST_MODEL_FILE,
     CLEANED_FILE,
     CV_SUMMARY_FILE,
@@ -134,7 +134,7 @@ def run_problems(record: RunRecord, memo: dict[str, Any] | None = None) -> list[
 def summary_checks(document: dict[str, Any]) -> dict[str, Any]:
     """What `runs validate` needs of a whole summary: its schema problems and the files
     it records (kept in the run index, so an unchanged summary is not read again)."""
-    from mammography.run.schema import schema_problems
+    from mammography.record.schema import schema_problems
 
     artifacts = [a.get("path") for a in document.get("artifacts") or []
                  if isinstance(a, dict) and isinstance(a.get("path"), str) and a.get("path")]

@@ -12,7 +12,7 @@ from mammography.config.storage import (
     sqlite_path,
     storage_problems,
 )
-from mammography.run.secrets import mask_passwords
+from mammography.record.secrets import mask_passwords
 from tests.helpers import child_env, run_cli
 
 
@@ -135,7 +135,7 @@ def test_sqlite_path():
 def test_what_a_run_records_never_holds_the_password():
     from mammography.config.core import run_settings
     from mammography.config.tune import TuneConfig
-    from mammography.run.record import command_line, recorded_argv
+    from mammography.record.document import command_line, recorded_argv
 
     url = "postgresql://bob:hunter2@db/optuna"
     settings = run_settings(TuneConfig(csv=None, storage=url))

@@ -14,7 +14,7 @@ from mammography.data.cache import (
 )
 from mammography.data.preprocess import PreprocessSettings
 from mammography.data.synthetic import synthesize_mammogram, write_mammogram_dicom
-from mammography.run.reporter import CollectingReporter
+from mammography.record.reporter import CollectingReporter
 
 SETTINGS = PreprocessSettings(img_size=64)
 
@@ -235,7 +235,7 @@ def _bad_files(folder: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("size", [512, 64])
 def test_the_cheap_decode_check_refuses_exactly_what_decoding_for_training_does(tmp_path,
                                                                               size):
-    from mammography.data.dicom import DicomReadError
+    from mammography.data.dicom.decode import DicomReadError
     from mammography.data.preprocess import load_preprocessed
 
     files = _bad_files(tmp_path)

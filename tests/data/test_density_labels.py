@@ -11,7 +11,7 @@ from mammography.data.density_labels import (
     label_problem,
     parse_label,
 )
-from mammography.run.reporter import CollectingReporter
+from mammography.record.reporter import CollectingReporter
 
 
 @pytest.mark.parametrize("raw, expected", [

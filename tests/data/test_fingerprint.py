@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from mammography.data.dicom import read_header
+from mammography.data.dicom.decode import read_header
 from mammography.data.fingerprint import (
     acquisition_fingerprint,
     compare_fingerprints,

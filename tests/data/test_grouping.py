@@ -13,7 +13,7 @@ from mammography.data.grouping import (
     normalise_patient_ids,
 )
 from mammography.data.splits import kfold_indices
-from mammography.run.reporter import CollectingReporter
+from mammography.record.reporter import CollectingReporter
 
 
 @dataclass

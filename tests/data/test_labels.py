@@ -6,7 +6,7 @@ import pytest
 
 from mammography.data.labels import load_label_table, parse_label
 from mammography.errors import DataError
-from mammography.run.reporter import CollectingReporter
+from mammography.record.reporter import CollectingReporter
 
 
 def make_tree(root: Path, exams: dict[str, int]) -> Path:

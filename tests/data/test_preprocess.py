@@ -11,7 +11,7 @@ from pydicom.data import get_testdata_file
 
 from mammography.data import preprocess as pp
 from mammography.data import segment
-from mammography.data.dicom import Affine, DicomReadError, decode
+from mammography.data.dicom.decode import Affine, DicomReadError, decode
 from mammography.data.preprocess import (
     PREPROCESS_VERSION,
     PreprocessSettings,

@@ -9,7 +9,7 @@ import pytest
 
 from mammography.data.unlabelled import find_dicoms_by_content, load_unlabelled
 from mammography.errors import DataError
-from mammography.run.reporter import CollectingReporter
+from mammography.record.reporter import CollectingReporter
 
 PYDICOM_FILES = Path(__import__("pydicom").__file__).parent / "data" / "test_files"
 

@@ -18,7 +18,7 @@ from mammography.data.augment import GRAY_MEAN, GRAY_STD
 from mammography.data.preprocess import PreprocessSettings
 from mammography.engine.checkpoint import best_payload
 from mammography.models.factory import create_model
-from mammography.run.contract import (
+from mammography.record.contract import (
     BEST_MODEL_FILE,
     CV_SUMMARY_FILE,
     MANIFEST_FILE,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mammography.run.schema import schema_problems
+from mammography.record.schema import schema_problems
 from tests.helpers import child_env, read_summary, run_cli
 
 pytestmark = pytest.mark.slow

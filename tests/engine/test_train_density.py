@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from mammography.run.schema import schema_problems
+from mammography.record.schema import schema_problems
 from tests.helpers import child_env, read_summary
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ import pytest
 
 from mammography.config.storage import parse_storage, reachable_problem
 from mammography.hpo.storage import OWNER_RUN
-from mammography.run.reporter import CollectingReporter
+from mammography.record.reporter import CollectingReporter
 from tests.helpers import child_env, read_summary, run_cli
 
 pytestmark = pytest.mark.slow
@@ -183,7 +183,7 @@ OPEN_STORAGE = """
 import sys
 from mammography.config.storage import parse_storage
 from mammography.hpo.storage import open_storage
-from mammography.run.reporter import CollectingReporter
+from mammography.record.reporter import CollectingReporter
 
 open_storage(parse_storage(sys.argv[1]), CollectingReporter())
 """

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mammography.run.schema import schema_problems
+from mammography.record.schema import schema_problems
 from tests.helpers import child_env, read_summary, run_cli
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ and manifests the exclusion - never with a traceback.
 Cases covered elsewhere (by reference, see docs/reliability.md): missing --csv
 (tests/data/test_audit.py), unknown --arch (tests/engine/test_train_density.py),
 unknown option (tests/cli/test_app.py), permission-denied --outdir
-(tests/run/test_rundir.py, skipped as root), a checkpoint of another
+(tests/record/test_rundir.py, skipped as root), a checkpoint of another
 architecture / corrupt / pickle payload in best_model.pt for eval-export
 (tests/engine/test_embed_eval.py).
 """
@@ -419,7 +419,7 @@ def test_a_training_run_manifests_and_logs_every_exclusion(zoo, train_cases):
 @pytest.mark.parametrize("name", ["outdir_under_a_file", "outdir_is_a_file"])
 def test_unwritable_outdir(train_cases, name):
     """As root permissions do not bite (chmod is covered, and skipped as root, in
-    tests/run/test_rundir.py); a path through a regular file fails for everyone."""
+    tests/record/test_rundir.py); a path through a regular file fails for everyone."""
     case = train_cases[name]
     blocker = case.out if name == "outdir_is_a_file" else case.out.parent
     assert case.proc.returncode == 2, case.proc.stderr[-2000:]

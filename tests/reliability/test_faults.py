@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from mammography.run.reporter import CollectingReporter
-from mammography.run.schema import schema_problems
+from mammography.record.reporter import CollectingReporter
+from mammography.record.schema import schema_problems
 from tests.reliability.common import (
     LONG,
     SCRIPTS,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from mammography.data.labels import load_label_table, read_csv_rows
 from mammography.errors import DataError
-from mammography.run.reporter import CollectingReporter
+from mammography.record.reporter import CollectingReporter
 from tests.reliability.common import SEED, budget
 
 ACCESSIONS = ["100", "101", "102", "A-1", "x y", "ção"]

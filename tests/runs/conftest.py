@@ -166,7 +166,7 @@ def _craft_failed(source: Path, target: Path) -> None:
     document.update(status="failed", results={}, run_dir=str(target.resolve()))
     document["execution"].update(exit_code=1, error={
         "type": "RuntimeError", "message": "CUDA error: device-side assert triggered",
-        "where": "mammography/engine/fit.py:120 in train_one_epoch"})
+        "where": "mammography/engine/train/fit.py:120 in train_one_epoch"})
     document["artifacts"] = [a for a in document["artifacts"]
                              if (target / a["path"]).exists()]
     (target / "summary.json").write_text(json.dumps(document, indent=2))

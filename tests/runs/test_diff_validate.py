@@ -104,7 +104,7 @@ def test_validate_remembers_only_what_an_unchanged_summary_says(tmp_path, fake_r
     import os
     import time
 
-    import mammography.run.schema as schema
+    import mammography.record.schema as schema
     from mammography.config.runs import RunsValidateConfig
     from mammography.runs.validate import run_validate
 

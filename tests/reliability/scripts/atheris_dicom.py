@@ -22,7 +22,7 @@ import atheris
 with atheris.instrument_imports():
     import pydicom  # noqa: F401 - instrumented for coverage feedback
 
-    from mammography.data.dicom import DicomReadError, decode, read_header
+    from mammography.data.dicom.decode import DicomReadError, decode, read_header
     from mammography.data.preprocess import PreprocessSettings, load_preprocessed
 
 SETTINGS = PreprocessSettings(img_size=32)

@@ -9,7 +9,7 @@ import resource
 import signal
 import sys
 
-from mammography.run import Run
+from mammography.record import Run
 
 with Run(command="reliability", experiment_type="evaluation", outdir=sys.argv[1],
          seed=1, hyperparameters={"case": "disk_full"}) as run:

@@ -31,7 +31,7 @@ from pydicom import uid
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from mammography.data.dicom import DicomReadError, decode, read_header
+from mammography.data.dicom.decode import DicomReadError, decode, read_header
 from mammography.data.preprocess import PreprocessSettings, load_preprocessed
 from mammography.data.synthetic import synthesize_mammogram, write_mammogram_dicom
 

@@ -3,7 +3,7 @@ tee, summary, provenance) writing LINES numbered lines, for the concurrency test
 
 import sys
 
-from mammography.run import Run
+from mammography.record import Run
 
 outdir, tag, lines = sys.argv[1], sys.argv[2], int(sys.argv[3])
 with Run(command="reliability", experiment_type="evaluation", outdir=outdir, seed=int(tag),

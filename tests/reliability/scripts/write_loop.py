@@ -10,7 +10,7 @@ from pathlib import Path
 
 mode, folder = sys.argv[1], Path(sys.argv[2])
 if mode == "summary":
-    from mammography.run.summary import SummaryWriter
+    from mammography.record.summary import SummaryWriter
 
     path = folder / "summary.json"
     writer = SummaryWriter(path, {"status": "running", "counter": 0,

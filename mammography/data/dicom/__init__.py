@@ -1,0 +1,1 @@
+"""DICOM: headers, decoding (every transfer syntax), the intensity chain, views, errors."""

@@ -1,0 +1,84 @@
+"""A parallel CV worker: ``python -m mammography.engine.cv.worker PARENT K [K ...]``.
+
+Started by ``crossval`` through the executor (``cv_executor``), one per
+``--cv-workers`` slot. It re-reads the parent run's settings (its
+config.yaml), prepares the same data once (the cache makes this cheap; the
+manifest digest must match the parent's, or the data changed under the run),
+and trains its folds one after another, each as the child run
+``PARENT/fold_K/results`` (``split_training.train_child``, as sequential CV
+does), with the fold's images read from the parent's splits.csv. A fold the
+parent's plan (summary.json ``cross_validation``) says to continue starts from
+the interrupted run's last_checkpoint.pt.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mammography.errors import DataError, InputError
+
+
+def worker_command(parent_dir: Path, folds: list[int]) -> list[str]:
+    """The command line of a worker that trains ``folds`` of the CV run ``parent_dir``."""
+    return [sys.executable, "-m", "mammography.engine.cv.worker", str(parent_dir),
+            *map(str, folds)]
+
+
+def train_folds(parent_dir: Path, folds: list[int]) -> int:
+    """Worker body: the folds in order; the exit code of the first that does not complete."""
+    from mammography.config.resolve import run_config
+    from mammography.config.train import TrainConfig
+    from mammography.data.pipeline import prepare_data
+    from mammography.data.splits import fold_split
+    from mammography.engine.cv.executor import announce
+    from mammography.engine.cv.resume import recorded_plan
+    from mammography.engine.fusion import load_fusion
+    from mammography.engine.train.split import ChildRunEnded, train_fold
+    from mammography.record.contract import FOLD_CONTINUED, SPLITS_FILE
+    from mammography.record.placement import RunRef
+    from mammography.record.reporter import ConsoleReporter
+
+    cfg = run_config(TrainConfig, parent_dir)
+    parent = RunRef.load(parent_dir)
+    out = ConsoleReporter()
+    data = prepare_data(cfg, None, out, progress=False)
+    expected = (parent.document.get("data_config") or {}).get("manifest_digest")
+    if data.manifest_digest != expected:
+        raise DataError(f"The data of {parent_dir} changed while its cross-validation ran "
+                        f"(manifest digest {data.manifest_digest[:12]}, the run's "
+                        f"{str(expected)[:12]}). Start the run again.")
+    paths = [r.path for r in data.table.images]
+    fusion = load_fusion(cfg.embeddings_dir, paths, data.table.dicom_root, out)
+    for fold in folds:
+        announce(fold)
+        split = fold_split(parent_dir / SPLITS_FILE, paths, data.table.dicom_root, fold)
+        plan = recorded_plan(parent_dir, parent.document, fold)
+        try:
+            train_fold(parent, fold, cfg, data, split, fusion,
+                       resume_from=plan.source if plan.origin == FOLD_CONTINUED else None)
+        except ChildRunEnded as ended:  # recorded in the fold's own run directory
+            return ended.exit_code
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parent, folds = Path(argv[0]), [int(k) for k in argv[1:]]
+    from mammography.errors import EXIT_FAILED, EXIT_INTERRUPTED, RunInterrupted
+
+    try:
+        return train_folds(parent, folds)
+    except InputError as exc:  # before a fold's run existed, or its own refusal: message only
+        print(f"Error: {exc.render()}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except (RunInterrupted, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    except Exception:  # before any fold's run existed: the traceback is the record
+        import traceback
+
+        traceback.print_exc()
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

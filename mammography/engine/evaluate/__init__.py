@@ -1,0 +1,1 @@
+"""`mammography eval-export`: the metric pack of trained models, compared and exported."""

@@ -1,0 +1,202 @@
+"""Evaluating one trained model: scores, the metric pack with CIs, calibration, subgroups.
+
+Everything eval-export writes into ``models/<label>/``: ``metrics.json`` and
+``metrics.csv`` (image, breast and exam levels, patient-clustered bootstrap
+95 % CIs), ``predictions_image.csv``, ``predictions_breast.csv``,
+``predictions_exam.csv``, ``subgroups.csv``, plots (confusion matrix, ROC,
+calibration, kappa by subgroup), the exported model and ``model_card.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mammography.config.evaluate import EvalConfig
+from mammography.data.cache import ImageCache
+from mammography.data.labels import LabelTable
+from mammography.data.preprocess import PreprocessSettings
+from mammography.engine.checkpoint import model_from_best
+from mammography.engine.evaluate.sources import ModelSource, own_validation_split
+from mammography.engine.scoring import embeddings_for, score_table
+from mammography.errors import DataError
+from mammography.metrics.calibration import apply_temperature, fit_temperature, reliability_bins
+from mammography.metrics.evaluation import LEVELS, evaluate_levels, levels, subgroup_rows
+from mammography.record.contract import BEST_MODEL_FILE, MANIFEST_FILE, VAL_PREDICTIONS
+from mammography.record.jsonio import read_json, write_json_atomic
+from mammography.record.protocol import RunContext
+from mammography.report.tables import write_level_rows_csv
+
+SUBGROUPS_FILE = "subgroups.csv"
+#: Breakdowns from the DICOM headers, and the levels each makes sense at.
+HEADER_SUBGROUPS = {"manufacturer": LEVELS, "view": ("image",),
+                    "laterality": ("image", "breast")}
+
+
+@dataclass
+class ModelEvaluation:
+    source: ModelSource
+    table: LabelTable
+    labels: np.ndarray  # class indices of table.images
+    probs: np.ndarray  # N x 4, after calibration when asked
+    metrics: dict[str, Any]
+    payload: dict[str, Any]
+    folder: Path
+    subgroups: list[dict[str, Any]] = field(default_factory=list)
+    shift: list[str] = field(default_factory=list)
+    export: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return self.source.label
+
+    @property
+    def image_set(self) -> tuple[str, ...]:
+        return tuple(sorted(str(r.path) for r in self.table.images))
+
+
+def evaluate_model(cfg: EvalConfig, run: RunContext, source: ModelSource,
+                   shared_table: LabelTable | None, device: torch.device) -> ModelEvaluation:
+    """Score ``source``'s model on ``shared_table`` (``--csv``) or its own validation split."""
+    model, payload = model_from_best(source.run_dir / BEST_MODEL_FILE)
+    table = shared_table or own_validation_split(source)
+    cache = ImageCache(PreprocessSettings(**payload["preprocess"]), cfg.cache_dir, cfg.cache)
+    report = cache.build([r.path for r in table.images], workers=cfg.workers, out=run)
+    if report.failed:
+        for path, reason in report.failed.items():
+            run.warn(f"skipping undecodable image {path}: {reason}")
+        table = LabelTable([r for r in table.images if str(r.path) not in report.failed],
+                           table.exclusions, table.csv_path, table.dicom_root,
+                           table.csv_format, table.csv_rows)
+    if not table.images:
+        raise DataError(f"No image of {source.label}'s evaluation data could be decoded.")
+    probs = score_table(model, table, cache, batch_size=cfg.batch_size,
+                        num_workers=cfg.num_workers, device=device, amp=cfg.amp,
+                        embeddings=embeddings_for(payload, table, run))
+    labels = np.array([r.class_index for r in table.images])
+    calibration = None
+    if cfg.calibrate:
+        calibration = _calibration(run, source, shared_table is None)
+        probs = apply_temperature(probs, calibration["temperature"]).astype(np.float32)
+    records = table.images
+    metrics = evaluate_levels(labels, probs, [r.accession for r in records],
+                              [r.breast for r in records], [r.patient for r in records],
+                              bootstrap=cfg.bootstrap, seed=cfg.seed)
+    metrics["calibration"] = calibration
+    metrics["reliability"] = _reliability(labels, probs, records)
+    folder = run.dir / "models" / source.label
+    evaluation = ModelEvaluation(source, table, labels, probs, metrics, payload, folder)
+    evaluation.subgroups = _subgroups(cfg, evaluation)
+    if shared_table is not None:
+        evaluation.shift = data_shift(source, table)
+        for difference in evaluation.shift:
+            run.warn(f"{source.label}: the evaluated data differs from the training data: "
+                     f"{difference}")
+    metrics["data_shift"] = evaluation.shift
+    write_model_outputs(evaluation)
+    return evaluation
+
+
+def _calibration(run: RunContext, source: ModelSource, own_split: bool) -> dict[str, Any]:
+    """The temperature fitted on the training run's validation predictions."""
+    path = source.run_dir / VAL_PREDICTIONS
+    if not path.is_file():
+        raise DataError(f"--calibrate needs {path} (the run's validation predictions) to fit "
+                        "a temperature on.")
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    y = np.array([int(r["true_label"]) - 1 for r in rows])
+    p = np.array([[float(r[f"prob_{c}"]) for c in "ABCD"] for r in rows])
+    fit = fit_temperature(y, p)
+    fit["fitted_on"] = str(path)
+    if own_split:
+        run.warn(f"{source.label}: --calibrate fits the temperature on the very validation "
+                 "split it is evaluated on, so its ECE is optimistic; evaluate on other data "
+                 "(--csv) for an honest calibration estimate.")
+    run.log(f"{source.label}: temperature {fit['temperature']:.3f} (NLL "
+            f"{fit['nll_before']:.4f} -> {fit['nll_after']:.4f} on {fit['samples']} "
+            "validation images)")
+    return fit
+
+
+def _reliability(labels: np.ndarray, probs: np.ndarray, records: list[Any]
+                 ) -> dict[str, list[dict[str, Any]]]:
+    data = levels(labels, probs, [r.accession for r in records], [r.breast for r in records],
+                  [r.patient for r in records])
+    return {name: reliability_bins(data[name].y, data[name].probs) for name in LEVELS}
+
+
+def _subgroups(cfg: EvalConfig, evaluation: ModelEvaluation) -> list[dict[str, Any]]:
+    records = evaluation.table.images
+    data = levels(evaluation.labels, evaluation.probs, [r.accession for r in records],
+                  [r.breast for r in records], [r.patient for r in records])
+    # Each unit's first image stands for it (an exam's images share site and device).
+    first: dict[str, dict[str, Any]] = {"image": {}, "breast": {}, "exam": {}}
+    for i, record in enumerate(records):
+        first["image"].setdefault(str(i), record)
+        first["breast"].setdefault(record.breast, record)
+        first["exam"].setdefault(record.accession, record)
+    breakdowns = [(name, tuple(levels_)) for name, levels_ in HEADER_SUBGROUPS.items()]
+    breakdowns += [(column, LEVELS) for column in cfg.subgroup]
+    rows = []
+    for name, wanted in breakdowns:
+        for level in wanted:
+            units = [first[level][u] for u in data[level].ids]
+            groups = [_group_value(unit, name) for unit in units]
+            rows += subgroup_rows(level, name, groups, data[level],
+                                  exams=[unit.accession for unit in units],
+                                  min_exams=cfg.min_group, bootstrap=cfg.bootstrap,
+                                  seed=cfg.seed)
+    return rows
+
+
+def _group_value(record: Any, name: str) -> str:
+    if name in HEADER_SUBGROUPS:
+        value = getattr(record, name, "") or ""
+        return value.upper()[:1] if name == "laterality" and value else value
+    return record.fields.get(name, "")
+
+
+def data_shift(source: ModelSource, table: LabelTable) -> list[str]:
+    """What the evaluated data has that the model's training data never had."""
+    from mammography.data.fingerprint import acquisition_fingerprint, compare_fingerprints
+
+    manifest = source.run_dir / MANIFEST_FILE
+    try:
+        trained = read_json(manifest).get("fingerprint")
+    except (OSError, ValueError):
+        trained = None
+    if not trained:
+        return []
+    return compare_fingerprints(trained, acquisition_fingerprint(table.images))
+
+
+def write_model_outputs(evaluation: ModelEvaluation) -> None:
+    from mammography.report.plots import (
+        plot_calibration,
+        plot_confusion_matrix,
+        plot_roc_curves,
+        plot_subgroup_kappa,
+    )
+    from mammography.report.predictions import write_predictions
+    from mammography.report.tables import write_rows_csv
+
+    folder, metrics = evaluation.folder, evaluation.metrics
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / "metrics.json", metrics)
+    write_level_rows_csv(folder / "metrics.csv", metrics, levels=LEVELS)
+    write_predictions(folder, evaluation.table.images, evaluation.labels, evaluation.probs,
+                      "predictions_image.csv", "predictions_exam.csv", "predictions_breast.csv")
+    write_rows_csv(folder / SUBGROUPS_FILE, evaluation.subgroups)
+    plots = folder / "plots"
+    plot_confusion_matrix(np.array(metrics["image"]["confusion_matrix"]),
+                          plots / "confusion_matrix.png", title="Evaluation")
+    plot_roc_curves(evaluation.labels, evaluation.probs, plots / "roc_curves.png")
+    plot_calibration(metrics["reliability"], {level: metrics[level]["ece"] for level in LEVELS},
+                     plots / "calibration.png")
+    plot_subgroup_kappa(evaluation.subgroups, plots / "subgroups_kappa.png")

@@ -1,0 +1,77 @@
+"""A trained model for deployment: TorchScript or ONNX, its input card, and a parity check.
+
+eval-export writes ``models/<label>/export/model.onnx`` (or
+``model.torchscript.pt``) with ``preprocessing.json``, then runs the exported
+file itself on evaluation images and records the largest probability
+difference from the checkpoint (``PARITY_TOLERANCE``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mammography.config.evaluate import EvalConfig
+from mammography.data.cache import ImageCache
+from mammography.data.labels import LabelTable
+from mammography.engine.evaluate.sources import ModelSource
+from mammography.engine.export import (
+    PARITY_TOLERANCE,
+    export_onnx,
+    export_torchscript,
+    exported_probabilities,
+    input_shape,
+    preprocessing_card,
+)
+from mammography.record.contract import BEST_MODEL_FILE
+from mammography.record.protocol import RunContext
+
+
+def export_model(cfg: EvalConfig, run: RunContext, source: ModelSource, model: torch.nn.Module,
+                 payload: dict[str, Any], table: LabelTable, cache: ImageCache,
+                 embeddings: np.ndarray | None, folder: Path) -> dict[str, Any] | None:
+    """Export ``model`` (``--export``) with its preprocessing card, checked to give the
+    checkpoint's probabilities on up to 32 evaluation images."""
+    from mammography.data.augment import normalize, to_float
+    from mammography.record.jsonio import write_json_atomic
+
+    if cfg.export == "none":
+        return None
+    shape = input_shape(payload["preprocess"])
+    export_dir = folder / "export"
+    export_dir.mkdir(parents=True, exist_ok=True)
+    name = "model.torchscript.pt" if cfg.export == "torchscript" else "model.onnx"
+    path = export_dir / name
+    model = model.cpu().eval()
+    if cfg.export == "torchscript":
+        export_torchscript(model, shape, path)
+    else:
+        export_onnx(model, shape, path)
+    write_json_atomic(export_dir / "preprocessing.json",
+                      preprocessing_card(payload, source.run_dir / BEST_MODEL_FILE, cfg.export,
+                                         name))
+    count = min(len(table.images), 32)
+    x = torch.stack([torch.from_numpy(np.array(cache.load(r.path)))[None]
+                     for r in table.images[:count]])
+    inputs: tuple[torch.Tensor, ...] = (normalize(to_float(x)),)
+    if embeddings is not None:
+        inputs += (torch.from_numpy(embeddings[:count]),)
+    with torch.no_grad():
+        reference = torch.softmax(model(*inputs), dim=1).numpy()
+    exported = exported_probabilities(cfg.export, path, inputs)
+    if exported is None:
+        run.warn(f"{source.label}: onnxruntime is not installed, so the ONNX export was not "
+                 "checked against the checkpoint")
+        return {"file": str(path.relative_to(run.dir)), "format": cfg.export, "parity": None}
+    diff = float(np.abs(exported - reference).max())
+    if diff > PARITY_TOLERANCE:
+        run.warn(f"{source.label}: the {cfg.export} export differs from the checkpoint by "
+                 f"{diff:.2e} in probability (tolerance {PARITY_TOLERANCE:g})")
+    run.log(f"{source.label}: exported {cfg.export} -> {path.relative_to(run.dir)} "
+            f"(max probability difference vs checkpoint on {count} images: {diff:.2e})")
+    return {"file": str(path.relative_to(run.dir)), "format": cfg.export,
+            "parity_max_abs_diff": diff, "parity_images": count,
+            "parity_ok": diff <= PARITY_TOLERANCE}

@@ -1,0 +1,232 @@
+"""`mammography eval-export`: evaluate trained runs, compare them, export the models.
+
+Usage::
+
+    mammography eval-export --run outputs/density/results_4
+    mammography eval-export --run outputs/density/results_4 --run outputs/density/results_5 \\
+        --run outputs/density/results_7 --export onnx     # results_7 a CV run: all its folds
+    mammography eval-export --run outputs/density/results_4 --run outputs/density/results_5 \\
+        --csv other_site.csv --dicom-root /data/other_site --subgroup site --calibrate
+
+Each model is rebuilt from its ``best_model.pt`` (weights-only load: a
+checkpoint can never execute code) and evaluated on its run's own validation
+split, or on ``--csv`` data (``eval_model.py``): the literature's metric pack
+at image, breast and exam level with patient-clustered bootstrap 95 % CIs,
+prediction tables, calibration, subgroups, a model card and the exported
+model (``portable.py``). Models evaluated on the same images are compared
+pairwise (``paired_comparison.csv``); configurations are compared in tables
+(CSV, Markdown, LaTeX) that say which differences are significant.
+"""
+
+from __future__ import annotations
+
+import csv
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mammography.config.evaluate import EvalConfig
+from mammography.data.cache import ImageCache
+from mammography.data.labels import LabelTable
+from mammography.data.pipeline import load_table, write_data_manifest
+from mammography.data.preprocess import PreprocessSettings
+from mammography.domain import CLASS_NAMES
+from mammography.engine.device import select_device
+from mammography.engine.evaluate.model import ModelEvaluation, evaluate_model
+from mammography.engine.evaluate.sources import expand_runs
+from mammography.errors import DataError
+from mammography.metrics.evaluation import LEVELS, paired_comparison
+from mammography.record.contract import BEST_MODEL_FILE, MANIFEST_FILE
+from mammography.record.jsonio import read_json
+from mammography.record.protocol import RunContext
+from mammography.report.tables import write_rows_csv
+
+PAIRED_FILE = "paired_comparison.csv"
+PAIRED_RESAMPLES = 1000  # when --bootstrap 0 still asks for a paired comparison
+
+
+def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
+    run.log("Starting evaluation")
+    sources = expand_runs(cfg.run)
+    run.add_based_on([{"run_dir": str(s.run_dir.resolve()), "run_id": s.summary.get("run_id"),
+                       "relation": "evaluation"} for s in sources])
+    device = select_device(cfg.device)
+    shared_table = load_table(cfg, run) if cfg.csv is not None else None
+    if shared_table is not None:
+        _check_subgroup_columns(cfg, shared_table)
+    evaluations: list[ModelEvaluation] = []
+    for source in sources:
+        run.log("")
+        run.log(f"=== {source.label}: {source.run_dir} ===")
+        evaluation = evaluate_model(cfg, run, source, shared_table, device)
+        _log_headline(run, evaluation)
+        evaluation.export = _export(cfg, run, evaluation)
+        _write_card(cfg, evaluation)
+        evaluations.append(evaluation)
+    paired = _paired(cfg, run, evaluations)
+    evaluated = {str(r.path): r for e in evaluations for r in e.table.images}
+    union = LabelTable(list(evaluated.values()), [], cfg.csv or Path(sources[0].summary.get(
+        "data_config", {}).get("csv", "")), shared_table.dicom_root if shared_table else None,
+        "evaluation", len(evaluated))
+    manifest = write_data_manifest(run.dir, union, run)
+    run.update(data_config={"csv": str(cfg.csv) if cfg.csv else None,
+                            "source": "csv" if cfg.csv else "each run's validation split",
+                            "num_images": len(evaluated), "manifest_digest": manifest["digest"]},
+               model_config={"models": [_model_entry(e) for e in evaluations],
+                             "export": cfg.export, "calibrate": cfg.calibrate},
+               data_shift={e.label: e.shift for e in evaluations if e.shift})
+    models = [_summary_entry(e) for e in evaluations]
+    run.write_json("eval_summary.json", {"models": models})
+    _finish(run, models, paired)
+
+
+def _check_subgroup_columns(cfg: EvalConfig, table: LabelTable) -> None:
+    from mammography.data.labels import read_csv_rows
+    from mammography.record.reporter import CollectingReporter
+
+    header, _ = read_csv_rows(table.csv_path, CollectingReporter())
+    missing = [c for c in cfg.subgroup if c not in header]
+    if missing:
+        raise DataError(f"--subgroup {', '.join(missing)}: no such column in {table.csv_path} "
+                        f"(its columns: {', '.join(header)}).")
+
+
+def _log_headline(run: RunContext, evaluation: ModelEvaluation) -> None:
+    metrics = evaluation.metrics
+    image, exam = metrics["image"], metrics["exam"]
+    ci = metrics.get("image_ci95", {}).get("kappa", {})
+    interval = f" (95% CI {ci['low']:.3f}-{ci['high']:.3f})" if ci.get("low") is not None \
+        else ""
+    run.log(f"{evaluation.label}: {metrics['num_images']} images, kappa "
+            f"{image['kappa']:.3f}{interval}, linear kappa {image['kappa_linear']:.3f}, acc "
+            f"{image['accuracy']:.3f}, auc {_num(image['auc'])}, ECE {image['ece']:.3f}; per "
+            f"breast kappa {metrics['breast']['kappa']:.3f}; per exam kappa "
+            f"{exam['kappa']:.3f}, dense accuracy "
+            f"{_num((exam.get('dense') or {}).get('accuracy'))}")
+
+
+def _export(cfg: EvalConfig, run: RunContext, evaluation: ModelEvaluation
+            ) -> dict[str, Any] | None:
+    from mammography.engine.checkpoint import model_from_best
+    from mammography.engine.evaluate.portable import export_model
+    from mammography.engine.scoring import embeddings_for
+
+    if cfg.export == "none":
+        return None
+    source, payload = evaluation.source, evaluation.payload
+    model, _ = model_from_best(source.run_dir / BEST_MODEL_FILE)  # a fresh CPU copy
+    cache = ImageCache(PreprocessSettings(**payload["preprocess"]), cfg.cache_dir, cfg.cache)
+    return export_model(cfg, run, source, model, payload, evaluation.table, cache,
+                        embeddings_for(payload, evaluation.table, run), evaluation.folder)
+
+
+def _write_card(cfg: EvalConfig, evaluation: ModelEvaluation) -> None:
+    from mammography.engine.export import sha256
+    from mammography.report.model_card import render_model_card
+
+    source = evaluation.source
+    try:
+        fingerprint = read_json(source.run_dir / MANIFEST_FILE).get("fingerprint")
+    except (OSError, ValueError):
+        fingerprint = None
+    evaluated_on = (f"{cfg.csv} (--csv)" if cfg.csv else
+                    "the training run's own validation split")
+    text = render_model_card(
+        label=evaluation.label, training=source.summary, training_fingerprint=fingerprint,
+        evaluation=evaluation.metrics, evaluated_on=evaluated_on, external=cfg.csv is not None,
+        subgroups=evaluation.subgroups, shift=evaluation.shift,
+        weights_sha256=sha256(source.run_dir / BEST_MODEL_FILE), bootstrap=cfg.bootstrap)
+    (evaluation.folder / "model_card.md").write_text(text, encoding="utf-8")
+
+
+def _paired(cfg: EvalConfig, run: RunContext,
+            evaluations: list[ModelEvaluation]) -> list[dict[str, Any]]:
+    """Paired comparisons of every two models scored on the same images."""
+    if len(evaluations) < 2:
+        return []
+    rows: list[dict[str, Any]] = []
+    resamples = cfg.bootstrap or PAIRED_RESAMPLES
+    for a, b in combinations(evaluations, 2):
+        if a.image_set != b.image_set:
+            run.log(f"Not paired: {a.label} and {b.label} were evaluated on different images "
+                    f"({len(a.image_set)} and {len(b.image_set)}: each on its own validation "
+                    "split); evaluate them on the same --csv to compare them pairwise.")
+            continue
+        position = {str(r.path): i for i, r in enumerate(b.table.images)}
+        probs_b = b.probs[[position[str(r.path)] for r in a.table.images]]
+        records = a.table.images
+        rows += paired_comparison(a.label, b.label, a.labels, a.probs, probs_b,
+                                  [r.accession for r in records], [r.breast for r in records],
+                                  [r.patient for r in records], bootstrap=resamples,
+                                  seed=cfg.seed)
+        exam = next(r for r in rows if r["model_a"] == a.label and r["model_b"] == b.label
+                    and r["level"] == "exam" and r["metric"] == "kappa")
+        run.log(f"Paired: {a.label} - {b.label}, exam kappa {exam['delta']:+.3f} "
+                f"(95% CI {_num(exam['ci_low'])} to {_num(exam['ci_high'])}, p "
+                f"{_num(exam['p_value'])})")
+    if rows:
+        write_rows_csv(run.dir / PAIRED_FILE, rows)
+    return rows
+
+
+def _model_entry(e: ModelEvaluation) -> dict[str, Any]:
+    return {"label": e.label, "run_dir": str(e.source.run_dir.resolve()),
+            "arch": e.payload["arch"], "epoch": e.payload.get("epoch")}
+
+
+def _summary_entry(e: ModelEvaluation) -> dict[str, Any]:
+    return {**_model_entry(e), "hyperparameters": e.source.summary.get("hyperparameters", {}),
+            "metrics": e.metrics, "export": e.export, "data_shift": e.shift}
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+COMPARED = ("accuracy", "kappa", "kappa_linear", "macro_f1", "auc", "balanced_accuracy", "ece")
+
+
+def _finish(run: RunContext, models: list[dict[str, Any]],
+            paired: list[dict[str, Any]]) -> None:
+    from mammography.report.compare import group_rows, write_tables
+
+    with (run.dir / "comparison_runs.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["label", "run_dir", "arch", "level", *COMPARED, "kappa_ci95_low",
+                         "kappa_ci95_high"])
+        for m in models:
+            for level in LEVELS:
+                met, ci = m["metrics"][level], m["metrics"].get(f"{level}_ci95", {})
+                writer.writerow([m["label"], m["run_dir"], m["arch"], level,
+                                 *(met.get(k) for k in COMPARED),
+                                 ci.get("kappa", {}).get("low"), ci.get("kappa", {}).get("high")])
+    if len(models) > 1:
+        for level in LEVELS:
+            rows = group_rows(models, level, paired)
+            stem = "comparison" if level == "image" else f"comparison_{level}"
+            write_tables(rows, run.dir, stem, caption=f"Density classification ({level} level), "
+                         "mean ± std over runs of each configuration")
+        run.log(f"Comparison of {len(models)} models: comparison.csv, comparison.md, "
+                "comparison.tex (and *_breast, *_exam)")
+    kappas = [m["metrics"]["image"]["kappa"] for m in models]
+    accs = [m["metrics"]["image"]["accuracy"] for m in models]
+    run.set_results(num_models=len(models), eval_kappa_mean=float(np.mean(kappas)),
+                    eval_acc_mean=float(np.mean(accs)), paired_rows=len(paired),
+                    models={m["label"]: {
+                        "kappa": m["metrics"]["image"]["kappa"],
+                        "kappa_linear": m["metrics"]["image"]["kappa_linear"],
+                        "accuracy": m["metrics"]["image"]["accuracy"],
+                        "breast_kappa": m["metrics"]["breast"]["kappa"],
+                        "exam_kappa": m["metrics"]["exam"]["kappa"],
+                        "exam_kappa_linear": m["metrics"]["exam"]["kappa_linear"],
+                        "exam_dense_accuracy": (m["metrics"]["exam"].get("dense") or {}).get(
+                            "accuracy")} for m in models})
+    run.log("")
+    run.log("Evaluation Complete")
+    run.log("-------------------")
+    for m in models:
+        run.log(f"{m['label']}: kappa {m['metrics']['image']['kappa']:.3f}, acc "
+                f"{m['metrics']['image']['accuracy']:.3f}")
+    run.log(f"Class order of predictions: {', '.join(CLASS_NAMES)}")

@@ -1,0 +1,1 @@
+"""`mammography predict`: density for unlabelled images from checkpoints or ONNX files."""

@@ -1,0 +1,167 @@
+"""`mammography predict`: breast density for new, unlabelled exams.
+
+Usage::
+
+    mammography predict --run outputs/density/results_4 --csv new_exams.csv \\
+        --dicom-root /data/new/archive
+    mammography predict --run outputs/density/results_7 --dicom-root /pacs/export  # a CV run:
+                                                         # the mean of its folds, every DICOM
+    mammography predict --model export/model.onnx --dicom-root /pacs/export --tta
+
+The models (``predict_members.py``) are checked first: train-density runs
+rebuilt from ``best_model.pt`` with a weights-only load (a CV parent stands
+for all its folds), or exported ONNX files with their ``preprocessing.json``.
+The images (``data/unlabelled.py``) need no label: a CSV of accessions or
+paths, or every DICOM file under a folder; what cannot be read is excluded
+with the reason. Each distinct preprocessing of the members gets its own
+pass through the decode-once cache. The acquisition fingerprint of the
+images is compared with each training run's (``data_shift.py``). Then every
+member scores every image and the ensemble's probability is their mean
+(``predict_scoring.py``); images, breasts and exams are written with
+``prob_A..prob_D``, the call and the number of members
+(``report/predict_tables.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mammography.config.predict import PredictConfig
+from mammography.data.cache import ImageCache
+from mammography.data.labels import LabelTable, exclude_bad_images
+from mammography.data.pipeline import write_data_manifest
+from mammography.data.unlabelled import load_unlabelled
+from mammography.engine.data_shift import check_shift
+from mammography.engine.device import select_device, select_precision
+from mammography.engine.predict.members import (
+    Member,
+    describe,
+    members_from_onnx,
+    members_from_runs,
+)
+from mammography.engine.predict.scoring import score_members
+from mammography.record.contract import (
+    MANIFEST_FILE,
+    PREDICTIONS_BREAST,
+    PREDICTIONS_EXAM,
+    PREDICTIONS_IMAGE,
+)
+from mammography.record.protocol import RunContext
+
+#: How summary.json names the test-time augmentation (why vertical: config/predict.py).
+TTA_NAME = "vertical flip"
+ENSEMBLE_RULE = "mean of the members' probabilities, per image"
+LEVEL_RULE = "breast and exam probabilities: the mean of their images' probabilities"
+
+
+def header_frames(members: list[Member]) -> str:
+    """The multi-frame policy of the header check: every member must be able to read an
+    image, so a member that excludes multi-frame objects excludes them for all."""
+    policies = [m.preprocess.multiframe for m in members]
+    return "exclude" if "exclude" in policies else policies[0]
+
+
+def build_caches(cfg: PredictConfig, table: LabelTable, members: list[Member],
+                 run: RunContext) -> tuple[dict[str, ImageCache], list[dict[str, Any]]]:
+    """One decode-once cache per distinct preprocessing; what any of them cannot decode
+    is excluded for every member (the ensemble scores one set of images)."""
+    caches: dict[str, ImageCache] = {}
+    for member in members:
+        caches.setdefault(member.preprocess.key(),
+                          ImageCache(member.preprocess, cfg.cache_dir, cfg.cache))
+    reports, failed = [], {}
+    for cache in caches.values():
+        height, width = cache.settings.shape
+        sources = [r.path for r in table.images]
+        # With the cache off nothing is kept, so decode once here to find what fails.
+        report = (cache.verify(sources, workers=cfg.workers) if cfg.cache == "off"
+                  else cache.build(sources, workers=cfg.workers, out=run))
+        run.log(f"Image cache ({cfg.cache}, {height}x{width}"
+                f"{', ' + str(cache.dir) if cfg.cache == 'disk' else ''}): {report.reused} "
+                f"reused, {report.built} decoded, {report.regenerated} regenerated, "
+                f"{len(report.failed)} failed ({report.seconds:.1f}s)")
+        reports.append({"mode": cfg.cache, "preprocessing": cache.settings.as_dict(),
+                        "dir": str(cache.dir), **report.as_dict()})
+        for path, reason in report.failed.items():
+            failed.setdefault(path, reason)
+    if failed:
+        bad = [(r, failed[str(r.path)]) for r in table.images if str(r.path) in failed]
+        exclude_bad_images(table, bad, on_bad_image=cfg.on_bad_image,
+                           max_bad_fraction=cfg.max_bad_fraction, out=run, what="undecodable")
+    return caches, reports
+
+
+def run_predict(cfg: PredictConfig, run: RunContext) -> None:
+    run.log("Starting prediction")
+    device = select_device(cfg.device)
+    members = members_from_runs(cfg.run) if cfg.run else members_from_onnx(cfg.model, device)
+    describe(members, run)
+    runs = {str(m.run_dir.resolve()): m.run_id for m in members if m.run_dir is not None}
+    run.add_based_on([{"run_dir": path, "run_id": run_id, "relation": "evaluation"}
+                      for path, run_id in runs.items()])
+    table = load_unlabelled(cfg.csv, cfg.dicom_root, path_column=cfg.path_column,
+                            on_bad_image=cfg.on_bad_image, max_bad_fraction=cfg.max_bad_fraction,
+                            frames=header_frames(members), out=run)
+    caches, cache_reports = build_caches(cfg, table, members, run)
+    run.log(f"Scoring {len(table.images)} images of {table.num_exams} exams from "
+            f"{table.num_patients} patients ({len(table.exclusions)} excluded)")
+    manifest = write_data_manifest(run.dir, table, run, extra={
+        "preprocessing": [c.settings.as_dict() for c in caches.values()]})
+    shift = check_shift(members, manifest["fingerprint"], run)
+    precision = select_precision(device, cfg.amp)
+    kind = members[0].kind
+    run.update(
+        data_config={"csv": str(cfg.csv) if cfg.csv else None,
+                     "dicom_root": str(table.dicom_root) if table.dicom_root else None,
+                     "csv_format": table.csv_format, "num_images": len(table.images),
+                     "num_exams": table.num_exams, "num_patients": table.num_patients,
+                     "num_excluded": len(table.exclusions),
+                     "manifest_digest": manifest["digest"], "manifest_file": MANIFEST_FILE,
+                     "preprocessing": [c.settings.as_dict() for c in caches.values()],
+                     "cache": cache_reports},
+        model_config={"kind": kind, "num_members": len(members), "ensemble": ENSEMBLE_RULE,
+                      "levels": LEVEL_RULE, "tta": TTA_NAME if cfg.tta else None,
+                      "device": str(device),
+                      "precision": "float32 (onnxruntime)" if kind == "onnx"
+                      else precision.describe(),
+                      "members": [m.record() for m in members]})
+    run.refresh_environment()
+    engine = ("onnxruntime " + ", ".join(members[0].providers or []) if kind == "onnx"
+              else precision.describe())
+    run.log(f"Device: {device} ({engine}), batch size {cfg.batch_size}, TTA "
+            f"{TTA_NAME if cfg.tta else 'off'}")
+    scored = score_members(members, table, caches, batch_size=cfg.batch_size,
+                           num_workers=cfg.num_workers, device=device, amp=cfg.amp, tta=cfg.tta,
+                           out=run)
+    counts = _write_tables(run, table, scored.probs, len(members))
+    rate = scored.images_per_second
+    run.set_results(**counts, num_members=len(members), tta=TTA_NAME if cfg.tta else "none",
+                    images_per_second=round(rate, 2),
+                    scoring_seconds=round(scored.seconds, 3), data_shift=shift)
+    _closing_lines(run, counts, len(members), scored.seconds, rate, shift)
+
+
+def _write_tables(run: RunContext, table: LabelTable, probs: Any, members: int
+                  ) -> dict[str, Any]:
+    from mammography.report.predict_tables import write_prediction_tables
+
+    return write_prediction_tables(run.dir, table.images, probs, members,
+                                   (PREDICTIONS_IMAGE, PREDICTIONS_BREAST, PREDICTIONS_EXAM))
+
+
+def _closing_lines(run: RunContext, counts: dict[str, Any], members: int, seconds: float,
+                   rate: float, shift: dict[str, Any]) -> None:
+    exams = counts["exam_density_counts"]
+    run.log("")
+    run.log("Prediction Complete")
+    run.log("-------------------")
+    run.log(f"Scored {counts['num_images']} images ({counts['num_breasts']} breasts, "
+            f"{counts['num_exams']} exams) with {members} model{'s' if members > 1 else ''} "
+            f"in {seconds:.1f}s ({rate:.1f} images/s)")
+    run.log("Exams by predicted density: " + ", ".join(f"{k} {v}" for k, v in exams.items())
+            + f"; dense (C/D): {counts['dense_exams']} of {counts['num_exams']}")
+    if shift["shift_detected"]:
+        run.log(f"Data shift: {len(shift['differences'])} acquisition differences from the "
+                "training data (see the WARNING above and summary.json data_shift)")
+    run.log(f"Predictions: {PREDICTIONS_IMAGE}, {PREDICTIONS_BREAST}, {PREDICTIONS_EXAM} in "
+            f"{run.dir}")

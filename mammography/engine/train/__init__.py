@@ -1,0 +1,1 @@
+"""Training one split: the epoch loop, its checkpoints, resuming it, what it leaves."""

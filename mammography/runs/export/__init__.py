@@ -1,0 +1,1 @@
+"""`mammography runs export`: runs shown in MLflow or TensorBoard."""
