@@ -34,8 +34,10 @@ class TuneConfig(TrainConfig):
                                   "(a database server), or journal:PATH (a file on a shared "
                                   "file system); SQLite is unsafe on NFS.", metavar="URL",
                                   record=False)
-    search_space: Path | None = setting(None, "YAML search space (default: the built-in one, "
-                                        "also at configs/tune.yaml).", metavar="FILE")
+    search_space: Path | None = setting(None, "YAML search space: train-density settings "
+                                        "mapped to distributions (default: the built-in one, "
+                                        "mammography/config/search_space.yaml; copy it to "
+                                        "start your own).", metavar="FILE")
     metric: Literal[METRICS] = setting("val_kappa", "What the study optimises: best value "
                                        "over epochs (val_loss is minimised).")
     timeout: float | None = setting(None, "Stop starting new trials after this many seconds.")
