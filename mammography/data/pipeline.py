@@ -21,12 +21,10 @@ from typing import Any
 from mammography.config.data import ImageConfig, LabelledSource, PreprocessOptions
 from mammography.data.density_labels import check_breast_labels
 from mammography.data.grouping import normalise_patient_ids
-from mammography.data.labels import (
-    LabelTable,
-    attach_remembered_headers,
-    exclude_bad_images,
-    load_label_table,
-)
+from mammography.data.table.exclusions import exclude_bad_images
+from mammography.data.table.headers import attach_remembered_headers
+from mammography.data.table.reader import load_label_table
+from mammography.data.table.records import LabelTable
 from mammography.errors import DataError
 from mammography.record.contract import MANIFEST_FILE
 from mammography.record.reporter import CONSOLE, Reporter

@@ -19,8 +19,8 @@ import torch
 
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
-from mammography.data.labels import LabelTable
 from mammography.data.preprocess import PreprocessSettings
+from mammography.data.table.records import LabelTable
 from mammography.engine.checkpoint import model_from_best
 from mammography.engine.evaluate.sources import ModelSource, own_validation_split
 from mammography.engine.scoring import embeddings_for, score_table

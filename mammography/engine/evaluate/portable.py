@@ -16,7 +16,7 @@ import torch
 
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
-from mammography.data.labels import LabelTable
+from mammography.data.table.records import LabelTable
 from mammography.engine.evaluate.sources import ModelSource
 from mammography.engine.export import (
     PARITY_TOLERANCE,

@@ -29,9 +29,9 @@ import numpy as np
 
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
-from mammography.data.labels import LabelTable
 from mammography.data.pipeline import load_table, write_data_manifest
 from mammography.data.preprocess import PreprocessSettings
+from mammography.data.table.records import LabelTable
 from mammography.domain import CLASS_NAMES
 from mammography.engine.device import select_device
 from mammography.engine.evaluate.model import ModelEvaluation, evaluate_model
@@ -89,7 +89,7 @@ def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
 
 
 def _check_subgroup_columns(cfg: EvalConfig, table: LabelTable) -> None:
-    from mammography.data.labels import read_csv_rows
+    from mammography.data.table.csv_read import read_csv_rows
     from mammography.record.reporter import CollectingReporter
 
     header, _ = read_csv_rows(table.csv_path, CollectingReporter())
