@@ -32,8 +32,8 @@ import torch
 
 from mammography.data.augment import GRAY_MEAN, GRAY_STD, normalize, to_float
 from mammography.data.dataset import CachedImageDataset
-from mammography.data.labels import ImageRecord, LabelTable
 from mammography.data.loading import make_loader
+from mammography.data.table.records import ImageRecord, LabelTable
 from mammography.engine.predict.members import Member
 from mammography.engine.predict.scoring import score_members
 from mammography.models.factory import create_model

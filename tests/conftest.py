@@ -28,3 +28,17 @@ def cache_dir(tmp_path, monkeypatch):
     path = tmp_path / "cache"
     monkeypatch.setenv("MAMMOGRAPHY_CACHE_DIR", str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread, so a busy machine does not stall the spin-waits.
+
+    Modules of torch tests take it with ``pytestmark = pytest.mark.usefixtures("one_thread")``
+    (torch is imported here only when one asks for it)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

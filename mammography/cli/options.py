@@ -18,7 +18,7 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import typer
 
-from mammography.config.core import field_types, unwrap_optional
+from mammography.config.core import GROUP_TITLES, field_types, unwrap_optional
 
 CONFIG_OPTION_HELP = "YAML file of settings; options given on the command line override it."
 # Commands whose config sets ``INTEGRATION_OPTIONS`` take these: an external HPO
@@ -66,6 +66,9 @@ def _option_for(f: dataclasses.Field, tp: Any) -> tuple[Any, Any]:
     if meta.get("short"):
         decls.append(meta["short"])
     kwargs: dict[str, Any] = {"help": meta.get("help") or None}
+    if meta.get("group"):
+        # The heading it is listed under once the help is rendered with rich panels.
+        kwargs["rich_help_panel"] = GROUP_TITLES[meta["group"]]
     if meta.get("metavar"):
         kwargs["metavar"] = meta["metavar"]
     annotation: Any = inner
@@ -126,7 +129,9 @@ def add_config_command(app: typer.Typer, name: str, config_cls: type, target: st
         flag, text = INTEGRATION_OPTIONS[key]
         params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY,
                                         annotation=Optional[str],  # noqa: UP045
-                                        default=typer.Option(None, flag, help=text)))
+                                        default=typer.Option(
+                                            None, flag, help=text,
+                                            rich_help_panel=GROUP_TITLES["integration"])))
 
     def command(ctx: typer.Context, config_file: Path | None = None, **values: Any) -> None:
         from mammography.cli.execute import execute  # lazy: keeps --help light

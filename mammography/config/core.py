@@ -24,22 +24,17 @@ from mammography.record.secrets import mask_passwords
 C = TypeVar("C")
 
 
-NUM_WORKERS_HELP = ("DataLoader worker processes; -1 = auto: 0 on CPU (reading the cache in the "
-                    "main process is faster than shipping batches between processes), "
-                    "min(8, cores) on CUDA.")
-
-
-def num_workers_problem(value: int) -> str | None:
-    """The one check every command's --num-workers gets."""
-    if value < -1:
-        return f"--num-workers must be -1 (auto) or more, got {value}"
-    return None
+#: What an option is about, recorded on its field (``setting(group=...)``): the CLI
+#: shows each group under its own heading (``GROUP_TITLES``), in this order.
+GROUPS = ("data", "model", "training", "output", "integration")
+GROUP_TITLES = {"data": "Data", "model": "Model", "training": "Training", "output": "Output",
+                "integration": "Integration"}
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
             cli: bool = True, record: bool = True, default_factory: Any = dataclasses.MISSING,
             metavar: str | None = None, short: str | None = None,
-            positional: bool = False) -> Any:
+            positional: bool = False, group: str | None = None) -> Any:
     """A dataclass field with CLI metadata.
 
     ``flag`` overrides the option name (default ``--field-name``); ``cli=False``
@@ -47,13 +42,39 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | N
     the recorded hyperparameters (e.g. ``--outdir`` does not change results).
     ``positional=True`` makes it a command-line argument instead of an option
     (``mammography runs show RUN``): required when the field has no default,
-    any number of values when it is a list.
+    any number of values when it is a list. ``group`` (one of ``GROUPS``) says
+    what the option is about, for the help's headings.
     """
+    if group is not None and group not in GROUPS:
+        raise ValueError(f"group {group!r} is not one of {', '.join(GROUPS)}")
     meta = {"help": help, "flag": flag, "cli": cli, "record": record,
-            "metavar": metavar, "short": short, "positional": positional}
+            "metavar": metavar, "short": short, "positional": positional, "group": group}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+class OptionGroup:
+    """A set of options several commands share, declared once (a dataclass mixin).
+
+    A command's config inherits the groups it has (config/data.py), so an option
+    means the same, with the same help, default and check, wherever it appears.
+    Each group checks its own fields in ``own_problems``; :meth:`group_problems`
+    collects the checks of every group a config inherits, so a command cannot
+    inherit a group's options without its validation.
+    """
+
+    def __post_init__(self) -> None:
+        """Groups that normalise a value extend this (and call ``super()``)."""
+
+    def group_problems(self) -> list[str]:
+        """The problems every inherited group finds in its own fields, base groups first."""
+        found: list[str] = []
+        for cls in reversed(type(self).__mro__):
+            own = vars(cls).get("own_problems")
+            if own is not None:
+                found += own(self)
+        return found
 
 
 def field_types(cls: type) -> dict[str, Any]:

@@ -1,7 +1,32 @@
-"""Data settings shared by every command that reads images.
+"""The option groups of every command that reads images, each option declared once.
 
-Commands inherit from these dataclasses, so ``--csv``, ``--dicom-root``,
-``--img-size`` and the cache options mean the same everywhere.
+A command's config inherits the groups it has, so ``--csv``, ``--img-size``,
+``--cache`` or ``--num-workers`` mean the same everywhere: one help text, one
+default, one check (``own_problems``, collected by ``OptionGroup.group_problems``).
+
+==================  ==============================================  =====================
+group               options                                         commands
+==================  ==============================================  =====================
+ImageSourceOptions  --csv --dicom-root --path-column                every one that reads
+                    --on-bad-image --max-bad-fraction               images
+LabelOptions        --label-column --include-class-5                all but predict
+PreprocessOptions   --img-size --crop-breast --multiframe           train, tune, embed,
+                    --j2k-reduce                                    data (the others use
+                                                                    the training run's)
+CacheOptions        --cache --cache-dir --workers                   every one that reads
+                                                                    images
+LoaderOptions       --device --amp --num-workers                    train, tune, embed,
+                                                                    eval-export, predict
+InferenceOptions    LoaderOptions + --batch-size of inference       embed, eval-export,
+                                                                    predict
+==================  ==============================================  =====================
+
+``LabelledSource`` (the two together; eval-export's ``--csv`` is optional),
+``LabelsConfig`` (the same with ``--csv`` required) and ``ImageConfig``
+(plus preprocessing and cache: what train, tune, embed and the data commands
+share) are the usual compositions. Dataclass fields of mixins come base-most
+first, i.e. from the *last* base listed, so the compositions list their groups
+from the last (shown first in the help and config.yaml) to the first.
 """
 
 from __future__ import annotations
@@ -11,9 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mammography.config.core import setting
+from mammography.config.core import OptionGroup, setting
 
 _SIZE = re.compile(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?")
+
+NUM_WORKERS_HELP = ("DataLoader worker processes; -1 = auto: 0 on CPU (reading the cache in the "
+                    "main process is faster than shipping batches between processes), "
+                    "min(8, cores) on CUDA.")
 
 
 def parse_image_size(value: int | str) -> tuple[int, int]:
@@ -30,28 +59,32 @@ def parse_image_size(value: int | str) -> tuple[int, int]:
 
 
 @dataclass
-class LabelsConfig:
-    csv: Path | None = setting(None, "Labels CSV: classificacao.csv (AccessionNumber, "
-                               "Classification[, PatientID]) or a generic CSV with path,label "
-                               "columns. Labels 1-4 or A-D.", metavar="FILE")
-    dicom_root: Path | None = setting(None, "Folder of the DICOM files: <root>/<AccessionNumber>/"
-                                      "*.dcm for classificacao.csv; the base of relative paths "
-                                      "for a generic CSV (default: the CSV's folder).",
-                                      metavar="DIR")
-    include_class_5: bool = setting(False, "Keep class 5 (not classifiable) rows instead of "
-                                    "excluding them.")
-    path_column: str = setting("path", "Generic CSV: column with image paths.")
-    label_column: str = setting("label", "Generic CSV: column with density labels.")
-    on_bad_image: Literal["skip", "error"] = setting(
-        "skip", "An unreadable image: skip it (WARNING, recorded in the manifest) or stop.")
-    max_bad_fraction: float = setting(0.2, "Stop with exit 2 when more than this share of "
-                                      "the images cannot be read.")
+class ImageSourceOptions(OptionGroup):
+    """Which images: a CSV (data/table/) or, for predict, a folder; what an unusable one does."""
 
-    def label_problems(self) -> list[str]:
+    csv: Path | None = setting(
+        None, "Image table CSV: classificacao.csv (AccessionNumber, Classification[, "
+        "PatientID]; an exam's images are the DICOM files under --dicom-root/"
+        "<AccessionNumber>/) or a CSV with a path column (--path-column) and, where labels "
+        "are read, a label column (--label-column). Labels 1-4 or A-D; predict ignores them.",
+        metavar="FILE", group="data")
+    dicom_root: Path | None = setting(
+        None, "Folder of the DICOM files: <root>/<AccessionNumber>/ for classificacao.csv "
+        "(default: archive/ next to it); the base of relative paths for a path CSV (default: "
+        "the CSV's folder). predict without --csv scores every DICOM file under it (found by "
+        "content, any extension).", metavar="DIR", group="data")
+    path_column: str = setting("path", "Path CSV: the column with image paths (absolute, or "
+                               "relative to --dicom-root, else to the CSV's folder).",
+                               group="data")
+    on_bad_image: Literal["skip", "error"] = setting(
+        "skip", "An unreadable image: skip it (WARNING, recorded in the manifest) or stop.",
+        group="data")
+    max_bad_fraction: float = setting(0.2, "Stop with exit 2 when more than this share of "
+                                      "the images cannot be read.", group="data")
+
+    def own_problems(self) -> list[str]:
         found = []
-        if self.csv is None:
-            found.append("--csv is required: the labels CSV (e.g. classificacao.csv)")
-        elif not self.csv.is_file():
+        if self.csv is not None and not self.csv.is_file():
             found.append(f"--csv {self.csv} does not exist or is not a file")
         if self.dicom_root is not None and not self.dicom_root.is_dir():
             found.append(f"--dicom-root {self.dicom_root} does not exist or is not a folder")
@@ -62,25 +95,33 @@ class LabelsConfig:
 
 
 @dataclass
-class ImageConfig(LabelsConfig):
+class LabelOptions(OptionGroup):
+    """How the CSV's density labels are read (commands that use labels)."""
+
+    label_column: str = setting("label", "Path CSV: the column with density labels.",
+                                group="data")
+    include_class_5: bool = setting(False, "Keep class 5 (not classifiable) rows instead of "
+                                    "excluding them.", group="data")
+
+
+@dataclass
+class PreprocessOptions(OptionGroup):
+    """How an image becomes the network's input."""
+
     img_size: int | str = setting(512, "Network input size: 512 (square) or HxW, height x "
                                   "width, such as 512x256; images are resized (aspect kept) "
-                                  "and padded to it.", metavar="N|HxW")
-    crop_breast: bool = setting(True, "Crop to the breast's bounding box before resizing.")
+                                  "and padded to it.", metavar="N|HxW", group="data")
+    crop_breast: bool = setting(True, "Crop to the breast's bounding box before resizing.",
+                                group="data")
     multiframe: Literal["exclude", "first", "middle"] = setting(
         "exclude", "Multi-frame objects (tomosynthesis volumes, cine): exclude them (with the "
-        "reason recorded), or take their first or middle frame deliberately.")
+        "reason recorded), or take their first or middle frame deliberately.", group="data")
     j2k_reduce: bool = setting(True, "Decode JPEG 2000 at the coarsest wavelet level that still "
                                "covers --img-size (about 10x less CPU for full-field images); "
-                               "--no-j2k-reduce decodes full resolution.")
-    cache: Literal["disk", "memory", "off"] = setting(
-        "disk", "Preprocessed-image cache: on disk (shared by runs), in memory, or off.")
-    cache_dir: Path | None = setting(None, "Cache folder (default: the user cache dir, or "
-                                     "$MAMMOGRAPHY_CACHE_DIR).", metavar="DIR", record=False)
-    workers: int = setting(0, "Processes that decode images when building the cache "
-                           "(0 = all cores).", record=False)
+                               "--no-j2k-reduce decodes full resolution.", group="data")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # One spelling per size: 512 for a square, "512x256" otherwise.
         shape = self.image_shape()
         if shape is not None:
@@ -93,15 +134,80 @@ class ImageConfig(LabelsConfig):
         except ValueError:
             return None
 
-    def image_problems(self) -> list[str]:
-        found = self.label_problems()
+    def own_problems(self) -> list[str]:
         shape = self.image_shape()
         if shape is None:
-            found.append(f"--img-size must be a size such as 512 or 512x256 (height x width), "
-                         f"got {self.img_size!r}")
-        elif not all(32 <= side <= 4096 for side in shape):
-            found.append(f"--img-size must be between 32 and 4096 (each side), got "
-                         f"{self.img_size}")
+            return [f"--img-size must be a size such as 512 or 512x256 (height x width), "
+                    f"got {self.img_size!r}"]
+        if not all(32 <= side <= 4096 for side in shape):
+            return [f"--img-size must be between 32 and 4096 (each side), got {self.img_size}"]
+        return []
+
+
+@dataclass
+class CacheOptions(OptionGroup):
+    """The decode-once cache of preprocessed images (data/cache.py)."""
+
+    cache: Literal["disk", "memory", "off"] = setting(
+        "disk", "Preprocessed-image cache: on disk (shared by runs), in memory, or off.",
+        group="data")
+    cache_dir: Path | None = setting(None, "Cache folder (default: the user cache dir, or "
+                                     "$MAMMOGRAPHY_CACHE_DIR).", metavar="DIR", record=False,
+                                     group="data")
+    workers: int = setting(0, "Processes that decode images when building the cache "
+                           "(0 = all cores).", record=False, group="data")
+
+    def own_problems(self) -> list[str]:
         if self.workers < 0:
-            found.append(f"--workers must be 0 (all cores) or more, got {self.workers}")
-        return found
+            return [f"--workers must be 0 (all cores) or more, got {self.workers}"]
+        return []
+
+
+@dataclass
+class LoaderOptions(OptionGroup):
+    """Where the model runs and how batches reach it."""
+
+    device: Literal["auto", "cpu", "cuda"] = setting(
+        "auto", "Where the model runs: auto (CUDA when available), cpu or cuda.",
+        group="model")
+    amp: bool = setting(True, "Mixed precision on CUDA (bfloat16 where supported, else "
+                        "float16); ignored on CPU and by ONNX models.", group="model")
+    num_workers: int = setting(-1, NUM_WORKERS_HELP, record=False, group="data")
+
+    def own_problems(self) -> list[str]:
+        if self.num_workers < -1:
+            return [f"--num-workers must be -1 (auto) or more, got {self.num_workers}"]
+        return []
+
+
+@dataclass
+class InferenceOptions(LoaderOptions):
+    """A model that only scores images: its batch size (training has its own)."""
+
+    batch_size: int = setting(32, "Images per inference batch.", group="data")
+
+    def own_problems(self) -> list[str]:
+        if self.batch_size < 1:
+            return [f"--batch-size must be at least 1, got {self.batch_size}"]
+        return []
+
+
+@dataclass
+class LabelledSource(LabelOptions, ImageSourceOptions):
+    """Images with their labels (what data/pipeline.py's ``load_table`` reads)."""
+
+
+@dataclass
+class LabelsConfig(LabelledSource):
+    """A labelled image source that is the command's data: ``--csv`` is required."""
+
+    def own_problems(self) -> list[str]:
+        if self.csv is None:
+            return ["--csv is required: the labels CSV (e.g. classificacao.csv)"]
+        return []
+
+
+@dataclass
+class ImageConfig(CacheOptions, PreprocessOptions, LabelsConfig):
+    """Labelled images, preprocessed and cached: what train, tune, embed and the data
+    commands share."""

@@ -12,18 +12,18 @@ from mammography.config.data import ImageConfig
 @dataclass
 class DataCheckConfig(ImageConfig):
     decode: bool = setting(True, "Decode every image's pixels (finds truncated or undecodable "
-                           "files); --no-decode reads headers only, much faster.")
+                           "files); --no-decode reads headers only, much faster.", group="data")
     json: Path | None = setting(None, "Also write the audit as JSON to this file.",
-                                metavar="FILE")
+                                metavar="FILE", group="output")
 
     def problems(self) -> list[str]:
-        return self.image_problems()
+        return self.group_problems()
 
 
 @dataclass
 class DataCacheConfig(ImageConfig):
     def problems(self) -> list[str]:
-        found = self.image_problems()
+        found = self.group_problems()
         if self.cache != "disk":
             found.append("--cache must be disk for `data cache` (it builds the on-disk cache)")
         return found
@@ -33,11 +33,12 @@ class DataCacheConfig(ImageConfig):
 class DataPreviewConfig(ImageConfig):
     out: Path | None = setting(None, "Folder to write montage.png and images/ into (created; "
                                "existing files are never overwritten).", metavar="DIR",
-                               record=False)
-    limit: int = setting(32, "Images to show (the first N of the CSV, in table order).")
+                               record=False, group="output")
+    limit: int = setting(32, "Images to show (the first N of the CSV, in table order).",
+                         group="output")
 
     def problems(self) -> list[str]:
-        found = self.image_problems()
+        found = self.group_problems()
         if self.out is None:
             found.append("--out DIR is required: where montage.png and images/ go")
         elif self.out.exists() and any(self.out.iterdir()):

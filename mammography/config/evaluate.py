@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from mammography.config.core import NUM_WORKERS_HELP, num_workers_problem, setting
-from mammography.config.data import LabelsConfig
+from mammography.config.core import setting
+from mammography.config.data import CacheOptions, InferenceOptions, LabelledSource
 from mammography.record.contract import (
     BEST_PARAMS_FILE,
     HYPERPARAMETER_SEARCH,
@@ -21,43 +21,36 @@ MODEL_RUN_TYPE = "density_classification"
 
 
 @dataclass
-class EvalConfig(LabelsConfig):
+class EvalConfig(InferenceOptions, CacheOptions, LabelledSource):
+    """--csv is optional here: without it each run is scored on its own validation split."""
+
     EXPERIMENT_TYPE: ClassVar[str] = "evaluation"
 
     run: list[Path] = setting(default_factory=list, help="A train-density run directory "
                               "(results_N, a CV parent = all its folds, or fold_i/results); "
                               "repeat --run to evaluate and compare several.",
-                              metavar="RUN_DIR")
+                              metavar="RUN_DIR", group="model")
     outdir: Path = setting(Path("outputs/evaluations"), "Root of the run directories.",
-                           metavar="DIR", record=False)
+                           metavar="DIR", record=False, group="output")
     export: Literal["torchscript", "onnx", "none"] = setting(
         "torchscript", "Export each model for deployment (with its preprocessing settings "
-        "beside it), checked to give the checkpoint's predictions.")
-    batch_size: int = setting(32, "Images per inference batch.")
-    device: Literal["auto", "cpu", "cuda"] = setting("auto", "Where to run the models.")
-    amp: bool = setting(True, "Mixed precision on CUDA (as in training); ignored on CPU.")
+        "beside it), checked to give the checkpoint's predictions.", group="output")
     bootstrap: int = setting(1000, "Bootstrap resamples (patient-grouped) for the 95 % "
-                             "confidence intervals (0 = none).")
-    seed: int = setting(42, "Seed of the bootstrap.")
+                             "confidence intervals (0 = none).", group="output")
+    seed: int = setting(42, "Seed of the bootstrap.", group="output")
     calibrate: bool = setting(False, "Temperature-scale each model's probabilities, the "
                               "temperature fitted on its training run's validation "
-                              "predictions (recorded); accuracy and kappa do not change.")
+                              "predictions (recorded); accuracy and kappa do not change.",
+                              group="model")
     subgroup: list[str] = setting(help="A CSV column to break the metrics down by (site, "
                                   "device, age band ...), beside manufacturer, view and "
                                   "laterality; repeatable. Needs --csv.",
-                                  default_factory=list, metavar="COLUMN")
+                                  default_factory=list, metavar="COLUMN", group="output")
     min_group: int = setting(20, "Subgroups with fewer exams are listed with their size but "
-                             "no metrics.")
-    cache: Literal["disk", "memory", "off"] = setting("disk", "Preprocessed-image cache.")
-    cache_dir: Path | None = setting(None, "Cache folder (default: the user cache dir, or "
-                                     "$MAMMOGRAPHY_CACHE_DIR).", metavar="DIR", record=False)
-    workers: int = setting(0, "Processes that decode images (0 = all cores).", record=False)
-    num_workers: int = setting(-1, NUM_WORKERS_HELP, record=False)
+                             "no metrics.", group="output")
 
     def problems(self) -> list[str]:
-        found = []
-        if problem := num_workers_problem(self.num_workers):
-            found.append(problem)
+        found = self.group_problems()
         if not self.run:
             found.append("--run RUN_DIR is required (a results_N of train-density); repeat it "
                          "to compare several runs")
@@ -65,13 +58,9 @@ class EvalConfig(LabelsConfig):
             problem = model_run_problem(path)
             if problem:
                 found.append(problem)
-        if self.csv is not None:
-            found += self.label_problems()
-        elif self.dicom_root is not None:
+        if self.csv is None and self.dicom_root is not None:
             found.append("--dicom-root needs --csv (without --csv each run's own validation "
                          "split is used)")
-        if self.batch_size < 1:
-            found.append(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.min_group < 1:
             found.append(f"--min-group must be at least 1, got {self.min_group}")
         if self.subgroup and self.csv is None:

@@ -1,9 +1,12 @@
 """The search space of `mammography tune`: a YAML mapping of train-density settings to
-distributions, validated before any run starts.
+distributions, validated before any run starts, and the Optuna distributions it means.
 
-Every problem (unknown settings, bad bounds, wrong types) is reported at once;
-``mammography.hpo.search_space`` turns a validated space into Optuna
-distributions, which both engines use (Ray Tune through its Optuna searcher).
+Every problem (unknown settings, bad bounds, wrong types) is reported at once,
+by the settings' check (config/tune.py). A validated space becomes Optuna
+distributions (:func:`optuna_distributions`), which both engines use (Ray Tune
+through its Optuna searcher), and an Optuna trial draws from it (:func:`sample`).
+optuna is imported inside those two functions only: validating a space needs it not.
+The built-in space is ``search_space.yaml`` beside this module.
 """
 
 from __future__ import annotations
@@ -61,3 +64,37 @@ def load_search_space(path: Path | None) -> dict[str, dict[str, Any]]:
     if problems:
         raise ValueError(f"--search-space {where}: " + "; ".join(problems))
     return space
+
+
+def optuna_distributions(space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A validated space as ``{setting: optuna distribution}``."""
+    import optuna.distributions as d
+
+    out: dict[str, Any] = {}
+    for name, spec in space.items():
+        if spec["type"] == "float":
+            out[name] = d.FloatDistribution(float(spec["low"]), float(spec["high"]),
+                                            log=bool(spec.get("log", False)))
+        elif spec["type"] == "int":
+            out[name] = d.IntDistribution(int(spec["low"]), int(spec["high"]),
+                                          log=bool(spec.get("log", False)),
+                                          step=int(spec.get("step", 1)))
+        else:
+            out[name] = d.CategoricalDistribution(list(spec["choices"]))
+    return out
+
+
+def sample(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Draw one value per setting from an Optuna trial."""
+    distributions = optuna_distributions(space)
+    return {name: _suggest(trial, name, dist) for name, dist in distributions.items()}
+
+
+def _suggest(trial: Any, name: str, dist: Any) -> Any:
+    import optuna.distributions as d
+
+    if isinstance(dist, d.FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+    if isinstance(dist, d.IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    return trial.suggest_categorical(name, dist.choices)

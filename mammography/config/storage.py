@@ -16,15 +16,25 @@ The form (kind, driver, the journal's folder) is checked first; then a server
 is asked for a connection with a short timeout, so a URL that cannot be reached
 is exit 2 with the URL (password masked) and the fix, not a traceback minutes
 into a study.
+
+This module is the whole of the storage: its forms, the check above (run by the
+settings, before any run directory exists), which one a tune run uses
+(:func:`study_storage`) and the Optuna storage object it opens
+(:func:`open_storage`; optuna and SQLAlchemy are imported inside the functions
+that need them). Who runs which trial of a study is hpo/trial_owners.py's.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from mammography.record.contract import STUDY_DB, read_summary
+from mammography.record.reporter import Reporter
 from mammography.record.secrets import has_masked_password, mask_passwords
 
 JOURNAL_PREFIX = "journal:"
@@ -189,3 +199,86 @@ def sqlite_path(storage: Storage) -> Path | None:
     path = path[1:] if path.startswith("/") else path  # sqlite:///rel, sqlite:////abs
     path = path.split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None
+
+
+# ------------------------------------------------------------ the storage a tune run opens
+#: Optuna's heartbeat on a database server, and how old one may get before its
+#: trial counts as dead (hpo/trial_owners.py).
+HEARTBEAT_SECONDS = 60
+GRACE_SECONDS = 180
+#: Attempts at opening a storage whose tables another worker is creating.
+SCHEMA_ATTEMPTS = 8
+
+
+def study_storage(option: str | None, resume: Path | None, run_dir: Path) -> Storage:
+    """``--storage``, else the storage of the tune run being resumed, else ``study.db``
+    in this run (``run_dir``)."""
+    if option:
+        return parse_storage(option)
+    if resume is not None:
+        previous = read_summary(resume).get("search", {})
+        if previous.get("storage"):
+            return parse_storage(previous["storage"])
+    return parse_storage(f"sqlite:///{(Path(run_dir) / STUDY_DB).resolve()}")
+
+
+def open_storage(storage: Storage, reporter: Reporter) -> Any:
+    """The Optuna storage object for ``storage`` (warning when SQLite is on NFS)."""
+    import optuna
+    from optuna.exceptions import ExperimentalWarning
+
+    if storage.kind == "journal":
+        try:
+            from optuna.storages.journal import JournalFileBackend
+        except ImportError:  # optuna < 4.0
+            from optuna.storages import JournalFileStorage as JournalFileBackend
+        return optuna.storages.JournalStorage(JournalFileBackend(storage.url))
+    database = sqlite_path(storage)
+    filesystem = network_filesystem(database.parent) if database is not None else None
+    if filesystem:
+        reporter.warn(f"--storage {storage.shown} is on a network file system ({filesystem}): "
+                      "SQLite's locking is unreliable there and workers on several machines "
+                      "can corrupt the study; use --storage journal:PATH or a database server "
+                      "(postgresql://…)")
+    if not storage.is_server:
+        return _created_once_by_someone(lambda: optuna.storages.RDBStorage(storage.url),
+                                        storage, reporter)
+
+    def rdb() -> Any:
+        with warnings.catch_warnings():
+            # The heartbeat is "experimental" since optuna 2.9 and stable in use.
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                storage.url, engine_kwargs={"connect_args": connect_args(storage),
+                                            "pool_pre_ping": True},
+                heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+
+    return _created_once_by_someone(rdb, storage, reporter)
+
+
+def _created_once_by_someone(open_rdb: Any, storage: Storage, reporter: Reporter) -> Any:
+    """``open_rdb()``, again when it lost the race to create the study tables.
+
+    Optuna creates its tables (and stamps their alembic version) when it first opens
+    an empty database, with no lock: workers started together on a new database
+    collide ("relation/table ... already exists", a duplicate key in PostgreSQL's
+    catalogue; optuna/optuna#1092, whose advice is to create the tables first).
+    The loser only has to open the storage again once the winner is done, which
+    then finds the tables and their version. Any other error is raised at once.
+    """
+    import random
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return open_rdb()
+        except DBAPIError as exc:
+            if "already exists" not in str(exc) or attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            delay = min(2.0, 0.2 * 2 ** attempt) * (0.5 + random.random())
+            reporter.log(f"--storage {storage.shown}: another worker is creating the study "
+                         f"tables; opening it again in {delay:.1f}s")
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # the last attempt returns or raises

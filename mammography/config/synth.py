@@ -13,14 +13,19 @@ from mammography.config.core import setting
 @dataclass
 class SynthConfig:
     out: Path = setting(Path("data/synthetic"), "Folder to create: DIR/classificacao.csv and "
-                        "DIR/archive/<AccessionNumber>/*.dcm. Must not hold a dataset already.")
-    exams: int = setting(100, "Number of exams (2-4 views each) with a density class 1-4.")
-    seed: int = setting(42, "Random seed; the same seed gives byte-identical files.")
+                        "DIR/archive/<AccessionNumber>/*.dcm. Must not hold a dataset already.",
+                        group="output")
+    exams: int = setting(100, "Number of exams (2-4 views each) with a density class 1-4.",
+                         group="data")
+    seed: int = setting(42, "Random seed; the same seed gives byte-identical files.",
+                        group="data")
     size: str = setting("320x256", "Image size HxW in pixels (full field: 4096x3328).",
-                        metavar="HxW")
+                        metavar="HxW", group="data")
     compression: Literal["none", "rle", "j2k"] = setting(
-        "none", "Transfer syntax: uncompressed, RLE lossless or JPEG 2000 lossless.")
-    class5: int = setting(0, "Extra exams labelled 5 (not classifiable), to exercise exclusion.")
+        "none", "Transfer syntax: uncompressed, RLE lossless or JPEG 2000 lossless.",
+        group="data")
+    class5: int = setting(0, "Extra exams labelled 5 (not classifiable), to exercise exclusion.",
+                          group="data")
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -6,14 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from mammography.config.core import (
-    NUM_WORKERS_HELP,
-    flag_name,
-    num_workers_problem,
-    setting,
-    to_record,
-)
-from mammography.config.data import ImageConfig
+from mammography.config.backbone import BackboneWeightsOptions
+from mammography.config.core import flag_name, setting, to_record
+from mammography.config.data import ImageConfig, LoaderOptions
 from mammography.record.contract import (
     LAST_CHECKPOINT_FILE,
     SUMMARY_FILE,
@@ -51,7 +46,7 @@ def resume_target(run_dir: Path) -> tuple[str, int | None]:
 
 
 @dataclass
-class TrainConfig(ImageConfig):
+class TrainConfig(BackboneWeightsOptions, LoaderOptions, ImageConfig):
     EXPERIMENT_TYPE: ClassVar[str] = "density_classification"
     # Runs under `torchrun --nproc-per-node N -m mammography train-density` (DDP).
     DISTRIBUTED: ClassVar[bool] = True
@@ -61,64 +56,60 @@ class TrainConfig(ImageConfig):
     INTEGRATION_OPTIONS: ClassVar[bool] = True
 
     outdir: Path = setting(Path("outputs/density"), "Root of the run directories "
-                           "(results_N is created inside).", metavar="DIR", record=False)
+                           "(results_N is created inside).", metavar="DIR", record=False,
+                           group="output")
     arch: str = setting("efficientnet_b0", "Backbone: any timm model name (efficientnet_b0, "
-                        "resnet50, convnext_tiny, test_efficientnet, ...).")
-    pretrained: bool = setting(True, "Start from timm's pretrained weights (local cache or "
-                               "download). --no-pretrained starts from random weights.")
-    weights: Path | None = setting(None, "Local weights file (.pt/.pth/.safetensors) for the "
-                                   "backbone, loaded offline; the head is adapted.",
-                                   metavar="FILE")
-    allow_partial_weights: bool = setting(
-        False, "With --weights: load only the backbone tensors that match by name and shape "
-        "and leave the rest random (a WARNING, recorded in summary.json). By default a file "
-        "that does not fit the backbone completely is refused.")
-    epochs: int = setting(20, "Training epochs.")
-    batch_size: int = setting(16, "Images per batch.")
+                        "resnet50, convnext_tiny, test_efficientnet, ...).", group="model")
+    epochs: int = setting(20, "Training epochs.", group="training")
+    batch_size: int = setting(16, "Images per training batch.", group="training")
     lr: float = setting(1e-4, "Learning rate of the head (the backbone gets lr x "
-                        "--backbone-lr-ratio).")
-    weight_decay: float = setting(1e-4, "Weight decay.")
-    optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", "Optimizer.")
+                        "--backbone-lr-ratio).", group="training")
+    weight_decay: float = setting(1e-4, "Weight decay.", group="training")
+    optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", "Optimizer.", group="training")
     scheduler: Literal["cosine", "step", "plateau", "none"] = setting(
-        "cosine", "Learning-rate schedule after warm-up.")
-    warmup_epochs: int = setting(2, "Epochs of linear learning-rate warm-up.")
+        "cosine", "Learning-rate schedule after warm-up.", group="training")
+    warmup_epochs: int = setting(2, "Epochs of linear learning-rate warm-up.", group="training")
     class_weights: str = setting("auto", "Loss weights per class: auto (inverse frequency in "
-                                 "the training split), none, or four numbers w1,w2,w3,w4.")
+                                 "the training split), none, or four numbers w1,w2,w3,w4.",
+                                 group="training")
     freeze_backbone: bool = setting(False, "Train only the head (and, with "
-                                    "--unfreeze-last-block, the backbone's last stage).")
+                                    "--unfreeze-last-block, the backbone's last stage).",
+                                    group="model")
     unfreeze_last_block: bool = setting(False, "With --freeze-backbone: also train the "
-                                        "backbone's last stage.")
-    backbone_lr_ratio: float = setting(1.0, "Backbone learning rate as a fraction of --lr.")
+                                        "backbone's last stage.", group="model")
+    backbone_lr_ratio: float = setting(1.0, "Backbone learning rate as a fraction of --lr.",
+                                       group="training")
     train_augment: bool = setting(True, "Augment training batches (vertical flip, rotation, "
-                                  "scale, brightness/contrast).")
-    grad_clip: float = setting(1.0, "Clip the gradient norm to this value (0 = off).")
+                                  "scale, brightness/contrast).", group="training")
+    grad_clip: float = setting(1.0, "Clip the gradient norm to this value (0 = off).",
+                               group="training")
     early_stop_patience: int = setting(5, "Stop after this many epochs without a better "
-                                       "validation kappa (0 = never).")
-    val_fraction: float = setting(0.2, "Share of patients in the validation split.")
+                                       "validation kappa (0 = never).", group="training")
+    val_fraction: float = setting(0.2, "Share of patients in the validation split.",
+                                  group="training")
     cv_folds: int = setting(0, "k-fold cross-validation with patient-grouped, stratified "
-                            "folds (0 = one train/validation split).")
+                            "folds (0 = one train/validation split).", group="training")
     cv_workers: int = setting(1, "Train this many CV folds at once, each in its own process "
-                              "(threads split between them).", record=False)
+                              "(threads split between them).", record=False,
+                              group="training")
     cv_engine: Literal["local", "ray"] = setting(
         "local", "Run parallel folds as local processes or as Ray tasks (--ray-address).",
-        record=False)
+        record=False, group="integration")
     ray_address: str | None = setting(None, "Ray cluster to join (default: start a local "
-                                      "Ray instance).", record=False)
-    seed: int = setting(42, "Random seed: splits, initialisation, data order, augmentation.")
-    device: Literal["auto", "cpu", "cuda"] = setting("auto", "Where to train.")
-    num_workers: int = setting(-1, NUM_WORKERS_HELP, record=False)
-    amp: bool = setting(True, "Mixed precision on CUDA (bfloat16 where supported, else "
-                        "float16); ignored on CPU.")
+                                      "Ray instance).", record=False, group="integration")
+    seed: int = setting(42, "Random seed: splits, initialisation, data order, augmentation.",
+                        group="training")
     embeddings_dir: Path | None = setting(
         None, "Fuse precomputed embeddings: a results_N of `mammography embed`, or a folder of "
-        "them (the latest completed one is used).", metavar="DIR")
+        "them (the latest completed one is used).", metavar="DIR", group="model")
     resume: Path | None = setting(None, "Continue an interrupted or finished run from its "
                                   "last_checkpoint.pt, in a new run directory: a single run, "
                                   "a CV fold (its fold_k/results) or a whole cross-validation "
                                   "(finished folds reused, the interrupted one continued).",
-                                  metavar="RUN_DIR")
+                                  metavar="RUN_DIR", group="output")
     based_on: Path | None = setting(None, "Record that this run derives from RUN_DIR "
-                                    "(lineage).", metavar="RUN_DIR", record=False)
+                                    "(lineage).", metavar="RUN_DIR", record=False,
+                                    group="output")
 
     def problems(self) -> list[str]:
         found = self.training_problems()
@@ -165,7 +156,7 @@ class TrainConfig(ImageConfig):
 
     def training_problems(self) -> list[str]:
         """Everything but the meaning of --resume (which `tune` gives its own)."""
-        found = self.image_problems()
+        found = self.group_problems()
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 found.append(f"--{name.replace('_', '-')} must be at least 1, got "
@@ -179,8 +170,6 @@ class TrainConfig(ImageConfig):
         if self.warmup_epochs < 0 or self.early_stop_patience < 0 or self.grad_clip < 0:
             found.append("--warmup-epochs, --early-stop-patience and --grad-clip must be 0 "
                          "or more")
-        if problem := num_workers_problem(self.num_workers):
-            found.append(problem)
         if not 0.05 <= self.val_fraction <= 0.5:
             found.append(f"--val-fraction must be between 0.05 and 0.5, got {self.val_fraction}")
         if self.cv_workers < 1:
@@ -194,10 +183,6 @@ class TrainConfig(ImageConfig):
             found.append(f"--cv-folds must be 0 (off) or 2-20, got {self.cv_folds}")
         if self.unfreeze_last_block and not self.freeze_backbone:
             found.append("--unfreeze-last-block only makes sense with --freeze-backbone")
-        if self.weights is not None and not self.weights.is_file():
-            found.append(f"--weights {self.weights} does not exist")
-        if self.allow_partial_weights and self.weights is None:
-            found.append("--allow-partial-weights only applies with --weights FILE")
         try:
             self.parsed_class_weights()
         except ValueError as exc:

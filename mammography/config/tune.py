@@ -23,29 +23,40 @@ class TuneConfig(TrainConfig):
 
     outdir: Path = setting(Path("outputs/hpo"), "Root of the tune run directories; each "
                            "trial is a train-density run inside its tune run.", metavar="DIR",
-                           record=False)
+                           record=False, group="output")
     n_trials: int = setting(20, "Finished (complete or pruned) trials the study should have, "
-                            "counting earlier and other workers' trials of the same study.")
+                            "counting earlier and other workers' trials of the same study.",
+                            group="training")
     study_name: str = setting("density", "Optuna study name (workers sharing --storage "
-                              "and this name share one study).")
+                              "and this name share one study).", group="integration")
     storage: str | None = setting(None, "Where the Optuna study lives (default: "
                                   "sqlite:///<tune run>/study.db, one machine). Several "
                                   "machines: postgresql://USER@HOST/DB or mysql://USER@HOST/DB "
                                   "(a database server), or journal:PATH (a file on a shared "
                                   "file system); SQLite is unsafe on NFS.", metavar="URL",
-                                  record=False)
-    search_space: Path | None = setting(None, "YAML search space (default: the built-in one, "
-                                        "also at configs/tune.yaml).", metavar="FILE")
+                                  record=False, group="integration")
+    search_space: Path | None = setting(None, "YAML search space: train-density settings "
+                                        "mapped to distributions (default: the built-in one, "
+                                        "mammography/config/search_space.yaml; copy it to "
+                                        "start your own).", metavar="FILE",
+                                        group="training")
     metric: Literal[METRICS] = setting("val_kappa", "What the study optimises: best value "
-                                       "over epochs (val_loss is minimised).")
-    timeout: float | None = setting(None, "Stop starting new trials after this many seconds.")
+                                       "over epochs (val_loss is minimised).",
+                                       group="training")
+    timeout: float | None = setting(None, "Stop starting new trials after this many seconds.",
+                                    group="training")
     engine: Literal["optuna", "ray"] = setting("optuna", "Run trials in this process with "
-                                               "Optuna, or as Ray Tune trials.")
+                                               "Optuna, or as Ray Tune trials.",
+                                               group="integration")
     pruner: Literal["median", "none"] = setting("median", "Stop unpromising trials early "
-                                                "(median of earlier trials at the same epoch).")
-    ray_scheduler: Literal["fifo", "asha"] = setting("fifo", "Ray Tune trial scheduler.")
-    cpus_per_trial: int = setting(1, "Ray: CPUs reserved per trial.", record=False)
-    gpus_per_trial: float = setting(0.0, "Ray: GPUs reserved per trial.", record=False)
+                                                "(median of earlier trials at the same epoch).",
+                                                group="training")
+    ray_scheduler: Literal["fifo", "asha"] = setting("fifo", "Ray Tune trial scheduler.",
+                                                     group="integration")
+    cpus_per_trial: int = setting(1, "Ray: CPUs reserved per trial.", record=False,
+                                  group="integration")
+    gpus_per_trial: float = setting(0.0, "Ray: GPUs reserved per trial.", record=False,
+                                    group="integration")
 
     def problems(self) -> list[str]:
         found = self.training_problems()

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from mammography.config.datacmd import DataCacheConfig, DataCheckConfig
-from mammography.data.labels import LabelTable, exclude_bad_images
 from mammography.data.pipeline import (
     build_cache,
     load_table,
     preprocess_settings,
     write_data_manifest,
 )
+from mammography.data.table.exclusions import exclude_bad_images
+from mammography.data.table.records import LabelTable
 from mammography.errors import EXIT_OK
 from mammography.record.reporter import ConsoleReporter
 

@@ -18,15 +18,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mammography.config.data import ImageConfig, LabelsConfig
+from mammography.config.data import ImageConfig, LabelledSource, PreprocessOptions
 from mammography.data.density_labels import check_breast_labels
 from mammography.data.grouping import normalise_patient_ids
-from mammography.data.labels import (
-    LabelTable,
-    attach_remembered_headers,
-    exclude_bad_images,
-    load_label_table,
-)
+from mammography.data.table.exclusions import exclude_bad_images
+from mammography.data.table.headers import attach_remembered_headers
+from mammography.data.table.reader import load_label_table
+from mammography.data.table.records import LabelTable
 from mammography.errors import DataError
 from mammography.record.contract import MANIFEST_FILE
 from mammography.record.reporter import CONSOLE, Reporter
@@ -75,7 +73,7 @@ def preprocess_settings(cfg: ImageConfig) -> Any:
                                        multiframe=cfg.multiframe, j2k_reduce=cfg.j2k_reduce)
 
 
-def load_table(cfg: LabelsConfig, out: Reporter = CONSOLE,
+def load_table(cfg: LabelledSource, out: Reporter = CONSOLE,
                frames: str | None = None) -> LabelTable:
     """Labels CSV plus DICOM headers, with per-file problems excluded.
 
@@ -88,11 +86,11 @@ def load_table(cfg: LabelsConfig, out: Reporter = CONSOLE,
         return _load_table(cfg, out, frames)
 
 
-def _load_table(cfg: LabelsConfig, out: Reporter, frames: str | None) -> LabelTable:
+def _load_table(cfg: LabelledSource, out: Reporter, frames: str | None) -> LabelTable:
     from mammography.data.dicom.decode import image_problem, read_header
     from mammography.data.fingerprint import processing_mix
 
-    policy = frames or (cfg.multiframe if isinstance(cfg, ImageConfig) else "exclude")
+    policy = frames or (cfg.multiframe if isinstance(cfg, PreprocessOptions) else "exclude")
     table = load_label_table(cfg.csv, cfg.dicom_root, include_class_5=cfg.include_class_5,
                              path_column=cfg.path_column, label_column=cfg.label_column,
                              out=out)
@@ -209,7 +207,7 @@ def assign_groups(table: LabelTable, manifest: dict[str, Any], out: Reporter) ->
     return report
 
 
-def data_config(cfg: LabelsConfig, table: LabelTable, manifest: dict[str, Any]) -> dict[str, Any]:
+def data_config(cfg: LabelledSource, table: LabelTable, manifest: dict[str, Any]) -> dict[str, Any]:
     """The ``data_config`` section of summary.json."""
     return {
         "csv": str(cfg.csv),

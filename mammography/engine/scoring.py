@@ -17,8 +17,8 @@ import torch
 
 from mammography.data.cache import ImageCache
 from mammography.data.dataset import CachedImageDataset
-from mammography.data.labels import LabelTable
 from mammography.data.loading import make_loader
+from mammography.data.table.records import LabelTable
 from mammography.engine.device import select_precision
 from mammography.engine.inference import predict_probabilities
 from mammography.errors import InputError

@@ -2,7 +2,7 @@
 
 The study lives in an embedded SQLite database inside the tune run
 (``study.db``) unless ``--storage`` names another (a database server or a
-journal file: hpo/storage.py): a killed study resumes from it (``tune
+journal file: config/storage.py): a killed study resumes from it (``tune
 --resume RUN_DIR``), and several workers pointed at one storage and study
 name share the trials. ``--n-trials`` is the study's budget across workers: a
 worker starts a trial only while the finished and running trials of all of
@@ -21,18 +21,17 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from mammography.config.search_space import sample
+from mammography.config.storage import open_storage, study_storage
 from mammography.config.train import TrainConfig
 from mammography.config.tune import TuneConfig
 from mammography.data.pipeline import PreparedData, data_config, prepare_data
-from mammography.hpo.search_space import sample
-from mammography.hpo.storage import (
+from mammography.hpo.trial_owners import (
     SKIPPED,
     claim,
     fail_dead_trials,
     is_private,
-    open_storage,
     resumed_run_is_dead,
-    storage_of,
 )
 from mammography.record.contract import (
     CHILD_RUN_DIR,
@@ -149,7 +148,7 @@ def run_optuna(cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.INFO)
-    storage = storage_of(cfg, run)
+    storage = study_storage(cfg.storage, cfg.resume, run.dir)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
               if cfg.pruner == "median" and not cfg.cv_folds else optuna.pruners.NopPruner())
     seed = sampler_seed(cfg, run)

@@ -27,11 +27,11 @@ from typing import Any
 import yaml
 
 from mammography.config.core import to_dict
+from mammography.config.search_space import optuna_distributions
 from mammography.config.tune import TuneConfig
 from mammography.data.pipeline import data_config, prepare_data
 from mammography.hpo.optuna_engine import direction, train_config
 from mammography.hpo.ray_previous import PreviousTrial, finished_trials
-from mammography.hpo.search_space import optuna_distributions
 from mammography.record.contract import (
     HISTORY_JSON,
     LOG_FILE,

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mammography.hpo.storage import SKIPPED, TRIAL_DIR
+from mammography.hpo.trial_owners import SKIPPED, TRIAL_DIR
 from mammography.record.contract import CHILD_RUN_DIR, trial_name
 from mammography.record.protocol import RunContext
 

@@ -25,7 +25,7 @@ from mammography.hpo.report import (
     trial_run_dir,
     write_trials_csv,
 )
-from mammography.hpo.storage import TRIAL_DIR
+from mammography.hpo.trial_owners import TRIAL_DIR
 from mammography.record.contract import (
     BEST_PARAMS_FILE,
     TRIALS_CSV,

@@ -36,6 +36,7 @@ VAL_METRICS_JSON = "metrics/val_metrics.json"
 VAL_METRICS_CSV = "metrics/val_metrics.csv"
 VAL_PREDICTIONS = "val_predictions.csv"
 VAL_PREDICTIONS_EXAM = "val_predictions_exam.csv"
+VAL_PREDICTIONS_BREAST = "val_predictions_breast.csv"
 CV_SUMMARY_FILE = "cv_summary.json"
 #: summary.json section of a CV parent: its folds, where each one's run is and
 #: how it came about (``FOLD_ORIGINS``); written before the first fold trains.
@@ -50,12 +51,25 @@ FEATURES_FILE = "features.npy"
 METADATA_FILE = "metadata.csv"
 
 # ------------------------------------------------------------ eval-export
+EVAL_SUMMARY_FILE = "eval_summary.json"
+PAIRED_COMPARISON_FILE = "paired_comparison.csv"
+COMPARISON_RUNS_FILE = "comparison_runs.csv"
+#: One folder per evaluated model: ``models/<label>/`` holds its files below
+#: (its predictions are named as predict's: PREDICTIONS_IMAGE ...).
+EVAL_MODELS_DIR = "models"
+EVAL_METRICS_JSON = "metrics.json"
+EVAL_METRICS_CSV = "metrics.csv"
+SUBGROUPS_FILE = "subgroups.csv"
+MODEL_CARD_FILE = "model_card.md"
+#: ``models/<label>/export/``: the exported model and its input card.
+EXPORT_DIR = "export"
+TORCHSCRIPT_MODEL_FILE = "model.torchscript.pt"
+ONNX_MODEL_FILE = "model.onnx"
 #: The input card written next to an exported model: shape, preprocessing,
 #: normalisation, class order, source checkpoint (`predict --model` reads it).
 PREPROCESSING_CARD = "preprocessing.json"
-ONNX_MODEL_FILE = "model.onnx"
 
-# ------------------------------------------------------------ predict
+# ------------------------------------------------------------ predict (eval-export's too)
 PREDICTIONS_IMAGE = "predictions_image.csv"
 PREDICTIONS_BREAST = "predictions_breast.csv"
 PREDICTIONS_EXAM = "predictions_exam.csv"

@@ -6,7 +6,8 @@ eval-export's exam level uses), and its call is their most probable class.
 Columns: the ids, ``prob_A..prob_D``, ``prob_dense`` (P(C) + P(D), what the
 dense AUC ranks by), ``pred_label`` (1-4), ``pred_density`` (A-D), ``dense``
 (1 when the call is C or D: the dense-breast notification split) and
-``members`` (how many models' probabilities were averaged).
+``members`` (how many models' probabilities were averaged). Probabilities are
+written as in every prediction table (``probabilities.py``).
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import numpy as np
 
 from mammography.domain import CLASS_NAMES, DENSE_INDICES, letter, to_label
 from mammography.metrics import aggregate_by_exam
+from mammography.report.probabilities import PROB_COLUMNS, probability_cells, probability_text
 
-PROB_COLUMNS = [f"prob_{name}" for name in CLASS_NAMES]
 CALL_COLUMNS = [*PROB_COLUMNS, "prob_dense", "pred_label", "pred_density", "dense", "members"]
 
 
 def _call(p: np.ndarray, members: int) -> list[Any]:
     index = int(p.argmax())
-    return [*(f"{v:.6f}" for v in p), f"{float(p[list(DENSE_INDICES)].sum()):.6f}",
+    return [*probability_cells(p), probability_text(p[list(DENSE_INDICES)].sum()),
             to_label(index), letter(index), int(index in DENSE_INDICES), members]
 
 

@@ -11,6 +11,7 @@ from mammography.config.storage import (
     parse_storage,
     sqlite_path,
     storage_problems,
+    study_storage,
 )
 from mammography.record.secrets import mask_passwords
 from tests.helpers import child_env, run_cli
@@ -144,3 +145,21 @@ def test_what_a_run_records_never_holds_the_password():
     argv = ["mammography", "tune", "--storage", url, f"--storage={url}"]
     assert "hunter2" not in " ".join(recorded_argv(argv)) + command_line(argv)
     assert recorded_argv(argv)[3] == "postgresql://bob:***@db/optuna"
+
+
+def test_the_storage_a_tune_run_uses(tmp_path):
+    """--storage, else the resumed run's (as its summary.json recorded it), else study.db in
+    the new run."""
+    import json
+
+    run_dir, resumed = tmp_path / "results_2", tmp_path / "results_1"
+    resumed.mkdir()
+    (resumed / "summary.json").write_text(json.dumps(
+        {"search": {"storage": f"journal:{tmp_path / 'big.log'}"}}))
+    given = study_storage(f"sqlite:///{tmp_path / 'mine.db'}", resumed, run_dir)
+    assert sqlite_path(given) == tmp_path / "mine.db"
+    again = study_storage(None, resumed, run_dir)
+    assert (again.kind, again.url) == ("journal", str(tmp_path / "big.log"))
+    fresh = study_storage(None, None, run_dir)
+    assert sqlite_path(fresh) == (run_dir / "study.db").resolve()
+

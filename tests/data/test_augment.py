@@ -22,13 +22,7 @@ IDENTITY = AugmentSettings(vflip_p=0.0, max_rotation_deg=0.0, scale_range=(1.0, 
                            brightness=0.0, contrast=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread, so a busy machine does not stall the spin-waits."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def gen(seed: int) -> torch.Generator:

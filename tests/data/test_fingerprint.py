@@ -8,8 +8,8 @@ from mammography.data.fingerprint import (
     compare_fingerprints,
     processing_mix,
 )
-from mammography.data.labels import ImageRecord
 from mammography.data.synthetic import synthesize_mammogram, write_mammogram_dicom
+from mammography.data.table.records import ImageRecord
 
 
 def record(path: Path, **kwargs) -> ImageRecord:

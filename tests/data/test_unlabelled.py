@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mammography.data.unlabelled import find_dicoms_by_content, load_unlabelled
+from mammography.data.unlabelled import load_unlabelled
 from mammography.errors import DataError
 from mammography.record.reporter import CollectingReporter
 
@@ -54,17 +54,6 @@ def test_a_bare_folder_of_extension_less_files_is_read_by_content(synthetic_data
     assert reasons["report"].startswith("no pixel data")
     assert sum("skipping unusable image" in w for w in out.warnings) == 2
     assert any("1 files under" in line and "README.txt" in line for line in out.lines)
-
-
-def test_dicom_is_found_whatever_the_extension(tmp_path):
-    (tmp_path / "a").mkdir()
-    shutil.copyfile(PYDICOM_FILES / "CT_small.dcm", tmp_path / "a" / "scan.dcm.bak")
-    shutil.copyfile(PYDICOM_FILES / "CT_small.dcm", tmp_path / "a" / "plain.dcm")
-    (tmp_path / "a" / "photo.jpg").write_bytes(b"\xff\xd8" + b"\0" * 200)
-    (tmp_path / "a" / ".hidden.dcm").write_bytes(b"\0" * 200)
-    found, others = find_dicoms_by_content(tmp_path)
-    assert [p.name for p in found] == ["plain.dcm", "scan.dcm.bak"]
-    assert [p.name for p in others] == ["photo.jpg"]
 
 
 def test_a_corrupt_file_is_excluded_with_its_reason(synthetic_dataset, tmp_path):

@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from mammography.config.storage import parse_storage, reachable_problem
-from mammography.hpo.storage import OWNER_RUN
+from mammography.hpo.trial_owners import OWNER_RUN
 from mammography.record.reporter import CollectingReporter
 from tests.helpers import child_env, read_summary, run_cli
 
@@ -151,7 +151,7 @@ def test_workers_opening_one_storage_share_its_study(tmp_path, kind):
     """Two storage objects (two workers) on one journal file or SQLite file, in process."""
     import optuna
 
-    from mammography.hpo.storage import open_storage
+    from mammography.config.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     text = f"journal:{tmp_path / 'study.log'}" if kind == "journal" else \
@@ -170,7 +170,7 @@ def test_workers_opening_one_storage_share_its_study(tmp_path, kind):
 
 
 def test_sqlite_on_a_network_file_system_is_a_warning(tmp_path, monkeypatch):
-    import mammography.hpo.storage as storage
+    import mammography.config.storage as storage
 
     monkeypatch.setattr(storage, "network_filesystem", lambda path: "nfs4")
     reporter = CollectingReporter()
@@ -181,8 +181,7 @@ def test_sqlite_on_a_network_file_system_is_a_warning(tmp_path, monkeypatch):
 
 OPEN_STORAGE = """
 import sys
-from mammography.config.storage import parse_storage
-from mammography.hpo.storage import open_storage
+from mammography.config.storage import open_storage, parse_storage
 from mammography.record.reporter import CollectingReporter
 
 open_storage(parse_storage(sys.argv[1]), CollectingReporter())
@@ -217,7 +216,7 @@ def test_losing_the_race_to_create_the_tables_opens_the_storage_again(tmp_path, 
     import optuna
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-    import mammography.hpo.storage as storage
+    import mammography.config.storage as storage
 
     attempts = []
 

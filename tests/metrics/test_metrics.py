@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -245,17 +244,25 @@ def test_bootstrap_single_class_auc_is_none():
     assert ci["accuracy"]["value"] == 1.0
 
 
-def test_bootstrap_timing_1000_by_1000():
-    y, probs = random_case(1000, seed=9)
-    classification_metrics(y, probs)  # warm the sklearn import out of the timing
-    start = time.perf_counter()
-    bootstrap_ci(y, probs, n_resamples=1000)
-    rows_s = time.perf_counter() - start
-    start = time.perf_counter()
-    bootstrap_ci(y, probs, n_resamples=1000, groups=np.arange(1000) // 4)
-    grouped_s = time.perf_counter() - start
-    print(f"\nbootstrap 1000 samples x 1000 resamples: rows {rows_s:.3f}s, "
-          f"grouped {grouped_s:.3f}s")
+def test_a_cluster_bootstrap_of_copies_is_the_bootstrap_of_the_originals():
+    """1000 resamples of 1000 rows: four exact copies of 250 cases, clustered by case,
+    give the interval of the 250 cases themselves (the copies add no information),
+    while resampling the copies as rows pretends to 4x the data (half the width).
+    How fast this runs is benchmarks/bench_eval_metrics.py's business."""
+    y, probs = random_case(250, seed=9)
+    copies_y, copies_p = np.repeat(y, 4), np.repeat(probs, 4, axis=0)
+    originals = bootstrap_ci(y, probs, n_resamples=1000, seed=3)
+    clustered = bootstrap_ci(copies_y, copies_p, n_resamples=1000, seed=3,
+                             groups=np.arange(1000) // 4)
+    as_rows = bootstrap_ci(copies_y, copies_p, n_resamples=1000, seed=3)
+
+    def width(ci, name):
+        return ci[name]["high"] - ci[name]["low"]
+
+    for name in ("accuracy", "kappa", "auc"):
+        assert clustered[name]["value"] == pytest.approx(originals[name]["value"])
+        assert 0.85 < width(clustered, name) / width(originals, name) < 1.15, name
+        assert width(as_rows, name) / width(originals, name) < 0.65, name
 
 
 # --------------------------------------------------------------------------- summaries

@@ -187,8 +187,8 @@ def _assert_cache_consistent(dataset: Path, env: dict[str, str], context: str) -
     """After a kill mid-build the cache is still sound: a new build reuses or rebuilds
     every entry, and each one equals a fresh decode."""
     from mammography.data.cache import ImageCache
-    from mammography.data.labels import find_dicoms
     from mammography.data.preprocess import PreprocessSettings, load_preprocessed
+    from mammography.data.table.discovery import find_dicoms
 
     proc = subprocess.run(cli_args("data", "cache", *data_args(dataset), "--img-size", "64",
                                    "--workers", "2"),

@@ -1,4 +1,5 @@
-"""Fuzzing the labels CSV reader (read_csv_rows, load_label_table) with hypothesis:
+"""Fuzzing the image-table reader (read_csv_rows, load_label_table, and the unlabelled
+reading predict makes) with hypothesis:
 structured CSV text (both shapes, odd cells, delimiters, quoting, line ends,
 encodings) and raw bytes. Only DataError may come out; a table that comes out
 keeps its invariants (labels 1-4, or 1-5 with class 5 kept; images are files under
@@ -14,7 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from mammography.data.labels import load_label_table, read_csv_rows
+from mammography.data.table.csv_read import read_csv_rows
+from mammography.data.table.reader import load_label_table
+from mammography.data.unlabelled import unlabelled_table
 from mammography.errors import DataError
 from mammography.record.reporter import CollectingReporter
 from tests.reliability.common import SEED, budget
@@ -86,3 +89,26 @@ def test_only_data_errors_or_a_sound_table(tree, data, with_root, keep_class_5):
             # an accession row never reaches outside its own folder
             assert archive / record.accession in record.path.parents
     assert all(e.get("reason") for e in table.exclusions)
+
+
+@seed(SEED)
+@settings(max_examples=budget(200, 10_000), deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(data=csv_bytes(), with_root=st.booleans())
+def test_an_unlabelled_reading_is_as_sound(tree, data, with_root):
+    """The same bytes read for predict (no labels): only DataError, and every image a file
+    the CSV names or below its own exam's folder, with no label."""
+    csv = tree / "to_score.csv"
+    csv.write_bytes(data)
+    archive = tree / "archive"
+    try:
+        table = unlabelled_table(csv, archive if with_root else None, out=CollectingReporter())
+    except DataError as exc:
+        assert str(csv) in str(exc) or "--dicom-root" in str(exc), str(exc)
+        return
+    for record in table.images:
+        assert record.label is None and record.path.is_file()
+        if table.csv_format == "classificacao":
+            assert archive / record.accession in record.path.parents
+    assert all(e.get("reason") for e in table.exclusions)
+

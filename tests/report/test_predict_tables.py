@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mammography.data.labels import ImageRecord
+from mammography.data.table.records import ImageRecord
 from mammography.report.predict_tables import write_prediction_tables
 
 PROBS = ["prob_A", "prob_B", "prob_C", "prob_D"]

@@ -19,20 +19,30 @@ import torch
 
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
-from mammography.data.labels import LabelTable
 from mammography.data.preprocess import PreprocessSettings
+from mammography.data.table.records import LabelTable
 from mammography.engine.checkpoint import model_from_best
 from mammography.engine.evaluate.sources import ModelSource, own_validation_split
 from mammography.engine.scoring import embeddings_for, score_table
 from mammography.errors import DataError
 from mammography.metrics.calibration import apply_temperature, fit_temperature, reliability_bins
 from mammography.metrics.evaluation import LEVELS, evaluate_levels, levels, subgroup_rows
-from mammography.record.contract import BEST_MODEL_FILE, MANIFEST_FILE, VAL_PREDICTIONS
+from mammography.record.contract import (
+    BEST_MODEL_FILE,
+    EVAL_METRICS_CSV,
+    EVAL_METRICS_JSON,
+    EVAL_MODELS_DIR,
+    MANIFEST_FILE,
+    PREDICTIONS_BREAST,
+    PREDICTIONS_EXAM,
+    PREDICTIONS_IMAGE,
+    SUBGROUPS_FILE,
+    VAL_PREDICTIONS,
+)
 from mammography.record.jsonio import read_json, write_json_atomic
 from mammography.record.protocol import RunContext
 from mammography.report.tables import write_level_rows_csv
 
-SUBGROUPS_FILE = "subgroups.csv"
 #: Breakdowns from the DICOM headers, and the levels each makes sense at.
 HEADER_SUBGROUPS = {"manufacturer": LEVELS, "view": ("image",),
                     "laterality": ("image", "breast")}
@@ -89,7 +99,7 @@ def evaluate_model(cfg: EvalConfig, run: RunContext, source: ModelSource,
                               bootstrap=cfg.bootstrap, seed=cfg.seed)
     metrics["calibration"] = calibration
     metrics["reliability"] = _reliability(labels, probs, records)
-    folder = run.dir / "models" / source.label
+    folder = run.dir / EVAL_MODELS_DIR / source.label
     evaluation = ModelEvaluation(source, table, labels, probs, metrics, payload, folder)
     evaluation.subgroups = _subgroups(cfg, evaluation)
     if shared_table is not None:
@@ -188,10 +198,10 @@ def write_model_outputs(evaluation: ModelEvaluation) -> None:
 
     folder, metrics = evaluation.folder, evaluation.metrics
     folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / "metrics.json", metrics)
-    write_level_rows_csv(folder / "metrics.csv", metrics, levels=LEVELS)
+    write_json_atomic(folder / EVAL_METRICS_JSON, metrics)
+    write_level_rows_csv(folder / EVAL_METRICS_CSV, metrics, levels=LEVELS)
     write_predictions(folder, evaluation.table.images, evaluation.labels, evaluation.probs,
-                      "predictions_image.csv", "predictions_exam.csv", "predictions_breast.csv")
+                      PREDICTIONS_IMAGE, PREDICTIONS_EXAM, PREDICTIONS_BREAST)
     write_rows_csv(folder / SUBGROUPS_FILE, evaluation.subgroups)
     plots = folder / "plots"
     plot_confusion_matrix(np.array(metrics["image"]["confusion_matrix"]),

@@ -16,7 +16,7 @@ import torch
 
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
-from mammography.data.labels import LabelTable
+from mammography.data.table.records import LabelTable
 from mammography.engine.evaluate.sources import ModelSource
 from mammography.engine.export import (
     PARITY_TOLERANCE,
@@ -26,7 +26,13 @@ from mammography.engine.export import (
     input_shape,
     preprocessing_card,
 )
-from mammography.record.contract import BEST_MODEL_FILE
+from mammography.record.contract import (
+    BEST_MODEL_FILE,
+    EXPORT_DIR,
+    ONNX_MODEL_FILE,
+    PREPROCESSING_CARD,
+    TORCHSCRIPT_MODEL_FILE,
+)
 from mammography.record.protocol import RunContext
 
 
@@ -41,16 +47,16 @@ def export_model(cfg: EvalConfig, run: RunContext, source: ModelSource, model: t
     if cfg.export == "none":
         return None
     shape = input_shape(payload["preprocess"])
-    export_dir = folder / "export"
+    export_dir = folder / EXPORT_DIR
     export_dir.mkdir(parents=True, exist_ok=True)
-    name = "model.torchscript.pt" if cfg.export == "torchscript" else "model.onnx"
+    name = TORCHSCRIPT_MODEL_FILE if cfg.export == "torchscript" else ONNX_MODEL_FILE
     path = export_dir / name
     model = model.cpu().eval()
     if cfg.export == "torchscript":
         export_torchscript(model, shape, path)
     else:
         export_onnx(model, shape, path)
-    write_json_atomic(export_dir / "preprocessing.json",
+    write_json_atomic(export_dir / PREPROCESSING_CARD,
                       preprocessing_card(payload, source.run_dir / BEST_MODEL_FILE, cfg.export,
                                          name))
     count = min(len(table.images), 32)

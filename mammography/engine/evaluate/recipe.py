@@ -29,21 +29,27 @@ import numpy as np
 
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
-from mammography.data.labels import LabelTable
 from mammography.data.pipeline import load_table, write_data_manifest
 from mammography.data.preprocess import PreprocessSettings
+from mammography.data.table.records import LabelTable
 from mammography.domain import CLASS_NAMES
 from mammography.engine.device import select_device
 from mammography.engine.evaluate.model import ModelEvaluation, evaluate_model
 from mammography.engine.evaluate.sources import expand_runs
 from mammography.errors import DataError
 from mammography.metrics.evaluation import LEVELS, paired_comparison
-from mammography.record.contract import BEST_MODEL_FILE, MANIFEST_FILE
+from mammography.record.contract import (
+    BEST_MODEL_FILE,
+    COMPARISON_RUNS_FILE,
+    EVAL_SUMMARY_FILE,
+    MANIFEST_FILE,
+    MODEL_CARD_FILE,
+    PAIRED_COMPARISON_FILE,
+)
 from mammography.record.jsonio import read_json
 from mammography.record.protocol import RunContext
 from mammography.report.tables import write_rows_csv
 
-PAIRED_FILE = "paired_comparison.csv"
 PAIRED_RESAMPLES = 1000  # when --bootstrap 0 still asks for a paired comparison
 
 
@@ -78,12 +84,12 @@ def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
                              "export": cfg.export, "calibrate": cfg.calibrate},
                data_shift={e.label: e.shift for e in evaluations if e.shift})
     models = [_summary_entry(e) for e in evaluations]
-    run.write_json("eval_summary.json", {"models": models})
+    run.write_json(EVAL_SUMMARY_FILE, {"models": models})
     _finish(run, models, paired)
 
 
 def _check_subgroup_columns(cfg: EvalConfig, table: LabelTable) -> None:
-    from mammography.data.labels import read_csv_rows
+    from mammography.data.table.csv_read import read_csv_rows
     from mammography.record.reporter import CollectingReporter
 
     header, _ = read_csv_rows(table.csv_path, CollectingReporter())
@@ -138,7 +144,7 @@ def _write_card(cfg: EvalConfig, evaluation: ModelEvaluation) -> None:
         evaluation=evaluation.metrics, evaluated_on=evaluated_on, external=cfg.csv is not None,
         subgroups=evaluation.subgroups, shift=evaluation.shift,
         weights_sha256=sha256(source.run_dir / BEST_MODEL_FILE), bootstrap=cfg.bootstrap)
-    (evaluation.folder / "model_card.md").write_text(text, encoding="utf-8")
+    (evaluation.folder / MODEL_CARD_FILE).write_text(text, encoding="utf-8")
 
 
 def _paired(cfg: EvalConfig, run: RunContext,
@@ -167,7 +173,7 @@ def _paired(cfg: EvalConfig, run: RunContext,
                 f"(95% CI {_num(exam['ci_low'])} to {_num(exam['ci_high'])}, p "
                 f"{_num(exam['p_value'])})")
     if rows:
-        write_rows_csv(run.dir / PAIRED_FILE, rows)
+        write_rows_csv(run.dir / PAIRED_COMPARISON_FILE, rows)
     return rows
 
 
@@ -192,7 +198,7 @@ def _finish(run: RunContext, models: list[dict[str, Any]],
             paired: list[dict[str, Any]]) -> None:
     from mammography.report.compare import group_rows, write_tables
 
-    with (run.dir / "comparison_runs.csv").open("w", newline="", encoding="utf-8") as handle:
+    with (run.dir / COMPARISON_RUNS_FILE).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["label", "run_dir", "arch", "level", *COMPARED, "kappa_ci95_low",
                          "kappa_ci95_high"])

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mammography.data.labels import ImageRecord, LabelTable
 from mammography.data.splits import read_splits_csv
+from mammography.data.table.records import ImageRecord, LabelTable
 from mammography.errors import DataError, InputError
 from mammography.record.contract import (
     BEST_MODEL_FILE,

@@ -27,6 +27,7 @@ from mammography.data.preprocess import PreprocessSettings
 from mammography.errors import InputError
 from mammography.record.contract import (
     BEST_MODEL_FILE,
+    EXPORT_DIR,
     FEATURES_FILE,
     PREPROCESSING_CARD,
     SummaryUnreadable,
@@ -218,7 +219,7 @@ def _card_normalization(card: dict[str, Any], path: Path) -> dict[str, float]:
 def _onnx_label(path: Path) -> str:
     """``models/<label>/export/model.onnx`` (eval-export's layout) -> ``<label>``."""
     resolved = path.resolve()
-    if resolved.parent.name == "export" and resolved.parent.parent.name:
+    if resolved.parent.name == EXPORT_DIR and resolved.parent.parent.name:
         return resolved.parent.parent.name
     return resolved.parent.name or resolved.stem
 

@@ -28,8 +28,9 @@ from typing import Any
 
 from mammography.config.predict import PredictConfig
 from mammography.data.cache import ImageCache
-from mammography.data.labels import LabelTable, exclude_bad_images
 from mammography.data.pipeline import write_data_manifest
+from mammography.data.table.exclusions import exclude_bad_images
+from mammography.data.table.records import LabelTable
 from mammography.data.unlabelled import load_unlabelled
 from mammography.engine.data_shift import check_shift
 from mammography.engine.device import select_device, select_precision

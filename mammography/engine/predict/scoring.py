@@ -19,8 +19,8 @@ import torch
 
 from mammography.data.cache import ImageCache
 from mammography.data.dataset import CachedImageDataset
-from mammography.data.labels import LabelTable
 from mammography.data.loading import make_loader
+from mammography.data.table.records import LabelTable
 from mammography.engine.predict.members import Member
 from mammography.engine.predict.onnx import onnx_probabilities
 from mammography.engine.scoring import embeddings_for, score_table

@@ -43,13 +43,7 @@ VAL_LABELS = np.array([0, 0, 1, 1, 2, 2, 3, 3])
 OFF_BY_ONE = np.array([1, 1, 2, 2, 3, 3, 2, 2])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread, so a busy machine does not stall the spin-waits."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def preds(wrong: int) -> np.ndarray:

@@ -1,10 +1,11 @@
-"""Labels CSV → image table: both CSV shapes, and every reported problem."""
+"""Labels CSV → image table (data/table/reader.py): both CSV shapes, every reported problem."""
 
 from pathlib import Path
 
 import pytest
 
-from mammography.data.labels import load_label_table, parse_label
+from mammography.data.density_labels import parse_label
+from mammography.data.table.reader import load_label_table
 from mammography.errors import DataError
 from mammography.record.reporter import CollectingReporter
 
@@ -127,33 +128,3 @@ def test_missing_dicom_root_says_which_option(tmp_path):
     csv = write_csv(tmp_path / "c.csv", "AccessionNumber,Classification\n1,1\n")
     with pytest.raises(DataError, match="--dicom-root"):
         load_label_table(csv, tmp_path / "nope", out=CollectingReporter())
-
-
-def test_find_dicoms_lists_what_rglob_would(tmp_path):
-    """The scandir walk against its definition: rglob("*") filtered by _looks_like_dicom."""
-    import gzip
-
-    from mammography.data.labels import _looks_like_dicom, find_dicoms
-
-    dicm = b"\0" * 128 + b"DICM" + b"\0" * 64
-    root = tmp_path / "tree"
-    (root / "a" / "b" / ".hidden").mkdir(parents=True)
-    (root / "elsewhere").mkdir()
-    files = {"a/x.dcm": dicm, "a/UPPER.DCM": dicm, "a/b/IM000001": dicm,
-             "a/b/1.2.840.113619.2.55": dicm, "a/b/plain": b"not dicom",
-             "a/notes.txt": b"notes", "a/DICOMDIR": dicm, "a/.hidden.dcm": dicm,
-             "a/b/.hidden/y.dcm": dicm, "a/z.dcm.gz": gzip.compress(dicm),
-             "a/b/odd.": dicm, "elsewhere/r.dicom": dicm, "a/report.pdf": dicm}
-    for name, data in files.items():
-        (root / name).write_bytes(data)
-    (root / "a" / "dir.dcm").mkdir()
-    (root / "a" / "linked").symlink_to(root / "elsewhere")          # not followed
-    (root / "a" / "link.dcm").symlink_to(root / "elsewhere" / "r.dicom")  # a file: listed
-    (root / "a" / "broken.dcm").symlink_to(root / "nowhere.dcm")
-    for folder in (root, root / "a", root / "a" / "b", root / "elsewhere"):
-        assert find_dicoms(folder) == sorted(p for p in folder.rglob("*")
-                                             if _looks_like_dicom(p))
-    assert {p.name for p in find_dicoms(root)} == {
-        "x.dcm", "UPPER.DCM", "IM000001", "1.2.840.113619.2.55", "z.dcm.gz", "odd.",
-        "r.dicom", "link.dcm", "y.dcm"}
-    assert find_dicoms(root / "a" / "x.dcm") == [] and find_dicoms(tmp_path / "none") == []

@@ -1,0 +1,84 @@
+"""CSV -> image table: the one reader every command's images go through.
+
+``read_image_table`` reads the CSV (``csv_read.py``), finds the first format of
+``TABLE_FORMATS`` that claims its columns (``formats.py``) and lets it list the
+images. ``load_label_table`` is the labelled reading (training, evaluation, the
+data commands): class 5 excluded unless asked for, and no usable row at all is
+an error; ``data/unlabelled.py`` asks the same reader for images without labels
+(predict). DICOM headers are attached afterwards (``headers.py``).
+
+Density labels are 1-4 or A-D (stored as 1-4); 5 means "not classifiable".
+Problems with single rows or files become ``WARNING`` lines plus recorded
+exclusions; problems that make the data unusable (no usable row at all, no
+format for the columns, unreadable CSV) raise ``DataError`` (exit 2) with the
+file, row and fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mammography.data.table.accession import AccessionFormat
+from mammography.data.table.csv_read import read_csv_rows
+from mammography.data.table.exclusions import reason_summary
+from mammography.data.table.formats import CsvTable, LabelRules, TableFormat, TableRequest
+from mammography.data.table.paths import PathFormat
+from mammography.data.table.records import LabelTable
+from mammography.errors import DataError
+from mammography.record.reporter import CONSOLE, Reporter
+
+#: The layouts tried, in order: the first that claims a CSV's columns reads it. A CSV
+#: that names each image's file is read as such, even when it also has an
+#: AccessionNumber column; a publisher's layout goes before both.
+TABLE_FORMATS: tuple[TableFormat, ...] = (PathFormat(), AccessionFormat())
+
+
+def read_image_table(csv_path: Path, dicom_root: Path | None, request: TableRequest,
+                     out: Reporter = CONSOLE) -> LabelTable:
+    """The images ``csv_path`` lists, by the first format that claims its columns."""
+    csv_path = Path(csv_path)
+    header, rows = read_csv_rows(csv_path, out)
+    csv = CsvTable(csv_path, header, rows, Path(dicom_root) if dicom_root else None)
+    for table_format in TABLE_FORMATS:
+        if table_format.claims(csv, request):
+            return table_format.read(csv, request, out)
+    raise DataError(_no_format(csv, request))
+
+
+def load_label_table(csv_path: Path, dicom_root: Path | None, *, include_class_5: bool = False,
+                     path_column: str = "path", label_column: str = "label",
+                     out: Reporter = CONSOLE) -> LabelTable:
+    """The labelled images of ``csv_path`` (headers are read later: ``headers.py``)."""
+    out.log(f"Loading data from {csv_path}")
+    request = TableRequest(labels=LabelRules(label_column, include_class_5),
+                           path_column=path_column)
+    table = read_image_table(csv_path, dicom_root, request, out)
+    _apply_class_5(table, include_class_5, out)
+    if not table.images:
+        raise DataError(f"No usable images in {csv_path}: every row was excluded "
+                        f"({reason_summary(table.exclusions)}). Check the CSV labels and "
+                        "--dicom-root.")
+    return table
+
+
+def _no_format(csv: CsvTable, request: TableRequest) -> str:
+    if request.labels is not None:
+        return (f"{csv.path}: columns {csv.header} are neither AccessionNumber,Classification "
+                f"(classificacao.csv) nor {request.path_column},{request.labels.column} "
+                "(generic CSV). Rename the columns or pass --path-column/--label-column.")
+    return (f"{csv.path}: columns {csv.header} name no image: predict needs an AccessionNumber "
+            "column (classificacao.csv layout, images under --dicom-root/<AccessionNumber>/) "
+            f"or a {request.path_column!r} column of image paths (--path-column). Labels are "
+            "not needed.")
+
+
+def _apply_class_5(table: LabelTable, include: bool, out: Reporter) -> None:
+    class5 = [r for r in table.images if r.label == 5]
+    exams = len({r.accession or str(r.path) for r in class5})
+    if include:
+        out.log(f"Keeping class 5 (not classifiable): {exams} exams")
+        return
+    out.log(f"Excluding class 5 ({exams} samples)")
+    table.images = [r for r in table.images if r.label != 5]
+    for accession in sorted({r.accession or str(r.path) for r in class5}):
+        table.exclusions.append({"accession": accession, "reason": "class 5 (not classifiable)"})
