@@ -64,15 +64,19 @@ class LabelsConfig:
 @dataclass
 class ImageConfig(LabelsConfig):
     img_size: int | str = setting(512, "Network input size: 512 (square) or HxW, height x "
-                                  "width, such as 512x256; images are resized (aspect kept) "
-                                  "and padded to it.", metavar="N|HxW")
+                                  "width; for density HxW such as 1024x512 is recommended (the "
+                                  "breast is about twice as tall as wide, so it fills a 2:1 "
+                                  "input). Images are resized (aspect kept) and padded to it.",
+                                  metavar="N|HxW")
     crop_breast: bool = setting(True, "Crop to the breast's bounding box before resizing.")
     multiframe: Literal["exclude", "first", "middle"] = setting(
         "exclude", "Multi-frame objects (tomosynthesis volumes, cine): exclude them (with the "
         "reason recorded), or take their first or middle frame deliberately.")
-    j2k_reduce: bool = setting(True, "Decode JPEG 2000 at the coarsest wavelet level that still "
-                               "covers --img-size (about 10x less CPU for full-field images); "
-                               "--no-j2k-reduce decodes full resolution.")
+    j2k_reduce: bool = setting(True, "Work on the coarsest wavelet level that still covers "
+                               "twice --img-size, for every encoding alike (JPEG 2000 decoded "
+                               "at that level, about 5x less CPU for full-field images; other "
+                               "encodings reduced to it, so the input does not depend on the "
+                               "encoding); --no-j2k-reduce works at full resolution.")
     cache: Literal["disk", "memory", "off"] = setting(
         "disk", "Preprocessed-image cache: on disk (shared by runs), in memory, or off.")
     cache_dir: Path | None = setting(None, "Cache folder (default: the user cache dir, or "
