@@ -35,6 +35,9 @@ class DataPreviewConfig(ImageConfig):
                                "existing files are never overwritten).", metavar="DIR",
                                record=False)
     limit: int = setting(32, "Images to show (the first N of the CSV, in table order).")
+    overlay: bool = setting(False, "Also write overlay/ and overlay_montage.png: each decoded "
+                            "image with the breast outline (red), the objects blanked out "
+                            "(blue) and the crop box (green) drawn on it.")
 
     def problems(self) -> list[str]:
         found = self.image_problems()
