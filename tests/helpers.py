@@ -30,3 +30,29 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600,
 
 def read_summary(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+def write_film_archive(folder: Path, exams: int = 2, shape: tuple[int, int] = (600, 450),
+                       seed: int = 5) -> Path:
+    """A small digitised-film dataset (CBIS-DDSM-like films: edge strips, lead markers,
+    labels; 16-bit MONOCHROME2 without a VOI window): ``classificacao.csv`` and
+    ``archive/<accession>/<L|R>_<view>.dcm`` under ``folder``. Returns ``folder``."""
+    import numpy as np
+
+    from mammography.data.synthetic import write_mammogram_dicom
+    from mammography.data.synthetic.film import film_mammogram
+
+    rng = np.random.default_rng(seed)
+    rows = ["AccessionNumber,Classification,PatientID"]
+    for exam in range(exams):
+        accession = f"F{exam:03d}"
+        for laterality, view in (("L", "CC"), ("R", "MLO")):
+            sheet = film_mammogram(rng, 1 + exam % 4, shape, view, laterality)
+            path = folder / "archive" / accession / f"{laterality}_{view}.dcm"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_mammogram_dicom(path, sheet.image, patient_id=f"FP{exam}",
+                                  accession=accession, view=view, laterality=laterality,
+                                  bits_stored=16, window=False)
+        rows.append(f"{accession},{1 + exam % 4},FP{exam}")
+    (folder / "classificacao.csv").write_text("\n".join(rows) + "\n")
+    return folder

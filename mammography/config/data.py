@@ -109,16 +109,21 @@ class PreprocessOptions(OptionGroup):
     """How an image becomes the network's input."""
 
     img_size: int | str = setting(512, "Network input size: 512 (square) or HxW, height x "
-                                  "width, such as 512x256; images are resized (aspect kept) "
-                                  "and padded to it.", metavar="N|HxW", group="data")
+                                  "width; for density HxW such as 1024x512 is recommended (the "
+                                  "breast is about twice as tall as wide, so it fills a 2:1 "
+                                  "input). Images are resized (aspect kept) and padded to it.",
+                                  metavar="N|HxW", group="data")
     crop_breast: bool = setting(True, "Crop to the breast's bounding box before resizing.",
                                 group="data")
     multiframe: Literal["exclude", "first", "middle"] = setting(
         "exclude", "Multi-frame objects (tomosynthesis volumes, cine): exclude them (with the "
         "reason recorded), or take their first or middle frame deliberately.", group="data")
-    j2k_reduce: bool = setting(True, "Decode JPEG 2000 at the coarsest wavelet level that still "
-                               "covers --img-size (about 10x less CPU for full-field images); "
-                               "--no-j2k-reduce decodes full resolution.", group="data")
+    j2k_reduce: bool = setting(True, "Work on the coarsest wavelet level that still covers "
+                               "twice --img-size, for every encoding alike (JPEG 2000 decoded "
+                               "at that level, about 5x less CPU for full-field images; other "
+                               "encodings reduced to it, so the input does not depend on the "
+                               "encoding); --no-j2k-reduce works at full resolution.",
+                               group="data")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -36,6 +36,9 @@ class DataPreviewConfig(ImageConfig):
                                record=False, group="output")
     limit: int = setting(32, "Images to show (the first N of the CSV, in table order).",
                          group="output")
+    overlay: bool = setting(False, "Also write overlay/ and overlay_montage.png: each decoded "
+                            "image with the breast outline (red), the objects blanked out "
+                            "(blue) and the crop box (green) drawn on it.", group="output")
 
     def problems(self) -> list[str]:
         found = self.group_problems()

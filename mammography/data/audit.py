@@ -1,9 +1,12 @@
 """`mammography data check` and `mammography data cache`.
 
 ``check`` is the audit a researcher runs before spending GPU hours: what the
-CSV and the DICOM tree hold (classes, exams, images, patients, views), and
-every item that will be left out with the reason. ``cache`` builds (or
-verifies) the decode-once cache ahead of the GPU jobs that will read it.
+CSV and the DICOM tree hold (classes, exams, images, patients, views), every
+item that will be left out with the reason, and - when it decodes the images -
+every image whose breast segmentation looks wrong (the breast running along
+three sides of the image, or covering less than 5 % or more than 95 % of it),
+by name, with the breast's median share of the network input. ``cache`` builds
+(or verifies) the decode-once cache ahead of the GPU jobs that will read it.
 Neither makes a run directory: they change no results.
 """
 
@@ -13,6 +16,8 @@ import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from mammography.config.datacmd import DataCacheConfig, DataCheckConfig
 from mammography.data.pipeline import (
@@ -52,6 +57,47 @@ def audit(table: LabelTable) -> dict[str, Any]:
         "exclusions": table.exclusions,
         "usable": bool(table.images),
     }
+
+
+def segmentation_audit(table: LabelTable, infos: dict[str, dict[str, Any]],
+                       shape: tuple[int, int]) -> dict[str, Any]:
+    """How the breast segmentation went, from each image's preprocessing record."""
+    checked, shares, flagged = 0, [], []
+    for record in table.images:
+        info = infos.get(str(record.path))
+        if info is None:
+            continue
+        checked += 1
+        shares.append(float(info.get("breast_share", 0.0)))
+        problems = info.get("segmentation_problems") or []
+        if problems:
+            flagged.append({"path": str(record.path), "accession": record.accession,
+                            "view": f"{record.laterality or '?'}-{record.view or '?'}",
+                            "problems": problems,
+                            "mask_area_fraction": info.get("mask_area_fraction"),
+                            "mask_touches": info.get("mask_touches"),
+                            "mask_box": info.get("mask_box")})
+    return {"checked": checked, "input_shape": list(shape),
+            "median_breast_share": round(float(np.median(shares)), 4) if shares else None,
+            "flagged": flagged}
+
+
+def print_segmentation(report: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    console = Console()
+    if not report["checked"]:
+        return
+    height, width = report["input_shape"]
+    console.print(f"Breast segmentation: {report['checked']} images, median breast share of "
+                  f"the {height}x{width} input {report['median_breast_share']:.2f}; "
+                  f"{len(report['flagged'])} look wrong", markup=False, highlight=False,
+                  soft_wrap=True)
+    for item in report["flagged"][:50]:
+        console.print(f"  - {item['path']}: {'; '.join(item['problems'])}", markup=False,
+                      highlight=False, soft_wrap=True)
+    if len(report["flagged"]) > 50:
+        console.print(f"  ... and {len(report['flagged']) - 50} more (see --json)")
 
 
 def _reason_key(reason: str) -> str:
@@ -105,6 +151,8 @@ def print_audit(report: dict[str, Any]) -> None:
     if checks.get("exams_with_breast_labels"):
         console.print(f"Exams labelled per breast: {checks['exams_with_breast_labels']} "
                       "(exam label = the denser breast)")
+    if report.get("segmentation"):
+        print_segmentation(report["segmentation"])
     verdict = "usable" if report["usable"] else "NOT usable"
     console.print(f"Verdict: {verdict} — {report['images']} images of {report['exams']} exams")
 
@@ -131,13 +179,14 @@ def print_fingerprint(console: Any, fingerprint: dict[str, Any]) -> None:
 def run_check(cfg: DataCheckConfig) -> int:
     out = ConsoleReporter()
     table = load_table(cfg, out)
+    segmentation = None
     if cfg.decode:
         from mammography.data.cache import ImageCache
 
         # The same decode, exclusions and --max-bad-fraction as data cache and training;
         # images the disk cache already holds for these settings decoded before.
-        cache = ImageCache(preprocess_settings(cfg), cfg.cache_dir,
-                           "disk" if cfg.cache == "disk" else "off")
+        settings = preprocess_settings(cfg)
+        cache = ImageCache(settings, cfg.cache_dir, "disk" if cfg.cache == "disk" else "off")
         report = cache.verify([r.path for r in table.images], workers=cfg.workers,
                               stats=[r.identity[1:] if r.identity else None
                                      for r in table.images])
@@ -148,8 +197,10 @@ def run_check(cfg: DataCheckConfig) -> int:
                if str(r.path) in report.failed]
         exclude_bad_images(table, bad, on_bad_image=cfg.on_bad_image,
                            max_bad_fraction=cfg.max_bad_fraction, out=out, what="undecodable")
+        segmentation = segmentation_audit(table, report.info, settings.shape)
     result = audit(table)
     result["decoded"] = cfg.decode
+    result["segmentation"] = segmentation
     if table.images:
         # Checksums (remembered between runs) give the leakage-proof split groups.
         result["grouping"] = write_data_manifest(None, table, out, group=True)["grouping"]

@@ -11,6 +11,14 @@ truncated or corrupt entry fails the size or CRC check, is reported and
 rebuilt. Entries are written to a temp file and renamed into place, so
 concurrent runs building the same cache never see half an entry, and the
 worst a race costs is decoding one image twice.
+
+Next to each entry, ``<same name>.json`` keeps what preprocessing decided for
+that image (:func:`mammography.data.preprocess.load_preprocessed_with_info`):
+the crop box, the breast mask's bounding box, its share of the frame, the sides
+it runs along, the breast's share of the input, the objects blanked. It is
+written (atomically) after its entry; ``data check`` reads it instead of
+decoding the image again, and a missing or unreadable one only means the image
+is decoded again when its decisions are needed.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +49,7 @@ HEADER = struct.Struct("<8sIIII")  # magic, rows, cols, dtype code, crc32
 DTYPES = {1: np.dtype(np.uint8), 2: np.dtype("<u2")}
 DTYPE_CODES = {v: k for k, v in DTYPES.items()}
 ENTRY_SUFFIX = ".mgc"
+INFO_SUFFIX = ".json"
 
 
 
@@ -102,6 +112,9 @@ class BuildReport:
     regenerated: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: What preprocessing decided per source (crop, breast mask), where this build or
+    #: check has it: images decoded now, and (``verify``) entries whose record exists.
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {"built": self.built, "reused": self.reused, "regenerated": self.regenerated,
@@ -124,6 +137,7 @@ class ImageCache:
         #: The size of every valid entry: preprocessing's output shape and dtype are fixed.
         self.entry_bytes = HEADER.size + rows * cols * np.dtype(settings.dtype).itemsize
         self._memory: dict[str, np.ndarray] = {}
+        self._memory_info: dict[str, dict[str, Any]] = {}
         self._verified: set[tuple[str, int, int]] = set()
 
     # -- keys and entries ----------------------------------------------------
@@ -164,18 +178,54 @@ class ImageCache:
         self._verified.add(key)
         return array
 
-    def store(self, source: Path, array: np.ndarray) -> None:
+    def store(self, source: Path, array: np.ndarray,
+              info: dict[str, Any] | None = None) -> None:
+        """Keep ``array`` for ``source``, and what preprocessing decided (``info``)."""
         if self.mode == "memory":
             self._memory[str(source)] = array
+            if info is not None:
+                self._memory_info[str(source)] = info
         elif self.mode == "disk":
             self._write_settings_note()
-            write_atomic(self.entry_path(source), encode_entry(array))
+            entry = self.entry_path(source)
+            write_atomic(entry, encode_entry(array))
+            if info is not None:
+                self._store_info(entry, info)
 
     def compute(self, source: Path) -> np.ndarray:
-        from mammography.data.preprocess import load_preprocessed
+        return self.compute_with_info(source)[0]
 
-        array, _header = load_preprocessed(Path(source), self.settings)
-        return array
+    def compute_with_info(self, source: Path) -> tuple[np.ndarray, dict[str, Any]]:
+        """Decode and preprocess ``source``: the array and what preprocessing decided."""
+        from mammography.data.preprocess import load_preprocessed_with_info
+
+        array, _header, info = load_preprocessed_with_info(Path(source), self.settings)
+        return array, info
+
+    def read_info(self, source: Path) -> dict[str, Any] | None:
+        """What preprocessing decided for ``source`` (crop, breast mask); None when this
+        cache has no record of it (or an unreadable one)."""
+        if self.mode == "memory":
+            return self._memory_info.get(str(source))
+        if self.mode == "off":
+            return None
+        try:
+            path = self._info_file(self._entry_file(source))
+            with open(path, encoding="utf-8") as handle:
+                info = json.load(handle)
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) else None
+
+    @staticmethod
+    def _info_file(entry: str | Path) -> str:
+        return str(entry)[: -len(ENTRY_SUFFIX)] + INFO_SUFFIX
+
+    def _store_info(self, entry: Path, info: dict[str, Any]) -> None:
+        """Write the record next to its entry; a failure costs a later decode, not the run."""
+        with contextlib.suppress(OSError):
+            write_atomic(Path(self._info_file(entry)),
+                         (json.dumps(info, separators=(",", ":")) + "\n").encode())
 
     def load(self, source: Path, out: Reporter | None = None) -> np.ndarray:
         """Cached array, computing (and storing) it when absent or damaged (``out`` warns)."""
@@ -188,8 +238,8 @@ class ImageCache:
             cached = None
         if cached is not None:
             return cached
-        array = self.compute(source)
-        self.store(source, array)
+        array, info = self.compute_with_info(source)
+        self.store(source, array, info)
         return array
 
     def _write_settings_note(self) -> None:
@@ -273,7 +323,9 @@ class ImageCache:
         as ``reused`` and is not read. The others go through
         ``preprocess.check_preprocessed`` - the decode these settings need,
         the preprocessing to a tiny image - in ``workers`` processes that send
-        back only the verdict. ``stats`` as for :meth:`build`.
+        back only the verdict and what preprocessing decided (``report.info``; for
+        a reused entry, its record - an entry without one is decoded again).
+        ``stats`` as for :meth:`build`.
         """
         report = BuildReport()
         start = time.perf_counter()
@@ -281,11 +333,13 @@ class ImageCache:
         for source, stat in zip(sources, stats or [None] * len(sources), strict=True):
             if self.mode == "disk":
                 try:
-                    if self._present(source, stat):
-                        report.reused += 1
-                        continue
+                    info = self.read_info(source) if self._present(source, stat) else None
                 except (CacheEntryError, OSError):
-                    pass  # decoding it says what is wrong
+                    info = None  # decoding it says what is wrong
+                if info is not None:
+                    report.reused += 1
+                    report.info[str(source)] = info
+                    continue
             todo.append(Path(source))
         self._run_jobs(_CheckJob(self.settings), todo, workers, report, progress, "Decoding")
         report.seconds = time.perf_counter() - start
@@ -310,15 +364,20 @@ class ImageCache:
                         self._collect(result, report)
                         advance()
 
-    def _collect(self, result: tuple[str, np.ndarray | None, str | None],
+    def _collect(self, result: tuple[str, np.ndarray | None, str | None,
+                                     dict[str, Any] | None],
                  report: BuildReport) -> None:
-        source, array, error = result
+        source, array, error, info = result
         if error is not None:
             report.failed[source] = error
             return
         report.built += 1
+        if info is not None:
+            report.info[source] = info
         if self.mode == "memory" and array is not None:
             self._memory[source] = array
+            if info is not None:
+                self._memory_info[source] = info
 
 
 @dataclass
@@ -327,17 +386,17 @@ class _CheckJob:
 
     settings: PreprocessSettings
 
-    def __call__(self, source: Path) -> tuple[str, None, str | None]:
+    def __call__(self, source: Path) -> tuple[str, None, str | None, dict[str, Any] | None]:
         from mammography.data.dicom.decode import DicomReadError
-        from mammography.data.preprocess import check_preprocessed
+        from mammography.data.preprocess import check_preprocessed_with_info
 
         try:
-            check_preprocessed(source, self.settings)
+            _header, info = check_preprocessed_with_info(source, self.settings)
         except DicomReadError as exc:
-            return str(source), None, exc.reason
+            return str(source), None, exc.reason, None
         except Exception as exc:  # a decoder bug must cost one image, not the run
-            return str(source), None, f"{type(exc).__name__}: {exc}"
-        return str(source), None, None
+            return str(source), None, f"{type(exc).__name__}: {exc}", None
+        return str(source), None, None, info
 
 
 @dataclass
@@ -349,17 +408,18 @@ class _BuildJob:
     root: Path
     mode: str
 
-    def __call__(self, source: Path) -> tuple[str, np.ndarray | None, str | None]:
+    def __call__(self, source: Path
+                 ) -> tuple[str, np.ndarray | None, str | None, dict[str, Any] | None]:
         from mammography.data.dicom.decode import DicomReadError
 
         cache = ImageCache(self.settings, self.root, "disk" if self.mode == "disk" else "off")
         try:
-            array = cache.compute(source)
+            array, info = cache.compute_with_info(source)
         except DicomReadError as exc:
-            return str(source), None, exc.reason
+            return str(source), None, exc.reason, None
         except Exception as exc:  # a decoder bug must cost one image, not the run
-            return str(source), None, f"{type(exc).__name__}: {exc}"
+            return str(source), None, f"{type(exc).__name__}: {exc}", None
         if self.mode == "disk":
-            cache.store(source, array)
-            return str(source), None, None
-        return str(source), array if self.mode == "memory" else None, None
+            cache.store(source, array, info)
+            return str(source), None, None, info
+        return str(source), array if self.mode == "memory" else None, None, info

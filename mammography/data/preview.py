@@ -11,7 +11,11 @@ with the same preprocessing settings (:func:`~mammography.data.pipeline.build_ca
   image, the preprocessed array as is (8-bit arrays are widened exactly,
   x257);
 * ``OUT/montage.png``: a grid of them, each titled with accession, view,
-  laterality and label.
+  laterality and label;
+* with ``--overlay``, ``OUT/overlay/<accession>_<file stem>.png`` and
+  ``OUT/overlay_montage.png``: the decoded image (the working grid, in its stored
+  orientation) with the breast mask's outline (red), the objects blanked out of the
+  input (blue) and the crop box (green) drawn on it (:mod:`mammography.data.overlay`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 
 from mammography.config.datacmd import DataPreviewConfig
 from mammography.data.pipeline import build_cache, load_table
+from mammography.data.preprocess import PreprocessSettings
 from mammography.domain import CLASS_NAMES
 from mammography.errors import EXIT_OK
 from mammography.record.reporter import ConsoleReporter
@@ -39,24 +44,44 @@ def run_preview(cfg: DataPreviewConfig) -> int:
     cache, _ = build_cache(cfg, table, out)
     folder = Path(cfg.out) / "images"
     folder.mkdir(parents=True, exist_ok=True)
-    tiles = []
+    tiles, overlays = [], []
     for record in table.images:
         array = np.asarray(cache.load(record.path, out=out))
         wide = array.astype(np.uint16) * 257 if array.dtype == np.uint8 else array
         name = _safe(f"{record.accession}_{record.path.stem}") + ".png"
         target = folder / name
         if target.exists():  # two files with the same accession and stem
-            target = folder / (_safe(f"{record.accession}_{record.path.stem}_{record.row}")
-                               + ".png")
+            name = _safe(f"{record.accession}_{record.path.stem}_{record.row}") + ".png"
+            target = folder / name
         _write_png16(target, wide)
         title = (f"{record.accession} {record.laterality or '?'}-{record.view or '?'} "
                  f"label {record.label} ({_class_name(record.label)})")
         tiles.append((wide, title))
+        if cfg.overlay:
+            overlays.append((_overlay(record.path, cache.settings, Path(cfg.out) / "overlay"
+                                      / name), title))
     montage = Path(cfg.out) / "montage.png"
     _montage(tiles, montage)
     print(f"Preview of {len(tiles)} images ({cache.settings.shape[0]}x"
           f"{cache.settings.shape[1]}): {montage} and {folder}/")
+    if cfg.overlay:
+        _montage(overlays, Path(cfg.out) / "overlay_montage.png")
+        print(f"Overlays (breast outline red, blanked objects blue, crop box green): "
+              f"{Path(cfg.out) / 'overlay_montage.png'} and {Path(cfg.out) / 'overlay'}/")
     return EXIT_OK
+
+
+def _overlay(path: Path, settings: PreprocessSettings, target: Path) -> np.ndarray:
+    """Draw what preprocessing decided for ``path`` and write it to ``target`` (RGB PNG)."""
+    from PIL import Image
+
+    from mammography.data.overlay import draw_overlay
+    from mammography.data.preprocess import load_layers
+
+    picture = draw_overlay(load_layers(path, settings))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(picture).save(target)
+    return picture
 
 
 def _class_name(label: int) -> str:
@@ -78,12 +103,15 @@ def _montage(tiles: list[tuple[np.ndarray, str]], path: Path) -> None:
 
     columns = min(MONTAGE_COLUMNS, max(1, len(tiles)))
     rows = max(1, math.ceil(len(tiles) / columns))
-    height, width = tiles[0][0].shape if tiles else (1, 1)
+    height, width = tiles[0][0].shape[:2] if tiles else (1, 1)
     aspect = height / width
     fig = Figure(figsize=(2.2 * columns, 2.2 * aspect * rows + 0.4 * rows))
     for k, (array, title) in enumerate(tiles):
         ax = fig.add_subplot(rows, columns, k + 1)
-        ax.imshow(array, cmap="gray", vmin=0, vmax=65535, interpolation="nearest")
+        if array.ndim == 3:  # an RGB overlay
+            ax.imshow(array, interpolation="nearest")
+        else:
+            ax.imshow(array, cmap="gray", vmin=0, vmax=65535, interpolation="nearest")
         ax.set_title(title, fontsize=7)
         ax.axis("off")
     fig.tight_layout()

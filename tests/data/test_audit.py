@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import child_env
+from tests.helpers import child_env, write_film_archive
 
 pytestmark = pytest.mark.slow
 
@@ -138,3 +138,28 @@ def test_no_decode_rejects_what_the_header_rules_out_and_finds_files_by_content(
     # Every image of the untouched dataset, plus the extension-less copy.
     assert report["images"] == json.loads(baseline_file.read_text())["images"] + 1
     assert report["fingerprint"]["manufacturer"] and "WARNING" in proc.stdout + proc.stderr
+
+
+def test_check_names_the_images_whose_segmentation_looks_wrong(cli, cache_dir, tmp_path):
+    import numpy as np
+
+    from mammography.data.synthetic import synthesize_mammogram, write_mammogram_dicom
+
+    films = write_film_archive(tmp_path / "films")
+    # A film whose unexposed border is too broad to be taken for an edge strip (10 % of
+    # the image): the breast touches it, and the "breast" runs along all four sides.
+    framed = synthesize_mammogram(np.random.default_rng(3), 2, (400, 320), "CC", "L")
+    framed[:40], framed[-40:], framed[:, :32], framed[:, -32:] = 0.9, 0.9, 0.9, 0.9
+    odd = films / "archive" / "F001" / "X_CC.dcm"
+    write_mammogram_dicom(odd, framed, patient_id="FP1", accession="F001", view="CC",
+                          laterality="L", window=False, seed_uid_suffix="odd")
+    report_file = tmp_path / "audit.json"
+    proc = cli("data", "check", "--csv", films / "classificacao.csv", "--img-size", "128x64",
+               "--json", report_file, env=child_env(MAMMOGRAPHY_CACHE_DIR=str(cache_dir)))
+    assert proc.returncode == 0, proc.stderr
+    segmentation = json.loads(report_file.read_text())["segmentation"]
+    assert segmentation["checked"] == 5 and segmentation["input_shape"] == [128, 64]
+    assert [item["path"] for item in segmentation["flagged"]] == [str(odd)]
+    assert "runs along 4 sides" in segmentation["flagged"][0]["problems"][0]
+    assert 0.4 < segmentation["median_breast_share"] <= 1
+    assert "1 look wrong" in proc.stdout and str(odd) in proc.stdout

@@ -266,8 +266,8 @@ def test_the_decode_check_takes_cached_images_as_decoded(dicoms, tmp_path, monke
     cache = ImageCache(SETTINGS, tmp_path)
     cache.build(dicoms[:4], workers=1, progress=False)
     checked = []
-    real = preprocess.check_preprocessed
-    monkeypatch.setattr(preprocess, "check_preprocessed",
+    real = preprocess.check_preprocessed_with_info
+    monkeypatch.setattr(preprocess, "check_preprocessed_with_info",
                         lambda path, settings: checked.append(Path(path)) or real(path, settings))
     entry = cache.entry_path(dicoms[3])
     entry.write_bytes(entry.read_bytes()[:50])  # damaged: the file is decoded again
@@ -275,3 +275,34 @@ def test_the_decode_check_takes_cached_images_as_decoded(dicoms, tmp_path, monke
     assert (report.reused, report.built, report.failed) == (3, 3, {})
     assert checked == dicoms[3:]
     assert entry.stat().st_size == 50  # a check stores nothing
+    # Every image's decisions come back: read from the cache's records, or decoded.
+    assert set(report.info) == {str(p) for p in dicoms}
+
+
+def test_the_cache_keeps_what_preprocessing_decided(dicoms, tmp_path):
+    from mammography.data.preprocess import load_preprocessed_with_info
+
+    cache = ImageCache(SETTINGS, tmp_path)
+    report = cache.build(dicoms[:3], workers=2, progress=False)
+    for path in dicoms[:3]:
+        _, _, info = load_preprocessed_with_info(path, SETTINGS)
+        assert cache.read_info(path) == report.info[str(path)] == info
+        assert info["mask_box"] and 0.05 < info["mask_area_fraction"] < 0.95
+        assert 0 < info["breast_share"] <= 1 and info["segmentation_problems"] == []
+    assert cache.read_info(dicoms[4]) is None  # never built
+    # An entry without its record: a check decodes it again for the record.
+    record = Path(str(cache.entry_path(dicoms[0]))[:-4] + ".json")
+    record.unlink()
+    assert cache.read_info(dicoms[0]) is None
+    report = cache.verify(dicoms[:3], workers=1, progress=False)
+    assert (report.reused, report.built) == (2, 1) and len(report.info) == 3
+    record.write_text("{not json")  # unreadable: the same
+    assert cache.read_info(dicoms[0]) is None
+    # load() of a missing entry writes both; memory mode keeps the record too.
+    cache.entry_path(dicoms[0]).unlink()
+    cache.load(dicoms[0])
+    assert cache.read_info(dicoms[0]) == report.info[str(dicoms[0])]
+    memory = ImageCache(SETTINGS, tmp_path / "m", "memory")
+    memory.build(dicoms[:2], workers=1, progress=False)
+    assert memory.read_info(dicoms[1]) == report.info[str(dicoms[1])]
+    assert not (tmp_path / "m").exists()

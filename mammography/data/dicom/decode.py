@@ -59,7 +59,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from mammography.data.dicom import j2k
+from mammography.data.dicom import j2k, wavelet
 from mammography.data.dicom.errors import DicomReadError, guard, is_panic
 from mammography.data.dicom.header import (
     FOR_PROCESSING_SOP_CLASSES,
@@ -142,12 +142,16 @@ def decode(path: str | Path, frames: FramePolicy = "exclude") -> tuple[np.ndarra
 
 def read_frame(path: str | Path, *, frames: FramePolicy = "exclude",
                target: tuple[int, int] | None = None, max_level: int | None = None) -> RawFrame:
-    """Stored values of one frame plus the map to intensities (what decode applies).
+    """Stored values of one frame on its working grid, plus the map to intensities.
 
-    ``target`` (rows, columns) is the size the caller will shrink the image
-    to: a JPEG 2000 frame is then decoded at the coarsest wavelet level that
-    still has at least that many pixels (never coarser than ``max_level``).
-    :mod:`mammography.data.preprocess` works on these integer values (crop,
+    ``target`` (rows, columns) is the size the caller will shrink the image to:
+    the frame then comes at the working level of :mod:`~mammography.data.dicom.wavelet`
+    (the coarsest power-of-two level still covering twice ``target``, never coarser
+    than ``max_level``) - a JPEG 2000 frame decoded at that wavelet level, every other
+    encoding decoded in full and reduced to the same level by the same 5/3 low-pass,
+    so the values are identical whatever the encoding. Without ``target``: full
+    resolution. The intensity map (its percentile window included) is computed on
+    these values, and :mod:`mammography.data.preprocess` works on them (crop,
     downsample) before mapping them.
     """
     path = Path(path)
@@ -158,13 +162,24 @@ def read_frame(path: str | Path, *, frames: FramePolicy = "exclude",
         if problem:
             raise DicomReadError(path, problem)
         index = header.frames // 2 if frames == "middle" else 0
-        raw, table_bits, level = _frame_values(ds, header, index, target, max_level)
+        level = _working_level(header, target, max_level)
+        raw, table_bits, decoded = _frame_values(ds, header, index, target, level)
+        if decoded < level:
+            raw = guard(path, "cannot reduce the pixel data to the working grid",
+                        lambda: wavelet.reduce_levels(raw, level - decoded, table_bits))
         mapping = guard(path, "cannot apply the modality/VOI LUT",
                         lambda: intensity_map(ds, raw, path, table_bits))
         reason = guard(path, "cannot map pixel values", lambda: blank_reason(mapping, raw))
     if reason:
         raise DicomReadError(path, reason)
     return RawFrame(raw=raw, header=header, mapping=mapping, level=level, frame=index)
+
+
+def _working_level(header: DicomHeader, target: tuple[int, int] | None,
+                   max_level: int | None) -> int:
+    """The level every encoding of this frame is brought to (0 without a ``target``)."""
+    level = wavelet.working_level((header.rows, header.columns), target)
+    return level if max_level is None else min(level, max(0, max_level))
 
 
 @contextlib.contextmanager
@@ -341,7 +356,10 @@ def _syntax_label(syntax: UID) -> str:
 def _frame_values(ds: Dataset, header: DicomHeader, index: int,
                   target: tuple[int, int] | None,
                   max_level: int | None) -> tuple[np.ndarray, int, int]:
-    """Frame ``index``'s stored values (native byte order), the bits they fit in, the level."""
+    """Frame ``index``'s stored values (native byte order), the bits they fit in, the level.
+
+    Full resolution (level 0), except a JPEG 2000 frame with a ``target``: decoded at
+    the coarsest wavelet level it has up to ``max_level``."""
     path = header.path
     syntax = _transfer_syntax(ds)
     assert syntax is not None  # checked by image_problem
