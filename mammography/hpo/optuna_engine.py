@@ -26,6 +26,7 @@ from mammography.config.tune import TuneConfig
 from mammography.data.pipeline import PreparedData, data_config, prepare_data
 from mammography.hpo.search_space import sample
 from mammography.hpo.storage import (
+    ERROR_ATTR,
     SKIPPED,
     claim,
     fail_dead_trials,
@@ -182,10 +183,26 @@ def run_optuna(cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]
         if finished_count(study) + running >= cfg.n_trials:
             study.stop()
 
-    study.optimize(lambda trial: _objective(trial, cfg, run, space, data),
+    study.optimize(lambda trial: _recording_errors(trial, cfg, run, space, data),
                    n_trials=max(cfg.n_trials - done, 0), timeout=cfg.timeout,
                    catch=(TrialFailed, Exception), callbacks=[enough])
     return study
+
+
+def _recording_errors(trial: Any, cfg: TuneConfig, run: RunContext,
+                      space: dict[str, dict[str, Any]], data: TrialData) -> float:
+    """The objective; a trial that fails keeps its error in the study (``ERROR_ATTR``),
+    so the end of the search can name it (Optuna keeps only the state)."""
+    import optuna
+
+    try:
+        return _objective(trial, cfg, run, space, data)
+    except optuna.TrialPruned:
+        raise
+    except Exception as exc:
+        if not trial.user_attrs.get(SKIPPED):
+            trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {exc}"[:2000])
+        raise
 
 
 def _objective(trial: Any, cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]],

@@ -44,6 +44,16 @@ _HISTORY_KEYS = {
 # --------------------------------------------------------------------------- helpers
 
 
+def run_label(run_dir: str | Path) -> str:
+    """How a figure names the run it shows: ``demo/results_3`` (its --outdir's folder
+    and run), ``results_3/fold_2`` (a CV fold, an Optuna trial), or the Ray trial's
+    ``<trial name>/results_1``."""
+    path = Path(run_dir).resolve()
+    if path.name == "results":  # a child run: <parent run>/<fold_k|trial_n>/results
+        return f"{path.parent.parent.name}/{path.parent.name}"
+    return f"{path.parent.name}/{path.name}"
+
+
 def _new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
