@@ -15,6 +15,7 @@ running them again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
@@ -40,7 +41,9 @@ from mammography.record.contract import (
     run_dir_name,
 )
 from mammography.record.document import now_iso
+from mammography.record.logonly import loggers_to_log_only, output_to_log_only
 from mammography.record.processes import die_with_parent, ray_session, thread_env
+from mammography.record.progress import eta_line
 from mammography.record.protocol import RunContext
 
 POLL_SECONDS = 0.5
@@ -163,7 +166,10 @@ def run_ray(cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]]
     if cfg.resume is not None:
         run.log(f"{len(previous)} trials of {cfg.resume} finished (not run again), "
                 f"{remaining} to go")
-    with ray_session(cfg.ray_address) as ray:
+    # Ray's start-up, status tables and logging go to run.log only; the terminal
+    # gets one line per finished trial with the search's time left.
+    with output_to_log_only() as shown, ray_session(cfg.ray_address) as ray:
+        loggers_to_log_only("ray", "optuna")
         run.update(search={"engine": "ray", "metric": cfg.metric, "mode": mode,
                            "n_trials": cfg.n_trials, "scheduler": cfg.ray_scheduler,
                            "space": space, "ray_address": cfg.ray_address,
@@ -191,9 +197,40 @@ def run_ray(cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]]
             # Ray's storage layer (pyarrow) takes absolute paths or URIs only.
             run_config=tune.RunConfig(name="ray_tune",
                                       storage_path=str((run.dir / "ray_results").resolve()),
-                                      verbose=1))
+                                      verbose=1,
+                                      callbacks=[trial_clock(remaining, cfg.metric, shown)]))
         grid = tuner.fit() if remaining else []
     return _summarise(grid, cfg, run, space, mode, previous)
+
+
+def trial_clock(total: int, metric: str, out: TextIO) -> Any:
+    """A Ray Tune callback (in this process) saying, per finished trial, what it gave
+    and how long the search has left. It keeps the stream's descriptor, not the
+    stream: Ray pickles its callbacks with the experiment's state."""
+    fd = out.fileno()
+    from ray.tune import Callback
+
+    class TrialClock(Callback):
+        def __init__(self) -> None:
+            self.done, self.began = 0, time.monotonic()
+
+        def _finished(self, trial: Any, outcome: str) -> None:
+            self.done += 1
+            line = f"Ray trial {trial.trial_id} {outcome}; " + eta_line(
+                "trials", self.done, total, time.monotonic() - self.began)
+            with contextlib.suppress(OSError):
+                os.write(fd, (line + "\n").encode("utf-8", errors="replace"))
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any,
+                              **info: Any) -> None:
+            value = (trial.last_result or {}).get("objective")
+            self._finished(trial, f"finished ({metric} {value:.4f})" if isinstance(
+                value, float) else "finished")
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any,
+                           **info: Any) -> None:
+            self._finished(trial, "failed (its error is at the end of the search)")
+    return TrialClock()
 
 
 def _trial_name(result: Any) -> str | None:
