@@ -408,6 +408,13 @@ def plot_embeddings_2d(
 MIN_BIN_COUNT = 5
 
 
+def split_bins(bins: Sequence[Mapping[str, Any]], min_count: int = MIN_BIN_COUNT
+               ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(bins joined by the reliability line, bins too sparse to join); empty bins in neither."""
+    return ([b for b in bins if b["count"] >= min_count],
+            [b for b in bins if 0 < b["count"] < min_count])
+
+
 def plot_calibration(bins_by_level: Mapping[str, Sequence[Mapping[str, Any]]],
                      ece_by_level: Mapping[str, float], path: str | Path, *,
                      model: str | None = None, split: str | None = None,
@@ -424,8 +431,7 @@ def plot_calibration(bins_by_level: Mapping[str, Sequence[Mapping[str, Any]]],
     top.plot([0, 1], [0, 1], color="#999999", linestyle="--", label="perfect calibration")
     width = 1.0 / max(len(next(iter(bins_by_level.values()), [])), 1)
     for i, (level, bins) in enumerate(bins_by_level.items()):
-        solid = [b for b in bins if b["count"] >= min_count]
-        sparse = [b for b in bins if 0 < b["count"] < min_count]
+        solid, sparse = split_bins(bins, min_count)
         top.plot([b["confidence"] for b in solid], [b["accuracy"] for b in solid],
                  marker="o", color=_color(i),
                  label=f"{level} (ECE {ece_by_level.get(level, float('nan')):.3f})")
