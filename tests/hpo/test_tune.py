@@ -61,6 +61,10 @@ def test_optuna_study_with_pruning_and_every_artifact(synthetic_dataset, env, tm
     assert rows[0].startswith("number,state,value,lr,train_augment") and len(rows) == 5
     log = (run / "run.log").read_text()
     assert "=== Trial 3:" in log and "Search Complete" in log
+    # Optuna's own log lines: run.log only; the terminal gets the time left instead.
+    assert "Trial 0 finished with value" in log
+    assert "finished with value" not in proc.stdout + proc.stderr
+    assert "4/4 trials done in" in proc.stdout
 
 
 def test_a_killed_study_resumes_from_its_sqlite_storage(synthetic_dataset, env, tmp_path):
@@ -105,6 +109,11 @@ def test_ray_engine_two_trials_on_a_local_instance(synthetic_dataset, env, tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     tmp_path = tmp_path / "hpo"
     run = tmp_path / "results_1"
+    # Ray's start-up and status tables are in run.log only; the terminal has a line
+    # per finished trial with the time left.
+    terminal = proc.stdout + proc.stderr
+    assert "Trial status" not in terminal and "Trial status" in (run / "run.log").read_text()
+    assert "2/2 trials done in" in terminal
     summary = read_summary(run)
     assert summary["search"]["engine"] == "ray" and summary["results"]["trials"][
         "COMPLETE"] == 2
