@@ -116,7 +116,9 @@ def trial_function(config: dict[str, Any], base: dict[str, Any], trials_root: st
         proc = subprocess.Popen([sys.executable, "-m", "mammography", "train-density",
                                  "--config", str(folder / "trial_config.yaml"),
                                  "--ray-trial-name", name],
-                                stdout=sink, stderr=subprocess.STDOUT, cwd=cwd,
+                                stdout=sink, stderr=subprocess.STDOUT,
+                                # (a worker on another machine of a cluster has no such folder)
+                                cwd=cwd if os.path.isdir(cwd) else None,
                                 stdin=subprocess.DEVNULL, env=thread_env(threads),
                                 preexec_fn=lambda: die_with_parent(signal.SIGTERM))
     reported = 0

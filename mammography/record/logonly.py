@@ -5,8 +5,7 @@ Inside a teed run (``tee.py``) these write to the innermost tee's log-only
 channel; outside one (``data cache``, a run without a tee) they fall back to
 the normal output, so nothing is ever lost for being "quiet".
 
-* :func:`write_log_only` — one line (a folded repeated warning, a progress line
-  while a bar animates on the terminal);
+* :func:`write_log_only` — one line (a repeated warning past the first few);
 * :func:`output_to_log_only` — fds 1 and 2 for the duration of a block
   (torch.onnx's export chatter, Ray starting up and running trials), yielding
   a stream that still reaches the terminal for the block's own lines;

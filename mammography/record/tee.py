@@ -16,10 +16,9 @@ parent's.
 
 Each tee also has a *log-only* channel: what is written to it lands in run.log
 (and, nested, in the parent's run.log) but never on the terminal. Third-party
-chatter (torch.onnx, Optuna, Ray), repeated warnings past the first few and
-the progress lines of a run shown on a terminal go there (``logonly.py``). A
-tee started with ``terminal=False`` (a torchrun rank other than 0) sends
-everything there.
+chatter (torch.onnx, Optuna, Ray) and repeated warnings past the first few go
+there (``logonly.py``). A tee started with ``terminal=False`` (a torchrun rank
+other than 0) sends everything to the log only.
 """
 
 from __future__ import annotations
