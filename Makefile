@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# Synthetic data (made once), then a density classifier trained on CPU (~2 minutes).
+# Synthetic data (made once), then a density classifier trained on CPU (2-4 minutes on 2 cores).
 demo: install
 	test -f $(DEMO_DATA)/classificacao.csv || $(VENV)/bin/mammography synth --out $(DEMO_DATA) --exams 100
 	$(VENV)/bin/mammography train-density --config configs/demo.yaml

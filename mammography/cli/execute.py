@@ -16,6 +16,7 @@ from typing import Any
 from mammography.config.core import run_settings
 from mammography.config.resolve import resolve_config
 from mammography.errors import EXIT_OK, InputError
+from mammography.record.processes import calm_thread_waits
 
 
 def import_target(target: str) -> Any:
@@ -27,6 +28,7 @@ def execute(config_cls: type, target: str, command: str, config_file: Path | Non
             explicit: dict[str, Any], integration: dict[str, Any] | None = None) -> int:
     """Run ``target`` with the resolved config; ``integration`` (HPO trial identity
     given on the command line) goes to the run's record, not to the config."""
+    calm_thread_waits()  # before the command's body imports torch
     try:
         config = resolve_config(config_cls, config_file, explicit)
         body = import_target(target)

@@ -29,10 +29,17 @@ class DataCacheConfig(ImageConfig):
         return found
 
 
+#: Where `data preview` writes without --out: a new preview_N folder under it
+#: (git-ignored, like every command's default output).
+DEFAULT_PREVIEW_ROOT = Path("outputs/preview")
+PREVIEW_FOLDER_PREFIX = "preview_"
+
+
 @dataclass
 class DataPreviewConfig(ImageConfig):
     out: Path | None = setting(None, "Folder to write montage.png and images/ into (created; "
-                               "existing files are never overwritten).", metavar="DIR",
+                               "existing files are never overwritten). Default: a new "
+                               f"{DEFAULT_PREVIEW_ROOT}/{PREVIEW_FOLDER_PREFIX}N.", metavar="DIR",
                                record=False, group="output")
     limit: int = setting(32, "Images to show (the first N of the CSV, in table order).",
                          group="output")
@@ -42,9 +49,7 @@ class DataPreviewConfig(ImageConfig):
 
     def problems(self) -> list[str]:
         found = self.group_problems()
-        if self.out is None:
-            found.append("--out DIR is required: where montage.png and images/ go")
-        elif self.out.exists() and any(self.out.iterdir()):
+        if self.out is not None and self.out.exists() and any(self.out.iterdir()):
             found.append(f"--out {self.out} already holds files: choose an empty or new folder")
         if self.limit < 1:
             found.append(f"--limit must be at least 1, got {self.limit}")

@@ -17,6 +17,9 @@ from typing import Literal
 from mammography.config.core import setting
 
 DEFAULT_ROOT = Path("outputs")
+#: `runs export --to mlflow`'s default store: mlflow.db and mlartifacts/ in it
+#: (under outputs/, git-ignored, so an export never dirties the working tree).
+DEFAULT_MLFLOW_DIR = DEFAULT_ROOT / "mlflow"
 
 _ROOTS_HELP = "Folders to search for run directories, recursively (default: outputs)."
 _STALE_HELP = ("A run still marked running whose heartbeat is older than this counts as "
@@ -211,8 +214,8 @@ class RunsExportConfig:
     to: Literal["mlflow", "tensorboard"] | None = setting(
         None, "Where to export: mlflow (a tracking store) or tensorboard (event files).")
     tracking_uri: str | None = setting(
-        None, "MLflow tracking URI (default: sqlite:///mlflow.db in the current folder, "
-        "artifacts in ./mlartifacts).", metavar="URI")
+        None, f"MLflow tracking URI (default: sqlite:///{DEFAULT_MLFLOW_DIR}/mlflow.db under the "
+        f"current folder, artifacts in {DEFAULT_MLFLOW_DIR}/mlartifacts).", metavar="URI")
     experiment: str = setting("mammography", "MLflow experiment name.")
     logdir: Path | None = setting(None, "TensorBoard log folder (one subfolder per run).",
                                   metavar="DIR")

@@ -352,7 +352,7 @@ class ImageCache:
         workers = workers or os.cpu_count() or 1
         workers = max(1, min(workers, len(todo)))
         with progress_bar(len(todo), f"{verb} {len(todo)} images ({workers} workers)",
-                          enabled=progress) as advance:
+                          enabled=progress, unit="images") as advance:
             if workers == 1:
                 for result in map(job, todo):
                     self._collect(result, report)

@@ -26,23 +26,30 @@ from pathlib import Path
 
 import numpy as np
 
-from mammography.config.datacmd import DataPreviewConfig
+from mammography.config.datacmd import (
+    DEFAULT_PREVIEW_ROOT,
+    PREVIEW_FOLDER_PREFIX,
+    DataPreviewConfig,
+)
 from mammography.data.pipeline import build_cache, load_table
 from mammography.data.preprocess import PreprocessSettings
 from mammography.domain import CLASS_NAMES
 from mammography.errors import EXIT_OK
 from mammography.record.reporter import ConsoleReporter
+from mammography.record.rundir import allocate_numbered_dir
 
 MONTAGE_COLUMNS = 8
 
 
 def run_preview(cfg: DataPreviewConfig) -> int:
     out = ConsoleReporter()
-    assert cfg.out is not None  # checked by the config
     table = load_table(cfg, out)
     table.images = table.images[: cfg.limit]
     cache, _ = build_cache(cfg, table, out)
-    folder = Path(cfg.out) / "images"
+    # The default is a new folder under outputs/ (git-ignored), never the working tree.
+    destination = Path(cfg.out) if cfg.out is not None else allocate_numbered_dir(
+        DEFAULT_PREVIEW_ROOT, PREVIEW_FOLDER_PREFIX, "Preview folder")
+    folder = destination / "images"
     folder.mkdir(parents=True, exist_ok=True)
     tiles, overlays = [], []
     for record in table.images:
@@ -58,16 +65,16 @@ def run_preview(cfg: DataPreviewConfig) -> int:
                  f"label {record.label} ({_class_name(record.label)})")
         tiles.append((wide, title))
         if cfg.overlay:
-            overlays.append((_overlay(record.path, cache.settings, Path(cfg.out) / "overlay"
+            overlays.append((_overlay(record.path, cache.settings, destination / "overlay"
                                       / name), title))
-    montage = Path(cfg.out) / "montage.png"
+    montage = destination / "montage.png"
     _montage(tiles, montage)
     print(f"Preview of {len(tiles)} images ({cache.settings.shape[0]}x"
           f"{cache.settings.shape[1]}): {montage} and {folder}/")
     if cfg.overlay:
-        _montage(overlays, Path(cfg.out) / "overlay_montage.png")
+        _montage(overlays, destination / "overlay_montage.png")
         print(f"Overlays (breast outline red, blanked objects blue, crop box green): "
-              f"{Path(cfg.out) / 'overlay_montage.png'} and {Path(cfg.out) / 'overlay'}/")
+              f"{destination / 'overlay_montage.png'} and {destination / 'overlay'}/")
     return EXIT_OK
 
 

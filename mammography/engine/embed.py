@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ from mammography.record.protocol import RunContext
 def extract(backbone: torch.nn.Module, loader: DataLoader, device: torch.device,
             precision: Precision, channels_last: bool, progress: bool = True) -> np.ndarray:
     """Pooled features of every image, in loader order (float32), with a progress bar."""
-    with progress_bar(len(loader), "Embedding", enabled=progress) as advance:
+    with progress_bar(len(loader), "Embedding", enabled=progress, unit="batches") as advance:
         return extract_features(backbone, loader, device=device, precision=precision,
                                 channels_last=channels_last, on_batch=advance)
 
@@ -111,7 +112,7 @@ def run_embed(cfg: EmbedConfig, run: RunContext) -> None:
             f"{seconds:.1f}s ({rate:.1f} images/s) -> {run.dir / FEATURES_FILE}")
     labels = np.array([r.class_index for r in images])
     _pca_plot(features, labels, run.path("plots/embeddings_pca.png"), cfg.arch,
-              plot_embeddings_2d)
+              plot_embeddings_2d, run.dir)
     results = {"num_images": len(features), "embedding_dim": int(features.shape[1]),
                "images_per_second": round(rate, 2), "extract_seconds": round(seconds, 3)}
     if cfg.probe_folds:
@@ -134,10 +135,19 @@ def run_embed(cfg: EmbedConfig, run: RunContext) -> None:
 
 
 def _pca_plot(features: np.ndarray, labels: np.ndarray, path: Path, arch: str,
-              plot: object) -> None:
+              plot: Any, run_dir: Path) -> None:
     from sklearn.decomposition import PCA
+
+    from mammography.report.plots import figure_title, run_label
 
     if len(features) < 3:
         return
-    points = PCA(n_components=2, random_state=0).fit_transform(features)
-    plot(points, labels, path, title=f"{arch} embeddings, PCA (colour = density)")
+    pca = PCA(n_components=2, random_state=0)
+    points = pca.fit_transform(features)
+    share = pca.explained_variance_ratio_
+    plot(points, labels, path,
+         title=figure_title(f"{arch} embeddings, first two principal components",
+                            model=f"{arch} (run {run_label(run_dir)})",
+                            split=f"all {len(features)} images", level="image"),
+         axis_labels=(f"PC 1 ({100 * share[0]:.0f} % of the variance)",
+                      f"PC 2 ({100 * share[1]:.0f} % of the variance)"))

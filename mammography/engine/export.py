@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mammography.domain import CLASS_NAMES
+from mammography.record.logonly import output_to_log_only
 
 PARITY_TOLERANCE = 1e-4
 
@@ -61,9 +62,13 @@ def export_onnx(model: torch.nn.Module, shape: tuple[int, int], path: Path) -> P
     # One self-contained file (no model.onnx.data beside it) unless the
     # weights exceed protobuf's 2 GB limit.
     size = sum(p.numel() * p.element_size() for p in model.parameters())
-    torch.onnx.export(model.cpu().eval(), example, str(path), dynamo=True,
-                      dynamic_shapes=shapes, input_names=["image", "embedding"][:len(example)],
-                      output_names=["logits"], external_data=size > 1_900_000_000)
+    # The exporter narrates every step ("[torch.onnx] Obtain model graph ...", ~50
+    # lines per model): for run.log, not the terminal.
+    with output_to_log_only():
+        torch.onnx.export(model.cpu().eval(), example, str(path), dynamo=True,
+                          dynamic_shapes=shapes,
+                          input_names=["image", "embedding"][:len(example)],
+                          output_names=["logits"], external_data=size > 1_900_000_000)
     return path
 
 

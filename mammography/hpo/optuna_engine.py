@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from mammography.config.train import TrainConfig
 from mammography.config.tune import TuneConfig
 from mammography.data.pipeline import PreparedData, data_config, prepare_data
 from mammography.hpo.trial_owners import (
+    ERROR_ATTR,
     SKIPPED,
     claim,
     fail_dead_trials,
@@ -40,6 +42,8 @@ from mammography.record.contract import (
     trial_name,
 )
 from mammography.record.jsonio import read_json, write_json_atomic
+from mammography.record.logonly import loggers_to_log_only
+from mammography.record.progress import eta_line
 from mammography.record.protocol import RunContext
 
 TRIAL_FILE = OPTUNA_TRIAL_FILE
@@ -147,7 +151,9 @@ def run_optuna(cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]
     import optuna
     from optuna.trial import TrialState
 
-    optuna.logging.set_verbosity(optuna.logging.INFO)
+    # Optuna's own lines ("Trial 3 finished with value ...") are for run.log; the
+    # terminal gets the trial headers and the time left below.
+    loggers_to_log_only("optuna")
     storage = study_storage(cfg.storage, cfg.resume, run.dir)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
               if cfg.pruner == "median" and not cfg.cv_folds else optuna.pruners.NopPruner())
@@ -172,19 +178,40 @@ def run_optuna(cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]
             f"{storage.shown}: {done} trials already finished, "
             f"{max(cfg.n_trials - done, 0)} to go")
     data = TrialData(run)
+    began, ran_here = time.monotonic(), 0
 
     def enough(study: Any, _: Any) -> None:
         # After each trial: stop once the study has its trials, or once the trials
         # other workers are running will complete it.
+        nonlocal ran_here
+        ran_here += 1
+        run.log(eta_line("trials", min(finished_count(study), cfg.n_trials), cfg.n_trials,
+                         time.monotonic() - began, timed=ran_here))
         fail_dead_trials(study, run)
         running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         if finished_count(study) + running >= cfg.n_trials:
             study.stop()
 
-    study.optimize(lambda trial: _objective(trial, cfg, run, space, data),
+    study.optimize(lambda trial: _recording_errors(trial, cfg, run, space, data),
                    n_trials=max(cfg.n_trials - done, 0), timeout=cfg.timeout,
                    catch=(TrialFailed, Exception), callbacks=[enough])
     return study
+
+
+def _recording_errors(trial: Any, cfg: TuneConfig, run: RunContext,
+                      space: dict[str, dict[str, Any]], data: TrialData) -> float:
+    """The objective; a trial that fails keeps its error in the study (``ERROR_ATTR``),
+    so the end of the search can name it (Optuna keeps only the state)."""
+    import optuna
+
+    try:
+        return _objective(trial, cfg, run, space, data)
+    except optuna.TrialPruned:
+        raise
+    except Exception as exc:
+        if not trial.user_attrs.get(SKIPPED):
+            trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {exc}"[:2000])
+        raise
 
 
 def _objective(trial: Any, cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]],

@@ -15,6 +15,7 @@ running them again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,11 +23,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
-from mammography.config.core import to_dict
+from mammography.config.core import field_types, to_dict
 from mammography.config.search_space import optuna_distributions
 from mammography.config.tune import TuneConfig
 from mammography.data.pipeline import data_config, prepare_data
@@ -40,10 +41,14 @@ from mammography.record.contract import (
     run_dir_name,
 )
 from mammography.record.document import now_iso
+from mammography.record.logonly import loggers_to_log_only, output_to_log_only
 from mammography.record.processes import die_with_parent, ray_session, thread_env
+from mammography.record.progress import eta_line
 from mammography.record.protocol import RunContext
 
 POLL_SECONDS = 0.5
+#: What a trial's train-density process printed, in its trial folder.
+TRIAL_OUTPUT = "train_density_output.log"
 #: The history columns each ``ray_hpo_<trial>.jsonl`` line carries (the seed's format).
 STREAM_METRICS = ("val_acc", "val_kappa", "val_f1", "val_auc", "val_loss", "val_exam_kappa",
                   "val_exam_acc")
@@ -65,13 +70,37 @@ def stream_line(trial: str, row: dict[str, Any]) -> dict[str, Any]:
             **{k: row.get(k) for k in STREAM_METRICS}, "timestamp": now_iso()}
 
 
+def absolute_paths(settings: dict[str, Any], cls: type) -> dict[str, Any]:
+    """``settings`` with every path setting of ``cls`` absolute.
+
+    A Ray worker runs in its own trial folder (Ray changes the working
+    directory), so ``--csv data/labels.csv`` given relative to where ``tune``
+    started would name nothing there.
+    """
+    types = field_types(cls)
+    return {k: (os.path.abspath(v) if v and "Path" in str(types.get(k)) and isinstance(v, str)
+                else v) for k, v in settings.items()}
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    """The last non-empty lines of a trial's output (its error, usually)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+
+
 def trial_function(config: dict[str, Any], base: dict[str, Any], trials_root: str,
-                   metric: str, threads: int) -> None:
+                   metric: str, threads: int, cwd: str) -> None:
     """Runs inside a Ray worker: one train-density subprocess, its epochs reported.
 
     The trial reads the per-epoch history the training run writes anyway
     (train_history.json), reports each new epoch to Ray Tune (what its
     schedulers decide on) and appends it to the run's ``ray_hpo_<trial>.jsonl``.
+    The subprocess runs in ``cwd`` (where ``tune`` was started); what it prints
+    goes to ``TRIAL_OUTPUT`` in the trial folder, so a trial that fails before
+    its run directory exists (bad settings: exit 2) still says why.
     """
     from ray import tune
 
@@ -82,11 +111,16 @@ def trial_function(config: dict[str, Any], base: dict[str, Any], trials_root: st
     (folder / "trial_config.yaml").write_text(yaml.safe_dump(settings), encoding="utf-8")
     run_dir = folder / run_dir_name(1)
     relative_run_dir = str(run_dir.relative_to(Path(trials_root).parent))
-    proc = subprocess.Popen([sys.executable, "-m", "mammography", "train-density", "--config",
-                             str(folder / "trial_config.yaml"), "--ray-trial-name", name],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, env=thread_env(threads),
-                            preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+    output = folder / TRIAL_OUTPUT
+    with output.open("ab") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "mammography", "train-density",
+                                 "--config", str(folder / "trial_config.yaml"),
+                                 "--ray-trial-name", name],
+                                stdout=sink, stderr=subprocess.STDOUT,
+                                # (a worker on another machine of a cluster has no such folder)
+                                cwd=cwd if os.path.isdir(cwd) else None,
+                                stdin=subprocess.DEVNULL, env=thread_env(threads),
+                                preexec_fn=lambda: die_with_parent(signal.SIGTERM))
     reported = 0
     try:
         while True:
@@ -110,8 +144,10 @@ def trial_function(config: dict[str, Any], base: dict[str, Any], trials_root: st
             except subprocess.TimeoutExpired:
                 proc.kill()
     if proc.returncode not in (0, 130):
-        raise RuntimeError(f"train-density exited with {proc.returncode}; see "
-                           f"{run_dir / LOG_FILE}")
+        log = run_dir / LOG_FILE
+        raise RuntimeError(f"train-density exited with {proc.returncode}: "
+                           f"{_tail(output) or 'no output'}\n(all of it: "
+                           f"{log if log.is_file() else output})")
 
 
 def run_ray(cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]]
@@ -124,14 +160,18 @@ def run_ray(cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]]
     data = prepare_data(base_cfg, run.dir, run)  # trials then find every image cached
     run.update(data_config=data_config(base_cfg, data.table, data.manifest)
                | {"preprocessing": data.cache.settings.as_dict()})
-    base = {k: v for k, v in to_dict(base_cfg).items() if k not in ("resume", "based_on")}
+    base = absolute_paths({k: v for k, v in to_dict(base_cfg).items()
+                           if k not in ("resume", "based_on")}, type(base_cfg))
     mode = "min" if direction(cfg.metric) == "minimize" else "max"
     previous = finished_trials(cfg.resume, space, cfg.metric, mode) if cfg.resume else []
     remaining = max(cfg.n_trials - len(previous), 0)
     if cfg.resume is not None:
         run.log(f"{len(previous)} trials of {cfg.resume} finished (not run again), "
                 f"{remaining} to go")
-    with ray_session(cfg.ray_address) as ray:
+    # Ray's start-up, status tables and logging go to run.log only; the terminal
+    # gets one line per finished trial with the search's time left.
+    with output_to_log_only() as shown, ray_session(cfg.ray_address) as ray:
+        loggers_to_log_only("ray", "optuna")
         run.update(search={"engine": "ray", "metric": cfg.metric, "mode": mode,
                            "n_trials": cfg.n_trials, "scheduler": cfg.ray_scheduler,
                            "space": space, "ray_address": cfg.ray_address,
@@ -147,18 +187,67 @@ def run_ray(cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]]
                                    grace_period=1, time_attr="epoch")
                      if cfg.ray_scheduler == "asha" else FIFOScheduler())
         trainable = tune.with_parameters(trial_function, base=base,
-                                         trials_root=str(run.dir / RAY_TRIALS_DIR),
-                                         metric=cfg.metric, threads=cfg.cpus_per_trial)
+                                         trials_root=str((run.dir / RAY_TRIALS_DIR).resolve()),
+                                         metric=cfg.metric, threads=cfg.cpus_per_trial,
+                                         cwd=os.getcwd())
         trainable = tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial,
                                                     "gpu": cfg.gpus_per_trial})
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                         num_samples=remaining, time_budget_s=cfg.timeout),
+            # Ray's storage layer (pyarrow) takes absolute paths or URIs only.
             run_config=tune.RunConfig(name="ray_tune",
-                                      storage_path=str(run.dir / "ray_results"), verbose=1))
+                                      storage_path=str((run.dir / "ray_results").resolve()),
+                                      verbose=1,
+                                      callbacks=[trial_clock(remaining, cfg.metric, shown)]))
         grid = tuner.fit() if remaining else []
     return _summarise(grid, cfg, run, space, mode, previous)
+
+
+def trial_clock(total: int, metric: str, out: TextIO) -> Any:
+    """A Ray Tune callback (in this process) saying, per finished trial, what it gave
+    and how long the search has left. It keeps the stream's descriptor, not the
+    stream: Ray pickles its callbacks with the experiment's state."""
+    fd = out.fileno()
+    from ray.tune import Callback
+
+    class TrialClock(Callback):
+        def __init__(self) -> None:
+            self.done, self.began = 0, time.monotonic()
+
+        def _finished(self, trial: Any, outcome: str) -> None:
+            self.done += 1
+            line = f"Ray trial {trial.trial_id} {outcome}; " + eta_line(
+                "trials", self.done, total, time.monotonic() - self.began)
+            with contextlib.suppress(OSError):
+                os.write(fd, (line + "\n").encode("utf-8", errors="replace"))
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any,
+                              **info: Any) -> None:
+            value = (trial.last_result or {}).get("objective")
+            self._finished(trial, f"finished ({metric} {value:.4f})" if isinstance(
+                value, float) else "finished")
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any,
+                           **info: Any) -> None:
+            self._finished(trial, "failed (its error is at the end of the search)")
+    return TrialClock()
+
+
+def _trial_name(result: Any) -> str | None:
+    """The trial's name from its folder (a trial that failed before reporting has no
+    metrics to carry it)."""
+    path = getattr(result, "path", None)
+    return Path(path).name if path else None
+
+
+def _error_text(error: BaseException | None) -> str | None:
+    """What a failed trial raised, without Ray's wrapping (RayTaskError's traceback)."""
+    if error is None:
+        return None
+    cause = getattr(error, "cause", None) or error
+    return f"{type(cause).__name__}: {cause}"
 
 
 def _summarise(grid: Any, cfg: TuneConfig, run: RunContext, space: dict[str, dict[str, Any]],
@@ -190,7 +279,8 @@ def _summarise(grid: Any, cfg: TuneConfig, run: RunContext, space: dict[str, dic
         trials.append({"number": number, "state": state, "value": best, "params": params,
                        "duration_seconds": metrics.get("time_total_s"),
                        "run_dir": metrics.get("run_dir"),
-                       "trial_name": metrics.get("trial_name")})
+                       "trial_name": metrics.get("trial_name") or _trial_name(result),
+                       "error": _error_text(result.error)})
         if best is not None:
             frozen.append(optuna.trial.create_trial(params=params, distributions=distributions,
                                                     value=best))
@@ -202,4 +292,4 @@ def _summarise(grid: Any, cfg: TuneConfig, run: RunContext, space: dict[str, dic
             "value": chosen["value"], "params": chosen["params"], "run_dir": chosen["run_dir"]}
     study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
     study.add_trials(frozen)
-    return trials, best, optuna_plots(study, run)
+    return trials, best, optuna_plots(study, run, cfg.metric)

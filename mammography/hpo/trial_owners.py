@@ -34,6 +34,8 @@ OWNER_PID = "mammography_pid"
 TRIAL_DIR = "mammography_trial_dir"
 #: A trial made at the same moment as another worker's last one, and not run.
 SKIPPED = "mammography_skipped"
+#: A failed trial's error (its exception, one line), for the end of the search.
+ERROR_ATTR = "mammography_error"
 
 
 def claim(trial: Any, run: RunContext, trial_dir: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from mammography.config.search_space import load_search_space
 from mammography.config.tune import TuneConfig
 from mammography.hpo.report import (
+    check_some_trial_worked,
     optuna_plots,
     optuna_trials,
     trial_run_dir,
@@ -53,7 +54,7 @@ def run_tune(cfg: TuneConfig, run: RunContext) -> None:
         study = run_optuna(cfg, run, space)
         trials = optuna_trials(study, run)
         best = _best_optuna(study, run)
-        plots = optuna_plots(study, run)
+        plots = optuna_plots(study, run, cfg.metric) if best is not None else []
     write_trials_csv(run.dir / TRIALS_CSV, trials)
     counts = {state: sum(t["state"] == state for t in trials)
               for state in ("COMPLETE", "PRUNED", "FAIL", "SKIPPED", "RUNNING", "TERMINATED",
@@ -62,6 +63,7 @@ def run_tune(cfg: TuneConfig, run: RunContext) -> None:
     run.log("Search Complete")
     run.log("---------------")
     run.log("Trials: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n))
+    check_some_trial_worked(trials, run.log)
     if best is None:
         run.warn("no trial completed, so there are no best parameters")
         run.set_results(trials=counts, best_trial=None)

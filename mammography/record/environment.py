@@ -16,7 +16,7 @@ from typing import Any
 
 KEY_PACKAGES = ("mammography", "torch", "torchvision", "timm", "pydicom", "numpy",
                 "scikit-learn", "optuna", "ray")
-ENV_VARS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+ENV_VARS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS",
             "PYTORCH_CUDA_ALLOC_CONF", "CUBLAS_WORKSPACE_CONFIG")
 
 

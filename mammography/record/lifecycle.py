@@ -59,6 +59,7 @@ from mammography.record.document import (
 from mammography.record.environment import collect_environment, torch_details
 from mammography.record.heartbeat import Heartbeat
 from mammography.record.jsonio import write_json_atomic, write_text_atomic
+from mammography.record.logonly import write_log_only
 from mammography.record.placement import (
     Location,
     ParentRun,
@@ -68,6 +69,7 @@ from mammography.record.placement import (
     top_level,
 )
 from mammography.record.provenance import collect_git, package_version
+from mammography.record.repeats import RepeatFolder
 from mammography.record.signals import StopControl, WarningCapture
 from mammography.record.summary import SummaryWriter
 from mammography.record.tee import Tee
@@ -129,6 +131,7 @@ class Run:
         self._active_children: list[Run] = []
         self._warnings: list[str] = []
         self._warning_count = 0
+        self._repeats = RepeatFolder()
 
     # ------------------------------------------------------------- identity
     @property
@@ -179,9 +182,16 @@ class Run:
         print(message, flush=True)
 
     def warn(self, message: str) -> None:
-        """A ``WARNING:`` line in run.log, counted and kept in summary.json."""
-        print(f"WARNING: {message}", file=sys.stderr, flush=True)
+        """A ``WARNING:`` line in run.log, counted and kept in summary.json; past the
+        first few of a kind, in run.log only (``repeats.py``)."""
+        self._show_warning(message)
         self._note_warning(message)
+
+    def _show_warning(self, message: str) -> None:
+        if self._repeats.admit(message):
+            print(f"WARNING: {message}", file=sys.stderr, flush=True)
+        else:
+            write_log_only(f"WARNING: {message}")
 
     def update(self, fragment: dict[str, Any] | None = None, **fields: Any) -> None:
         """Deep-merge fields into summary.json and rewrite it atomically."""
@@ -240,7 +250,9 @@ class Run:
         if self.in_process_child:
             self.parent._active_children.append(self)
         if self._use_tee:
-            self._tee = Tee(self.location.log_path, prefix=self._log_prefix)
+            # A torchrun rank other than 0 writes run.log only: the terminal shows rank 0.
+            self._tee = Tee(self.location.log_path, prefix=self._log_prefix,
+                            terminal=self._follow is None)
             self._tee.start()
         else:
             self.location.log_path.touch()
@@ -393,6 +405,8 @@ class Run:
                         self.status, self.exit_code = status, code
                 else:
                     self._check_schema()
+            for line in self._repeats.folded_lines():
+                print(line, file=sys.stderr, flush=True)
             if self._follow is not None:
                 self.log(f"Process {os.getpid()} {status} (exit {code})")
             else:
@@ -424,7 +438,7 @@ class Run:
 
     # -------------------------------------------------------------- warnings
     def _note_python_warning(self, text: str) -> None:
-        print(f"WARNING: {text}", file=sys.stderr, flush=True)
+        self._show_warning(text)
         self._note_warning(text)
 
     def _note_warning(self, message: str) -> None:

@@ -9,6 +9,7 @@ loser of a race simply tries the next number.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from mammography.errors import InputError
@@ -27,6 +28,32 @@ def largest_run_number(root: Path) -> int:
     except FileNotFoundError:
         return 0
     return best
+
+
+def allocate_numbered_dir(root: Path, prefix: str, what: str = "Output directory",
+                          max_attempts: int = 10_000) -> Path:
+    """Create and return a fresh ``root/<prefix>N`` (N = 1 + the largest taken).
+
+    For a command's default output folder that is not a run (``data preview``'s
+    ``outputs/preview/preview_N``): never reused, claimed like a run directory.
+    """
+    root = Path(root)
+    _ensure_root(root, what)
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)$")
+    taken = [int(m.group(1)) for m in map(pattern.match, os.listdir(root)) if m]
+    n = max(taken, default=0) + 1
+    for _ in range(max_attempts):
+        candidate = root / f"{prefix}{n}"
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            n += 1
+            continue
+        except OSError as exc:
+            raise InputError(f"Cannot create {candidate}: {exc.strerror}. Choose a writable "
+                             "location.") from None
+        return candidate
+    raise RuntimeError(f"could not allocate a folder under {root} after {max_attempts} attempts")
 
 
 def _ensure_root(root: Path, what: str) -> None:

@@ -13,6 +13,12 @@ carries both, which keeps their relative order exact in run.log.
 Tees nest: a child run (a CV fold) started inside a parent run tees into the
 parent's channel, so the fold's lines land in the fold's run.log *and* the
 parent's.
+
+Each tee also has a *log-only* channel: what is written to it lands in run.log
+(and, nested, in the parent's run.log) but never on the terminal. Third-party
+chatter (torch.onnx, Optuna, Ray) and repeated warnings past the first few go
+there (``logonly.py``). A tee started with ``terminal=False`` (a torchrun rank
+other than 0) sends everything to the log only.
 """
 
 from __future__ import annotations
@@ -52,12 +58,30 @@ def _open_channel(dest_fd: int) -> tuple[int, int]:
     return read_end, write_end
 
 
-class Tee:
-    """Redirects this process's fds 1 and 2 through a tee process into ``log_path``."""
+#: Where "log only" lines go: the write ends of the active tees' log-only
+#: pipes, innermost last. Module state, so forked children (DataLoader workers)
+#: inherit it with the descriptors; a process started with exec has none.
+_LOG_ONLY_FDS: list[int] = []
+#: A worker pair's destination that means "the log file only".
+NOWHERE = -1
 
-    def __init__(self, log_path: Path, prefix: str = "") -> None:
+
+def log_only_fd() -> int | None:
+    """The innermost active tee's log-only write end (None outside a teed run)."""
+    return _LOG_ONLY_FDS[-1] if _LOG_ONLY_FDS else None
+
+
+class Tee:
+    """Redirects this process's fds 1 and 2 through a tee process into ``log_path``.
+
+    ``terminal=False``: nothing reaches the original destinations, only the log.
+    """
+
+    def __init__(self, log_path: Path, prefix: str = "", *, terminal: bool = True) -> None:
         self.log_path = Path(log_path)
         self.prefix = prefix  # before each line in the file (not on the terminal)
+        self.terminal = terminal
+        self._log_only: tuple[int, int] | None = None  # (read end, write end)
         self._saved: dict[int, int] = {}
         self._proc: subprocess.Popen | None = None
         self._line_buffering: bool | None = None
@@ -71,10 +95,16 @@ class Tee:
         shared = _same_destination(1, 2)
         channels: dict[int, tuple[int, int]] = {1: _open_channel(self._saved[1])}
         channels[2] = channels[1] if shared else _open_channel(self._saved[2])
-        pairs = [f"{channels[1][0]}:{self._saved[1]}"]
+        shown = {fd: (self._saved[fd] if self.terminal else NOWHERE) for fd in (1, 2)}
+        pairs = [f"{channels[1][0]}:{shown[1]}"]
         if not shared:
-            pairs.append(f"{channels[2][0]}:{self._saved[2]}")
-        pass_fds = {channels[1][0], channels[2][0], self._saved[1], self._saved[2]}
+            pairs.append(f"{channels[2][0]}:{shown[2]}")
+        # Log-only lines of a nested tee reach the outer run's log-only channel.
+        outer = log_only_fd()
+        self._log_only = os.pipe()
+        pairs.append(f"{self._log_only[0]}:{outer if outer is not None else NOWHERE}")
+        pass_fds = {channels[1][0], channels[2][0], self._saved[1], self._saved[2],
+                    self._log_only[0], *([outer] if outer is not None else [])}
         self.log_path.touch()
         self._proc = subprocess.Popen(
             [sys.executable, "-S", "-u", str(_WORKER), str(self.log_path),
@@ -91,6 +121,8 @@ class Tee:
         for read_end, write_end in {channels[1], channels[2]}:
             os.close(read_end)
             os.close(write_end)
+        os.close(self._log_only[0])
+        _LOG_ONLY_FDS.append(self._log_only[1])
         # A pipe makes Python block-buffer stdout; line buffering means a
         # printed line reaches the tee at once and survives a SIGKILL.
         if getattr(sys.stdout, "fileno", None) and _fileno(sys.stdout) == 1:
@@ -110,6 +142,12 @@ class Tee:
             os.dup2(saved, fd)
             os.close(saved)
         self._saved = {}
+        if self._log_only is not None:
+            write_end = self._log_only[1]
+            if write_end in _LOG_ONLY_FDS:
+                _LOG_ONLY_FDS.remove(write_end)
+            os.close(write_end)
+            self._log_only = None
         if self._line_buffering is not None:
             with contextlib.suppress(Exception):
                 sys.stdout.reconfigure(line_buffering=self._line_buffering)

@@ -18,7 +18,8 @@ Per source it does two things with each chunk read:
   appended, and ANSI styling is stripped.
 
 Usage (internal): ``python tee_worker.py LOG_PATH [--prefix TEXT] SRC_FD:DEST_FD [...]``;
-``--prefix TEXT`` before the pairs prefixes every logged line.
+``--prefix TEXT`` before the pairs prefixes every logged line; a DEST_FD of -1
+means "run.log only" (a log-only channel, or a rank whose terminal is rank 0's).
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ class LineAssembler:
         self.cur = ""  # the line being written
         self.col = 0  # cursor column within ``cur``
         self.framed = False  # ``cur`` has been rewritten via \r (a progress frame)
-        self.pending: list[tuple[float, str]] = []
+        # (time, line, already written by a snapshot): a snapshot may write a
+        # pending line early; it is not written again when committed.
+        self.pending: list[tuple[float, str, bool]] = []
         self.live_seen = float("-inf")  # last cursor-up
         self.last_snapshot = float("-inf")
 
@@ -90,7 +93,7 @@ class LineAssembler:
         tail = self._decoder.decode(b"", final=True)
         if tail:
             self._feed_terminal(tail, now)
-        out = [(t, line) for t, line in self.pending]
+        out = [(t, line) for t, line, snapped in self.pending if not snapped]
         self.pending = []
         if self.cur.strip():
             out.append((now, self.cur))
@@ -107,7 +110,7 @@ class LineAssembler:
         self._put(parts[0])
         self._newline(now)
         for part in parts[1:-1]:
-            self.pending.append((now, part))
+            self.pending.append((now, part, False))
         self.cur = parts[-1]
         self.col = len(self.cur)
         self.framed = False
@@ -141,7 +144,7 @@ class LineAssembler:
         self.col += len(chunk)
 
     def _newline(self, now: float) -> None:
-        self.pending.append((now, self.cur))
+        self.pending.append((now, self.cur, False))
         self.cur, self.col, self.framed = "", 0, False
 
     def _csi(self, params: str, final: str, now: float) -> None:
@@ -177,13 +180,14 @@ class LineAssembler:
         # Colours (m), cursor show/hide (h/l), screen erases (J): no effect on text.
 
     def _commit(self, now: float) -> list[tuple[float, str]]:
-        out: list[tuple[float, str]] = []
+        ready: list[tuple[float, str, bool]] = []
         live = now - self.live_seen < self.live_quiet_seconds
         if not live:
-            out, self.pending = self.pending, []
+            ready, self.pending = self.pending, []
         elif len(self.pending) > MAX_PENDING_LINES:
             cut = len(self.pending) - MAX_PENDING_LINES
-            out, self.pending = self.pending[:cut], self.pending[cut:]
+            ready, self.pending = self.pending[:cut], self.pending[cut:]
+        out = [(t, line) for t, line, snapped in ready if not snapped]
         if not (live or self.framed):
             self.last_snapshot = float("-inf")  # no bar on screen: reset the clock
         elif now - self.last_snapshot >= self.snapshot_seconds:
@@ -192,7 +196,9 @@ class LineAssembler:
                 self.last_snapshot = now
             else:
                 self.last_snapshot = now
-                snap = [line for _, line in self.pending] if live else []
+                snap = [line for _, line, snapped in self.pending if not snapped] \
+                    if live else []
+                self.pending = [(t, line, True) for t, line, _ in self.pending]
                 if self.cur.strip():
                     snap.append(self.cur)
                 out.extend((now, line) for line in snap)
@@ -247,7 +253,7 @@ def run(log_path: str, pairs: list[tuple[int, int]], prefix: str = "") -> None:
     writer = LogWriter(log_path, prefix)
     assemblers = {src: LineAssembler() for src, _ in pairs}
     dest_of = {src: dest for src, dest in pairs}
-    dest_ok = {src: True for src, _ in pairs}
+    dest_ok = {src: dest >= 0 for src, dest in pairs}  # -1: the log only
     open_fds = [src for src, _ in pairs]
     while open_fds:
         try:

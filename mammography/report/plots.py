@@ -44,6 +44,26 @@ _HISTORY_KEYS = {
 # --------------------------------------------------------------------------- helpers
 
 
+def run_label(run_dir: str | Path) -> str:
+    """How a figure names the run it shows: ``demo/results_3`` (its --outdir's folder
+    and run), ``results_3/fold_2`` (a CV fold, an Optuna trial), or the Ray trial's
+    ``<trial name>/results_1``."""
+    path = Path(run_dir).resolve()
+    if path.name == "results":  # a child run: <parent run>/<fold_k|trial_n>/results
+        return f"{path.parent.parent.name}/{path.parent.name}"
+    return f"{path.parent.name}/{path.name}"
+
+
+def figure_title(what: str, *, model: str | None = None, split: str | None = None,
+                 level: str | None = None) -> str:
+    """``what`` over a second line naming the model (its run), the data and the level,
+    so a figure lifted into a talk still says what it shows."""
+    context = " · ".join(part for part in (
+        f"model {model}" if model else None, split,
+        f"{level} level" if level else None) if part)
+    return f"{what}\n{context}" if context else what
+
+
 def _new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
@@ -132,7 +152,8 @@ def _curve_panel(
     return drawn
 
 
-def plot_train_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+def plot_train_curves(history: Sequence[Mapping[str, Any]], path: str | Path,
+                      model: str | None = None) -> Path:
     """Loss, accuracy (+ val macro-F1), kappa and learning rate per epoch, best epoch marked.
 
     Any history column may be missing; panels without data say so. The best epoch
@@ -173,9 +194,12 @@ def plot_train_curves(history: Sequence[Mapping[str, Any]], path: str | Path) ->
     if best is not None:
         for ax in (ax for ax, drawn in panels.items() if drawn):
             ax.axvline(best, color="gray", linestyle=":", linewidth=1)
-        fig.suptitle(f"Training curves (best epoch {best:g} by val kappa)")
+        fig.suptitle(figure_title(f"Training curves (best epoch {best:g} by val kappa)",
+                                  model=model, split="train and validation splits",
+                                  level="image"))
     else:
-        fig.suptitle("Training curves")
+        fig.suptitle(figure_title("Training curves", model=model,
+                                  split="train and validation splits", level="image"))
     fig.tight_layout()
     return _save(fig, path)
 
@@ -219,9 +243,9 @@ def plot_confusion_matrix(
                     ha="center", va="center", color=color, fontsize=9)
     ax.set_xticks(range(k), names)
     ax.set_yticks(range(k), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
+    ax.set_xlabel("predicted density")
+    ax.set_ylabel("true density")
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -234,6 +258,10 @@ def plot_roc_curves(
     probs: Any,
     path: str | Path,
     class_names: Sequence[str] = CLASS_NAMES,
+    *,
+    model: str | None = None,
+    split: str | None = None,
+    level: str = "image",
 ) -> Path:
     """One-vs-rest ROC per class present in ``y_true`` (AUC in the legend), chance diagonal.
 
@@ -260,9 +288,11 @@ def plot_roc_curves(
         aucs.append(value)
         ax.plot(fpr, tpr, color=_color(c), label=f"{names[c]} (AUC = {value:.3f})")
     if aucs:
-        ax.set_title(f"ROC one-vs-rest (macro AUC = {np.mean(aucs):.3f})")
+        ax.set_title(figure_title(f"ROC one-vs-rest (macro AUC = {np.mean(aucs):.3f})",
+                                  model=model, split=split, level=level), fontsize=10)
     else:
-        ax.set_title("ROC one-vs-rest")
+        ax.set_title(figure_title("ROC one-vs-rest", model=model, split=split, level=level),
+                     fontsize=10)
         _no_data(ax, "ROC undefined: fewer than 2 classes present")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
@@ -280,6 +310,7 @@ def plot_fold_metrics(
     fold_metrics: Sequence[Mapping[str, Any]],
     path: str | Path,
     metrics: Sequence[str] = ("accuracy", "kappa", "macro_f1", "auc"),
+    model: str | None = None,
 ) -> Path:
     """Per-fold values (points, one colour per fold) over a mean bar with ± std whiskers.
 
@@ -312,7 +343,9 @@ def plot_fold_metrics(
     ax.set_xlim(-0.6, len(metrics) - 0.4)
     ax.set_ylim(min(0.0, ax.get_ylim()[0]), max(1.05, ax.get_ylim()[1]))  # kappa can be < 0
     ax.set_ylabel("value")
-    ax.set_title(f"Metrics per fold (n = {n_folds}), mean ± std")
+    ax.set_title(figure_title(f"Metrics per fold (n = {n_folds}), mean ± std", model=model,
+                              split="each fold's validation split", level="image"),
+                 fontsize=10)
     if labelled_folds:
         ax.legend(fontsize="small", loc="lower right")
     fig.tight_layout()
@@ -328,8 +361,9 @@ def plot_embeddings_2d(
     path: str | Path,
     title: str = "Embeddings",
     class_names: Sequence[str] = CLASS_NAMES,
+    axis_labels: tuple[str, str] = ("component 1", "component 2"),
 ) -> Path:
-    """2-D scatter (e.g. t-SNE/UMAP/PCA output) coloured by density class.
+    """2-D scatter (e.g. t-SNE/UMAP/PCA output) coloured by density class, axes named.
 
     ``labels`` are class indices 0..K-1; values outside that range raise
     ``ValueError``: stored labels 1-4 would otherwise be silently shifted by one
@@ -359,9 +393,9 @@ def plot_embeddings_2d(
         ax.legend(title="density", fontsize="small", markerscale=2)
     else:
         _no_data(ax)
-    ax.set_title(title)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
     fig.tight_layout()
     return _save(fig, path)
 
@@ -369,56 +403,89 @@ def plot_embeddings_2d(
 # --------------------------------------------------------------------------- evaluation
 
 
+#: Reliability bins with fewer predictions than this are drawn hollow and not
+#: joined: one image's 0 or 1 says nothing about calibration.
+MIN_BIN_COUNT = 5
+
+
+def split_bins(bins: Sequence[Mapping[str, Any]], min_count: int = MIN_BIN_COUNT
+               ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(bins joined by the reliability line, bins too sparse to join); empty bins in neither."""
+    return ([b for b in bins if b["count"] >= min_count],
+            [b for b in bins if 0 < b["count"] < min_count])
+
+
 def plot_calibration(bins_by_level: Mapping[str, Sequence[Mapping[str, Any]]],
-                     ece_by_level: Mapping[str, float], path: str | Path) -> Path:
+                     ece_by_level: Mapping[str, float], path: str | Path, *,
+                     model: str | None = None, split: str | None = None,
+                     min_count: int = MIN_BIN_COUNT) -> Path:
     """Reliability diagram (accuracy against mean confidence per bin, one line per level)
-    above a histogram of how many predictions fall in each confidence bin."""
-    fig = _new_figure(5.5, 6.5)
-    top = fig.add_axes((0.14, 0.38, 0.8, 0.55))
-    bottom = fig.add_axes((0.14, 0.08, 0.8, 0.2), sharex=top)
+    above a histogram of how many predictions fall in each confidence bin.
+
+    A bin's point is labelled with its count; bins with fewer than ``min_count``
+    predictions are hollow and left out of the line.
+    """
+    fig = _new_figure(6.0, 7.0)
+    top = fig.add_axes((0.13, 0.36, 0.82, 0.52))
+    bottom = fig.add_axes((0.13, 0.07, 0.82, 0.19), sharex=top)
     top.plot([0, 1], [0, 1], color="#999999", linestyle="--", label="perfect calibration")
     width = 1.0 / max(len(next(iter(bins_by_level.values()), [])), 1)
     for i, (level, bins) in enumerate(bins_by_level.items()):
-        filled = [b for b in bins if b["count"]]
-        top.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled],
+        solid, sparse = split_bins(bins, min_count)
+        top.plot([b["confidence"] for b in solid], [b["accuracy"] for b in solid],
                  marker="o", color=_color(i),
                  label=f"{level} (ECE {ece_by_level.get(level, float('nan')):.3f})")
+        top.scatter([b["confidence"] for b in sparse], [b["accuracy"] for b in sparse],
+                    facecolors="none", edgecolors=_color(i), zorder=3)
+        for b in solid + sparse:
+            top.annotate(f"{b['count']}", (b["confidence"], b["accuracy"]), fontsize=7,
+                         color=_color(i), textcoords="offset points", xytext=(4, -9 - 8 * i))
         share = width / max(len(bins_by_level), 1)
         bottom.bar([b["low"] + share * (i + 0.5) for b in bins], [b["count"] for b in bins],
-                   width=share, color=_color(i), alpha=0.7)
+                   width=share, color=_color(i), alpha=0.7, label=level)
+    top.plot([], [], marker="o", linestyle="none", markerfacecolor="none",
+             markeredgecolor="#555555", label=f"bin with < {min_count} predictions")
     top.set_xlim(0, 1)
     top.set_ylim(0, 1.02)
-    top.set_ylabel("accuracy")
-    top.set_title("Reliability of the predicted class's probability")
+    top.set_ylabel("accuracy (share correct in the bin)")
+    top.set_title(figure_title("Reliability of the predicted class's probability "
+                               "(numbers: predictions per bin)", model=model, split=split),
+                  fontsize=10)
     top.legend(fontsize="small", loc="upper left")
-    bottom.set_xlabel("confidence (probability of the predicted class)")
-    bottom.set_ylabel("count")
+    bottom.set_xlabel("confidence (probability of the predicted class), 10 bins")
+    bottom.set_ylabel("predictions")
     return _save(fig, path)
 
 
 def plot_subgroup_kappa(rows: Sequence[Mapping[str, Any]], path: str | Path,
-                        level: str = "exam") -> Path:
+                        level: str = "exam", *, model: str | None = None,
+                        split: str | None = None) -> Path:
     """Quadratic kappa per subgroup with its 95 % CI (groups without metrics: n only)."""
     shown = [r for r in rows if r["level"] == level]
-    fig = _new_figure(6.5, max(2.5, 0.35 * len(shown) + 1.2))
+    names = [f"{row['group_by']}: {row['group'] or '(none)'} (n={row['n']})" for row in shown]
+    # Room for the longest name at ~0.075 inch per character, one row per 0.4 inch.
+    label_inches = min(4.5, 0.075 * max((len(n) for n in names), default=10) + 0.3)
+    fig = _new_figure(4.5 + label_inches, max(2.6, 0.4 * len(shown) + 1.6))
     ax = fig.add_subplot()
     for y, row in enumerate(shown):
-        name = f"{row['group_by']}: {row['group']} (n={row['n']})"
-        ax.text(-1.02, y, name, ha="right", va="center", fontsize=8)
         kappa = row.get("kappa")
         if not _finite(kappa):
-            ax.text(0.0, y, "too few exams", va="center", fontsize=8, color="gray")
+            ax.text(0.0, y, "too few exams", va="center", ha="center", fontsize=8,
+                    color="gray")
             continue
         low, high = row.get("kappa_ci_low"), row.get("kappa_ci_high")
         if _finite(low) and _finite(high):
             ax.plot([low, high], [y, y], color="#555555")
         ax.scatter([kappa], [y], color=_color(0), zorder=3)
-    ax.set_yticks([])
+    ax.set_yticks(range(len(shown)), names, fontsize=8)
     ax.set_xlim(-1.0, 1.0)
+    ax.set_xticks([-1.0, -0.5, 0.0, 0.5, 1.0])
     ax.set_ylim(-0.8, len(shown) - 0.2)
     ax.invert_yaxis()
     ax.axvline(0, color="#dddddd")
     ax.set_xlabel("quadratic kappa (95 % CI)")
-    ax.set_title(f"Kappa by subgroup, {level} level")
-    fig.subplots_adjust(left=0.45, right=0.97)
+    ax.set_title(figure_title("Kappa by subgroup", model=model, split=split, level=level),
+                 fontsize=10)
+    fig.subplots_adjust(left=(label_inches + 0.2) / (4.5 + label_inches), right=0.96,
+                        top=0.8, bottom=0.25 if len(shown) < 4 else 0.12)
     return _save(fig, path)

@@ -52,3 +52,19 @@ def test_overlay_draws_the_mask_the_crop_and_the_blanked_objects(cli, cache_dir,
         colours = {tuple(int(v) for v in p) for p in np.unique(pixels, axis=0)}
         # The breast outline, the crop box, and a marker or label blanked out.
         assert {BREAST_COLOUR, BOX_COLOUR, BLANK_COLOUR} <= colours
+
+
+def test_without_out_each_preview_gets_a_new_folder_under_outputs(cli, synthetic_dataset,
+                                                                   cache_dir, tmp_path):
+    args = ("data", "preview", "--csv", synthetic_dataset / "classificacao.csv",
+            "--img-size", "32", "--limit", "2")
+    env = child_env(MAMMOGRAPHY_CACHE_DIR=str(cache_dir))
+    work = tmp_path / "work"
+    work.mkdir()
+    for _ in range(2):
+        proc = cli(*args, cwd=work, env=env)
+        assert proc.returncode == 0, proc.stderr
+    root = work / "outputs" / "preview"
+    assert sorted(p.name for p in root.iterdir()) == ["preview_1", "preview_2"]
+    assert len(list((root / "preview_2" / "images").glob("*.png"))) == 2
+    assert sorted(p.name for p in work.iterdir()) == ["outputs"]  # nothing else written

@@ -35,6 +35,10 @@ def test_two_process_ddp_matches_a_single_process(synthetic_dataset, cache_dir, 
     assert summary["model_config"]["distributed_backend"] == "gloo"
     log = (run / "run.log").read_text()
     assert "] [rank 1] Starting density classification training" in log
+    # The terminal shows rank 0 only: rank 1's lines are in run.log alone.
+    terminal = ddp.stdout + ddp.stderr
+    assert terminal.count("Starting density classification training") == 1
+    assert "[rank 1]" not in terminal
     assert "Distributed: 2 processes (gloo), 8 images per process per batch" in log
     a = json.loads((tmp_path / "single" / "results_1" / "train_history.json").read_text())
     b = json.loads((run / "train_history.json").read_text())

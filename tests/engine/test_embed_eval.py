@@ -90,6 +90,7 @@ def test_eval_export_compares_runs_and_exports_with_parity(pipeline, tmp_path):
     proc = run_cli("eval-export", *args, "--bootstrap", "200", "--outdir", tmp_path,
                    env=pipeline["env"])
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("Not paired") <= 1  # one line for every unpaired pair
     out = tmp_path / "results_1"
     summary = read_summary(out)
     assert summary["experiment_type"] == "evaluation" and schema_problems(summary) == []
@@ -132,6 +133,9 @@ def test_onnx_export_matches_the_checkpoint(pipeline, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     model = json.loads((tmp_path / "results_1" / "eval_summary.json").read_text())["models"][0]
     assert model["export"]["format"] == "onnx" and model["export"]["parity_ok"] is True
+    # the exporter's narration is kept for run.log, off the terminal
+    assert "[torch.onnx]" in (tmp_path / "results_1" / "run.log").read_text()
+    assert "[torch.onnx]" not in proc.stdout + proc.stderr
 
 
 def _copy_run(source, target):

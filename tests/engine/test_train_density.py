@@ -1,6 +1,7 @@
 """`mammography train-density` end to end via the CLI: synthetic DICOM, tiny timm models."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -38,8 +39,10 @@ def files(run_dir):
 def test_full_artifact_set_schema_and_log_markers(cli, synthetic_dataset, cache_dir, tmp_path):
     config = tmp_path / "train.yaml"
     config.write_text("epochs: 2\nseed: 3\nclass_weights: none\n")
+    # Output to a pipe, not a terminal: progress comes as plain lines (every 0 s here).
     proc = cli("train-density", "--config", config, *data_args(synthetic_dataset), *TINY,
-               "--outdir", tmp_path / "out", env=child_env(MAMMOGRAPHY_CACHE_DIR=str(cache_dir)))
+               "--outdir", tmp_path / "out", env=child_env(
+                   MAMMOGRAPHY_CACHE_DIR=str(cache_dir), MAMMOGRAPHY_PROGRESS_SECONDS="0"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "out" / "results_1"
     assert files(run_dir) >= ARTIFACTS, ARTIFACTS - files(run_dir)
@@ -67,6 +70,11 @@ def test_full_artifact_set_schema_and_log_markers(cli, synthetic_dataset, cache_
                    "✓ New best model (kappa:", "Training Complete", "Best epoch:",
                    "Best val_kappa:", "Best val_acc:", "Model saved to:"):
         assert marker in log, marker
+    progress = re.compile(r"epoch 1 train: \d+/\d+ batches \(\d+%\), [\d.e+-]+ batches/s, "
+                          r".* so far, about .* left")
+    assert progress.search(proc.stdout) and progress.search(log)
+    assert "1/2 epochs done in " in log and "2/2 epochs done in " in log
+    assert log.count("train_loss:") == 2  # once per epoch
     manifest = json.loads((run_dir / "data_manifest.json").read_text())
     assert manifest["digest"] == data["manifest_digest"]
     assert any("class 5" in e["reason"] for e in manifest["exclusions"])
@@ -96,6 +104,7 @@ def test_cross_validation_end_to_end(cli, synthetic_dataset, cache_dir, tmp_path
                env=child_env(MAMMOGRAPHY_CACHE_DIR=str(cache_dir)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     parent = tmp_path / "results_1"
+    assert "1/3 folds done in " in proc.stdout and "3/3 folds done in " in proc.stdout
     cv = json.loads((parent / "cv_summary.json").read_text())
     assert cv["num_folds"] == 3 and cv["base_seed"] == 42 and len(cv["git_commit"]) == 7
     for name in ("accuracy", "kappa", "macro_f1", "auc"):

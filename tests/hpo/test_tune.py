@@ -61,6 +61,10 @@ def test_optuna_study_with_pruning_and_every_artifact(synthetic_dataset, env, tm
     assert rows[0].startswith("number,state,value,lr,train_augment") and len(rows) == 5
     log = (run / "run.log").read_text()
     assert "=== Trial 3:" in log and "Search Complete" in log
+    # Optuna's own log lines: run.log only; the terminal gets the time left instead.
+    assert "Trial 0 finished with value" in log
+    assert "finished with value" not in proc.stdout + proc.stderr
+    assert "4/4 trials done in" in proc.stdout
 
 
 def test_a_killed_study_resumes_from_its_sqlite_storage(synthetic_dataset, env, tmp_path):
@@ -96,10 +100,20 @@ def test_a_killed_study_resumes_from_its_sqlite_storage(synthetic_dataset, env, 
 
 def test_ray_engine_two_trials_on_a_local_instance(synthetic_dataset, env, tmp_path):
     pytest.importorskip("ray")
-    proc = run_cli("tune", "--engine", "ray", *data_args(synthetic_dataset), *TINY,
-                   "--epochs", "2", "--n-trials", "2", "--outdir", tmp_path, env=env)
+    # As the README has it: paths relative to the folder tune starts in (Ray runs
+    # each trial in a folder of its own, and its storage takes absolute paths only).
+    (tmp_path / "data").symlink_to(synthetic_dataset, target_is_directory=True)
+    proc = run_cli("tune", "--engine", "ray", "--csv", "data/classificacao.csv", *TINY,
+                   "--epochs", "2", "--n-trials", "2", "--outdir", "hpo", cwd=tmp_path,
+                   env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    tmp_path = tmp_path / "hpo"
     run = tmp_path / "results_1"
+    # Ray's start-up and status tables are in run.log only; the terminal has a line
+    # per finished trial with the time left.
+    terminal = proc.stdout + proc.stderr
+    assert "Trial status" not in terminal and "Trial status" in (run / "run.log").read_text()
+    assert "2/2 trials done in" in terminal
     summary = read_summary(run)
     assert summary["search"]["engine"] == "ray" and summary["results"]["trials"][
         "COMPLETE"] == 2
@@ -117,7 +131,7 @@ def test_ray_engine_two_trials_on_a_local_instance(synthetic_dataset, env, tmp_p
 
     # --resume takes over the finished trials and runs only the missing one
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
-    resumed = run_cli("tune", "--resume", run, "--n-trials", "3", env=env)
+    resumed = run_cli("tune", "--resume", run, "--n-trials", "3", env=env, cwd=tmp_path.parent)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     second = tmp_path / "results_2"
     assert len(list((second / "trials").glob("*/results_1"))) == 1
@@ -128,6 +142,26 @@ def test_ray_engine_two_trials_on_a_local_instance(synthetic_dataset, env, tmp_p
     rows = (second / "trials.csv").read_text().splitlines()
     assert len(rows) == 4 and sum(",../results_1/trials/" in row for row in rows) == 2
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("engine", ["optuna", "ray"])
+def test_a_search_whose_trials_all_fail_fails_naming_the_first_error(
+        synthetic_dataset, env, tmp_path, engine):
+    if engine == "ray":
+        pytest.importorskip("ray")
+    space = tmp_path / "space.yaml"
+    space.write_text("batch_size: {type: categorical, choices: [0]}\n")  # refused per trial
+    proc = run_cli("tune", "--engine", engine, *data_args(synthetic_dataset), *TINY,
+                   "--epochs", "1", "--n-trials", "2", "--search-space", space,
+                   "--outdir", tmp_path / "hpo", env=env)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    run = tmp_path / "hpo" / "results_1"
+    summary = read_summary(run)
+    assert summary["status"] == "failed"
+    assert "all 2 trials failed" in summary["execution"]["error"]["message"]
+    log = (run / "run.log").read_text()
+    assert "Trial 0 failed" in log and "--batch-size must be at least 1, got 0" in log
+    assert not (run / "best_params.json").exists()
 
 
 @pytest.mark.parametrize("engine", ["local", "ray"])

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -21,3 +22,14 @@ def test_torch_details_once_torch_is_imported():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=child_env())
     assert proc.returncode == 0, proc.stderr
+
+
+def test_openmp_threads_sleep_while_waiting_unless_the_user_chose(monkeypatch):
+    from mammography.record.processes import calm_thread_waits
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    calm_thread_waits()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    calm_thread_waits()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -178,3 +178,27 @@ def test_based_on_from_the_environment(tmp_path):
     assert summary["based_on"] == [{"run_dir": str(origin.resolve()), "run_id": "results_4",
                                     "relation": "reproduce"}]
     assert schema_problems(summary) == []
+
+
+def test_repeated_warnings_are_folded_on_the_terminal_and_all_kept(tmp_path):
+    proc = run_mode("repeats", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    terminal = proc.stdout + proc.stderr
+    assert terminal.count("empty file (0 bytes)") == 3 + 1  # three shown, and the fold line
+    assert "… 17 more like this (every one is in run.log): excluded /data/archive/A0" in terminal
+    assert "a different warning" in terminal
+    log = (tmp_path / "results_1" / "run.log").read_text()
+    assert all(f"WARNING: excluded /data/archive/A{i}/L_CC.dcm" in log for i in range(20))
+    assert read_summary(tmp_path / "results_1")["warnings"]["count"] == 21
+
+
+def test_warning_kinds_ignore_numbers_quotes_and_paths():
+    from mammography.record.repeats import RepeatFolder, warning_kind
+
+    assert warning_kind("Not paired: results_1 and results_2 (78 and 80 images)") == \
+        warning_kind("Not paired: results_3 and fold_2 (9 and 12 images)")
+    assert warning_kind("file 'a.dcm' unreadable") == warning_kind("file 'b.dcm' unreadable")
+    assert warning_kind("class A missing") != warning_kind("class A present")
+    folder = RepeatFolder(shown=2)
+    assert [folder.admit(f"row {i} bad") for i in range(4)] == [True, True, False, False]
+    assert folder.folded_lines() == ["… 2 more like this (every one is in run.log): row 0 bad"]

@@ -98,3 +98,69 @@ def test_terminal_stays_a_terminal_and_keeps_progress_frames(tmp_path):
     text = log.read_text()
     assert "isatty: True" in text
     assert "frame 19" in text and "frame 5" not in text  # the log keeps the final state
+
+
+def test_log_only_lines_reach_run_log_and_not_the_terminal(tmp_path):
+    log = tmp_path / "run.log"
+    proc = run_script("""
+        from mammography.record.logonly import output_to_log_only, write_log_only
+        print("shown")
+        write_log_only("kept for the log")
+        with output_to_log_only() as shown:
+            print("chatter of a library")
+            os.write(2, b"native chatter\\n")
+            subprocess.run([sys.executable, "-c", "print('a child process chatters')"])
+            print("the block's own line", file=shown)
+        print("shown again")
+    """, log)
+    assert proc.returncode == 0, proc.stderr.decode()
+    text = log.read_text()
+    for line in ("shown", "kept for the log", "chatter of a library", "native chatter",
+                 "a child process chatters", "the block's own line", "shown again"):
+        assert f"] {line}\n" in text, line
+    terminal = proc.stdout.decode() + proc.stderr.decode()
+    assert "shown\n" in terminal and "the block's own line" in terminal
+    assert "shown again" in terminal
+    assert "chatter" not in terminal and "kept for the log" not in terminal
+
+
+def test_a_nested_tee_passes_its_log_only_lines_to_the_outer_log(tmp_path):
+    outer, inner = tmp_path / "outer.log", tmp_path / "inner.log"
+    proc = run_script(f"""
+        from mammography.record.logonly import write_log_only
+        child = Tee({str(inner)!r}, prefix="[fold 1] ")
+        child.start()
+        write_log_only("quiet line of the fold")
+        print("loud line of the fold")
+        child.stop()
+    """, outer)
+    assert proc.returncode == 0, proc.stderr.decode()
+    for log in (outer, inner):
+        assert "quiet line of the fold" in log.read_text()
+        assert "loud line of the fold" in log.read_text()
+    assert "quiet line" not in proc.stdout.decode() + proc.stderr.decode()
+
+
+def test_a_tee_without_terminal_writes_the_log_only(tmp_path):
+    log = tmp_path / "run.log"
+    script = textwrap.dedent(f"""
+        import os
+        from mammography.record.tee import Tee
+        tee = Tee({str(log)!r}, prefix="[rank 1] ", terminal=False)
+        tee.start()
+        print("every line of rank 1")
+        os.write(2, b"and its errors\\n")
+        tee.stop()
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                          env=child_env(), timeout=60)
+    assert proc.returncode == 0 and proc.stdout == b"" and proc.stderr == b""
+    assert "] [rank 1] every line of rank 1\n" in log.read_text()
+    assert "] [rank 1] and its errors\n" in log.read_text()
+
+
+def test_outside_a_teed_run_log_only_lines_are_not_lost(capsys):
+    from mammography.record.logonly import write_log_only
+
+    write_log_only("no run.log here")
+    assert "no run.log here" in capsys.readouterr().err

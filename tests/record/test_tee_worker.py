@@ -67,3 +67,23 @@ def test_long_running_bar_leaves_periodic_snapshots():
 
 def test_backspace_and_erase_to_end_of_line():
     assert lines(feed_all([b"abcd\x08\x08\x1b[Kxy\n"])) == ["abxy"]
+
+
+def test_a_line_between_two_transient_bars_is_written_once():
+    """rich erases a transient bar with a cursor-up; the line printed next, then a new
+    bar, used to be written by every snapshot and again when committed."""
+    asm = LineAssembler(snapshot_seconds=0.5, live_quiet_seconds=1.0)
+    out, t = [], 0.0
+    out += asm.feed(b"Epoch 1/2\n", t)
+    for i in range(1, 11):  # the train bar, then rich's transient erase
+        t += 0.1
+        out += asm.feed(f"\r\x1b[2Ktrain {i}/10".encode(), t) + asm.tick(t)
+    out += asm.feed(b"\r\n\x1b[?25h\r\x1b[1A\x1b[2Ktrain_loss: 1.0\r\n", t)
+    for i in range(1, 11):  # the val bar, within a second of the erase
+        t += 0.1
+        out += asm.feed(f"\r\x1b[2Kval {i}/10".encode(), t) + asm.tick(t)
+    out += asm.feed(b"\r\n\x1b[1A\x1b[2Kval_loss: 2.0\n", t) + asm.tick(t + 5) + asm.close(t + 5)
+    text = lines(out)
+    assert text.count("train_loss: 1.0") == 1 and text.count("val_loss: 2.0") == 1
+    assert text.index("Epoch 1/2") < text.index("train_loss: 1.0") < text.index("val_loss: 2.0")
+    assert any(line.startswith("val ") for line in text)  # the snapshots are still there

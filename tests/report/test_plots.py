@@ -120,3 +120,22 @@ def test_embeddings(tmp_path):
 def test_embeddings_rejects_one_based_labels(tmp_path):
     with pytest.raises(ValueError, match="class indices"):
         plot_embeddings_2d(np.zeros((4, 2)), [1, 2, 3, 4], tmp_path / "bad.png", title="x")
+
+
+def test_calibration_joins_only_bins_with_enough_predictions(tmp_path):
+    from mammography.metrics.calibration import reliability_bins
+    from mammography.report.plots import figure_title, plot_calibration, split_bins
+
+    rng = np.random.default_rng(0)
+    p = np.full((40, 4), 0.1)
+    p[:, 0] = 0.7  # 40 predictions in the 0.7-0.8 bin...
+    p[0] = [0.97, 0.01, 0.01, 0.01]  # ...and one lone image at 0.97
+    y = rng.integers(0, 2, 40)
+    bins = reliability_bins(y, p)
+    solid, sparse = split_bins(bins, min_count=5)
+    assert [b["count"] for b in solid] == [39] and [b["count"] for b in sparse] == [1]
+    assert_png(plot_calibration({"image": bins}, {"image": 0.1}, tmp_path / "c.png",
+                                model="demo/results_1", split="its validation split"))
+    assert figure_title("Confusion matrix", model="demo/results_1", split="labels.csv",
+                        level="exam") == \
+        "Confusion matrix\nmodel demo/results_1 · labels.csv · exam level"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from mammography.record.contract import (
     fold_name,
 )
 from mammography.record.jsonio import write_json_atomic
+from mammography.record.progress import eta_line
 from mammography.record.protocol import RunContext
 
 #: The metrics plotted per fold and logged at the end.
@@ -48,7 +50,7 @@ SHOWN_METRICS = ("accuracy", "kappa", "macro_f1", "auc")
 
 def cross_validate(cfg: TrainConfig, run: RunContext, data: PreparedData,
                    fusion: Fusion | None) -> list[SplitResult]:
-    from mammography.report.plots import plot_fold_metrics
+    from mammography.report.plots import plot_fold_metrics, run_label
 
     images = data.table.images
     if cfg.resume is not None:
@@ -80,7 +82,8 @@ def cross_validate(cfg: TrainConfig, run: RunContext, data: PreparedData,
     summary = cv_summary(cfg, run, results, plans)
     write_json_atomic(run.dir / CV_SUMMARY_FILE, summary)
     plot_fold_metrics([{**{m: r.image[m] for m in SHOWN_METRICS}, "fold": i}
-                       for i, r in enumerate(results, 1)], run.path("plots/cv_folds.png"))
+                       for i, r in enumerate(results, 1)], run.path("plots/cv_folds.png"),
+                      model=run_label(run.dir))
     agg = summary["aggregated_metrics"]
     run.log("")
     run.log("Cross-Validation Complete")
@@ -105,6 +108,7 @@ def _sequential_folds(cfg: TrainConfig, run: RunContext, data: PreparedData,
                       plans: list[FoldPlan], fusion: Fusion | None) -> list[SplitResult]:
     paths = [r.path for r in data.table.images]
     results = []
+    began, trained = time.monotonic(), 0
     for plan in plans:
         if plan.reused:
             results.append(read_split_result(plan.run_dir(run.dir)))
@@ -116,6 +120,9 @@ def _sequential_folds(cfg: TrainConfig, run: RunContext, data: PreparedData,
         resume_from = plan.source if plan.origin == FOLD_CONTINUED else None
         results.append(train_fold(run, plan.fold, cfg, data, split, fusion,
                                   resume_from=resume_from))
+        trained += 1
+        run.log(eta_line("folds", len(results), len(plans), time.monotonic() - began,
+                         timed=trained))
     return results
 
 

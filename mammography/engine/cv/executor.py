@@ -21,6 +21,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,6 +31,7 @@ from mammography.record.processes import (
     thread_env,
     threads_per_worker,
 )
+from mammography.record.progress import eta_line
 
 ITEM_MARKER = "@@mammography-item "  # a worker's "item K starts here" line
 STOP_WAIT_SECONDS = 60
@@ -50,17 +52,38 @@ def announce(item: int) -> None:
 
 
 class ItemLog:
-    """Prefixes a worker's lines with the item it is on, from its marker lines."""
+    """Prefixes a worker's lines with the item it is on, from its marker lines;
+    ``on_next`` is called when a worker goes on to its next item (one is done)."""
 
-    def __init__(self, first: int, log: Log, label: str = "fold") -> None:
-        self.item, self.log, self.label = first, log, label
+    def __init__(self, first: int, log: Log, label: str = "fold",
+                 on_next: Callable[[], None] | None = None) -> None:
+        self.item, self.log, self.label, self.on_next = first, log, label, on_next
 
     def line(self, text: str) -> None:
         text = text.rstrip()
         if text.startswith(ITEM_MARKER):
-            self.item = int(text[len(ITEM_MARKER):])
+            item = int(text[len(ITEM_MARKER):])
+            if item != self.item and self.on_next is not None:
+                self.on_next()
+            self.item = item
         else:
             self.log(f"[{self.label} {self.item}] {text}")
+
+
+class ItemClock:
+    """Items done of all workers, and the whole run's time left (``eta_line``)."""
+
+    def __init__(self, total: int, log: Log, label: str) -> None:
+        self.total, self.log, self.label = total, log, label
+        self.done = 0
+        self.began = time.monotonic()
+        self._lock = threading.Lock()
+
+    def one_done(self) -> None:
+        with self._lock:
+            self.done += 1
+            self.log(eta_line(f"{self.label}s", self.done, self.total,
+                              time.monotonic() - self.began))
 
 
 class LocalExecutor:
@@ -75,6 +98,7 @@ class LocalExecutor:
         self.threads = threads_per_worker(workers)
         self._procs: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
+        self._clock = ItemClock(0, log, label)
 
     def _one(self, items: list[int]) -> int:
         proc = subprocess.Popen(self.command(items), stdout=subprocess.PIPE,
@@ -85,14 +109,18 @@ class LocalExecutor:
         with self._lock:
             self._procs[items[0]] = proc
         assert proc.stdout is not None
-        out = ItemLog(items[0], self.log, self.label)
+        out = ItemLog(items[0], self.log, self.label, on_next=self._clock.one_done)
         for line in proc.stdout:
             out.line(line)
-        return proc.wait()
+        code = proc.wait()
+        if code == 0:
+            self._clock.one_done()  # its last item
+        return code
 
     def run(self, items: list[int]) -> dict[int, int]:
         """``{item: exit code of the worker that had it}``."""
         groups = worker_groups(items, self.workers)
+        self._clock = ItemClock(len(items), self.log, self.label)
         self.log(f"Training {len(items)} {self.label}s in {len(groups)} worker processes "
                  f"({self.threads} threads each): "
                  + "; ".join(", ".join(map(str, g)) for g in groups))
@@ -134,10 +162,14 @@ def run_on_ray(command: WorkerCommand, items: list[int], workers: int, address: 
         log(f"Training {len(items)} {label}s as {len(groups)} Ray tasks ({threads} CPUs each)")
         refs = [(group, remote.remote(command(group), threads)) for group in groups]
         codes: dict[int, int] = {}
+        clock = ItemClock(len(items), log, label)
         for group, ref in refs:
             code, output = ray.get(ref)
             out = ItemLog(group[0], log, label)
             for line in output.splitlines():
                 out.line(line)
             codes.update(dict.fromkeys(group, code))
+            if code == 0:
+                clock.done += len(group) - 1
+                clock.one_done()
         return codes

@@ -60,6 +60,7 @@ class ModelEvaluation:
     subgroups: list[dict[str, Any]] = field(default_factory=list)
     shift: list[str] = field(default_factory=list)
     export: dict[str, Any] | None = None
+    evaluated_on: str = "its validation split"  # what the figures say the data was
 
     @property
     def label(self) -> str:
@@ -100,7 +101,9 @@ def evaluate_model(cfg: EvalConfig, run: RunContext, source: ModelSource,
     metrics["calibration"] = calibration
     metrics["reliability"] = _reliability(labels, probs, records)
     folder = run.dir / EVAL_MODELS_DIR / source.label
-    evaluation = ModelEvaluation(source, table, labels, probs, metrics, payload, folder)
+    evaluation = ModelEvaluation(source, table, labels, probs, metrics, payload, folder,
+                                 evaluated_on="its validation split" if shared_table is None
+                                 else f"{Path(cfg.csv).name if cfg.csv else 'given data'}")
     evaluation.subgroups = _subgroups(cfg, evaluation)
     if shared_table is not None:
         evaluation.shift = data_shift(source, table)
@@ -188,10 +191,12 @@ def data_shift(source: ModelSource, table: LabelTable) -> list[str]:
 
 def write_model_outputs(evaluation: ModelEvaluation) -> None:
     from mammography.report.plots import (
+        figure_title,
         plot_calibration,
         plot_confusion_matrix,
         plot_roc_curves,
         plot_subgroup_kappa,
+        run_label,
     )
     from mammography.report.predictions import write_predictions
     from mammography.report.tables import write_rows_csv
@@ -204,9 +209,14 @@ def write_model_outputs(evaluation: ModelEvaluation) -> None:
                       PREDICTIONS_IMAGE, PREDICTIONS_EXAM, PREDICTIONS_BREAST)
     write_rows_csv(folder / SUBGROUPS_FILE, evaluation.subgroups)
     plots = folder / "plots"
+    model, split = run_label(evaluation.source.run_dir), evaluation.evaluated_on
     plot_confusion_matrix(np.array(metrics["image"]["confusion_matrix"]),
-                          plots / "confusion_matrix.png", title="Evaluation")
-    plot_roc_curves(evaluation.labels, evaluation.probs, plots / "roc_curves.png")
+                          plots / "confusion_matrix.png",
+                          title=figure_title("Confusion matrix", model=model, split=split,
+                                             level="image"))
+    plot_roc_curves(evaluation.labels, evaluation.probs, plots / "roc_curves.png",
+                    model=model, split=split)
     plot_calibration(metrics["reliability"], {level: metrics[level]["ece"] for level in LEVELS},
-                     plots / "calibration.png")
-    plot_subgroup_kappa(evaluation.subgroups, plots / "subgroups_kappa.png")
+                     plots / "calibration.png", model=model, split=split)
+    plot_subgroup_kappa(evaluation.subgroups, plots / "subgroups_kappa.png", model=model,
+                        split=split)

@@ -154,11 +154,10 @@ def _paired(cfg: EvalConfig, run: RunContext,
         return []
     rows: list[dict[str, Any]] = []
     resamples = cfg.bootstrap or PAIRED_RESAMPLES
+    unpaired = []
     for a, b in combinations(evaluations, 2):
         if a.image_set != b.image_set:
-            run.log(f"Not paired: {a.label} and {b.label} were evaluated on different images "
-                    f"({len(a.image_set)} and {len(b.image_set)}: each on its own validation "
-                    "split); evaluate them on the same --csv to compare them pairwise.")
+            unpaired.append(f"{a.label} and {b.label}")
             continue
         position = {str(r.path): i for i, r in enumerate(b.table.images)}
         probs_b = b.probs[[position[str(r.path)] for r in a.table.images]]
@@ -172,6 +171,15 @@ def _paired(cfg: EvalConfig, run: RunContext,
         run.log(f"Paired: {a.label} - {b.label}, exam kappa {exam['delta']:+.3f} "
                 f"(95% CI {_num(exam['ci_low'])} to {_num(exam['ci_high'])}, p "
                 f"{_num(exam['p_value'])})")
+    if unpaired:
+        # One line for all of them (a CV run's folds make dozens of pairs).
+        shown = "; ".join(unpaired[:3]) + (f"; … {len(unpaired) - 3} more" if
+                                           len(unpaired) > 3 else "")
+        pairs = "1 pair of models was" if len(unpaired) == 1 else \
+            f"{len(unpaired)} pairs of models were"
+        run.log(f"Not paired: {pairs} evaluated on different images (each on its own "
+                f"validation split): {shown}. Evaluate them on the same --csv to compare "
+                "them pairwise.")
     if rows:
         write_rows_csv(run.dir / PAIRED_COMPARISON_FILE, rows)
     return rows

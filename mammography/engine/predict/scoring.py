@@ -68,7 +68,7 @@ def score_members(members: list[Member], table: LabelTable, caches: dict[str, Im
              f"model{'s' if len(members) > 1 else ''}{' (TTA)' if tta else ''}")
     per_member = []
     started = time.perf_counter()
-    with progress_bar(batches, label, enabled=progress) as advance:
+    with progress_bar(batches, label, enabled=progress, unit="batches") as advance:
         for member in members:
             per_member.append(member_probabilities(
                 member, table, caches[member.preprocess.key()], batch_size=batch_size,

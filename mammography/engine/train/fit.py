@@ -40,7 +40,7 @@ from mammography.record.contract import (
     LAST_CHECKPOINT_FILE,
 )
 from mammography.record.jsonio import write_text_atomic
-from mammography.record.progress import progress_bar
+from mammography.record.progress import eta_line, progress_bar
 from mammography.record.protocol import RunContext
 
 
@@ -169,7 +169,7 @@ def run_epoch(ctx: FitContext, epoch: int, log: Any, check_stop: Any = None,
     if ctx.augment:
         generator = torch.Generator(device="cpu").manual_seed(seed + 1 + ctx.dist.rank)
     with progress_bar(len(ctx.train_loader), f"epoch {epoch} train", enabled=progress,
-                      transient=True) as advance:
+                      transient=True, unit="batches") as advance:
         train = train_one_epoch(ctx.model, ctx.train_loader, ctx.optimizer, ctx.criterion,
                                 device=ctx.device, precision=ctx.precision, scaler=ctx.scaler,
                                 generator=generator, grad_clip=ctx.grad_clip,
@@ -179,7 +179,7 @@ def run_epoch(ctx: FitContext, epoch: int, log: Any, check_stop: Any = None,
     train_m = _pass_metrics(train)
     log(format_metrics("train", train_m, keys=("loss", "acc", "kappa")))
     with progress_bar(len(ctx.val_loader), f"epoch {epoch} val", enabled=progress,
-                      transient=True) as advance:
+                      transient=True, unit="batches") as advance:
         val = evaluate(ctx.model, ctx.val_loader, ctx.criterion, device=ctx.device,
                        precision=ctx.precision, channels_last=ctx.channels_last,
                        on_step=_steps(advance, check_stop))
@@ -255,8 +255,9 @@ def fit(ctx: FitContext, state: FitState, *, run: RunContext,
             "nothing left to train")
         return state
     run.graceful_stop = True
+    first, began = state.epoch + 1, time.perf_counter()
     try:
-        for epoch in range(state.epoch + 1, ctx.epochs + 1):
+        for epoch in range(first, ctx.epochs + 1):
             started = time.perf_counter()
             log("")
             log(f"Epoch {epoch}/{ctx.epochs}")
@@ -298,6 +299,8 @@ def fit(ctx: FitContext, state: FitState, *, run: RunContext,
                 save_last(ctx, state)
             run.update(results={"epochs_completed": epoch, "best_epoch": state.best_epoch,
                                 "best_val_kappa": state.best_kappa})
+            log(eta_line("epochs", epoch, ctx.epochs, time.perf_counter() - began,
+                         timed=epoch - first + 1))
             if reason:
                 log(f"Stopped after epoch {epoch}: {reason}")
                 break

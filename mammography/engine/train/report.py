@@ -72,9 +72,11 @@ def _write_artifacts(run: RunContext, data: PreparedData, ctx: FitContext, state
                      val_idx: np.ndarray, fusion: Fusion | None,
                      breast: dict[str, Any]) -> None:
     from mammography.report.plots import (
+        figure_title,
         plot_confusion_matrix,
         plot_roc_curves,
         plot_train_curves,
+        run_label,
     )
 
     images = data.table.images
@@ -91,17 +93,23 @@ def _write_artifacts(run: RunContext, data: PreparedData, ctx: FitContext, state
     run.write_json(VAL_METRICS_JSON, metrics)
     write_level_columns_csv(run.path(VAL_METRICS_CSV), {
         "image": state.best_metrics, "breast": breast, "exam": state.best_exam_metrics})
-    plot_train_curves(state.history, run.path("plots/train_curves.png"))
+    model = run_label(run.dir)
+    split = f"validation split, best epoch {state.best_epoch}"
+    plot_train_curves(state.history, run.path("plots/train_curves.png"), model=model)
     plot_confusion_matrix(np.array(state.best_metrics["confusion_matrix"]),
                           run.path("plots/confusion_matrix.png"),
-                          title=f"Validation, best epoch {state.best_epoch}")
-    plot_roc_curves(labels, probs, run.path("plots/roc_curves.png"))
+                          title=figure_title("Confusion matrix", model=model, split=split,
+                                             level="image"))
+    plot_roc_curves(labels, probs, run.path("plots/roc_curves.png"), model=model, split=split)
     val_embeddings = fusion.embeddings[val_order] if fusion is not None else None
-    _gradcam(run, ctx, data, val_records, labels, probs, val_embeddings)
+    _gradcam(run, ctx, data, val_records, labels, probs, val_embeddings,
+             figure_title("Grad-CAM of the predicted class", model=model, split=split,
+                          level="image"))
 
 
 def _gradcam(run: RunContext, ctx: FitContext, data: PreparedData, records: list[Any],
-             labels: np.ndarray, probs: np.ndarray, embeddings: np.ndarray | None) -> None:
+             labels: np.ndarray, probs: np.ndarray, embeddings: np.ndarray | None,
+             title: str) -> None:
     from mammography.report.gradcam import gradcam, pick_samples, save_montage, title_for
 
     best = load_safely(run.dir / BEST_MODEL_FILE, "best model")
@@ -119,4 +127,4 @@ def _gradcam(run: RunContext, ctx: FitContext, data: PreparedData, records: list
             return
         samples.append({"image": to_float(torch.from_numpy(np.array(array))).numpy(),
                         "cam": cam, "title": title_for(int(labels[row]), probs[row])})
-    save_montage(samples, run.path("plots/gradcam_samples.png"))
+    save_montage(samples, run.path("plots/gradcam_samples.png"), title)

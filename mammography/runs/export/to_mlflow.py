@@ -6,10 +6,12 @@ final results, tags the git state, status, lineage and environment versions,
 artifacts the run directory's files (model files only with ``--with-models``).
 CV folds and HPO trials are nested under their parent (``mlflow.parentRunId``).
 
-The default store is ``sqlite:///mlflow.db`` in the current folder, with
-artifacts in ``./mlartifacts`` -- what ``mlflow ui --backend-store-uri
-sqlite:///mlflow.db`` shows. mlflow-skinny suffices (plus SQLAlchemy and
-alembic for a SQLite store).
+The default store is ``sqlite:///outputs/mlflow/mlflow.db`` under the current
+folder, with artifacts in ``outputs/mlflow/mlartifacts`` (git-ignored) -- what
+``mlflow ui --backend-store-uri sqlite:///outputs/mlflow/mlflow.db`` shows.
+Exporting needs only mlflow-skinny (plus SQLAlchemy and alembic for a SQLite
+store); ``mlflow ui`` needs the full ``mlflow`` package (its web server and the
+UI's built pages), which the ``export`` extra installs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mammography.config.runs import DEFAULT_MLFLOW_DIR
 from mammography.durations import parse_time
 from mammography.runs.discover import RunRecord
 from mammography.runs.export.source import (
@@ -43,7 +46,10 @@ BATCH_PARAMS, BATCH_METRICS = 100, 1000
 
 
 def default_tracking_uri() -> str:
-    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    """``sqlite:///<cwd>/outputs/mlflow/mlflow.db``, its folder created."""
+    folder = Path.cwd() / DEFAULT_MLFLOW_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
 
 
 def artifact_location(uri: str) -> str | None:

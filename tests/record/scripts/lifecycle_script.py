@@ -2,7 +2,7 @@
 
 Modes: ok, fail, input, sleep (waits for a signal), graceful (stops at the
 next safe point), child, child_fail, kill (SIGKILLs itself mid-run), spawn
-(writes through a subprocess and os.write), warn.
+(writes through a subprocess and os.write), warn, repeats (20 warnings of one kind).
 """
 
 import os
@@ -54,5 +54,9 @@ with Run(command="test", experiment_type="evaluation", outdir=outdir, seed=7,
         warnings.warn("a python warning", stacklevel=1)
     if mode == "warn":
         run.warn("Disk cache truncation detected for 1 samples - regenerating")
+    if mode == "repeats":
+        for i in range(20):
+            run.warn(f"excluded /data/archive/A{i}/L_CC.dcm: empty file (0 bytes)")
+        run.warn("a different warning")
     run.set_results(best_val_kappa=0.42)
 sys.exit(run.exit_code)

@@ -45,7 +45,7 @@ def test_missing_exporter_package_is_exit_2(cli, tmp_path, fake_run, to, package
                env=env)
     assert proc.returncode == 2, proc.stderr
     assert "install mammography[export]" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "tb").exists() and not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "tb").exists() and not (tmp_path / "outputs" / "mlflow").exists()
 
 
 @pytest.mark.parametrize("args, message", [
