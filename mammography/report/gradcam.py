@@ -66,10 +66,9 @@ CAM_MAX_ALPHA = 0.7
 def breast_region(image: np.ndarray) -> np.ndarray:
     """The breast in a preprocessed image in [0, 1] (background and padding excluded),
     found as the preprocessing finds it (``data.segment``)."""
-    from mammography.data.segment import breast_mask, foreground_threshold
+    from mammography.data.segment import segment_breast
 
-    image = np.asarray(image, dtype=np.float32)
-    mask = breast_mask(image > foreground_threshold(image))
+    mask = segment_breast(np.asarray(image, dtype=np.float32)).breast
     return mask if mask.any() else np.ones(image.shape, dtype=bool)
 
 
