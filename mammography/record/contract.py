@@ -50,10 +50,14 @@ FEATURES_FILE = "features.npy"
 METADATA_FILE = "metadata.csv"
 
 # ------------------------------------------------------------ eval-export
+#: Each evaluated model's outputs: ``models/<label>/``, its export in ``export/``.
+EVAL_MODELS_DIR = "models"
+EXPORT_DIR = "export"
 #: The input card written next to an exported model: shape, preprocessing,
 #: normalisation, class order, source checkpoint (`predict --model` reads it).
 PREPROCESSING_CARD = "preprocessing.json"
 ONNX_MODEL_FILE = "model.onnx"
+TORCHSCRIPT_MODEL_FILE = "model.torchscript.pt"
 
 # ------------------------------------------------------------ predict
 PREDICTIONS_IMAGE = "predictions_image.csv"
