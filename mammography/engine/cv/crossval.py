@@ -27,12 +27,12 @@ from mammography.engine.cv.resume import FoldPlan, fresh_plan, record_plan, resu
 from mammography.engine.fusion import Fusion
 from mammography.engine.train.result import SplitResult, read_split_result
 from mammography.engine.train.split import train_fold
+from mammography.engine.trained_run import TrainedRun
 from mammography.errors import RunInterrupted
 from mammography.metrics import summarize_folds
 from mammography.metrics.classification import scalar_view
 from mammography.record.contract import (
     CV_SUMMARY_FILE,
-    FOLD_CONTINUED,
     FOLD_TRAINED,
     LAST_CHECKPOINT_FILE,
     SPLITS_FILE,
@@ -47,13 +47,16 @@ SHOWN_METRICS = ("accuracy", "kappa", "macro_f1", "auc")
 
 
 def cross_validate(cfg: TrainConfig, run: RunContext, data: PreparedData,
-                   fusion: Fusion | None) -> list[SplitResult]:
+                   fusion: Fusion | None, resumed: TrainedRun | None = None
+                   ) -> list[SplitResult]:
+    """Train ``cfg.cv_folds`` folds in ``run``; ``resumed``: the CV parent ``--resume``
+    names (opened once by the recipe), whose cross-validation this one continues."""
     from mammography.report.plots import plot_fold_metrics
 
     images = data.table.images
-    if cfg.resume is not None:
-        plans = resume_plan(cfg, run)  # copies the recorded folds' splits.csv
-        run.log(f"Continuing the {cfg.cv_folds}-fold cross-validation of {cfg.resume} "
+    if resumed is not None:
+        plans = resume_plan(resumed, cfg.cv_folds, run)  # copies the recorded splits.csv
+        run.log(f"Continuing the {cfg.cv_folds}-fold cross-validation of {resumed.run_dir} "
                 f"(its folds, from its {SPLITS_FILE})")
     else:
         labels = [r.class_index for r in images]
@@ -64,7 +67,7 @@ def cross_validate(cfg: TrainConfig, run: RunContext, data: PreparedData,
                          split_rows(images, data.table.dicom_root, fold_of))
         plans = fresh_plan(cfg.cv_folds)
         run.log(f"Cross-validation: {cfg.cv_folds} patient-grouped, stratified folds")
-    record_plan(run, plans, cfg.resume)
+    record_plan(run, plans, resumed.run_dir if resumed is not None else None)
     for plan in plans:
         if plan.origin != FOLD_TRAINED:
             run.log(f"Fold {plan.fold}/{cfg.cv_folds}: {_origin_text(plan)}")
@@ -113,9 +116,8 @@ def _sequential_folds(cfg: TrainConfig, run: RunContext, data: PreparedData,
         run.log(f"=== Fold {plan.fold}/{cfg.cv_folds} ===")
         # The fold's images from splits.csv, as a parallel worker reads them.
         split = fold_split(run.dir / SPLITS_FILE, paths, data.table.dicom_root, plan.fold)
-        resume_from = plan.source if plan.origin == FOLD_CONTINUED else None
         results.append(train_fold(run, plan.fold, cfg, data, split, fusion,
-                                  resume_from=resume_from))
+                                  resume_from=plan.continued_run()))
     return results
 
 

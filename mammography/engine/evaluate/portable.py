@@ -17,7 +17,6 @@ import torch
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
 from mammography.data.labels import LabelTable
-from mammography.engine.evaluate.sources import ModelSource
 from mammography.engine.export import (
     PARITY_TOLERANCE,
     export_onnx,
@@ -26,11 +25,17 @@ from mammography.engine.export import (
     input_shape,
     preprocessing_card,
 )
-from mammography.record.contract import BEST_MODEL_FILE
+from mammography.engine.trained_run import TrainedRun
+from mammography.record.contract import (
+    EXPORT_DIR,
+    ONNX_MODEL_FILE,
+    PREPROCESSING_CARD,
+    TORCHSCRIPT_MODEL_FILE,
+)
 from mammography.record.protocol import RunContext
 
 
-def export_model(cfg: EvalConfig, run: RunContext, source: ModelSource, model: torch.nn.Module,
+def export_model(cfg: EvalConfig, run: RunContext, source: TrainedRun, model: torch.nn.Module,
                  payload: dict[str, Any], table: LabelTable, cache: ImageCache,
                  embeddings: np.ndarray | None, folder: Path) -> dict[str, Any] | None:
     """Export ``model`` (``--export``) with its preprocessing card, checked to give the
@@ -41,18 +46,17 @@ def export_model(cfg: EvalConfig, run: RunContext, source: ModelSource, model: t
     if cfg.export == "none":
         return None
     shape = input_shape(payload["preprocess"])
-    export_dir = folder / "export"
+    export_dir = folder / EXPORT_DIR
     export_dir.mkdir(parents=True, exist_ok=True)
-    name = "model.torchscript.pt" if cfg.export == "torchscript" else "model.onnx"
+    name = TORCHSCRIPT_MODEL_FILE if cfg.export == "torchscript" else ONNX_MODEL_FILE
     path = export_dir / name
     model = model.cpu().eval()
     if cfg.export == "torchscript":
         export_torchscript(model, shape, path)
     else:
         export_onnx(model, shape, path)
-    write_json_atomic(export_dir / "preprocessing.json",
-                      preprocessing_card(payload, source.run_dir / BEST_MODEL_FILE, cfg.export,
-                                         name))
+    write_json_atomic(export_dir / PREPROCESSING_CARD,
+                      preprocessing_card(payload, source.best_model, cfg.export, name))
     count = min(len(table.images), 32)
     x = torch.stack([torch.from_numpy(np.array(cache.load(r.path)))[None]
                      for r in table.images[:count]])
