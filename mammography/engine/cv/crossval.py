@@ -32,7 +32,6 @@ from mammography.errors import RunInterrupted
 from mammography.metrics import summarize_folds
 from mammography.metrics.classification import scalar_view
 from mammography.record.contract import (
-    CV_SUMMARY_FILE,
     FOLD_TRAINED,
     LAST_CHECKPOINT_FILE,
     SPLITS_FILE,
@@ -41,6 +40,7 @@ from mammography.record.contract import (
 )
 from mammography.record.jsonio import write_json_atomic
 from mammography.record.protocol import RunContext
+from mammography.record.view import RunFiles
 
 #: The metrics plotted per fold and logged at the end.
 SHOWN_METRICS = ("accuracy", "kappa", "macro_f1", "auc")
@@ -63,7 +63,7 @@ def cross_validate(cfg: TrainConfig, run: RunContext, data: PreparedData,
         groups = [r.patient for r in images]
         folds = kfold_indices(labels, groups, cfg.cv_folds, cfg.seed)
         fold_of = {int(i): fold_name(k) for k, (_, val) in enumerate(folds, 1) for i in val}
-        write_splits_csv(run.dir / SPLITS_FILE,
+        write_splits_csv(RunFiles(run.dir).splits,
                          split_rows(images, data.table.dicom_root, fold_of))
         plans = fresh_plan(cfg.cv_folds)
         run.log(f"Cross-validation: {cfg.cv_folds} patient-grouped, stratified folds")
@@ -81,7 +81,7 @@ def cross_validate(cfg: TrainConfig, run: RunContext, data: PreparedData,
                 f"--resume {run.dir}")
         raise
     summary = cv_summary(cfg, run, results, plans)
-    write_json_atomic(run.dir / CV_SUMMARY_FILE, summary)
+    write_json_atomic(RunFiles(run.dir).cv_summary, summary)
     plot_fold_metrics([{**{m: r.image[m] for m in SHOWN_METRICS}, "fold": i}
                        for i, r in enumerate(results, 1)], run.path("plots/cv_folds.png"))
     agg = summary["aggregated_metrics"]
@@ -115,7 +115,7 @@ def _sequential_folds(cfg: TrainConfig, run: RunContext, data: PreparedData,
         run.log("")
         run.log(f"=== Fold {plan.fold}/{cfg.cv_folds} ===")
         # The fold's images from splits.csv, as a parallel worker reads them.
-        split = fold_split(run.dir / SPLITS_FILE, paths, data.table.dicom_root, plan.fold)
+        split = fold_split(RunFiles(run.dir).splits, paths, data.table.dicom_root, plan.fold)
         results.append(train_fold(run, plan.fold, cfg, data, split, fusion,
                                   resume_from=plan.continued_run()))
     return results
