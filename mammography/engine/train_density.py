@@ -11,13 +11,15 @@ Usage::
 
 The recipe composes the library: data (``data.pipeline.prepare_data``),
 optional embedding fusion (``fusion``), then one patient-grouped split
-(``split_training.train_split``) or k folds (``crossval.cross_validate``).
+(``train.split.train_split``) or k folds (``cv.crossval.cross_validate``).
 The run layer around it records summary.json and run.log.
 
-``--resume`` continues what the run directory holds (``resume``): a single
-run on the same split, one CV fold as a single run on that fold's split
-(keeping ``integration.cv_fold``), or a whole cross-validation
-(``cv_resume``); always on the same data (manifest digest) or not at all.
+``--resume`` continues what the run directory holds (``train.resume``): a
+single run on the same split, one CV fold as a single run on that fold's
+split (keeping ``integration.cv_fold``), or a whole cross-validation
+(``cv.resume``); always on the same data (manifest digest) or not at all.
+The run it names is opened once, here (``trained_run.TrainedRun``), and
+handed to everything that continues it.
 """
 
 from __future__ import annotations

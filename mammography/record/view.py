@@ -41,9 +41,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mammography.record.contract import (
     BEST_MODEL_FILE,
@@ -87,11 +86,12 @@ _BY_COMMAND = {"tune": TUNE, "embed": EMBED, "eval-export": EVAL, "predict": PRE
 _BY_EXPERIMENT = {HYPERPARAMETER_SEARCH: TUNE, EMBEDDING: EMBED, EVALUATION: EVAL,
                   DENSITY: SINGLE}
 
-#: The summary paths ``kind`` (and ``is_cv_parent``, ``fold``, ``trial``) read: a
-#: pruned summary (runs/projection.py) needs these to tell the kind of a run.
-KIND_PATHS = ("command", "experiment_type", "integration.cv_fold",
-              "integration.optuna_trial_id", "integration.ray_trial_name",
-              "hyperparameters.cv_folds", "results.num_folds")
+#: The summary paths ``is_cv_parent`` (and ``fold``) read, and those ``kind`` (and
+#: ``is_trial``) read: a pruned summary (runs/projection.py) with them answers as the
+#: whole summary does.
+CV_PARENT_PATHS = ("command", "experiment_type", "integration.cv_fold",
+                   "hyperparameters.cv_folds", "results.num_folds")
+KIND_PATHS = (*CV_PARENT_PATHS, "integration.optuna_trial_id", "integration.ray_trial_name")
 
 
 def _count(value: Any) -> int | None:
@@ -99,13 +99,19 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+_EMPTY: Mapping[str, Any] = {}
+
+
 def _section(summary: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     value = summary.get(name)
-    return value if isinstance(value, Mapping) else {}
+    if isinstance(value, dict):  # parsed JSON: the common case, and a cheap test
+        return value
+    return value if isinstance(value, Mapping) else _EMPTY
 
 
-@dataclass(frozen=True)
-class Link:
+# Small immutable records: NamedTuples, which cost a twentieth of a dataclass to define
+# (this module is imported by every `runs` command and must not slow their start).
+class Link(NamedTuple):
     """One ``based_on`` entry: the run this one derives from, and how."""
 
     run_dir: str
@@ -114,8 +120,7 @@ class Link:
     record: Mapping[str, Any]  # the entry as recorded (git_commit, ...)
 
 
-@dataclass(frozen=True)
-class Artifact:
+class Artifact(NamedTuple):
     """One file a run recorded in ``artifacts``: its path (relative to the run), size,
     and sha256 where the summary records one."""
 
@@ -124,8 +129,7 @@ class Artifact:
     sha256: str | None = None
 
 
-@dataclass(frozen=True)
-class FoldRecord:
+class FoldRecord(NamedTuple):
     """One fold of a CV parent's ``cross_validation`` record (written before the first
     fold trains): how it came about and where its run is."""
 
@@ -142,11 +146,48 @@ class FoldRecord:
         return self.origin == FOLD_REUSED
 
 
-@dataclass(frozen=True)
-class RunFiles:
+class _ReadOnly:
+    """Attributes set once, in ``__init__``: a frozen object without the cost of a
+    frozen dataclass (`runs clean` makes several views of each of 100,000 runs)."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+
+class RunFiles(_ReadOnly):
     """The files of one run directory, by what they are (writers and readers alike)."""
 
-    dir: Path
+    __slots__ = ("location",)
+    #: The run directory as given: `runs` keeps 100,000 folders as text, and most of
+    #: what it asks a view needs no Path (``dir`` makes one when asked).
+    location: Path | str
+
+    def __init__(self, location: Path | str) -> None:
+        object.__setattr__(self, "location", location)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.location)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(str(self.location))
+
+    def _key(self) -> tuple[Any, ...]:
+        return (str(self.location),)
+
+    @property
+    def dir(self) -> Path:
+        location = self.location
+        return location if isinstance(location, Path) else Path(location)
 
     @property
     def summary_file(self) -> Path:
@@ -221,11 +262,18 @@ class RunFiles:
         return self.export_dir(label) / PREPROCESSING_CARD
 
 
-@dataclass(frozen=True)
 class RunView(RunFiles):
     """One run directory as its summary describes it; read-only (see the module doc)."""
 
-    summary: Mapping[str, Any]
+    __slots__ = ("summary",)
+    summary: Mapping[str, Any]  # held, never copied or changed
+
+    def __init__(self, location: Path | str, summary: Mapping[str, Any]) -> None:
+        super().__init__(location)
+        object.__setattr__(self, "summary", summary)
+
+    def _key(self) -> tuple[Any, ...]:
+        return (str(self.location), self.summary)
 
     @classmethod
     def read(cls, run_dir: Path | str) -> RunView:
@@ -399,7 +447,7 @@ class RunView(RunFiles):
     def link(self, relation: str, *, commit: bool = False) -> dict[str, Any]:
         """The ``based_on`` entry of a run that derives from this one (``commit``: with
         this run's ``git_commit``)."""
-        entry: dict[str, Any] = {"run_dir": str(Path(self.dir).resolve()),
+        entry: dict[str, Any] = {"run_dir": str(self.dir.resolve()),
                                  "run_id": self.run_id, "relation": relation}
         if commit:
             entry["git_commit"] = self.git_commit

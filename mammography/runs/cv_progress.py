@@ -66,7 +66,7 @@ def _epochs(summary: dict[str, Any]) -> int | None:
 
 def is_stopped_cv_parent(record: RunRecord) -> bool:
     """Whether ``record`` is a CV parent that crashed, was interrupted or failed (its
-    summary needs only the view's KIND_PATHS)."""
+    summary needs only the view's CV_PARENT_PATHS)."""
     return record.status in STOPPED and view_of(record).is_cv_parent
 
 

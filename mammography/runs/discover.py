@@ -126,7 +126,7 @@ class RunRecord:
 def view_of(record: RunRecord) -> RunView:
     """The typed view of a found run (of the summary paths its command kept; an
     unreadable summary gives an empty view: kind ``unknown``)."""
-    return RunView(record.dir, record.summary or {})
+    return RunView(record.path, record.summary or {})
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,14 +1,14 @@
 """k-fold cross-validation: patient-grouped stratified folds, each a child run, one summary.
 
 The folds are drawn once and recorded in the parent's ``splits.csv``; each is
-trained as ``fold_k/results`` (``split_training.train_child``), in this
+trained as ``fold_k/results`` (``train.split.train_child``), in this
 process one after another, or in ``--cv-workers`` worker processes
-(``cv_worker`` through ``cv_executor``: locally or on Ray). The same folds
+(``cv.worker`` through ``cv.executor``: locally or on Ray). The same folds
 give the same per-fold results either way. ``cv_summary.json`` aggregates
 them (mean ± sample std over folds).
 
 ``--resume CV_PARENT`` continues a cross-validation in a new parent: the
-fold plan (``cv_resume``) reuses the folds that completed, continues the
+fold plan (``cv.resume``) reuses the folds that completed, continues the
 interrupted one from its checkpoint and trains the rest, on the recorded folds.
 """
 

@@ -105,7 +105,7 @@ def recorded_plan(parent_dir: Path, document: Mapping[str, Any], fold: int) -> F
 
 def metrics_digest(run_dir: Path) -> str:
     """sha256 of a fold's metrics/val_metrics.json: what a reference to it is checked by."""
-    return hashlib.sha256(RunFiles(Path(run_dir)).val_metrics.read_bytes()).hexdigest()
+    return hashlib.sha256(RunFiles(run_dir).val_metrics.read_bytes()).hexdigest()
 
 
 # ------------------------------------------------------------------ resuming

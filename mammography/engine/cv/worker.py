@@ -1,11 +1,11 @@
 """A parallel CV worker: ``python -m mammography.engine.cv.worker PARENT K [K ...]``.
 
-Started by ``crossval`` through the executor (``cv_executor``), one per
+Started by ``crossval`` through the executor (``cv.executor``), one per
 ``--cv-workers`` slot. It re-reads the parent run's settings (its
 config.yaml), prepares the same data once (the cache makes this cheap; the
 manifest digest must match the parent's, or the data changed under the run),
 and trains its folds one after another, each as the child run
-``PARENT/fold_K/results`` (``split_training.train_child``, as sequential CV
+``PARENT/fold_K/results`` (``train.split.train_child``, as sequential CV
 does), with the fold's images read from the parent's splits.csv. A fold the
 parent's plan (summary.json ``cross_validation``) says to continue starts from
 the interrupted run's last_checkpoint.pt.

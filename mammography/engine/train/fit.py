@@ -132,7 +132,7 @@ def restore(ctx: FitContext, checkpoint: dict[str, Any]) -> FitState:
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """Both history files, each complete or absent (a kill mid-write keeps the old one)."""
-    files = RunFiles(Path(run_dir))
+    files = RunFiles(run_dir)
     write_text_atomic(files.history_json, json.dumps(history, indent=2) + "\n")
     columns: list[str] = []
     for row in history:

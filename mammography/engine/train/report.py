@@ -1,6 +1,6 @@
 """What a finished split leaves behind: predictions, metrics, plots and Grad-CAM of the best epoch.
 
-Called once training on a split ends (``split_training.train_split``); only
+Called once training on a split ends (``train.split.train_split``); only
 the primary process writes (every rank holds the same best-epoch state).
 """
 

@@ -3,7 +3,7 @@
 A resumed run is a new run directory that continues training exactly where an
 old one stopped, with ``based_on`` pointing back (relation ``resume``): a
 single run, one CV fold continued as a single run, or an interrupted fold
-inside a continued cross-validation (``cv_resume``). All of them refuse data
+inside a continued cross-validation (``cv.resume``). All of them refuse data
 that is not the data the old run trained on, and load the checkpoint the
 same way.
 """
@@ -56,7 +56,7 @@ def load_checkpoint(source: TrainedRun, run_dir: Path) -> dict[str, Any]:
     best = source.best_model
     if best.is_file():
         load_safely(best, "best model")  # refuse a bad file before copying it
-        shutil.copy2(best, RunFiles(Path(run_dir)).best_model)
+        shutil.copy2(best, RunFiles(run_dir).best_model)
     return checkpoint
 
 
