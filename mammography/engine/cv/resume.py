@@ -113,9 +113,9 @@ def metrics_digest(run_dir: Path) -> str:
 
 def resume_plan(resumed: TrainedRun, folds: int, run: RunContext) -> list[FoldPlan]:
     """Plan the ``folds`` folds of the CV parent ``resumed`` (whose settings
-    ``TrainConfig.problems`` has checked against ours); copies its splits.csv into
-    ``run`` (the folds are the recorded ones, never redrawn)."""
-    # not running: the recipe checked that first
+    ``TrainConfig.problems`` has checked against ours, and which the recipe found not
+    running); copies its splits.csv into ``run`` (the folds are the recorded ones,
+    never redrawn). Its folds were opened with it: nothing is read again."""
     _copy_splits(resumed, run.dir, folds)
     return [_plan_fold(resumed, k, run) for k in range(1, folds + 1)]
 
