@@ -22,6 +22,10 @@ time and the peak resident memory of that process (``wait4``):
   the run index (validate: its memo), the second is the steady state (every later
   call).
 
+``--baseline-ref REF --baseline-steady`` times a baseline that has the run index
+too by its second call of each command, so a change of this checkout (a
+refactoring) is compared steady state against steady state.
+
 Goals at 100,000 runs: `runs list` (with --where, --sort, --json) <= 5 s and
 <= 300 MB; at 10,000, <= 1 s; `runs validate` and `runs clean` (dry run) at
 <= 0.5 ms per run. Also timed: allocating a fresh ``results_N`` among as many
@@ -225,7 +229,7 @@ def baseline_tree(ref: str, work: Path) -> Path | None:
 
 
 def bench_one(root: Path, runs: int, made: int, base_env: dict | None, env: dict,
-              cli: list[str], cwd: Path) -> list[str]:
+              cli: list[str], cwd: Path, baseline_steady: bool = False) -> list[str]:
     """Time every command on one farm; returns lines that missed their goal."""
     commands = {
         "list": ["runs", "list", str(root)],
@@ -243,6 +247,8 @@ def bench_one(root: Path, runs: int, made: int, base_env: dict | None, env: dict
     print(f"  {'':24}{'baseline':>24}{'now, 1st call':>25}{'now':>24}   speed-up")
     for name, args in commands.items():
         before = measure([*cli, *args], base_env, cwd) if base_env else None
+        if before is not None and baseline_steady:  # its second call: its index built
+            before = measure([*cli, *args], base_env, cwd)
         # The first call under a root builds the index (validate: its memo).
         first = measure([*cli, *args], env, cwd)
         now = measure([*cli, *args], env, cwd)
@@ -318,6 +324,10 @@ def main() -> int:
                         help="keep the farms in this folder and reuse them on later calls")
     parser.add_argument("--baseline-ref", default=BASELINE_REF,
                         help="git commit of the baseline (default: the last without the index)")
+    parser.add_argument("--baseline-steady", action="store_true",
+                        help="time the baseline's second call of each command (a baseline "
+                             "that has the run index too: compare steady states, e.g. "
+                             "--baseline-ref of a refactoring's parent commit)")
     parser.add_argument("--baseline-max-runs", type=int, default=BASELINE_MAX_RUNS,
                         help="time the baseline only on farms up to this size (it keeps "
                              "every summary in memory: ~14 GB at 100,000 runs)")
@@ -347,7 +357,8 @@ def main() -> int:
                 print(f"\n(baseline not timed at {count} runs: above --baseline-max-runs "
                       f"{args.baseline_max_runs}, it would need ~{count * 140 // 1000 / 1000:.0f}"
                       " GB)")
-            missed += bench_one(root, count, made, with_baseline, env, cli, work)
+            missed += bench_one(root, count, made, with_baseline, env, cli, work,
+                                args.baseline_steady)
             bench_allocation(root, count)
     print("\nall goals met" if not missed else "\nmissed:\n  " + "\n  ".join(missed))
     return 0

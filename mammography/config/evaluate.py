@@ -10,14 +10,11 @@ from mammography.config.core import setting
 from mammography.config.data import CacheOptions, InferenceOptions, LabelledSource
 from mammography.record.contract import (
     BEST_PARAMS_FILE,
-    HYPERPARAMETER_SEARCH,
     SUMMARY_FILE,
     SummaryUnreadable,
     is_run_dir,
-    read_summary,
 )
-
-MODEL_RUN_TYPE = "density_classification"
+from mammography.record.view import TUNE, RunView
 
 
 @dataclass
@@ -83,15 +80,20 @@ def model_run_problem(path: Path, command: str = "eval-export") -> str | None:
     if not is_run_dir(path):
         return f"--run {path} is not a run directory (no {SUMMARY_FILE})"
     try:
-        summary = read_summary(path)
+        view = RunView.read(path)
     except SummaryUnreadable as exc:
         return f"--run {path}: {exc}"
-    kind = summary.get("experiment_type")
-    if kind == MODEL_RUN_TYPE:
+    return model_view_problem(view, command)
+
+
+def model_view_problem(view: RunView, command: str = "eval-export") -> str | None:
+    """``model_run_problem`` of a run already read."""
+    path = view.dir
+    if view.trains_models:
         return None
-    if kind == HYPERPARAMETER_SEARCH:
-        best = (summary.get("results") or {}).get("best_trial") or {}
+    if view.kind == TUNE:
+        best = view.section("results").get("best_trial") or {}
         hint = (f"evaluate its best trial: --run {path / best['run_dir']}" if best.get("run_dir")
                 else f"evaluate one of its trials (see {path / BEST_PARAMS_FILE})")
         return f"--run {path} is a tune run (a search, not a model); {hint}"
-    return f"--run {path} is a {kind} run; {command} takes train-density runs"
+    return f"--run {path} is a {view.experiment_type} run; {command} takes train-density runs"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from mammography.config.backbone import BackboneWeightsOptions
 from mammography.config.core import flag_name, setting, to_record
@@ -12,10 +13,9 @@ from mammography.config.data import ImageConfig, LoaderOptions
 from mammography.record.contract import (
     LAST_CHECKPOINT_FILE,
     SUMMARY_FILE,
-    SummaryUnreadable,
     is_run_dir,
-    read_summary,
 )
+from mammography.record.view import RunFiles, RunView
 
 #: Settings a continued cross-validation may change: where the data lives (its
 #: manifest digest must not change), how images are cached, the device.
@@ -23,26 +23,34 @@ CV_RESUME_MAY_CHANGE = frozenset({"resume", "based_on", "csv", "dicom_root", "ca
                                   "cv_folds"})
 
 
-def resume_target(run_dir: Path) -> tuple[str, int | None]:
-    """What ``--resume RUN_DIR`` continues, from the run's summary.json.
+def resume_target(resumed: RunView | None) -> tuple[str, int | None]:
+    """What ``--resume`` continues, from the view of the run it names.
 
     ``("fold", k)``: fold k of a cross-validation (its ``fold_k/results``, or a run
     that already continued one), continued as a single run; ``("cv", k)``: a
     k-fold cross-validation parent, continued fold by fold; ``("run", None)``: a
-    single training run (also when the summary cannot be read: the other checks
-    then say what is wrong).
+    single training run (also when there is no readable summary, ``None``: the
+    other checks then say what is wrong).
     """
-    try:
-        summary = read_summary(run_dir)
-    except SummaryUnreadable:
+    if resumed is None:
         return "run", None
-    fold = (summary.get("integration") or {}).get("cv_fold")
-    if isinstance(fold, int) and not isinstance(fold, bool):
-        return "fold", fold
-    folds = (summary.get("hyperparameters") or {}).get("cv_folds")
-    if summary.get("command") == "train-density" and isinstance(folds, int) and folds > 0:
-        return "cv", folds
+    if resumed.fold is not None:
+        return "fold", resumed.fold
+    if resumed.is_cv_parent:
+        return "cv", resumed.num_folds
     return "run", None
+
+
+def continued_fold(resumed: RunView | None) -> int | None:
+    """The CV fold that ``--resume`` continues as a single run (None: not a fold)."""
+    kind, fold = resume_target(resumed)
+    return fold if kind == "fold" else None
+
+
+def cross_validates(cfg: TrainConfig, resumed: RunView | None) -> bool:
+    """k folds to train (``--cv-folds``), not one fold of them being continued
+    (``resumed``: the view of the run ``cfg.resume`` names)."""
+    return bool(cfg.cv_folds) and continued_fold(resumed) is None
 
 
 @dataclass
@@ -115,8 +123,10 @@ class TrainConfig(BackboneWeightsOptions, LoaderOptions, ImageConfig):
         found = self.training_problems()
         if self.resume is None or not is_run_dir(self.resume):
             return found
-        kind, folds = resume_target(self.resume)
-        if kind != "cv" and not (self.resume / LAST_CHECKPOINT_FILE).is_file():
+        # Read here to validate only: the engine opens the run itself (TrainedRun).
+        resumed = RunView.try_read(self.resume)
+        kind, folds = resume_target(resumed)
+        if kind != "cv" and not RunFiles(self.resume).last_checkpoint.is_file():
             found.append(f"--resume {self.resume} has no {LAST_CHECKPOINT_FILE} to continue "
                          "from")
         if kind == "run" and self.cv_folds:
@@ -126,14 +136,14 @@ class TrainConfig(BackboneWeightsOptions, LoaderOptions, ImageConfig):
             found.append(f"--resume {self.resume} continues its {folds}-fold "
                          f"cross-validation; --cv-folds {self.cv_folds} cannot change that "
                          "(leave it out, or start a new run)")
-        if kind == "cv":
-            found += self._changed_cv_settings()
+        if kind == "cv" and resumed is not None:
+            found += self._changed_cv_settings(resumed.hyperparameters)
         return found
 
-    def _changed_cv_settings(self) -> list[str]:
+    def _changed_cv_settings(self, recorded: Mapping[str, Any]) -> list[str]:
         """A continued cross-validation keeps the settings its finished folds were
-        trained with: each fold's result must be one of the same experiment."""
-        recorded = read_summary(self.resume).get("hyperparameters") or {}
+        trained with (``recorded``): each fold's result must be one of the same
+        experiment."""
         return [f"--resume {self.resume} continues a cross-validation with the settings "
                 f"its finished folds were trained with: {flag_name(type(self), key)} "
                 f"{value!r} differs from the run's {recorded[key]!r} (leave it out, or start "
@@ -141,18 +151,6 @@ class TrainConfig(BackboneWeightsOptions, LoaderOptions, ImageConfig):
                 for key, value in to_record(self).items()
                 if key not in CV_RESUME_MAY_CHANGE and key in recorded
                 and value != recorded[key]]
-
-    def continued_fold(self) -> int | None:
-        """The CV fold that ``--resume`` continues as a single run (None: not a fold)."""
-        if self.resume is None:
-            return None
-        kind, fold = resume_target(self.resume)
-        return fold if kind == "fold" else None
-
-    @property
-    def cross_validation(self) -> bool:
-        """k folds to train (``--cv-folds``), not one fold of them being continued."""
-        return bool(self.cv_folds) and self.continued_fold() is None
 
     def training_problems(self) -> list[str]:
         """Everything but the meaning of --resume (which `tune` gives its own)."""

@@ -14,28 +14,10 @@ on another machine) cannot be checked; the log and the summary say so.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from mammography.data.fingerprint import compare_fingerprints
-from mammography.record.contract import MANIFEST_FILE
 from mammography.record.reporter import Reporter
-
-
-def training_fingerprint(run_dir: Path) -> tuple[dict[str, Any] | None, str, str | None]:
-    """(fingerprint, manifest digest, why there is none) of a training run's data."""
-    path = Path(run_dir) / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, "", f"its {path} is unreadable ({exc})"
-    fingerprint = manifest.get("fingerprint") if isinstance(manifest, dict) else None
-    if not isinstance(fingerprint, dict) or not fingerprint.get("images"):
-        return None, "", f"its {path} has no acquisition fingerprint (an older run)"
-    if fingerprint.get("images_without_header") == fingerprint.get("images"):
-        return None, "", f"its {path} fingerprint has no header facts"
-    return fingerprint, str(manifest.get("digest") or path), None
 
 
 def check_shift(members: list[Any], scored: dict[str, Any], out: Reporter) -> dict[str, Any]:
@@ -44,15 +26,15 @@ def check_shift(members: list[Any], scored: dict[str, Any], out: Reporter) -> di
     groups: dict[str, dict[str, Any]] = {}
     unchecked = []
     for member in members:
-        if member.run_dir is None:
+        if member.training is None:
             unchecked.append({"model": member.label, "reason": member.training_note})
             continue
-        fingerprint, digest, note = training_fingerprint(member.run_dir)
-        if fingerprint is None:
-            unchecked.append({"model": member.label, "reason": note})
+        trained = member.training.training_fingerprint()
+        if trained.fingerprint is None:
+            unchecked.append({"model": member.label, "reason": trained.reason})
             continue
-        group = groups.setdefault(digest, {"models": [], "manifest": str(
-            (member.run_dir / MANIFEST_FILE).resolve()), "fingerprint": fingerprint})
+        group = groups.setdefault(trained.digest, {"models": [], "manifest": str(
+            trained.manifest.resolve()), "fingerprint": trained.fingerprint})
         group["models"].append(member.label)
     training = []
     for group in groups.values():

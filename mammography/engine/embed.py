@@ -43,9 +43,9 @@ from mammography.models.factory import (
     pooled_dim,
     weights_source,
 )
-from mammography.record.contract import FEATURES_FILE, METADATA_FILE
 from mammography.record.progress import progress_bar
 from mammography.record.protocol import RunContext
+from mammography.record.view import RunFiles
 
 
 def extract(backbone: torch.nn.Module, loader: DataLoader, device: torch.device,
@@ -105,11 +105,12 @@ def run_embed(cfg: EmbedConfig, run: RunContext) -> None:
     started = time.perf_counter()
     features = extract(backbone, loader, device, precision, channels_last)
     seconds = time.perf_counter() - started
-    np.save(run.dir / FEATURES_FILE, features)
-    _write_metadata(run.dir / METADATA_FILE, data)
+    files = RunFiles(run.dir)
+    np.save(files.features, features)
+    _write_metadata(files.metadata, data)
     rate = len(features) / seconds if seconds > 0 else 0.0
     run.log(f"Embedded {len(features)} images into {features.shape[1]} dimensions in "
-            f"{seconds:.1f}s ({rate:.1f} images/s) -> {run.dir / FEATURES_FILE}")
+            f"{seconds:.1f}s ({rate:.1f} images/s) -> {files.features}")
     labels = np.array([r.class_index for r in images])
     _pca_plot(features, labels, run.path("plots/embeddings_pca.png"), cfg.arch,
               plot_embeddings_2d, run.dir)

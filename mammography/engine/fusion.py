@@ -20,15 +20,9 @@ from typing import Any
 import numpy as np
 
 from mammography.errors import DataError
-from mammography.record.contract import (
-    FEATURES_FILE,
-    METADATA_FILE,
-    RUN_DIR_RE,
-    SUMMARY_FILE,
-    SummaryUnreadable,
-    read_summary,
-)
+from mammography.record.contract import FEATURES_FILE, METADATA_FILE, RUN_DIR_RE, is_run_dir
 from mammography.record.reporter import CONSOLE, Reporter
+from mammography.record.view import EMBED, RunView
 
 METADATA_COLUMNS = ("image_path", "rel_path", "accession", "patient", "view", "laterality",
                     "label")
@@ -48,49 +42,44 @@ class EmbeddingRun:
         return int(self.features.shape[1])
 
 
-def _summary(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return read_summary(run_dir)
-    except SummaryUnreadable:
-        return None
+def _is_usable(view: RunView | None) -> bool:
+    return view is not None and view.kind == EMBED and view.status == "completed"
 
 
-def _is_usable(summary: dict[str, Any] | None) -> bool:
-    return bool(summary and summary.get("experiment_type") == "embedding_extraction"
-                and summary.get("status") == "completed")
-
-
-def find_embedding_run(path: Path, out: Reporter = CONSOLE) -> Path:
+def find_embedding_run(path: Path, out: Reporter = CONSOLE) -> RunView:
     """``path`` itself when it is a completed embedding run, else its latest one."""
     path = Path(path)
-    if (path / SUMMARY_FILE).is_file():
-        summary = _summary(path)
-        if not _is_usable(summary):
-            kind = (summary or {}).get("experiment_type", "unreadable summary")
-            status = (summary or {}).get("status", "?")
+    if is_run_dir(path):
+        view = RunView.try_read(path)
+        if not _is_usable(view):
+            kind = view.experiment_type if view is not None else "unreadable summary"
+            status = view.status if view is not None else "?"
             raise DataError(f"--embeddings-dir {path} is not a completed embedding run "
                             f"({kind}, status {status}). Point it at a results_N written by "
                             "`mammography embed`.")
-        return path
+        return view
     candidates = []
     for child in path.iterdir():
         match = RUN_DIR_RE.match(child.name)
-        if match and _is_usable(_summary(child)):
-            candidates.append((int(match.group(1)), child))
+        view = RunView.try_read(child) if match else None
+        if match and _is_usable(view):
+            candidates.append((int(match.group(1)), view))
     if not candidates:
         raise DataError(f"--embeddings-dir {path} holds no completed embedding run "
                         "(results_N from `mammography embed`). Run `mammography embed` first.")
-    chosen = max(candidates)[1]
-    out.log(f"Using the latest completed embedding run in {path}: {chosen.name}")
+    chosen = max(candidates, key=lambda candidate: candidate[0])[1]
+    out.log(f"Using the latest completed embedding run in {path}: {chosen.dir.name}")
     return chosen
 
 
-def load_embedding_run(run_dir: Path) -> EmbeddingRun:
-    run_dir = Path(run_dir)
-    summary = _summary(run_dir) or {}
+def load_embedding_run(source: RunView | Path) -> EmbeddingRun:
+    """The features of an embedding run (its view, or its folder), standardised."""
+    view = source if isinstance(source, RunView) else \
+        RunView.try_read(source) or RunView(Path(source), {})
+    run_dir = view.dir
     try:
-        features = np.load(run_dir / FEATURES_FILE, allow_pickle=False)
-        with (run_dir / METADATA_FILE).open(newline="", encoding="utf-8") as handle:
+        features = np.load(view.features, allow_pickle=False)
+        with view.metadata.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
     except (OSError, ValueError) as exc:
         raise DataError(f"Cannot read the embeddings in {run_dir}: {exc}. Re-run "
@@ -102,8 +91,8 @@ def load_embedding_run(run_dir: Path) -> EmbeddingRun:
     # Unsupervised, whole-run statistics: no label information leaks in.
     mean, std = features.mean(axis=0), features.std(axis=0)
     standardised = (features - mean) / np.where(std > 1e-8, std, 1.0)
-    return EmbeddingRun(run_dir, str(summary.get("run_id", run_dir.name)),
-                        str((summary.get("model_config") or {}).get("arch", "?")),
+    return EmbeddingRun(run_dir, view.run_id or run_dir.name,
+                        str(view.section("model_config").get("arch", "?")),
                         standardised.astype(np.float32), [r["image_path"] for r in rows],
                         [r.get("rel_path", "") for r in rows])
 
@@ -156,9 +145,9 @@ def load_fusion(embeddings_dir: Path | None, paths: Sequence[Path], dicom_root: 
     if embeddings_dir is None:
         return None
     source = find_embedding_run(embeddings_dir, out)
-    out.log(f"Loading embeddings from {source}")
+    out.log(f"Loading embeddings from {source.dir}")
     embedding_run = load_embedding_run(source)
     matrix = align(embedding_run, paths, dicom_root)
     out.log(f"Fusing {embedding_run.dim}-dimensional {embedding_run.arch} embeddings of "
             f"{len(matrix)} images")
-    return Fusion(matrix, source.resolve(), embedding_run.run_id, embedding_run.arch)
+    return Fusion(matrix, source.dir.resolve(), embedding_run.run_id, embedding_run.arch)

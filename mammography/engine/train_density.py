@@ -11,20 +11,22 @@ Usage::
 
 The recipe composes the library: data (``data.pipeline.prepare_data``),
 optional embedding fusion (``fusion``), then one patient-grouped split
-(``split_training.train_split``) or k folds (``crossval.cross_validate``).
+(``train.split.train_split``) or k folds (``cv.crossval.cross_validate``).
 The run layer around it records summary.json and run.log.
 
-``--resume`` continues what the run directory holds (``resume``): a single
-run on the same split, one CV fold as a single run on that fold's split
-(keeping ``integration.cv_fold``), or a whole cross-validation
-(``cv_resume``); always on the same data (manifest digest) or not at all.
+``--resume`` continues what the run directory holds (``train.resume``): a
+single run on the same split, one CV fold as a single run on that fold's
+split (keeping ``integration.cv_fold``), or a whole cross-validation
+(``cv.resume``); always on the same data (manifest digest) or not at all.
+The run it names is opened once, here (``trained_run.TrainedRun``), and
+handed to everything that continues it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mammography.config.train import TrainConfig
+from mammography.config.train import TrainConfig, continued_fold, cross_validates
 from mammography.data.pipeline import PreparedData, data_config, prepare_data
 from mammography.data.splits import train_val_indices
 from mammography.engine.cv.crossval import cross_validate
@@ -33,65 +35,74 @@ from mammography.engine.train.result import SplitResult
 from mammography.engine.train.resume import (
     check_not_running,
     check_same_data,
-    load_checkpoint,
     recorded_split,
     resume_link,
 )
 from mammography.engine.train.split import EpochCallback, train_split
-from mammography.record.contract import read_summary
+from mammography.engine.trained_run import TrainedRun
+from mammography.errors import InputError
+from mammography.record.contract import SummaryUnreadable
 from mammography.record.protocol import RunContext
+from mammography.record.view import RunView
 
 
 def run_train_density(cfg: TrainConfig, run: RunContext) -> None:
     run.log("Starting density classification training")
-    run.add_based_on(lineage(cfg))
-    if cfg.resume is not None:
-        check_not_running(cfg.resume, read_summary(cfg.resume))
+    # The run --resume continues, read once here and handed to everything that needs it.
+    resumed = TrainedRun.open(cfg.resume, option="--resume") \
+        if cfg.resume is not None else None
+    run.add_based_on(lineage(cfg, resumed))
+    if resumed is not None:
+        check_not_running(resumed.view)
     data = prepare_data(cfg, run.dir, run)
     run.update(data_config=data_config(cfg, data.table, data.manifest)
                | {"preprocessing": data.cache.settings.as_dict(), "cache": data.cache_report,
                   "val_fraction": cfg.val_fraction, "cv_folds": cfg.cv_folds})
-    if cfg.resume is not None:
-        check_same_data(cfg.resume, data)
-        fold = cfg.continued_fold()
+    if resumed is not None:
+        check_same_data(resumed, data)
+        fold = continued_fold(resumed.view)
         if fold is not None:
             run.update(integration={"cv_fold": fold})
             run.log(f"Continuing fold {fold} of a cross-validation as a single run")
-    train_prepared(cfg, run, data)
+    train_prepared(cfg, run, data, resumed=resumed)
 
 
 def train_prepared(cfg: TrainConfig, run: RunContext, data: PreparedData,
-                   epoch_callback: EpochCallback | None = None
-                   ) -> SplitResult | list[SplitResult]:
+                   epoch_callback: EpochCallback | None = None, *,
+                   resumed: TrainedRun | None = None) -> SplitResult | list[SplitResult]:
     """Train on prepared data: one split, or every CV fold (then the fold results).
 
-    Also the body of each `tune` trial, which prepares the data once for all
-    trials and passes an ``epoch_callback`` (pruning).
+    ``resumed``: the run ``cfg.resume`` names, opened by the caller. Also the body
+    of each `tune` trial, which prepares the data once for all trials and passes an
+    ``epoch_callback`` (pruning).
     """
+    if (resumed is None) != (cfg.resume is None):
+        raise ValueError("train_prepared: pass the opened run of cfg.resume as resumed")
     fusion = load_fusion(cfg.embeddings_dir, [r.path for r in data.table.images],
                          data.table.dicom_root, run)
     if fusion is not None:
         run.add_based_on([fusion.lineage()])
-    if cfg.cross_validation:
-        return cross_validate(cfg, run, data, fusion)
-    if cfg.continued_fold() is not None:  # the fold's own split, not a fresh draw
-        train_idx, val_idx = recorded_split(cfg.resume, data)
+    view = resumed.view if resumed is not None else None
+    if cross_validates(cfg, view):
+        return cross_validate(cfg, run, data, fusion, resumed)
+    if resumed is not None and continued_fold(view) is not None:
+        train_idx, val_idx = recorded_split(resumed, data)  # the fold's own split
     else:
         labels = [r.class_index for r in data.table.images]
         groups = [r.split_group for r in data.table.images]
         train_idx, val_idx = train_val_indices(labels, groups, cfg.val_fraction, cfg.seed)
-    resume = load_checkpoint(cfg.resume, run.dir) if cfg.resume else None
-    result = train_split(cfg, run, data, train_idx, val_idx, resume=resume,
-                         resumed_from=cfg.resume, fusion=fusion, epoch_callback=epoch_callback)
+    result = train_split(cfg, run, data, train_idx, val_idx, resumed_from=resumed,
+                         fusion=fusion, epoch_callback=epoch_callback)
     run.set_results(**result.headline())
     return result
 
 
-def lineage(cfg: TrainConfig) -> list[dict[str, Any]] | None:
+def lineage(cfg: TrainConfig, resumed: TrainedRun | None) -> list[dict[str, Any]] | None:
     """``based_on`` links of ``--resume`` and ``--based-on``."""
-    links = [resume_link(cfg.resume)] if cfg.resume is not None else []
+    links = [resume_link(resumed)] if resumed is not None else []
     if cfg.based_on is not None:
-        summary = read_summary(cfg.based_on)
-        links.append({"run_dir": str(cfg.based_on.resolve()), "run_id": summary.get("run_id"),
-                      "relation": "lineage", "git_commit": summary.get("git_commit")})
+        try:
+            links.append(RunView.read(cfg.based_on).link("lineage", commit=True))
+        except SummaryUnreadable as exc:
+            raise InputError(f"--based-on {cfg.based_on}: {exc}") from None
     return links or None

@@ -23,7 +23,6 @@ from typing import Any
 
 from mammography.errors import InputError
 from mammography.record.contract import (
-    HISTORY_JSON,
     RAY_TRIALS_DIR,
     SummaryUnreadable,
     is_run_dir,
@@ -31,6 +30,7 @@ from mammography.record.contract import (
     run_dir_name,
 )
 from mammography.record.jsonio import read_json
+from mammography.record.view import RunView
 
 
 @dataclass(frozen=True)
@@ -73,18 +73,18 @@ def finished_trials(resume: Path, space: dict[str, dict[str, Any]], metric: str,
 def _finished(run_dir: Path, space: dict[str, Any], metric: str,
               mode: str) -> PreviousTrial | None:
     try:
-        summary = read_summary(run_dir)
-        history = read_json(run_dir / HISTORY_JSON)
+        view = RunView.read(run_dir)
+        history = read_json(view.history_json)
     except (SummaryUnreadable, OSError, ValueError):
         return None
-    if summary.get("status") != "completed" or not isinstance(history, list):
+    if view.status != "completed" or not isinstance(history, list):
         return None
     series = [row[metric] for row in history if isinstance(row, dict)
               and row.get(metric) is not None]
-    hyper = summary.get("hyperparameters") or {}
+    hyper = view.hyperparameters
     if not series or not set(space) <= set(hyper):
         return None
-    name = (summary.get("integration") or {}).get("ray_trial_name") or run_dir.parent.name
+    name = view.ray_trial_name or run_dir.parent.name
     return PreviousTrial(name, run_dir, {k: hyper[k] for k in space},
                          float(min(series) if mode == "min" else max(series)),
-                         (summary.get("execution") or {}).get("duration_seconds"))
+                         view.section("execution").get("duration_seconds"))

@@ -34,6 +34,7 @@ from mammography.record.contract import (
     read_summary,
 )
 from mammography.record.protocol import RunContext
+from mammography.record.view import RunView
 
 
 def run_tune(cfg: TuneConfig, run: RunContext) -> None:
@@ -41,9 +42,7 @@ def run_tune(cfg: TuneConfig, run: RunContext) -> None:
     run.log(f"Starting hyper-parameter search: engine {cfg.engine}, {cfg.n_trials} trials, "
             f"{cfg.metric}, space: {', '.join(space)}")
     if cfg.resume is not None:
-        previous = read_summary(cfg.resume)
-        run.add_based_on([{"run_dir": str(cfg.resume.resolve()),
-                           "run_id": previous.get("run_id"), "relation": "resume"}])
+        run.add_based_on([RunView.read(cfg.resume).link("resume")])
     if cfg.engine == "ray":
         from mammography.hpo.ray_engine import run_ray
 

@@ -17,10 +17,9 @@ from typing import Any
 from mammography.record.contract import (
     ENV_BASED_ON,
     SUMMARY_FILE,
-    SummaryUnreadable,
-    read_summary,
 )
 from mammography.record.secrets import mask_passwords
+from mammography.record.view import RunView
 
 SCHEMA_VERSION = 1
 PROVENANCE_FIELDS = ("git_commit", "git_commit_full", "git_branch", "git_dirty", "git")
@@ -101,9 +100,10 @@ def env_lineage() -> list[dict[str, Any]]:
     if not value:
         return []
     path, _, relation = value.partition("::")
-    try:  # a fold's folder is plain "results": its summary knows the run id
-        run_id = read_summary(Path(path)).get("run_id")
-    except SummaryUnreadable:
+    view = RunView.try_read(path)  # a fold's folder is plain "results": its summary knows
+    if view is not None:  # the run id
+        run_id = view.run_id
+    else:
         run_id = Path(path).name if Path(path).name.startswith("results_") else None
     return [{"run_dir": str(Path(path).resolve()), "run_id": run_id,
              "relation": relation or "reproduce"}]

@@ -43,7 +43,13 @@ from typing import Any
 
 from mammography.config.runs import RunsCleanConfig
 from mammography.durations import format_duration, now, parse_duration, parse_time
-from mammography.record.contract import CONFIG_FILE, CV_SUMMARY_FILE, GIT_PATCH_FILE, MANIFEST_FILE
+from mammography.record.contract import (
+    CHILD_RUN_DIR,
+    CONFIG_FILE,
+    CV_SUMMARY_FILE,
+    GIT_PATCH_FILE,
+    MANIFEST_FILE,
+)
 from mammography.runs.discover import (
     CLEANED_FILE,
     KEEP_MARKER,
@@ -54,6 +60,7 @@ from mammography.runs.discover import (
     natural_key,
     stale_seconds,
     summary_or_problem,
+    view_of,
     walk_files,
 )
 from mammography.runs.lineage import derived_from, derived_index
@@ -91,18 +98,16 @@ def run_time(record: RunRecord) -> dt.datetime | None:
 
 
 def is_trial(record: RunRecord) -> bool:
-    integration = (record.summary or {}).get("integration") or {}
-    return record.parent is not None and (integration.get("optuna_trial_id") is not None
-                                          or integration.get("ray_trial_name") is not None)
+    return record.parent is not None and view_of(record).is_trial
 
 
 def _trial_names(trial: RunRecord) -> set[str]:
-    integration = (trial.summary or {}).get("integration") or {}
-    holder = trial.dir.parent.name if trial.dir.name == "results" else trial.dir.name
+    view = view_of(trial)
+    holder = trial.dir.parent.name if trial.dir.name == CHILD_RUN_DIR else trial.dir.name
     names = {holder, os.path.relpath(trial.dir, trial.parent.dir) if trial.parent else holder}
-    for key in ("optuna_trial_id", "ray_trial_name"):
-        if integration.get(key) is not None:
-            names.add(str(integration[key]))
+    for value in (view.optuna_trial_id, view.ray_trial_name):
+        if value is not None:
+            names.add(str(value))
     names |= trial.identities()
     return names
 
@@ -157,15 +162,14 @@ def kept_reasons(records: list[RunRecord]) -> dict[int, str]:
                 reasons.setdefault(id(child), f"inside a run that stays: {why}")
 
     for record in records:
-        summary = record.summary or {}
+        view = view_of(record)
         if record.status == "running":
             keep(record, "running", subtree=True)
         if os.path.exists(os.path.join(record.path, KEEP_MARKER)):
             keep(record, "KEEP file", subtree=True)
-        if (summary.get("integration") or {}).get("cv_fold") is not None:
+        if view.fold is not None:
             keep(record, "cross-validation fold")
-        elif "num_folds" in (summary.get("results") or {}) or \
-                os.path.exists(os.path.join(record.path, CV_SUMMARY_FILE)):
+        elif view.is_cv_parent:
             keep(record, "cross-validation run")
         derived = derived_from(record, index)
         if derived:

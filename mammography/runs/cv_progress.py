@@ -19,8 +19,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from mammography.record.contract import CV_RECORD, FOLD_REUSED
-from mammography.runs.discover import RunRecord
+from mammography.runs.discover import RunRecord, view_of
 
 #: Effective statuses (discover.py) of a parent worth continuing.
 STOPPED = ("crashed", "interrupted", "failed")
@@ -67,12 +66,8 @@ def _epochs(summary: dict[str, Any]) -> int | None:
 
 def is_stopped_cv_parent(record: RunRecord) -> bool:
     """Whether ``record`` is a CV parent that crashed, was interrupted or failed (its
-    summary needs only projection.CV_PARENT_PATHS)."""
-    summary = record.summary or {}
-    folds = (summary.get("hyperparameters") or {}).get("cv_folds")
-    return (record.status in STOPPED and summary.get("command") == "train-density"
-            and isinstance(folds, int) and not isinstance(folds, bool) and folds >= 1
-            and (summary.get("integration") or {}).get("cv_fold") is None)
+    summary needs only the view's CV_PARENT_PATHS)."""
+    return record.status in STOPPED and view_of(record).is_cv_parent
 
 
 def load_summaries(record: RunRecord) -> None:
@@ -89,23 +84,18 @@ def cv_progress(record: RunRecord) -> CvProgress | None:
     """The progress of a stopped CV parent; None for any other run."""
     if not is_stopped_cv_parent(record):
         return None
-    summary = record.summary or {}
-    folds = summary["hyperparameters"]["cv_folds"]
-    done: set[int] = set()
+    view = view_of(record)
+    done: set[int] = {entry.fold for entry in view.fold_records if entry.reused}
     stopped: dict[int, tuple[str, int | None]] = {}
-    for entry in (summary.get(CV_RECORD) or {}).get("folds") or []:
-        if isinstance(entry, dict) and entry.get("origin") == FOLD_REUSED:
-            done.add(entry.get("fold"))
     for child in record.children:
-        child_summary = child.summary or {}
-        fold = (child_summary.get("integration") or {}).get("cv_fold")
-        if not isinstance(fold, int) or fold in done:
+        fold = view_of(child).fold
+        if fold is None or fold in done:
             continue
         if child.status == "completed":
             done.add(fold)
         else:
-            stopped[fold] = (child.status, _epochs(child_summary))
-    return CvProgress(folds, sorted(k for k in done if isinstance(k, int)), stopped,
+            stopped[fold] = (child.status, _epochs(child.summary or {}))
+    return CvProgress(view.num_folds, sorted(done), stopped,
                       shlex.join(["mammography", "train-density", "--resume", record.path]))
 
 
@@ -123,9 +113,8 @@ def progress_lines(records: Any) -> list[str]:
 def progress_rows(record: RunRecord) -> list[tuple[str, str]]:
     """`runs show`: the folds a CV parent reused (they are not its child runs), and for
     a stopped one its progress and the command that continues it."""
-    reused = [entry for entry in ((record.summary or {}).get(CV_RECORD) or {}).get("folds")
-              or [] if isinstance(entry, dict) and entry.get("origin") == FOLD_REUSED]
-    rows = [("reused", ", ".join(f"fold {e.get('fold')} ← {e.get('path')}" for e in reused))
+    reused = [entry for entry in view_of(record).fold_records if entry.reused]
+    rows = [("reused", ", ".join(f"fold {e.fold} ← {e.path}" for e in reused))
             ] if reused else []
     progress = cv_progress(record)
     if progress is not None:

@@ -43,9 +43,10 @@ from mammography.record.contract import (
 )
 from mammography.record.contract import read_summary as _read_summary
 from mammography.record.processes import pid_alive
+from mammography.record.view import RunView
 
 __all__ = ["CLEANED_FILE", "KEEP_MARKER", "LOG_FILE", "SUMMARY_FILE", "RunRecord", "find_runs",
-           "open_run", "pid_alive", "summary_or_problem"]
+           "open_run", "pid_alive", "summary_or_problem", "view_of"]
 # Folders that never hold runs of ours but may hold copies of them (MLflow
 # artifact stores) or a great many entries (virtualenvs, VCS data).
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "mlruns", "mlartifacts"})
@@ -111,8 +112,8 @@ class RunRecord:
     def identities(self) -> set[str]:
         """Paths that name this run in other runs' ``based_on`` (now and as recorded)."""
         names = {os.path.abspath(self._dir), _real_path(self._dir, str(self.root))}
-        recorded = (self.summary or {}).get("run_dir")
-        if isinstance(recorded, str) and recorded:
+        recorded = view_of(self).recorded_run_dir
+        if recorded:
             names.add(os.path.normpath(recorded))
         return names
 
@@ -120,6 +121,12 @@ class RunRecord:
         for child in self.children:
             yield child
             yield from child.descendants()
+
+
+def view_of(record: RunRecord) -> RunView:
+    """The typed view of a found run (of the summary paths its command kept; an
+    unreadable summary gives an empty view: kind ``unknown``)."""
+    return RunView(record.path, record.summary or {})
 
 
 @functools.lru_cache(maxsize=64)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from mammography.config.runs import DEFAULT_ROOT, RunsLineageConfig
-from mammography.runs.discover import SUMMARY_FILE, RunRecord, find_runs, open_run
+from mammography.record.view import Link
+from mammography.runs.discover import SUMMARY_FILE, RunRecord, find_runs, open_run, view_of
 
 
 def top_level_dir(run_dir: Path) -> Path:
@@ -40,18 +41,20 @@ def default_roots(record: RunRecord) -> list[Path]:
     return roots
 
 
-def links_of(summary: dict[str, Any] | None) -> list[dict[str, Any]]:
-    links = (summary or {}).get("based_on") or []
-    return [link for link in links if isinstance(link, dict) and link.get("run_dir")]
+def links_of(record: RunRecord) -> list[Link]:
+    """The ``based_on`` links of a run that name a run directory."""
+    return [link for link in view_of(record).based_on if link.run_dir]
 
 
 def derived_index(records: Sequence[RunRecord]) -> dict[str, list[tuple[RunRecord, str]]]:
     """Normalised target path → [(run based on it, relation)]."""
     index: dict[str, list[tuple[RunRecord, str]]] = {}
     for record in records:
-        for link in links_of(record.summary):
-            target = os.path.normpath(str(link["run_dir"]))
-            index.setdefault(target, []).append((record, str(link.get("relation"))))
+        if not (record.summary or {}).get("based_on"):
+            continue  # most runs derive from none: no view to build
+        for link in links_of(record):
+            target = os.path.normpath(link.run_dir)
+            index.setdefault(target, []).append((record, str(link.relation)))
     return index
 
 
@@ -81,9 +84,9 @@ def _label(record: RunRecord) -> str:
 def _add_upstream(node: Any, record: RunRecord, seen: set[str]) -> None:
     from mammography.runs.render import escape
 
-    for link in links_of(record.summary):
-        target = Path(str(link["run_dir"]))
-        relation = escape(link.get("relation"))
+    for link in links_of(record):
+        target = Path(link.run_dir)
+        relation = escape(link.relation)
         key = os.path.normpath(str(target))
         if key in seen:
             node.add(f"{relation} ← {escape(target)} [dim](already shown)[/]")

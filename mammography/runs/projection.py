@@ -26,6 +26,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from mammography.record.view import CV_PARENT_PATHS, KIND_PATHS
+
 #: Where an undotted key is also looked up (``lr`` → ``hyperparameters.lr``); query.py.
 FALLBACK_SECTIONS = ("results", "hyperparameters")
 _METRICS = tuple(f"{prefix}{name}{suffix}" for name in ("kappa", "acc")
@@ -49,20 +51,19 @@ def keys_paths(keys: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p for key in keys for p in key_paths(key)))
 
 
-#: What cv_progress.is_stopped_cv_parent reads: `runs list` marks such a parent.
-CV_PARENT_PATHS = ("command", "hyperparameters.cv_folds", "integration.cv_fold")
-#: What `runs list` shows of every run: the table, --json and --csv (listing.py).
-#: To show something new in a row, add its path here (and read it from the
+#: What `runs list` shows of every run: the table, --json and --csv (listing.py), and
+#: what tells a CV parent (record/view.py CV_PARENT_PATHS: cv_progress marks a stopped
+#: one). To show something new in a row, add its path here (and read it from the
 #: record's summary as usual): the index rebuilds itself when this list changes.
 LIST_PATHS = tuple(dict.fromkeys((
     *STATUS_PATHS, "run_id", "command", "experiment_type", "git_commit", "git_dirty",
     "seed", *CV_PARENT_PATHS, *keys_paths(_METRICS))))
 #: What `runs clean` decides on (clean.py, lineage.py's ``derived_index``).
-CLEAN_PATHS = (*STATUS_PATHS, "run_dir", "integration", "based_on", "results.num_folds",
-               *BEST_TRIAL_KEYS, *(f"results.{k}" for k in BEST_TRIAL_KEYS))
+CLEAN_PATHS = tuple(dict.fromkeys((
+    *STATUS_PATHS, "run_dir", "integration", "based_on", *KIND_PATHS, *BEST_TRIAL_KEYS,
+    *(f"results.{k}" for k in BEST_TRIAL_KEYS))))
 #: What `runs validate` needs besides its memo of the schema check (validate.py).
-VALIDATE_PATHS = ("status", "experiment_type", "data_config.manifest_file",
-                  "integration.cv_fold", "results.num_folds", "hyperparameters.cv_folds")
+VALIDATE_PATHS = ("status", "data_config.manifest_file", *CV_PARENT_PATHS)
 HEAD_PATHS = tuple(dict.fromkeys((*LIST_PATHS, *CLEAN_PATHS, *VALIDATE_PATHS)))
 #: The head paths that `runs list` does not show (kept apart: the list reads its own).
 OPS_PATHS = tuple(p for p in HEAD_PATHS if p not in LIST_PATHS)

@@ -164,10 +164,11 @@ def view_fingerprint() -> str:
     import inspect
 
     from mammography import durations
+    from mammography.record import view
     from mammography.runs import cv_progress, projection, render
 
     source = "".join(inspect.getsource(m) for m in (durations, projection, render,
-                                                    cv_progress)) + \
+                                                    cv_progress, view)) + \
         inspect.getsource(inspect.getmodule(view_fingerprint))
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 

@@ -7,10 +7,12 @@ run.log.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mammography.config.runs import RunsShowConfig
 from mammography.durations import format_duration
+from mammography.record.view import Link
 from mammography.runs.cv_progress import progress_rows
 from mammography.runs.discover import (
     CLEANED_FILE,
@@ -21,6 +23,7 @@ from mammography.runs.discover import (
     open_run,
     sort_natural,
     stale_seconds,
+    view_of,
     walk_files,
 )
 from mammography.runs.log import last_lines
@@ -68,10 +71,8 @@ def data_text(summary: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def lineage_text(summary: dict[str, Any]) -> str:
-    links = summary.get("based_on") or []
-    return "; ".join(f"{link.get('relation')}: {link.get('run_dir')}" for link in links
-                     if isinstance(link, dict))
+def lineage_text(links: Sequence[Link]) -> str:
+    return "; ".join(f"{link.relation}: {link.record.get('run_dir')}" for link in links)
 
 
 def overview(record: RunRecord) -> list[tuple[str, str]]:
@@ -95,13 +96,13 @@ def overview(record: RunRecord) -> list[tuple[str, str]]:
         ("seed", str(summary.get("seed"))),
         ("data", escape(data_text(summary))),
     ]
-    integration = {k: v for k, v in (summary.get("integration") or {}).items()
-                   if v is not None}
+    view = view_of(record)
+    integration = {k: v for k, v in view.section("integration").items() if v is not None}
     if integration:
         rows.append(("integration", escape(", ".join(f"{k} {v}"
                                                      for k, v in integration.items()))))
-    if summary.get("based_on"):
-        rows.append(("based on", escape(lineage_text(summary))))
+    if view.based_on:
+        rows.append(("based on", escape(lineage_text(view.based_on))))
     if record.children:
         rows.append(("child runs", escape(", ".join(sorted(child_dirs(record))))))
     rows += [(label, escape(text)) for label, text in progress_rows(record)]
@@ -138,9 +139,8 @@ def artifacts_table(record: RunRecord) -> Any:
     skip = child_dirs(record)
     files = list(walk_files(record.dir, skip_dirs=skip))
     on_disk = {path for path, _ in files}
-    recorded = [a.get("path") for a in (record.summary or {}).get("artifacts") or []
-                if isinstance(a, dict)]
-    missing = [p for p in recorded if p and p not in on_disk]
+    recorded = [artifact.path for artifact in view_of(record).artifacts]
+    missing = [p for p in recorded if p not in on_disk]
     total = sum(size for _, size in files)
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column()

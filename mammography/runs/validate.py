@@ -34,24 +34,14 @@ from mammography.record.contract import (
     VAL_METRICS_JSON,
     VAL_PREDICTIONS,
     SummaryUnreadable,
-    read_summary,
 )
-from mammography.runs.discover import RunRecord, sort_natural
+from mammography.record.view import DENSITY, RunView
+from mammography.runs.discover import RunRecord, sort_natural, view_of
 from mammography.runs.index import file_key, stored_key
 from mammography.runs.projection import VALIDATE_PATHS
 from mammography.runs.scan import close_indexes, collector_paused, scan_runs
 
 DENSITY_ARTIFACTS = (BEST_MODEL_FILE, HISTORY_CSV, VAL_METRICS_JSON, VAL_PREDICTIONS)
-
-
-def is_cv_parent(record: RunRecord) -> bool:
-    summary = record.summary or {}
-    if (summary.get("integration") or {}).get("cv_fold") is not None:
-        return False
-    results = summary.get("results") or {}
-    folds = (summary.get("hyperparameters") or {}).get("cv_folds")
-    return "num_folds" in results or (isinstance(folds, int) and folds > 1) or \
-        os.path.exists(os.path.join(record.path, CV_SUMMARY_FILE))
 
 
 def removed_by_clean(record: RunRecord) -> set[str]:
@@ -73,13 +63,13 @@ def _json_problem(path: str) -> str | None:
 
 
 def required_files(record: RunRecord) -> list[str]:
-    summary = record.summary or {}
-    status = summary.get("status")
+    view = view_of(record)
+    status = view.status
     needed = [LOG_FILE]
-    if status == "completed" or (summary.get("data_config") or {}).get("manifest_file"):
+    if status == "completed" or view.section("data_config").get("manifest_file"):
         needed.append(MANIFEST_FILE)
-    if status == "completed" and summary.get("experiment_type") == "density_classification":
-        needed += [CV_SUMMARY_FILE] if is_cv_parent(record) else list(DENSITY_ARTIFACTS)
+    if status == "completed" and view.experiment_type == DENSITY:
+        needed += [CV_SUMMARY_FILE] if view.is_cv_parent else list(DENSITY_ARTIFACTS)
     return needed
 
 
@@ -94,7 +84,7 @@ def run_problems(record: RunRecord, memo: dict[str, Any] | None = None) -> list[
         return [record.problem or "summary.json unusable"]
     if memo is None:
         try:
-            memo = summary_checks(read_summary(record.dir))
+            memo = summary_checks(RunView.read(record.dir))
         except SummaryUnreadable as exc:
             return [str(exc)]
     problems = list(memo["schema"])
@@ -131,14 +121,13 @@ def run_problems(record: RunRecord, memo: dict[str, Any] | None = None) -> list[
     return problems
 
 
-def summary_checks(document: dict[str, Any]) -> dict[str, Any]:
+def summary_checks(view: RunView) -> dict[str, Any]:
     """What `runs validate` needs of a whole summary: its schema problems and the files
     it records (kept in the run index, so an unchanged summary is not read again)."""
     from mammography.record.schema import schema_problems
 
-    artifacts = [a.get("path") for a in document.get("artifacts") or []
-                 if isinstance(a, dict) and isinstance(a.get("path"), str) and a.get("path")]
-    return {"schema": schema_problems(document), "artifacts": artifacts, "json": {}}
+    return {"schema": schema_problems(view.summary),
+            "artifacts": [artifact.path for artifact in view.artifacts], "json": {}}
 
 
 def validate(records: list[RunRecord]) -> list[tuple[RunRecord, str]]:
@@ -152,7 +141,7 @@ def _checked(record: RunRecord) -> list[str]:
     fresh = memo is None
     if fresh and record.summary is not None:
         try:
-            memo = summary_checks(read_summary(record.dir))
+            memo = summary_checks(RunView.read(record.dir))
         except SummaryUnreadable as exc:
             return [str(exc)]
     problems = run_problems(record, memo)

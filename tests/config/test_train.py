@@ -8,8 +8,14 @@ import yaml
 
 from mammography.config.core import to_dict, to_record
 from mammography.config.resolve import resolve_config
-from mammography.config.train import TrainConfig, resume_target
+from mammography.config.train import (
+    TrainConfig,
+    continued_fold,
+    cross_validates,
+    resume_target,
+)
 from mammography.errors import ConfigError
+from mammography.record.view import RunView
 
 
 def recorded_run(run_dir: Path, cfg: TrainConfig, *, fold: int | None = None,
@@ -38,22 +44,24 @@ def cv_parent(tmp_path):
 
 
 def test_what_resume_continues(cv_parent, tmp_path):
-    assert resume_target(cv_parent) == ("cv", 3)
-    assert resume_target(cv_parent / "fold_2" / "results") == ("fold", 2)
+    assert resume_target(RunView.read(cv_parent)) == ("cv", 3)
+    assert resume_target(RunView.read(cv_parent / "fold_2" / "results")) == ("fold", 2)
     single = recorded_run(tmp_path / "single", TrainConfig(cv_folds=0))
-    assert resume_target(single) == ("run", None)
-    assert resume_target(tmp_path / "nowhere") == ("run", None)
+    assert resume_target(RunView.read(single)) == ("run", None)
+    assert resume_target(RunView.try_read(tmp_path / "nowhere")) == ("run", None)
 
 
 def test_a_fold_resumes_as_a_single_run_although_its_config_has_cv_folds(cv_parent):
     cfg = resolve_config(TrainConfig, None, {"resume": cv_parent / "fold_2" / "results"})
     assert cfg.cv_folds == 3  # inherited from the fold's config.yaml, as recorded
-    assert cfg.continued_fold() == 2 and not cfg.cross_validation
+    resumed = RunView.read(cfg.resume)
+    assert continued_fold(resumed) == 2 and not cross_validates(cfg, resumed)
 
 
 def test_a_cv_parent_resumes_as_a_cross_validation(cv_parent):
     cfg = resolve_config(TrainConfig, None, {"resume": cv_parent})
-    assert (cfg.cv_folds, cfg.epochs, cfg.continued_fold(), cfg.cross_validation) == (
+    resumed = RunView.read(cfg.resume)
+    assert (cfg.cv_folds, cfg.epochs, continued_fold(resumed), cross_validates(cfg, resumed)) == (
         3, 3, None, True)
     # the data may live elsewhere (its manifest digest is checked), the device may change
     moved = resolve_config(TrainConfig, None, {"resume": cv_parent, "device": "cpu",
@@ -85,4 +93,5 @@ def test_a_run_without_a_checkpoint_cannot_be_resumed_but_a_cv_parent_needs_none
     with pytest.raises(ConfigError) as info:
         resolve_config(TrainConfig, None, {"resume": cv_parent / "fold_2" / "results"})
     assert "has no last_checkpoint.pt to continue from" in info.value.render()
-    assert resolve_config(TrainConfig, None, {"resume": cv_parent}).cross_validation
+    cfg = resolve_config(TrainConfig, None, {"resume": cv_parent})
+    assert cross_validates(cfg, RunView.read(cfg.resume))

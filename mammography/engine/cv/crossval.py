@@ -1,14 +1,14 @@
 """k-fold cross-validation: patient-grouped stratified folds, each a child run, one summary.
 
 The folds are drawn once and recorded in the parent's ``splits.csv``; each is
-trained as ``fold_k/results`` (``split_training.train_child``), in this
+trained as ``fold_k/results`` (``train.split.train_child``), in this
 process one after another, or in ``--cv-workers`` worker processes
-(``cv_worker`` through ``cv_executor``: locally or on Ray). The same folds
+(``cv.worker`` through ``cv.executor``: locally or on Ray). The same folds
 give the same per-fold results either way. ``cv_summary.json`` aggregates
 them (mean ± sample std over folds).
 
 ``--resume CV_PARENT`` continues a cross-validation in a new parent: the
-fold plan (``cv_resume``) reuses the folds that completed, continues the
+fold plan (``cv.resume``) reuses the folds that completed, continues the
 interrupted one from its checkpoint and trains the rest, on the recorded folds.
 """
 
@@ -28,12 +28,11 @@ from mammography.engine.cv.resume import FoldPlan, fresh_plan, record_plan, resu
 from mammography.engine.fusion import Fusion
 from mammography.engine.train.result import SplitResult, read_split_result
 from mammography.engine.train.split import train_fold
+from mammography.engine.trained_run import TrainedRun
 from mammography.errors import RunInterrupted
 from mammography.metrics import summarize_folds
 from mammography.metrics.classification import scalar_view
 from mammography.record.contract import (
-    CV_SUMMARY_FILE,
-    FOLD_CONTINUED,
     FOLD_TRAINED,
     LAST_CHECKPOINT_FILE,
     SPLITS_FILE,
@@ -43,30 +42,34 @@ from mammography.record.contract import (
 from mammography.record.jsonio import write_json_atomic
 from mammography.record.progress import eta_line
 from mammography.record.protocol import RunContext
+from mammography.record.view import RunFiles
 
 #: The metrics plotted per fold and logged at the end.
 SHOWN_METRICS = ("accuracy", "kappa", "macro_f1", "auc")
 
 
 def cross_validate(cfg: TrainConfig, run: RunContext, data: PreparedData,
-                   fusion: Fusion | None) -> list[SplitResult]:
+                      fusion: Fusion | None, resumed: TrainedRun | None = None
+                      ) -> list[SplitResult]:
+    """Train ``cfg.cv_folds`` folds in ``run``; ``resumed``: the CV parent ``--resume``
+    names (opened once by the recipe), whose cross-validation this one continues."""
     from mammography.report.plots import plot_fold_metrics, run_label
 
     images = data.table.images
-    if cfg.resume is not None:
-        plans = resume_plan(cfg, run)  # copies the recorded folds' splits.csv
-        run.log(f"Continuing the {cfg.cv_folds}-fold cross-validation of {cfg.resume} "
+    if resumed is not None:
+        plans = resume_plan(resumed, cfg.cv_folds, run)  # copies the recorded splits.csv
+        run.log(f"Continuing the {cfg.cv_folds}-fold cross-validation of {resumed.run_dir} "
                 f"(its folds, from its {SPLITS_FILE})")
     else:
         labels = [r.class_index for r in images]
         groups = [r.patient for r in images]
         folds = kfold_indices(labels, groups, cfg.cv_folds, cfg.seed)
         fold_of = {int(i): fold_name(k) for k, (_, val) in enumerate(folds, 1) for i in val}
-        write_splits_csv(run.dir / SPLITS_FILE,
+        write_splits_csv(RunFiles(run.dir).splits,
                          split_rows(images, data.table.dicom_root, fold_of))
         plans = fresh_plan(cfg.cv_folds)
         run.log(f"Cross-validation: {cfg.cv_folds} patient-grouped, stratified folds")
-    record_plan(run, plans, cfg.resume)
+    record_plan(run, plans, resumed.run_dir if resumed is not None else None)
     for plan in plans:
         if plan.origin != FOLD_TRAINED:
             run.log(f"Fold {plan.fold}/{cfg.cv_folds}: {_origin_text(plan)}")
@@ -80,7 +83,7 @@ def cross_validate(cfg: TrainConfig, run: RunContext, data: PreparedData,
                 f"--resume {run.dir}")
         raise
     summary = cv_summary(cfg, run, results, plans)
-    write_json_atomic(run.dir / CV_SUMMARY_FILE, summary)
+    write_json_atomic(RunFiles(run.dir).cv_summary, summary)
     plot_fold_metrics([{**{m: r.image[m] for m in SHOWN_METRICS}, "fold": i}
                        for i, r in enumerate(results, 1)], run.path("plots/cv_folds.png"),
                       model=run_label(run.dir))
@@ -116,10 +119,9 @@ def _sequential_folds(cfg: TrainConfig, run: RunContext, data: PreparedData,
         run.log("")
         run.log(f"=== Fold {plan.fold}/{cfg.cv_folds} ===")
         # The fold's images from splits.csv, as a parallel worker reads them.
-        split = fold_split(run.dir / SPLITS_FILE, paths, data.table.dicom_root, plan.fold)
-        resume_from = plan.source if plan.origin == FOLD_CONTINUED else None
+        split = fold_split(RunFiles(run.dir).splits, paths, data.table.dicom_root, plan.fold)
         results.append(train_fold(run, plan.fold, cfg, data, split, fusion,
-                                  resume_from=resume_from))
+                                  resume_from=plan.continued_run()))
         trained += 1
         run.log(eta_line("folds", len(results), len(plans), time.monotonic() - began,
                          timed=trained))

@@ -21,29 +21,27 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mammography.config.train import TrainConfig
 from mammography.data.splits import read_splits_csv
 from mammography.engine.train.resume import check_not_running
+from mammography.engine.trained_run import TrainedRun
 from mammography.errors import DataError
 from mammography.record.contract import (
     CV_RECORD,
     FOLD_CONTINUED,
     FOLD_REUSED,
     FOLD_TRAINED,
-    LAST_CHECKPOINT_FILE,
     SPLITS_FILE,
     VAL_METRICS_JSON,
-    SummaryUnreadable,
     fold_dir,
     fold_name,
-    is_run_dir,
-    read_summary,
 )
 from mammography.record.protocol import RunContext
+from mammography.record.view import RunFiles, RunView
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,15 @@ class FoldPlan:
     source: Path | None = None  # the old fold run that is continued or reused
     run_id: str | None = None  # a reused fold's
     metrics_sha256: str | None = None  # a reused fold's metrics/val_metrics.json
+    #: ``source`` as opened when the plan was made (None: read back from a record).
+    source_run: TrainedRun | None = field(default=None, compare=False, repr=False)
+
+    def continued_run(self) -> TrainedRun | None:
+        """The interrupted run a continued fold starts from (opened once); None for a
+        fold trained from scratch or reused."""
+        if self.origin != FOLD_CONTINUED or self.source is None:
+            return None
+        return self.source_run or TrainedRun.open(self.source, option="--resume")
 
     @property
     def reused(self) -> bool:
@@ -86,92 +93,70 @@ def record_plan(run: RunContext, plans: list[FoldPlan], resumed_from: Path | Non
         "folds": [plan.record(run.dir) for plan in plans]}})
 
 
-def recorded_plan(parent_dir: Path, document: dict[str, Any], fold: int) -> FoldPlan:
+def recorded_plan(parent_dir: Path, document: Mapping[str, Any], fold: int) -> FoldPlan:
     """Fold ``fold``'s plan as its parent recorded it (a parallel worker's view)."""
-    for entry in (document.get(CV_RECORD) or {}).get("folds") or []:
-        if entry.get("fold") == fold:
-            source = entry.get("continued_from") or (entry.get("run_dir")
-                                                     if entry.get("origin") == FOLD_REUSED
-                                                     else None)
-            return FoldPlan(fold, entry.get("origin", FOLD_TRAINED),
-                            Path(source) if source else None, entry.get("run_id"),
-                            entry.get("metrics_sha256"))
-    return FoldPlan(fold, FOLD_TRAINED)
+    record = RunView(Path(parent_dir), document).fold_record(fold)
+    if record is None:
+        return FoldPlan(fold, FOLD_TRAINED)
+    source = record.continued_from or (record.run_dir if record.reused else None)
+    return FoldPlan(fold, record.origin, Path(source) if source else None, record.run_id,
+                    record.metrics_sha256)
 
 
 def metrics_digest(run_dir: Path) -> str:
     """sha256 of a fold's metrics/val_metrics.json: what a reference to it is checked by."""
-    return hashlib.sha256((Path(run_dir) / VAL_METRICS_JSON).read_bytes()).hexdigest()
+    return hashlib.sha256(RunFiles(run_dir).val_metrics.read_bytes()).hexdigest()
 
 
 # ------------------------------------------------------------------ resuming
 
 
-def resume_plan(cfg: TrainConfig, run: RunContext) -> list[FoldPlan]:
-    """Plan the folds of ``cfg.resume`` (whose settings ``TrainConfig.problems`` has
-    checked against ours); copies its splits.csv into ``run`` (the folds are the
-    recorded ones, never redrawn)."""
-    original = Path(cfg.resume)
-    summary = read_summary(original)  # not running: the recipe checked that first
-    _copy_splits(original, run.dir, cfg.cv_folds)
-    return [_plan_fold(original, summary, k, run) for k in range(1, cfg.cv_folds + 1)]
+def resume_plan(resumed: TrainedRun, folds: int, run: RunContext) -> list[FoldPlan]:
+    """Plan the ``folds`` folds of the CV parent ``resumed`` (whose settings
+    ``TrainConfig.problems`` has checked against ours, and which the recipe found not
+    running); copies its splits.csv into ``run`` (the folds are the recorded ones,
+    never redrawn). Its folds were opened with it: nothing is read again."""
+    _copy_splits(resumed, run.dir, folds)
+    return [_plan_fold(resumed, k, run) for k in range(1, folds + 1)]
 
 
-def _copy_splits(original: Path, parent: Path, folds: int) -> None:
-    source = original / SPLITS_FILE
+def _copy_splits(original: TrainedRun, parent: Path, folds: int) -> None:
+    source = original.view.splits
     if not source.is_file():
-        raise DataError(f"--resume {original}: {SPLITS_FILE} is missing, so its folds are "
-                        "unknown; start a new cross-validation.")
+        raise DataError(f"--resume {original.run_dir}: {SPLITS_FILE} is missing, so its "
+                        "folds are unknown; start a new cross-validation.")
     recorded = {row["split"] for _, row in read_splits_csv(source)}
     expected = {fold_name(k) for k in range(1, folds + 1)}
     if not expected <= recorded or recorded - expected - {"unused"}:
-        raise DataError(f"--resume {original}: {source} records the splits "
+        raise DataError(f"--resume {original.run_dir}: {source} records the splits "
                         f"{', '.join(sorted(recorded))}, not the {folds} folds its settings "
                         "name; start a new cross-validation.")
-    shutil.copy2(source, parent / SPLITS_FILE)  # byte for byte: the same folds
+    shutil.copy2(source, RunFiles(parent).splits)  # byte for byte: the same folds
 
 
-def fold_run_dir(parent: Path, summary: dict[str, Any], k: int) -> Path | None:
-    """Where fold ``k`` of the CV parent ``parent`` ran: its own ``fold_k/results``, or
-    the run it reused (a parent that continued an earlier cross-validation)."""
-    parent = Path(parent)
-    own = fold_dir(parent, k)
-    if is_run_dir(own):
-        return own
-    plan = recorded_plan(parent, summary, k)
-    if not plan.reused or plan.source is None:
-        return None
-    entry = next(e for e in summary[CV_RECORD]["folds"] if e.get("fold") == k)
-    relative = Path(os.path.normpath(parent / str(entry.get("path", ""))))
-    for candidate in (relative, plan.source):
-        if is_run_dir(candidate):  # relative first: the tree may have moved
-            return candidate
-    return None
-
-
-def _plan_fold(original: Path, summary: dict[str, Any], k: int, run: RunContext) -> FoldPlan:
-    source = fold_run_dir(original, summary, k)
+def _plan_fold(original: TrainedRun, k: int, run: RunContext) -> FoldPlan:
+    fold = original.fold(k)
+    recorded = original.view.fold_record(k)
+    if fold is None or fold.where is None:
+        if recorded is not None and recorded.reused:
+            run.warn(f"fold {k}: the run {original.run_dir} reused ({recorded.run_dir}) is "
+                     "gone; training the fold again")
+        return FoldPlan(k, FOLD_TRAINED)
+    source = fold.run
     if source is None:
-        previous = recorded_plan(original, summary, k)
-        if previous.reused:
-            run.warn(f"fold {k}: the run {original} reused ({previous.source}) is gone; "
-                     "training the fold again")
+        run.warn(f"fold {k}: {fold.where} cannot be read ({fold.problem}); training the fold "
+                 "again")
         return FoldPlan(k, FOLD_TRAINED)
-    try:
-        fold_summary = read_summary(source)
-    except SummaryUnreadable as exc:
-        run.warn(f"fold {k}: {source} cannot be read ({exc}); training the fold again")
-        return FoldPlan(k, FOLD_TRAINED)
-    if fold_summary.get("status") == "completed" and (source / VAL_METRICS_JSON).is_file():
-        digest = metrics_digest(source)
-        recorded = recorded_plan(original, summary, k)
-        if recorded.reused and recorded.metrics_sha256 not in (None, digest):
-            raise DataError(f"--resume {original}: fold {k}'s {VAL_METRICS_JSON} in {source} "
-                            f"changed since it was referenced (sha256 {digest[:12]}, "
-                            f"recorded {recorded.metrics_sha256[:12]}); start a new "
-                            "cross-validation.")
-        return FoldPlan(k, FOLD_REUSED, source, fold_summary.get("run_id"), digest)
-    check_not_running(source, fold_summary)
-    if (source / LAST_CHECKPOINT_FILE).is_file():
-        return FoldPlan(k, FOLD_CONTINUED, source)
+    if source.view.status == "completed" and source.view.val_metrics.is_file():
+        digest = metrics_digest(source.run_dir)
+        if recorded is not None and recorded.reused and \
+                recorded.metrics_sha256 not in (None, digest):
+            raise DataError(f"--resume {original.run_dir}: fold {k}'s {VAL_METRICS_JSON} in "
+                            f"{fold.where} changed since it was referenced (sha256 "
+                            f"{digest[:12]}, recorded {recorded.metrics_sha256[:12]}); start a "
+                            "new cross-validation.")
+        return FoldPlan(k, FOLD_REUSED, fold.where, source.run_id, digest, source)
+    check_not_running(source.view)
+    if source.last_checkpoint.is_file():
+        return FoldPlan(k, FOLD_CONTINUED, fold.where, source_run=source)
     return FoldPlan(k, FOLD_TRAINED)

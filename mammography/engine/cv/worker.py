@@ -1,11 +1,11 @@
 """A parallel CV worker: ``python -m mammography.engine.cv.worker PARENT K [K ...]``.
 
-Started by ``crossval`` through the executor (``cv_executor``), one per
+Started by ``crossval`` through the executor (``cv.executor``), one per
 ``--cv-workers`` slot. It re-reads the parent run's settings (its
 config.yaml), prepares the same data once (the cache makes this cheap; the
 manifest digest must match the parent's, or the data changed under the run),
 and trains its folds one after another, each as the child run
-``PARENT/fold_K/results`` (``split_training.train_child``, as sequential CV
+``PARENT/fold_K/results`` (``train.split.train_child``, as sequential CV
 does), with the fold's images read from the parent's splits.csv. A fold the
 parent's plan (summary.json ``cross_validation``) says to continue starts from
 the interrupted run's last_checkpoint.pt.
@@ -35,15 +35,16 @@ def train_folds(parent_dir: Path, folds: list[int]) -> int:
     from mammography.engine.cv.resume import recorded_plan
     from mammography.engine.fusion import load_fusion
     from mammography.engine.train.split import ChildRunEnded, train_fold
-    from mammography.record.contract import FOLD_CONTINUED, SPLITS_FILE
     from mammography.record.placement import RunRef
     from mammography.record.reporter import ConsoleReporter
+    from mammography.record.view import RunView
 
     cfg = run_config(TrainConfig, parent_dir)
     parent = RunRef.load(parent_dir)
+    parent_view = RunView(Path(parent_dir), parent.document)
     out = ConsoleReporter()
     data = prepare_data(cfg, None, out, progress=False)
-    expected = (parent.document.get("data_config") or {}).get("manifest_digest")
+    expected = parent_view.section("data_config").get("manifest_digest")
     if data.manifest_digest != expected:
         raise DataError(f"The data of {parent_dir} changed while its cross-validation ran "
                         f"(manifest digest {data.manifest_digest[:12]}, the run's "
@@ -52,11 +53,10 @@ def train_folds(parent_dir: Path, folds: list[int]) -> int:
     fusion = load_fusion(cfg.embeddings_dir, paths, data.table.dicom_root, out)
     for fold in folds:
         announce(fold)
-        split = fold_split(parent_dir / SPLITS_FILE, paths, data.table.dicom_root, fold)
+        split = fold_split(parent_view.splits, paths, data.table.dicom_root, fold)
         plan = recorded_plan(parent_dir, parent.document, fold)
         try:
-            train_fold(parent, fold, cfg, data, split, fusion,
-                       resume_from=plan.source if plan.origin == FOLD_CONTINUED else None)
+            train_fold(parent, fold, cfg, data, split, fusion, resume_from=plan.continued_run())
         except ChildRunEnded as ended:  # recorded in the fold's own run directory
             return ended.exit_code
     return 0

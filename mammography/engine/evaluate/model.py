@@ -19,28 +19,23 @@ import torch
 
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
-from mammography.data.preprocess import PreprocessSettings
 from mammography.data.table.records import LabelTable
-from mammography.engine.checkpoint import model_from_best
-from mammography.engine.evaluate.sources import ModelSource, own_validation_split
 from mammography.engine.scoring import embeddings_for, score_table
+from mammography.engine.trained_run import TrainedRun, checkpoint_preprocessing
 from mammography.errors import DataError
 from mammography.metrics.calibration import apply_temperature, fit_temperature, reliability_bins
 from mammography.metrics.evaluation import LEVELS, evaluate_levels, levels, subgroup_rows
 from mammography.record.contract import (
-    BEST_MODEL_FILE,
     EVAL_METRICS_CSV,
     EVAL_METRICS_JSON,
-    EVAL_MODELS_DIR,
-    MANIFEST_FILE,
     PREDICTIONS_BREAST,
     PREDICTIONS_EXAM,
     PREDICTIONS_IMAGE,
     SUBGROUPS_FILE,
-    VAL_PREDICTIONS,
 )
-from mammography.record.jsonio import read_json, write_json_atomic
+from mammography.record.jsonio import write_json_atomic
 from mammography.record.protocol import RunContext
+from mammography.record.view import RunFiles
 from mammography.report.tables import write_level_rows_csv
 
 #: Breakdowns from the DICOM headers, and the levels each makes sense at.
@@ -50,7 +45,7 @@ HEADER_SUBGROUPS = {"manufacturer": LEVELS, "view": ("image",),
 
 @dataclass
 class ModelEvaluation:
-    source: ModelSource
+    source: TrainedRun
     table: LabelTable
     labels: np.ndarray  # class indices of table.images
     probs: np.ndarray  # N x 4, after calibration when asked
@@ -71,12 +66,13 @@ class ModelEvaluation:
         return tuple(sorted(str(r.path) for r in self.table.images))
 
 
-def evaluate_model(cfg: EvalConfig, run: RunContext, source: ModelSource,
+def evaluate_model(cfg: EvalConfig, run: RunContext, source: TrainedRun,
                    shared_table: LabelTable | None, device: torch.device) -> ModelEvaluation:
     """Score ``source``'s model on ``shared_table`` (``--csv``) or its own validation split."""
-    model, payload = model_from_best(source.run_dir / BEST_MODEL_FILE)
-    table = shared_table or own_validation_split(source)
-    cache = ImageCache(PreprocessSettings(**payload["preprocess"]), cfg.cache_dir, cfg.cache)
+    model, payload = source.load_model()
+    table = shared_table or source.own_validation_split()
+    cache = ImageCache(checkpoint_preprocessing(payload.get("preprocess"), source.best_model),
+                       cfg.cache_dir, cfg.cache)
     report = cache.build([r.path for r in table.images], workers=cfg.workers, out=run)
     if report.failed:
         for path, reason in report.failed.items():
@@ -100,7 +96,7 @@ def evaluate_model(cfg: EvalConfig, run: RunContext, source: ModelSource,
                               bootstrap=cfg.bootstrap, seed=cfg.seed)
     metrics["calibration"] = calibration
     metrics["reliability"] = _reliability(labels, probs, records)
-    folder = run.dir / EVAL_MODELS_DIR / source.label
+    folder = RunFiles(run.dir).model_dir(source.label)
     evaluation = ModelEvaluation(source, table, labels, probs, metrics, payload, folder,
                                  evaluated_on="its validation split" if shared_table is None
                                  else f"{Path(cfg.csv).name if cfg.csv else 'given data'}")
@@ -115,9 +111,9 @@ def evaluate_model(cfg: EvalConfig, run: RunContext, source: ModelSource,
     return evaluation
 
 
-def _calibration(run: RunContext, source: ModelSource, own_split: bool) -> dict[str, Any]:
+def _calibration(run: RunContext, source: TrainedRun, own_split: bool) -> dict[str, Any]:
     """The temperature fitted on the training run's validation predictions."""
-    path = source.run_dir / VAL_PREDICTIONS
+    path = source.view.val_predictions
     if not path.is_file():
         raise DataError(f"--calibrate needs {path} (the run's validation predictions) to fit "
                         "a temperature on.")
@@ -175,15 +171,12 @@ def _group_value(record: Any, name: str) -> str:
     return record.fields.get(name, "")
 
 
-def data_shift(source: ModelSource, table: LabelTable) -> list[str]:
-    """What the evaluated data has that the model's training data never had."""
+def data_shift(source: TrainedRun, table: LabelTable) -> list[str]:
+    """What the evaluated data has that the model's training data never had (nothing
+    when its training data has no fingerprint to compare with)."""
     from mammography.data.fingerprint import acquisition_fingerprint, compare_fingerprints
 
-    manifest = source.run_dir / MANIFEST_FILE
-    try:
-        trained = read_json(manifest).get("fingerprint")
-    except (OSError, ValueError):
-        trained = None
+    trained = source.training_fingerprint().fingerprint
     if not trained:
         return []
     return compare_fingerprints(trained, acquisition_fingerprint(table.images))

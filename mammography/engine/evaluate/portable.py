@@ -17,7 +17,6 @@ import torch
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
 from mammography.data.table.records import LabelTable
-from mammography.engine.evaluate.sources import ModelSource
 from mammography.engine.export import (
     PARITY_TOLERANCE,
     export_onnx,
@@ -26,8 +25,8 @@ from mammography.engine.export import (
     input_shape,
     preprocessing_card,
 )
+from mammography.engine.trained_run import TrainedRun
 from mammography.record.contract import (
-    BEST_MODEL_FILE,
     EXPORT_DIR,
     ONNX_MODEL_FILE,
     PREPROCESSING_CARD,
@@ -36,7 +35,7 @@ from mammography.record.contract import (
 from mammography.record.protocol import RunContext
 
 
-def export_model(cfg: EvalConfig, run: RunContext, source: ModelSource, model: torch.nn.Module,
+def export_model(cfg: EvalConfig, run: RunContext, source: TrainedRun, model: torch.nn.Module,
                  payload: dict[str, Any], table: LabelTable, cache: ImageCache,
                  embeddings: np.ndarray | None, folder: Path) -> dict[str, Any] | None:
     """Export ``model`` (``--export``) with its preprocessing card, checked to give the
@@ -57,8 +56,7 @@ def export_model(cfg: EvalConfig, run: RunContext, source: ModelSource, model: t
     else:
         export_onnx(model, shape, path)
     write_json_atomic(export_dir / PREPROCESSING_CARD,
-                      preprocessing_card(payload, source.run_dir / BEST_MODEL_FILE, cfg.export,
-                                         name))
+                      preprocessing_card(payload, source.best_model, cfg.export, name))
     count = min(len(table.images), 32)
     x = torch.stack([torch.from_numpy(np.array(cache.load(r.path)))[None]
                      for r in table.images[:count]])

@@ -30,23 +30,19 @@ import numpy as np
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
 from mammography.data.pipeline import load_table, write_data_manifest
-from mammography.data.preprocess import PreprocessSettings
 from mammography.data.table.records import LabelTable
 from mammography.domain import CLASS_NAMES
 from mammography.engine.device import select_device
 from mammography.engine.evaluate.model import ModelEvaluation, evaluate_model
-from mammography.engine.evaluate.sources import expand_runs
+from mammography.engine.trained_run import checkpoint_preprocessing, open_models
 from mammography.errors import DataError
 from mammography.metrics.evaluation import LEVELS, paired_comparison
 from mammography.record.contract import (
-    BEST_MODEL_FILE,
     COMPARISON_RUNS_FILE,
     EVAL_SUMMARY_FILE,
-    MANIFEST_FILE,
     MODEL_CARD_FILE,
     PAIRED_COMPARISON_FILE,
 )
-from mammography.record.jsonio import read_json
 from mammography.record.protocol import RunContext
 from mammography.report.tables import write_rows_csv
 
@@ -55,9 +51,8 @@ PAIRED_RESAMPLES = 1000  # when --bootstrap 0 still asks for a paired comparison
 
 def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
     run.log("Starting evaluation")
-    sources = expand_runs(cfg.run)
-    run.add_based_on([{"run_dir": str(s.run_dir.resolve()), "run_id": s.summary.get("run_id"),
-                       "relation": "evaluation"} for s in sources])
+    sources = open_models(cfg.run)
+    run.add_based_on([s.link("evaluation") for s in sources])
     device = select_device(cfg.device)
     shared_table = load_table(cfg, run) if cfg.csv is not None else None
     if shared_table is not None:
@@ -73,8 +68,8 @@ def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
         evaluations.append(evaluation)
     paired = _paired(cfg, run, evaluations)
     evaluated = {str(r.path): r for e in evaluations for r in e.table.images}
-    union = LabelTable(list(evaluated.values()), [], cfg.csv or Path(sources[0].summary.get(
-        "data_config", {}).get("csv", "")), shared_table.dicom_root if shared_table else None,
+    union = LabelTable(list(evaluated.values()), [], cfg.csv or Path(
+        sources[0].data_config.get("csv", "")), shared_table.dicom_root if shared_table else None,
         "evaluation", len(evaluated))
     manifest = write_data_manifest(run.dir, union, run)
     run.update(data_config={"csv": str(cfg.csv) if cfg.csv else None,
@@ -115,15 +110,15 @@ def _log_headline(run: RunContext, evaluation: ModelEvaluation) -> None:
 
 def _export(cfg: EvalConfig, run: RunContext, evaluation: ModelEvaluation
             ) -> dict[str, Any] | None:
-    from mammography.engine.checkpoint import model_from_best
     from mammography.engine.evaluate.portable import export_model
     from mammography.engine.scoring import embeddings_for
 
     if cfg.export == "none":
         return None
     source, payload = evaluation.source, evaluation.payload
-    model, _ = model_from_best(source.run_dir / BEST_MODEL_FILE)  # a fresh CPU copy
-    cache = ImageCache(PreprocessSettings(**payload["preprocess"]), cfg.cache_dir, cfg.cache)
+    model, _ = source.load_model()  # a fresh CPU copy
+    cache = ImageCache(checkpoint_preprocessing(payload.get("preprocess"), source.best_model),
+                       cfg.cache_dir, cfg.cache)
     return export_model(cfg, run, source, model, payload, evaluation.table, cache,
                         embeddings_for(payload, evaluation.table, run), evaluation.folder)
 
@@ -133,17 +128,14 @@ def _write_card(cfg: EvalConfig, evaluation: ModelEvaluation) -> None:
     from mammography.report.model_card import render_model_card
 
     source = evaluation.source
-    try:
-        fingerprint = read_json(source.run_dir / MANIFEST_FILE).get("fingerprint")
-    except (OSError, ValueError):
-        fingerprint = None
+    fingerprint = (source.manifest or {}).get("fingerprint")
     evaluated_on = (f"{cfg.csv} (--csv)" if cfg.csv else
                     "the training run's own validation split")
     text = render_model_card(
         label=evaluation.label, training=source.summary, training_fingerprint=fingerprint,
         evaluation=evaluation.metrics, evaluated_on=evaluated_on, external=cfg.csv is not None,
         subgroups=evaluation.subgroups, shift=evaluation.shift,
-        weights_sha256=sha256(source.run_dir / BEST_MODEL_FILE), bootstrap=cfg.bootstrap)
+        weights_sha256=sha256(source.best_model), bootstrap=cfg.bootstrap)
     (evaluation.folder / MODEL_CARD_FILE).write_text(text, encoding="utf-8")
 
 
@@ -191,7 +183,7 @@ def _model_entry(e: ModelEvaluation) -> dict[str, Any]:
 
 
 def _summary_entry(e: ModelEvaluation) -> dict[str, Any]:
-    return {**_model_entry(e), "hyperparameters": e.source.summary.get("hyperparameters", {}),
+    return {**_model_entry(e), "hyperparameters": e.source.hyperparameters,
             "metrics": e.metrics, "export": e.export, "data_shift": e.shift}
 
 

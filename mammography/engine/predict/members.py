@@ -24,17 +24,17 @@ import torch
 
 from mammography.data.augment import GRAY_MEAN, GRAY_STD
 from mammography.data.preprocess import PreprocessSettings
+from mammography.engine.trained_run import TrainedRun, checkpoint_preprocessing, open_models
 from mammography.errors import InputError
 from mammography.record.contract import (
-    BEST_MODEL_FILE,
     EXPORT_DIR,
     FEATURES_FILE,
     PREPROCESSING_CARD,
     SummaryUnreadable,
     is_run_dir,
-    read_summary,
 )
 from mammography.record.reporter import Reporter
+from mammography.record.view import RunView
 
 
 @dataclass
@@ -49,11 +49,16 @@ class Member:
     arch: str | None
     embedding_dim: int
     model: Any  # the torch module, or the onnxruntime InferenceSession
-    run_dir: Path | None = None  # the training run (manifest, lineage); None when unknown
+    training: TrainedRun | None = None  # the training run (manifest, lineage); None: unknown
     run_id: str | None = None
     training_note: str | None = None  # why the training run is unknown
     payload: dict[str, Any] | None = None  # the checkpoint's payload (fusion: embedding run)
     providers: list[str] | None = None  # onnxruntime execution providers
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The training run's directory (None when unknown: ``training_note``)."""
+        return self.training.run_dir if self.training is not None else None
 
     def record(self) -> dict[str, Any]:
         """What summary.json says about this member."""
@@ -67,21 +72,18 @@ class Member:
 
 def members_from_runs(paths: list[Path]) -> list[Member]:
     """One member per model of each ``--run`` (a CV parent: one per fold)."""
-    from mammography.engine.checkpoint import model_from_best
-    from mammography.engine.evaluate.sources import expand_runs
-
     members = []
-    for source in expand_runs(paths):
-        path = source.run_dir / BEST_MODEL_FILE
-        model, payload = model_from_best(path)
+    for source in open_models(paths, command="predict"):
+        path = source.best_model
+        model, payload = source.load_model()
         normalization = _checked_normalization(payload.get("normalization"), path)
         check_embeddings_reachable(payload, path)
         members.append(Member(
             label=source.label, kind="checkpoint", file=path,
-            preprocess=_settings(payload.get("preprocess"), path), normalization=normalization,
-            arch=str(payload.get("arch")), embedding_dim=int(payload.get("embedding_dim", 0)),
-            model=model, run_dir=source.run_dir, run_id=source.summary.get("run_id"),
-            payload=payload))
+            preprocess=checkpoint_preprocessing(payload.get("preprocess"), path),
+            normalization=normalization, arch=str(payload.get("arch")),
+            embedding_dim=int(payload.get("embedding_dim", 0)), model=model, training=source,
+            run_id=source.run_id, payload=payload))
     return members
 
 
@@ -92,7 +94,8 @@ def members_from_onnx(paths: list[Path], device: torch.device) -> list[Member]:
     members = []
     for path in paths:
         card = read_card(path)
-        preprocess = _settings(card.get("preprocess"), path.parent / PREPROCESSING_CARD)
+        preprocess = checkpoint_preprocessing(card.get("preprocess"),
+                                              path.parent / PREPROCESSING_CARD)
         session, providers = open_session(path, device)
         inputs = session.get_inputs()
         expected, got = ["batch", 1, *preprocess.shape], list(inputs[0].shape)
@@ -101,7 +104,7 @@ def members_from_onnx(paths: list[Path], device: torch.device) -> list[Member]:
             raise InputError(f"--model {path} takes images of shape {got}, but its "
                              f"{PREPROCESSING_CARD} says {expected}: the card belongs to "
                              "another export. Copy the export folder as eval-export wrote it.")
-        run_dir, note, payload = training_run_of(card)
+        training, note, payload = training_run_of(card)
         embedding_dim = 0
         if len(inputs) > 1:  # a fusion model: its second input is the image's embedding
             if payload is None:
@@ -110,12 +113,12 @@ def members_from_onnx(paths: list[Path], device: torch.device) -> list[Member]:
                                  "the training run with --run where it is reachable.")
             check_embeddings_reachable(payload, path)
             embedding_dim = int(payload.get("embedding_dim", 0))
-        run_id = (read_summary(run_dir).get("run_id") if run_dir is not None else
+        run_id = (training.run_id if training is not None else
                   (card.get("source_checkpoint") or {}).get("run_id"))
         members.append(Member(
             label=_onnx_label(path), kind="onnx", file=path, preprocess=preprocess,
             normalization=_card_normalization(card, path), arch=card.get("arch"),
-            embedding_dim=embedding_dim, model=session, run_dir=run_dir, run_id=run_id,
+            embedding_dim=embedding_dim, model=session, training=training, run_id=run_id,
             training_note=note, payload=payload, providers=providers))
     seen: dict[str, int] = {}
     for member in members:  # two exports of one run (or same-named folders) must not collide
@@ -143,7 +146,7 @@ def read_card(model_path: Path) -> dict[str, Any]:
     return card
 
 
-def training_run_of(card: dict[str, Any]) -> tuple[Path | None, str | None,
+def training_run_of(card: dict[str, Any]) -> tuple[TrainedRun | None, str | None,
                                                   dict[str, Any] | None]:
     """(training run, why it is unknown, checkpoint payload) of an exported model.
 
@@ -166,10 +169,10 @@ def training_run_of(card: dict[str, Any]) -> tuple[Path | None, str | None,
     if not is_run_dir(path.parent):
         return None, f"{path.parent} (the folder of its source checkpoint) is not a run", None
     try:
-        read_summary(path.parent)
+        training = TrainedRun.of(RunView.read(path.parent))
     except SummaryUnreadable as exc:
         return None, f"its training run {path.parent} is unreadable: {exc}", None
-    return path.parent, None, load_safely(path, "best model")
+    return training, None, load_safely(path, "best model")
 
 
 def check_embeddings_reachable(payload: dict[str, Any], path: Path) -> None:
@@ -182,17 +185,6 @@ def check_embeddings_reachable(payload: dict[str, Any], path: Path) -> None:
                          "not reachable: a fusion model needs that run's features of every "
                          "image it scores. Restore the embedding run (it must cover the "
                          "images), or score a model trained without --embeddings-dir.")
-
-
-def _settings(recorded: Any, where: Path) -> PreprocessSettings:
-    if not isinstance(recorded, dict):
-        raise InputError(f"{where} records no preprocessing settings; it was not written by "
-                         "this package's train-density / eval-export.")
-    try:
-        return PreprocessSettings(**recorded)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{where} records preprocessing settings this version does not "
-                         f"understand ({exc}); score it with the version that wrote it.") from None
 
 
 def _checked_normalization(recorded: Any, path: Path) -> dict[str, float]:

@@ -33,15 +33,11 @@ from mammography.engine.train.loop import PassOutput, evaluate, train_one_epoch
 from mammography.engine.train.schedule import EpochSchedule
 from mammography.errors import InputError, RunInterrupted
 from mammography.metrics import aggregate_by_exam, classification_metrics, format_metrics
-from mammography.record.contract import (
-    BEST_MODEL_FILE,
-    HISTORY_CSV,
-    HISTORY_JSON,
-    LAST_CHECKPOINT_FILE,
-)
+from mammography.record.contract import LAST_CHECKPOINT_FILE
 from mammography.record.jsonio import write_text_atomic
 from mammography.record.progress import eta_line, progress_bar
 from mammography.record.protocol import RunContext
+from mammography.record.view import RunFiles
 
 
 @dataclass
@@ -113,7 +109,7 @@ def save_last(ctx: FitContext, state: FitState) -> None:
         "arch": ctx.arch,
         "seed": ctx.seed,
         "epochs": ctx.epochs,
-    }, ctx.run_dir / LAST_CHECKPOINT_FILE)
+    }, RunFiles(ctx.run_dir).last_checkpoint)
 
 
 def restore(ctx: FitContext, checkpoint: dict[str, Any]) -> FitState:
@@ -136,7 +132,8 @@ def restore(ctx: FitContext, checkpoint: dict[str, Any]) -> FitState:
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """Both history files, each complete or absent (a kill mid-write keeps the old one)."""
-    write_text_atomic(run_dir / HISTORY_JSON, json.dumps(history, indent=2) + "\n")
+    files = RunFiles(run_dir)
+    write_text_atomic(files.history_json, json.dumps(history, indent=2) + "\n")
     columns: list[str] = []
     for row in history:
         columns += [k for k in row if k not in columns]
@@ -144,7 +141,7 @@ def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    write_text_atomic(run_dir / HISTORY_CSV, buffer.getvalue())
+    write_text_atomic(files.history_csv, buffer.getvalue())
 
 
 def _pass_metrics(out: PassOutput) -> dict[str, Any]:
@@ -284,7 +281,7 @@ def fit(ctx: FitContext, state: FitState, *, run: RunContext,
                                              metrics=metrics["image"], preprocess=ctx.preprocess,
                                              normalization=ctx.normalization,
                                              extra=ctx.checkpoint_extra),
-                                ctx.run_dir / BEST_MODEL_FILE)
+                                RunFiles(ctx.run_dir).best_model)
                 log(f"✓ New best model (kappa: {kappa:.3f})")
             else:
                 state.epochs_without_improvement += 1

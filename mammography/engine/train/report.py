@@ -1,6 +1,6 @@
 """What a finished split leaves behind: predictions, metrics, plots and Grad-CAM of the best epoch.
 
-Called once training on a split ends (``split_training.train_split``); only
+Called once training on a split ends (``train.split.train_split``); only
 the primary process writes (every rank holds the same best-epoch state).
 """
 
@@ -18,13 +18,9 @@ from mammography.engine.checkpoint import load_safely
 from mammography.engine.fusion import Fusion
 from mammography.engine.train.fit import FitContext, FitState
 from mammography.engine.train.result import SplitResult
-from mammography.record.contract import (
-    BEST_MODEL_FILE,
-    SUMMARY_FILE,
-    VAL_METRICS_CSV,
-    VAL_METRICS_JSON,
-)
+from mammography.record.contract import VAL_METRICS_CSV, VAL_METRICS_JSON
 from mammography.record.protocol import RunContext
+from mammography.record.view import RunFiles
 from mammography.report.predictions import write_predictions
 from mammography.report.tables import write_level_columns_csv
 
@@ -37,7 +33,7 @@ def finish_split(cfg: TrainConfig, run: RunContext, data: PreparedData, ctx: Fit
     breast = _breast_metrics(data, state, val_idx)
     if run.is_primary:
         _write_artifacts(run, data, ctx, state, val_idx, fusion, breast)
-    best_path = run.dir / BEST_MODEL_FILE
+    best_path = RunFiles(run.dir).best_model
     run.log("")
     run.log("Training Complete")
     run.log("-----------------")
@@ -51,7 +47,7 @@ def finish_split(cfg: TrainConfig, run: RunContext, data: PreparedData, ctx: Fit
                         "stopped_by": state.stopped_by,
                         "history_last": state.history[-1] if state.history else None})
     return SplitResult(state.best_epoch, state.best_metrics, state.best_exam_metrics,
-                       len(train_idx), len(val_idx), run.dir / SUMMARY_FILE,
+                       len(train_idx), len(val_idx), RunFiles(run.dir).summary_file,
                        state.history, state.stopped_by, breast)
 
 
@@ -112,7 +108,7 @@ def _gradcam(run: RunContext, ctx: FitContext, data: PreparedData, records: list
              title: str) -> None:
     from mammography.report.gradcam import gradcam, pick_samples, save_montage, title_for
 
-    best = load_safely(run.dir / BEST_MODEL_FILE, "best model")
+    best = load_safely(RunFiles(run.dir).best_model, "best model")
     ctx.module.load_state_dict(best["state_dict"])
     samples = []
     for row in pick_samples(labels, probs):

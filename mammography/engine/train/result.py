@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from mammography.domain import NUM_CLASSES
-from mammography.record.contract import SUMMARY_FILE, VAL_METRICS_JSON, read_summary
 from mammography.record.jsonio import read_json
+from mammography.record.view import RunView
 
 
 @dataclass
@@ -57,8 +57,9 @@ def count_dict(indices: list[int]) -> dict[str, int]:
 
 def read_split_result(run_dir: Path) -> SplitResult:
     """A finished split's result, from its metrics and summary (parallel folds)."""
-    metrics = read_json(run_dir / VAL_METRICS_JSON)
-    data = read_summary(run_dir).get("data_config", {})
+    view = RunView.read(run_dir)
+    metrics = read_json(view.val_metrics)
+    data = view.section("data_config")
     return SplitResult(metrics["best_epoch"], metrics["image"], metrics["exam"],
                        int(data.get("num_train", 0)), int(data.get("num_val", 0)),
-                       run_dir / SUMMARY_FILE, breast=metrics.get("breast") or {})
+                       view.summary_file, breast=metrics.get("breast") or {})

@@ -3,7 +3,7 @@
 A resumed run is a new run directory that continues training exactly where an
 old one stopped, with ``based_on`` pointing back (relation ``resume``): a
 single run, one CV fold continued as a single run, or an interrupted fold
-inside a continued cross-validation (``cv_resume``). All of them refuse data
+inside a continued cross-validation (``cv.resume``). All of them refuse data
 that is not the data the old run trained on, and load the checkpoint the
 same way.
 """
@@ -21,57 +21,54 @@ from mammography.data.pipeline import PreparedData
 from mammography.data.splits import read_splits_csv, relative_path
 from mammography.durations import now
 from mammography.engine.checkpoint import load_safely
+from mammography.engine.trained_run import TrainedRun
 from mammography.errors import DataError, InputError
-from mammography.record.contract import (
-    BEST_MODEL_FILE,
-    LAST_CHECKPOINT_FILE,
-    SPLITS_FILE,
-    read_summary,
-)
+from mammography.record.contract import SPLITS_FILE
+from mammography.record.view import RunFiles, RunView
 from mammography.runs.discover import crash_reason, default_stale_after
 
 
-def resume_link(run_dir: Path, summary: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The ``based_on`` entry of a run that continues ``run_dir``."""
-    summary = read_summary(run_dir) if summary is None else summary
-    return {"run_dir": str(Path(run_dir).resolve()), "run_id": summary.get("run_id"),
-            "relation": "resume", "git_commit": summary.get("git_commit")}
+def resume_link(previous: TrainedRun) -> dict[str, Any]:
+    """The ``based_on`` entry of a run that continues ``previous``."""
+    return previous.link("resume", commit=True)
 
 
-def check_same_data(previous: Path, data: PreparedData) -> None:
+def check_same_data(previous: TrainedRun, data: PreparedData) -> None:
     """Refuse (exit 2) data whose manifest digest is not the one ``previous`` recorded:
     continuing on other images would silently mix two experiments."""
-    recorded = (read_summary(previous).get("data_config") or {}).get("manifest_digest")
+    recorded = previous.manifest_digest
     if recorded == data.manifest_digest:
         return
     if not recorded:
-        raise DataError(f"--resume {previous}: that run recorded no data manifest digest (it "
-                        "stopped before it had read its data), so there is nothing to "
-                        "continue; start a new run.")
-    raise DataError(f"--resume {previous}: the data changed since that run (data manifest "
-                    f"digest {data.manifest_digest} now, {recorded} in the run). A resumed "
-                    "run must see the same images and labels: point --csv/--dicom-root at "
-                    "the run's data, or start a new run.")
+        raise DataError(f"--resume {previous.run_dir}: that run recorded no data manifest "
+                        "digest (it stopped before it had read its data), so there is nothing "
+                        "to continue; start a new run.")
+    raise DataError(f"--resume {previous.run_dir}: the data changed since that run (data "
+                    f"manifest digest {data.manifest_digest} now, {recorded} in the run). A "
+                    "resumed run must see the same images and labels: point --csv/--dicom-root "
+                    "at the run's data, or start a new run.")
 
 
-def load_checkpoint(source: Path, run_dir: Path) -> dict[str, Any]:
+def load_checkpoint(source: TrainedRun, run_dir: Path) -> dict[str, Any]:
     """``source``'s last_checkpoint.pt; its best_model.pt is copied into ``run_dir``
     first (the best epoch may predate the resume, and then no later epoch rewrites it)."""
-    checkpoint = load_safely(Path(source) / LAST_CHECKPOINT_FILE, "checkpoint")
-    best = Path(source) / BEST_MODEL_FILE
+    checkpoint = load_safely(source.last_checkpoint, "checkpoint")
+    best = source.best_model
     if best.is_file():
         load_safely(best, "best model")  # refuse a bad file before copying it
-        shutil.copy2(best, Path(run_dir) / BEST_MODEL_FILE)
+        shutil.copy2(best, RunFiles(run_dir).best_model)
     return checkpoint
 
 
-def recorded_split(run_dir: Path, data: PreparedData) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices into ``data`` of the split ``run_dir/splits.csv`` records
+def recorded_split(previous: TrainedRun, data: PreparedData
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices into ``data`` of the split ``previous``'s splits.csv records
     (a CV fold's own split: the one it must go on training on)."""
-    path = Path(run_dir) / SPLITS_FILE
+    path = previous.view.splits
     if not path.is_file():
-        raise DataError(f"--resume {run_dir}: {SPLITS_FILE} is missing, so the fold's split "
-                        "is unknown; resume the cross-validation it belongs to instead.")
+        raise DataError(f"--resume {previous.run_dir}: {SPLITS_FILE} is missing, so the "
+                        "fold's split is unknown; resume the cross-validation it belongs to "
+                        "instead.")
     side = {row["image_path"]: row["split"] for _, row in read_splits_csv(path)}
     train, val = [], []
     for i, record in enumerate(data.table.images):
@@ -86,15 +83,15 @@ def recorded_split(run_dir: Path, data: PreparedData) -> tuple[np.ndarray, np.nd
     return np.asarray(train, dtype=np.int64), np.asarray(val, dtype=np.int64)
 
 
-def check_not_running(run_dir: Path, summary: dict[str, Any]) -> None:
+def check_not_running(view: RunView) -> None:
     """Refuse (exit 2) to continue a run whose process may still be writing it."""
-    if summary.get("status") != "running":
+    if view.status != "running":
         return
-    if crash_reason(summary, stale_after=default_stale_after(), when=now(),
+    if crash_reason(view.summary, stale_after=default_stale_after(), when=now(),
                     hostname=socket.gethostname(), alive={}) is not None:
         return  # crashed: its process is gone, or it stopped beating
-    execution = summary.get("execution") or {}
-    raise InputError(f"--resume {run_dir}: that run is still running (pid "
+    execution = view.section("execution")
+    raise InputError(f"--resume {view.dir}: that run is still running (pid "
                      f"{execution.get('pid')} on {execution.get('hostname')}, last heartbeat "
                      f"{execution.get('heartbeat')}). Stop it first (Ctrl-C or SIGTERM saves "
                      "a checkpoint), then resume it.")

@@ -36,6 +36,7 @@ from mammography.engine.train.fit import FitContext, FitState, fit, restore
 from mammography.engine.train.result import SplitResult, count_dict
 from mammography.engine.train.resume import load_checkpoint, resume_link
 from mammography.engine.train.schedule import EpochSchedule, build_optimizer
+from mammography.engine.trained_run import TrainedRun
 from mammography.models.factory import (
     IN_CHANS,
     apply_freezing,
@@ -45,8 +46,9 @@ from mammography.models.factory import (
     parameter_groups,
     weights_source,
 )
-from mammography.record.contract import MANIFEST_FILE, SPLITS_FILE, fold_name
+from mammography.record.contract import fold_name
 from mammography.record.protocol import RunContext
+from mammography.record.view import RunFiles, RunView
 
 #: Called after every epoch with (epoch, history row); a returned text stops
 #: training there and says why (an HPO pruner).
@@ -120,18 +122,19 @@ def warn_missing_classes(run: RunContext, train_labels: list[int],
 
 
 def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx: np.ndarray,
-                val_idx: np.ndarray, *, resume: dict[str, Any] | None = None,
-                resumed_from: Path | None = None, fusion: Fusion | None = None,
+                val_idx: np.ndarray, *, resumed_from: TrainedRun | None = None,
+                fusion: Fusion | None = None,
                 epoch_callback: EpochCallback | None = None) -> SplitResult:
-    """Train on ``train_idx``, validate on ``val_idx``, inside the open run ``run``;
-    ``resume`` is the last_checkpoint.pt of ``resumed_from`` to continue from."""
+    """Train on ``train_idx``, validate on ``val_idx``, inside the open run ``run``,
+    continuing from the last_checkpoint.pt of ``resumed_from`` when given."""
     from mammography.engine.train.report import finish_split
 
+    resume = load_checkpoint(resumed_from, run.dir) if resumed_from is not None else None
     images = data.table.images
     assert_disjoint(images, train_idx, val_idx)  # SplitLeakError (exit 1): a bug, not input
     assignment = {int(i): "train" for i in train_idx} | {int(i): "val" for i in val_idx}
     if run.is_primary:
-        write_splits_csv(run.dir / SPLITS_FILE,
+        write_splits_csv(RunFiles(run.dir).splits,
                          split_rows(images, data.table.dicom_root, assignment))
     train_labels = [images[i].class_index for i in train_idx]
     val_labels = [images[i].class_index for i in val_idx]
@@ -148,7 +151,7 @@ def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx
                          and resume is None, weights=cfg.weights if resume is None else None,
                          embedding_dim=fusion.dim if fusion else 0,
                          allow_partial=cfg.allow_partial_weights)
-    weights = _weights_record(cfg, run, model, resume is not None)
+    weights = _weights_record(run, model, resumed_from)
     freezing = apply_freezing(model, cfg.freeze_backbone, cfg.unfreeze_last_block)
     total, trainable = parameter_counts(model)
     run.log(f"Initializing {cfg.arch} (freeze_backbone={cfg.freeze_backbone}, "
@@ -206,26 +209,24 @@ def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx
                           "embeddings_run_dir": str(fusion.run_dir) if fusion else None},
         channels_last=channels_last, epoch_callback=epoch_callback, dist=ddp)
     state = FitState()
-    if resume is not None:
+    if resume is not None and resumed_from is not None:
         state = restore(ctx, resume)
-        run.log(f"Resuming from {resumed_from or cfg.resume} after epoch {state.epoch} "
+        run.log(f"Resuming from {resumed_from.run_dir} after epoch {state.epoch} "
                 f"(best so far: epoch {state.best_epoch}, kappa {state.best_kappa:.3f})")
     state = fit(ctx, state, run=run)
     return finish_split(cfg, run, data, ctx, state, train_idx, val_idx, fusion)
 
 
-def _weights_record(cfg: TrainConfig, run: RunContext, model: torch.nn.Module,
-                    resumed: bool) -> dict[str, Any]:
+def _weights_record(run: RunContext, model: torch.nn.Module,
+                    resumed_from: TrainedRun | None) -> dict[str, Any]:
     """Log where the weights came from and return model_config's pretrained/weights.
 
     A resumed run's weights come from its checkpoint; it records the source of
     the run it continues (what the weights were first initialised from).
     """
-    if resumed and cfg.resume is not None:
-        from mammography.record.contract import read_summary
-
-        previous = read_summary(cfg.resume).get("model_config") or {}
-        run.log(f"Weights: from {cfg.resume} (resumed; first initialised from "
+    if resumed_from is not None:
+        previous = resumed_from.model_config
+        run.log(f"Weights: from {resumed_from.run_dir} (resumed; first initialised from "
                 f"{previous.get('pretrained', 'unknown')})")
         return {"pretrained": previous.get("pretrained"), "weights": previous.get("weights"),
                 "resumed_from_checkpoint": True}
@@ -293,18 +294,18 @@ def train_child(parent: Any, name: str, cfg: TrainConfig, train: Callable[[RunCo
     continues). ``on_start``/``on_result`` are the caller's hooks inside the child
     (a tune trial records its ``optuna_trial.json`` and objective there).
     """
-    document = parent.document or {}
-    source = manifest if manifest is not None else Path(parent.dir) / MANIFEST_FILE
+    parent_view = RunView(Path(parent.dir), parent.document or {})
+    source = manifest if manifest is not None else parent_view.manifest
     child = open_child(parent, name, cfg, integration, settings_of_parent)
     with child:
         if on_start is not None:
             on_start(child, None)
-        shutil.copy2(source, child.dir / MANIFEST_FILE)
-        child.update(data_config=document.get("data_config") or {})
+        shutil.copy2(source, RunFiles(child.dir).manifest)
+        child.update(data_config=dict(parent_view.section("data_config")))
         # The embeddings a child fuses are its parent's; other links (resume, --based-on)
         # describe how the parent came about, not the child.
-        child.add_based_on([link for link in document.get("based_on") or []
-                            if link.get("relation") == "fusion"] + (based_on or []))
+        child.add_based_on([dict(link.record) for link in parent_view.based_on
+                            if link.relation == "fusion"] + (based_on or []))
         result = train(child)
         if on_result is not None:
             on_result(child, result)
@@ -315,14 +316,13 @@ def train_child(parent: Any, name: str, cfg: TrainConfig, train: Callable[[RunCo
 
 def train_fold(parent: Any, fold: int, cfg: TrainConfig, data: PreparedData,
                split: tuple[np.ndarray, np.ndarray], fusion: Fusion | None,
-               resume_from: Path | None = None) -> SplitResult:
+               resume_from: TrainedRun | None = None) -> SplitResult:
     """CV fold ``fold`` as the child run ``parent/fold_<fold>/results`` (sequential CV in
     the parent's process, or a parallel CV worker with a reference to the parent);
     ``resume_from``: an interrupted run of this fold whose checkpoint it continues."""
     def train(child: RunContext) -> SplitResult:
-        resume = load_checkpoint(resume_from, child.dir) if resume_from is not None else None
-        result = train_split(cfg, child, data, *split, resume=resume,
-                             resumed_from=resume_from, fusion=fusion)
+        result = train_split(cfg, child, data, *split, resumed_from=resume_from,
+                             fusion=fusion)
         child.set_results(**result.headline())
         return result
 

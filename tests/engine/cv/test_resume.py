@@ -26,10 +26,12 @@ from mammography.config.runs import RunsLineageConfig, RunsListConfig
 from mammography.config.train import TrainConfig
 from mammography.engine.cv.resume import metrics_digest, recorded_plan, resume_plan
 from mammography.engine.train.resume import check_not_running
+from mammography.engine.trained_run import TrainedRun
 from mammography.errors import DataError, InputError
 from mammography.record.contract import CV_RECORD
 from mammography.record.document import now_iso
 from mammography.record.processes import pid_alive, threads_per_worker
+from mammography.record.view import RunView
 from mammography.runs.lineage import run_lineage
 from mammography.runs.listing import run_list
 from tests.helpers import child_env, read_summary, run_cli
@@ -78,7 +80,8 @@ def crafted_parent(root: Path) -> Path:
 
 def plan_of(parent: Path, new: Path) -> tuple[list, PlanRun]:
     run = PlanRun(new)
-    return resume_plan(TrainConfig(resume=parent, cv_folds=3), run), run
+    return resume_plan(TrainedRun.open(parent), TrainConfig(resume=parent, cv_folds=3).cv_folds,
+                       run), run
 
 
 def test_completed_folds_are_reused_the_stopped_one_continued_the_rest_trained(tmp_path):
@@ -121,7 +124,7 @@ def test_a_resumed_resume_finds_the_folds_its_parent_reused(tmp_path):
 
 
 def test_eval_export_of_a_resumed_parent_finds_the_folds_it_reused(tmp_path):
-    from mammography.engine.evaluate.recipe import expand_runs
+    from mammography.engine.trained_run import open_models
 
     first = crafted_parent(tmp_path)
     plans, second_run = plan_of(first, tmp_path / "results_2")
@@ -130,7 +133,7 @@ def test_eval_export_of_a_resumed_parent_finds_the_folds_it_reused(tmp_path):
     (second / "cv_summary.json").write_text("{}")
     for k in (2, 3):
         summary(second / f"fold_{k}" / "results", status="completed", fold=k)
-    sources = expand_runs([second])
+    sources = open_models([second])
     assert [s.run_dir for s in sources] == [first / "fold_1" / "results",
                                             second / "fold_2" / "results",
                                             second / "fold_3" / "results"]
@@ -139,7 +142,7 @@ def test_eval_export_of_a_resumed_parent_finds_the_folds_it_reused(tmp_path):
     # a reused fold that is gone: refused, not evaluated as a 2-fold CV
     shutil.rmtree(first / "fold_1")
     with pytest.raises(InputError, match="the runs of folds 1 are gone"):
-        expand_runs([second])
+        open_models([second])
 
 
 def test_a_fold_without_checkpoint_trains_again_and_splits_must_match(tmp_path):
@@ -157,9 +160,9 @@ def test_a_run_whose_process_lives_is_not_resumed(tmp_path):
                    execution={"pid": os.getpid(), "hostname": socket.gethostname(),
                               "heartbeat": now_iso()})
     with pytest.raises(InputError, match="is still running"):
-        check_not_running(live, read_summary(live))
+        check_not_running(RunView.read(live))
     gone = summary(tmp_path / "gone", status="running")  # pid 999999999 is gone
-    check_not_running(gone, read_summary(gone))
+    check_not_running(RunView.read(gone))
 
 
 # ------------------------------------------------------------------ end to end (slow)

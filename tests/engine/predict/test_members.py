@@ -118,19 +118,25 @@ def _card(folder: Path, source: Path | None, **fields) -> Path:
     return folder / "model.onnx"
 
 
+def _run_dir_of(found):
+    """training_run_of's answer with the training run as its folder."""
+    training, note, payload = found
+    return (training.run_dir if training is not None else None), note, payload
+
+
 def test_an_export_finds_its_training_run_by_checkpoint_checksum(tmp_path):
     run = write_model_run(tmp_path / "run")
     model = _card(tmp_path / "export", run / "best_model.pt")
-    run_dir, note, payload = training_run_of(read_card(model))
+    run_dir, note, payload = _run_dir_of(training_run_of(read_card(model)))
     assert run_dir == run and note is None and payload["arch"] == "test_efficientnet"
     # the checkpoint was replaced after the export: not the exported model's run
     write_model_run(tmp_path / "other", seed=5)
     (run / "best_model.pt").write_bytes((tmp_path / "other" / "best_model.pt").read_bytes())
-    run_dir, note, payload = training_run_of(read_card(model))
+    run_dir, note, payload = _run_dir_of(training_run_of(read_card(model)))
     assert run_dir is None and payload is None and "sha256 differs" in note
     # moved to another machine: the checkpoint is not there
     (run / "best_model.pt").unlink()
-    run_dir, note, _ = training_run_of(read_card(model))
+    run_dir, note, _ = _run_dir_of(training_run_of(read_card(model)))
     assert run_dir is None and "not reachable" in note
 
 
