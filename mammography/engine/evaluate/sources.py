@@ -104,3 +104,18 @@ def own_validation_split(source: ModelSource) -> LabelTable:
     csv_path = Path(data.get("csv", splits))
     return LabelTable(records, [], csv_path if csv_path.is_file() else splits, root,
                       "splits", len(records))
+
+
+def developed_on(source: ModelSource) -> tuple[set[str], set[str]] | None:
+    """(patients, exams) of every image a run trained or validated on, from its
+    splits.csv; None when it has none."""
+    splits = source.run_dir / SPLITS_FILE
+    if not splits.is_file():
+        return None
+    patients, exams = set(), set()
+    for _, row in read_splits_csv(splits):
+        if row.get("split") in ("", "unused"):
+            continue
+        patients.add(row.get("patient", ""))
+        exams.add(row.get("accession", ""))
+    return patients - {""}, exams - {""}
