@@ -100,7 +100,7 @@ class CbisDdsm:
             raise DataError("--dataset cbis-ddsm needs its case description CSVs (mass_/"
                             "calc_case_description_train_set.csv, ..._test_set.csv); pass "
                             "each with --csv.")
-        table = start_table(self, files)
+        table = start_table(self, files, cases[0])
         skip = RowExclusions(table, out)
         record = DatasetRecord(self.name, self.title, self.label_rule, self.layout, self.units,
                                file_entries(files))

@@ -69,7 +69,7 @@ class Embed:
     def read(self, files: DatasetFiles, request: TableRequest, out: Reporter) -> LabelTable:
         meta = files.one("metadata")
         assert meta is not None
-        table = start_table(self, files)
+        table = start_table(self, files, meta)
         skip = RowExclusions(table, out)
         record = DatasetRecord(self.name, self.title, self.label_rule, self.layout, self.units,
                                file_entries(files))

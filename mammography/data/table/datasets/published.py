@@ -87,7 +87,8 @@ class DatasetFiles:
 
     @property
     def tables(self) -> list[CsvTable]:
-        return [t for tables in self.by_role.values() for t in tables]
+        """Every file, in the dataset's order of roles (whatever order --csv gave)."""
+        return self.all(*(f.role for f in self.dataset.files))
 
 
 def recognise(dataset: PublishedDataset, tables: list[CsvTable], root: Path) -> DatasetFiles:
@@ -102,6 +103,8 @@ def recognise(dataset: PublishedDataset, tables: list[CsvTable], root: Path) -> 
                             f"{table.header[:8]} are none of {_expected(dataset)}. Pass the "
                             "publisher's files unchanged with --csv.")
         by_role[role].append(table)
+    for role_tables in by_role.values():  # one order, whatever order --csv named them in
+        role_tables.sort(key=lambda t: str(t.path))
     missing = [f for f in dataset.files if f.required and f.role not in by_role]
     if missing:
         raise DataError(f"--dataset {dataset.name} needs {', '.join(f.name for f in missing)} "
@@ -221,13 +224,13 @@ class DatasetRecord:
                 "official_sets": dict(sorted(sets.items())) or None, "notes": self.notes}
 
 
-def start_table(dataset: PublishedDataset, files: DatasetFiles) -> LabelTable:
-    """An empty table of ``files`` (csv_path: the first; csv_paths: all)."""
+def start_table(dataset: PublishedDataset, files: DatasetFiles, main: CsvTable) -> LabelTable:
+    """An empty table of ``files``: csv_path and csv_columns are ``main``'s, the file whose
+    rows are the images (and their fields, for subgroups); csv_paths all of them."""
     tables = files.tables
-    first = tables[0]
-    table = LabelTable([], [], first.path, files.root, dataset.name,
-                       sum(len(t.rows) for t in tables), csv_columns=list(first.header))
-    table.csv_paths = [t.path for t in tables]
+    table = LabelTable([], [], main.path, files.root, dataset.name,
+                       sum(len(t.rows) for t in tables), csv_columns=list(main.header))
+    table.csv_paths = [main.path, *(t.path for t in tables if t is not main)]
     return table
 
 

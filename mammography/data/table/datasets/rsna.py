@@ -49,7 +49,7 @@ class Rsna:
     def read(self, files: DatasetFiles, request: TableRequest, out: Reporter) -> LabelTable:
         csv = files.one("train")
         assert csv is not None
-        table = start_table(self, files)
+        table = start_table(self, files, csv)
         skip = RowExclusions(table, out)
         record = DatasetRecord(self.name, self.title, self.label_rule, self.layout, self.units,
                                file_entries(files))

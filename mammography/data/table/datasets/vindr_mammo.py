@@ -58,7 +58,7 @@ class VinDrMammo:
     def read(self, files: DatasetFiles, request: TableRequest, out: Reporter) -> LabelTable:
         csv = files.one("breast-level")
         assert csv is not None  # a required file (recognise)
-        table = start_table(self, files)
+        table = start_table(self, files, csv)
         skip = RowExclusions(table, out)
         record = DatasetRecord(self.name, self.title, self.label_rule, self.layout, self.units,
                                file_entries(files))

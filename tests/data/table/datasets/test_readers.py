@@ -204,3 +204,13 @@ def test_the_wrong_files_or_root_are_refused_naming_the_fix(downloads, tmp_path)
         load_label_table(rsna.csvs[0], rsna.root, out=CollectingReporter())
     with pytest.raises(ConfigError, match="'kaggle' is not one of vindr-mammo"):
         read(rsna, "kaggle")
+
+
+def test_the_order_of_the_files_given_changes_nothing(downloads):
+    layout = downloads["cbis-ddsm"]
+    forward, _ = read(layout, "cbis-ddsm")
+    backward, _ = read(layouts.Layout(layout.root, layout.csvs[::-1]), "cbis-ddsm")
+    assert backward.csv_paths == forward.csv_paths
+    assert [(r.path, r.label, r.split) for r in backward.images] == \
+        [(r.path, r.label, r.split) for r in forward.images]
+    assert backward.exclusions == forward.exclusions
