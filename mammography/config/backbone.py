@@ -22,6 +22,11 @@ class BackboneWeightsOptions(OptionGroup):
     weights: Path | None = setting(None, "Local weights file (.pt/.pth/.safetensors) for the "
                                    "backbone, loaded offline; a classifier's head is adapted.",
                                    metavar="FILE", group="model")
+    weights_prefix: str | None = setting(
+        None, "With --weights: where the backbone sits in a larger checkpoint, e.g. "
+        "image_encoder.model. in a Mammo-CLIP checkpoint (beside its text encoder). Default: "
+        "the file is the backbone, or the one prefix it fits under completely is found "
+        "(recorded).", metavar="PREFIX", group="model")
     allow_partial_weights: bool = setting(
         False, "With --weights: load only the backbone tensors that match by name and shape "
         "and leave the rest random (a WARNING, recorded in summary.json). By default a file "
@@ -31,6 +36,8 @@ class BackboneWeightsOptions(OptionGroup):
         found = []
         if self.weights is not None and not self.weights.is_file():
             found.append(f"--weights {self.weights} does not exist")
+        if self.weights_prefix is not None and self.weights is None:
+            found.append("--weights-prefix only applies with --weights FILE")
         if self.allow_partial_weights and self.weights is None:
             found.append("--allow-partial-weights only applies with --weights FILE")
         return found

@@ -7,9 +7,10 @@ default, one check (``own_problems``, collected by ``OptionGroup.group_problems`
 ==================  ==============================================  =====================
 group               options                                         commands
 ==================  ==============================================  =====================
-ImageSourceOptions  --csv --dicom-root --path-column                every one that reads
+ImageSourceOptions  --csv --dicom-root --dataset --path-column      every one that reads
                     --on-bad-image --max-bad-fraction               images
 LabelOptions        --label-column --include-class-5                all but predict
+SplitOptions        --split --official-split-leak                   all but predict
 PreprocessOptions   --img-size --crop-breast --multiframe           train, tune, embed,
                     --j2k-reduce                                    data (the others use
                                                                     the training run's)
@@ -21,7 +22,7 @@ InferenceOptions    LoaderOptions + --batch-size of inference       embed, eval-
                                                                     predict
 ==================  ==============================================  =====================
 
-``LabelledSource`` (the two together; eval-export's ``--csv`` is optional),
+``LabelledSource`` (the three together; eval-export's ``--csv`` is optional),
 ``LabelsConfig`` (the same with ``--csv`` required) and ``ImageConfig``
 (plus preprocessing and cache: what train, tune, embed and the data commands
 share) are the usual compositions. Dataclass fields of mixins come base-most
@@ -58,21 +59,36 @@ def parse_image_size(value: int | str) -> tuple[int, int]:
     return height, int(match.group(2)) if match.group(2) else height
 
 
+#: The public datasets ``--dataset`` reads as their publishers ship them: the one table of
+#: them. Each name is a module of ``data/table/datasets/`` (``-`` read as ``_``), so adding
+#: one is that module plus its name here.
+DATASETS = ("vindr-mammo", "rsna", "cbis-ddsm", "inbreast", "embed")
+
+
 @dataclass
 class ImageSourceOptions(OptionGroup):
     """Which images: a CSV (data/table/) or, for predict, a folder; what an unusable one does."""
 
-    csv: Path | None = setting(
-        None, "Image table CSV: classificacao.csv (AccessionNumber, Classification[, "
+    csv: list[Path] = setting(
+        help="Image table CSV: classificacao.csv (AccessionNumber, Classification[, "
         "PatientID]; an exam's images are the DICOM files under --dicom-root/"
         "<AccessionNumber>/) or a CSV with a path column (--path-column) and, where labels "
-        "are read, a label column (--label-column). Labels 1-4 or A-D; predict ignores them.",
-        metavar="FILE", group="data")
+        "are read, a label column (--label-column). Labels 1-4 or A-D; predict ignores them. "
+        "With --dataset: the publisher's own file(s), unchanged; repeat --csv for each "
+        "(CBIS-DDSM's four case-description CSVs, EMBED's metadata and clinical tables).",
+        default_factory=list, metavar="FILE", group="data")
     dicom_root: Path | None = setting(
         None, "Folder of the DICOM files: <root>/<AccessionNumber>/ for classificacao.csv "
         "(default: archive/ next to it); the base of relative paths for a path CSV (default: "
-        "the CSV's folder). predict without --csv scores every DICOM file under it (found by "
+        "the CSV's folder); with --dataset the download's root folder (default: the first "
+        "CSV's folder). predict without --csv scores every DICOM file under it (found by "
         "content, any extension).", metavar="DIR", group="data")
+    dataset: Literal[DATASETS] | None = setting(  # type: ignore[valid-type]
+        None, "Read --csv as a public dataset ships it: vindr-mammo (breast-level_annotations"
+        ".csv), rsna (train.csv), cbis-ddsm (the four *_case_description_*_set.csv), inbreast "
+        "(INbreast.csv), embed (EMBED_OpenData_metadata.csv + EMBED_OpenData_clinical.csv): "
+        "its columns, labels, folder layout, patients and official split, recorded.",
+        metavar="NAME", group="data")
     path_column: str = setting("path", "Path CSV: the column with image paths (absolute, or "
                                "relative to --dicom-root, else to the CSV's folder).",
                                group="data")
@@ -82,10 +98,29 @@ class ImageSourceOptions(OptionGroup):
     max_bad_fraction: float = setting(0.2, "Stop with exit 2 when more than this share of "
                                       "the images cannot be read.", group="data")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # One spelling: a list of files (a single path or None, from code or an older
+        # config.yaml, means the same as --csv given once or not at all).
+        if self.csv is None:
+            self.csv = []
+        elif isinstance(self.csv, str | Path):
+            self.csv = [Path(self.csv)]
+        else:
+            self.csv = [Path(p) for p in self.csv]
+
+    @property
+    def csv_file(self) -> Path | None:
+        """The (first) --csv file; None without one."""
+        return self.csv[0] if self.csv else None
+
     def own_problems(self) -> list[str]:
-        found = []
-        if self.csv is not None and not self.csv.is_file():
-            found.append(f"--csv {self.csv} does not exist or is not a file")
+        found = [f"--csv {path} does not exist or is not a file" for path in self.csv
+                 if not path.is_file()]
+        if len(self.csv) > 1 and self.dataset is None:
+            found.append(f"--csv was given {len(self.csv)} times: several files make one "
+                         "table only with --dataset (a publisher's files, e.g. CBIS-DDSM's "
+                         "four CSVs); otherwise give one CSV")
         if self.dicom_root is not None and not self.dicom_root.is_dir():
             found.append(f"--dicom-root {self.dicom_root} does not exist or is not a folder")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
@@ -102,6 +137,28 @@ class LabelOptions(OptionGroup):
                                 group="data")
     include_class_5: bool = setting(False, "Keep class 5 (not classifiable) rows instead of "
                                     "excluding them.", group="data")
+
+
+@dataclass
+class SplitOptions(OptionGroup):
+    """Which of a public dataset's official sets a command reads (data/official_split.py)."""
+
+    split: Literal["all", "official", "test"] = setting(
+        "all", "With --dataset: all = every image (train-density draws its own grouped "
+        "validation split); official = the publisher's training set only (train-density and "
+        "tune draw validation from it; the test set is held out); test = the publisher's test "
+        "set only (eval-export --split test).", group="data")
+    official_split_leak: Literal["refuse", "drop", "train"] = setting(
+        "refuse", "When a patient, exam, study or file is in both official sets (CBIS-DDSM: "
+        "31 patients): refuse = stop and say so; drop = leave those groups out of the "
+        "training set (the test set stays as published); train = keep them in training and "
+        "out of the test set. Recorded either way.", group="data")
+
+    def own_problems(self) -> list[str]:
+        if self.split != "all" and getattr(self, "dataset", None) is None:
+            return [f"--split {self.split} needs --dataset NAME: only a public dataset has "
+                    "an official training/test split"]
+        return []
 
 
 @dataclass
@@ -198,7 +255,7 @@ class InferenceOptions(LoaderOptions):
 
 
 @dataclass
-class LabelledSource(LabelOptions, ImageSourceOptions):
+class LabelledSource(SplitOptions, LabelOptions, ImageSourceOptions):
     """Images with their labels (what data/pipeline.py's ``load_table`` reads)."""
 
 
@@ -207,7 +264,7 @@ class LabelsConfig(LabelledSource):
     """A labelled image source that is the command's data: ``--csv`` is required."""
 
     def own_problems(self) -> list[str]:
-        if self.csv is None:
+        if not self.csv:
             return ["--csv is required: the labels CSV (e.g. classificacao.csv)"]
         return []
 

@@ -55,12 +55,12 @@ class EvalConfig(InferenceOptions, CacheOptions, LabelledSource):
             problem = model_run_problem(path)
             if problem:
                 found.append(problem)
-        if self.csv is None and self.dicom_root is not None:
+        if not self.csv and self.dicom_root is not None:
             found.append("--dicom-root needs --csv (without --csv each run's own validation "
                          "split is used)")
         if self.min_group < 1:
             found.append(f"--min-group must be at least 1, got {self.min_group}")
-        if self.subgroup and self.csv is None:
+        if self.subgroup and not self.csv:
             found.append("--subgroup COLUMN needs --csv (the column is read from the CSV)")
         if self.bootstrap < 0:
             found.append(f"--bootstrap must be 0 or more, got {self.bootstrap}")

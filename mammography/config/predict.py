@@ -50,7 +50,7 @@ class PredictConfig(InferenceOptions, CacheOptions, ImageSourceOptions):
             if problem:
                 found.append(problem)
         found += [problem for path in self.model if (problem := onnx_model_problem(path))]
-        if self.csv is None and self.dicom_root is None:
+        if not self.csv and self.dicom_root is None:
             found.append("--csv FILE or --dicom-root DIR is required: the images to score")
         return found
 

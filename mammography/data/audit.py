@@ -39,6 +39,9 @@ def audit(table: LabelTable) -> dict[str, Any]:
     reasons = Counter(_reason_key(e["reason"]) for e in table.exclusions)
     return {
         "csv": str(table.csv_path),
+        **({"csv_files": [str(p) for p in table.csv_paths]} if len(table.csv_paths) > 1
+           else {}),
+        "dataset": table.dataset or None,
         "csv_format": table.csv_format,
         "csv_rows": table.csv_rows,
         "dicom_root": str(table.dicom_root) if table.dicom_root else None,
@@ -123,6 +126,8 @@ def print_audit(report: dict[str, Any]) -> None:
     console.print(table)
     console.print(f"Patients: {report['patients']}   CSV rows: {report['csv_rows']} "
                   f"({report['csv_format']})   DICOM root: {report['dicom_root']}")
+    if report.get("dataset"):
+        print_dataset(console, report["dataset"])
     console.print("Views: " + ", ".join(f"{k} {v}" for k, v in report["views"].items()))
     if report["for_processing"]:
         console.print(f"[yellow]For Processing images: {report['for_processing']}[/yellow]")
@@ -155,6 +160,31 @@ def print_audit(report: dict[str, Any]) -> None:
         print_segmentation(report["segmentation"])
     verdict = "usable" if report["usable"] else "NOT usable"
     console.print(f"Verdict: {verdict} — {report['images']} images of {report['exams']} exams")
+
+
+def print_dataset(console: Any, dataset: dict[str, Any]) -> None:
+    """A public dataset's lines: how much of it the download holds, its label rule and
+    official split (not wrapped: each is one line to grep)."""
+    def line(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    listed, present = dataset["images_listed"], dataset["images_present"]
+    share = f" ({present / listed:.1%})" if listed else ""
+    line(f"Dataset {dataset['title']}: {present} of its {listed} listed images are in the "
+         f"download{share}")
+    line(f"  Labels: {dataset['label_rule']}")
+    if dataset.get("official_sets"):
+        sets = ", ".join(f"{k} {v}" for k, v in dataset["official_sets"].items())
+        line(f"  Official sets (images kept): {sets}")
+    split = dataset.get("split") or {}
+    leaks = split.get("leaks") or {}
+    if split.get("mode") not in (None, "all"):
+        line(f"  --split {split['mode']}: {split['kept']} images of the {split['keeps']} set, "
+             f"{split['held_out']} held out; {leaks['groups']} split groups in both sets "
+             f"(--official-split-leak {split['leak_policy']})")
+    elif leaks.get("groups"):
+        line(f"  The official split leaks: {leaks['groups']} split groups have images in both "
+             "sets (--split official/test ask what to do: --official-split-leak)")
 
 
 #: Fingerprint fields shown by ``data check`` (all of them are in --json).

@@ -61,7 +61,7 @@ MANIFEST_VERSION = 1
 _CORE_KEYS = frozenset({
     "manifest_version", "created", "csv", "dicom_root", "images", "num_images",
     "total_bytes", "exclusions", "num_exclusions", "digest", "hashing", "fingerprint",
-    "headers",
+    "headers", "csv_files", "dataset",
 })
 
 
@@ -285,10 +285,17 @@ def _digest(csv_sha256: str | None, images: Iterable[tuple[str, str]],
 
 def manifest_digest(manifest: dict) -> str:
     """Recompute a manifest's digest from its own fields (to verify one on disk)."""
-    csv_info = manifest.get("csv")
-    return _digest(csv_info["sha256"] if csv_info else None,
+    return _digest(_csv_checksum(manifest.get("csv"), manifest.get("csv_files")),
                    ((img["path"], img["sha256"]) for img in manifest["images"]),
                    manifest["exclusions"])
+
+
+def _csv_checksum(first: dict | None, files: list[dict] | None) -> str | None:
+    """What the digest holds of the CSVs: the one CSV's sha256 (as it always has), or
+    with several (a public dataset's files) the sha256 of their sha256s in order."""
+    if files and len(files) > 1:
+        return hashlib.sha256(",".join(f["sha256"] for f in files).encode()).hexdigest()
+    return first["sha256"] if first else None
 
 
 def _csv_section(csv_path: Path | None) -> dict | None:
@@ -301,7 +308,7 @@ def _csv_section(csv_path: Path | None) -> dict | None:
         raise ManifestError(Path(csv_path), _reason(exc)) from exc
 
 
-def build_manifest(*, csv_path: Path | None, dicom_root: Path | None,
+def build_manifest(*, csv_path: Path | Sequence[Path] | None, dicom_root: Path | None,
                    images: Sequence[Path], exclusions: Sequence[dict],
                    memo: ChecksumMemo | None, workers: int | None = None,
                    extra: dict | None = None,
@@ -310,6 +317,8 @@ def build_manifest(*, csv_path: Path | None, dicom_root: Path | None,
                    absolute: Mapping[Path, str] | None = None) -> dict:
     """The JSON-ready ``data_manifest.json`` for one run (see the module docstring).
 
+    ``csv_path``: the CSV, or a public dataset's several files (``csv`` then describes
+    the first, ``csv_files`` all of them, and the digest covers all).
     ``exclusions`` are dicts with a ``reason`` and whatever identifies the item
     (``path``, ``accession``, ``row``). Images that cannot be read are added to
     them with ``reason: "unreadable: <why>"`` and left out of ``images``.
@@ -322,7 +331,10 @@ def build_manifest(*, csv_path: Path | None, dicom_root: Path | None,
         raise ValueError(f"extra keys clash with the manifest's own: {sorted(clash)}")
     root = os.path.abspath(dicom_root) if dicom_root is not None else None
     start = time.perf_counter()
-    csv_info = _csv_section(csv_path)
+    csv_paths = ([] if csv_path is None else [csv_path] if isinstance(csv_path, str | Path)
+                 else list(csv_path))
+    csv_files = [_csv_section(path) for path in csv_paths]
+    csv_info = csv_files[0] if csv_files else None
 
     errors: dict[Path, str] = {}
     facts = checksum_files(images, memo, workers=workers, progress=progress, errors=errors,
@@ -346,13 +358,15 @@ def build_manifest(*, csv_path: Path | None, dicom_root: Path | None,
         "total_bytes": sum(e["bytes"] for e in entries),
         "exclusions": excluded,
         "num_exclusions": len(excluded),
-        "digest": _digest(csv_info["sha256"] if csv_info else None,
+        "digest": _digest(_csv_checksum(csv_info, csv_files),
                           ((e["path"], e["sha256"]) for e in entries), excluded),
         "hashing": {"files_hashed": len(facts) - hits, "files_from_memo": hits,
                     "seconds": round(time.perf_counter() - start, 3),
                     "memo_warning": memo.warning if memo is not None else None},
         "fingerprint": to_jsonable(fingerprint) if fingerprint is not None else None,
     }
+    if len(csv_files) > 1:
+        manifest["csv_files"] = csv_files
     manifest.update(to_jsonable(extra or {}))
     return manifest
 

@@ -21,6 +21,7 @@ from typing import Any
 from mammography.config.data import ImageConfig, LabelledSource, PreprocessOptions
 from mammography.data.density_labels import check_breast_labels
 from mammography.data.grouping import normalise_patient_ids
+from mammography.data.official_split import select_official_set
 from mammography.data.table.exclusions import exclude_bad_images
 from mammography.data.table.headers import attach_remembered_headers
 from mammography.data.table.reader import load_label_table
@@ -29,8 +30,8 @@ from mammography.errors import DataError
 from mammography.record.contract import MANIFEST_FILE
 from mammography.record.reporter import CONSOLE, Reporter
 
-__all__ = ["MANIFEST_FILE", "PreparedData", "build_cache", "data_config", "load_table",
-           "prepare_data", "write_data_manifest"]
+__all__ = ["MANIFEST_FILE", "PreparedData", "build_cache", "data_config", "dataset_config",
+           "load_table", "prepare_data", "write_data_manifest"]
 
 
 
@@ -93,12 +94,14 @@ def _load_table(cfg: LabelledSource, out: Reporter, frames: str | None) -> Label
     policy = frames or (cfg.multiframe if isinstance(cfg, PreprocessOptions) else "exclude")
     table = load_label_table(cfg.csv, cfg.dicom_root, include_class_5=cfg.include_class_5,
                              path_column=cfg.path_column, label_column=cfg.label_column,
-                             out=out)
+                             dataset=cfg.dataset, out=out)
     attach_remembered_headers(table, read_header,
                               image_problem=partial(image_problem, frames=policy),
                               on_bad_image=cfg.on_bad_image,
                               max_bad_fraction=cfg.max_bad_fraction, out=out)
     table.per_view_patient_ids = normalise_patient_ids(table.images, out)
+    # The official set, once patients and studies are known (the leak check needs them).
+    select_official_set(table, cfg.split, cfg.official_split_leak, out)
     table.label_checks = check_breast_labels(table.images, table.exclude, out)
     if not table.images:
         raise DataError(f"No usable images in {table.csv_path}: every image was excluded "
@@ -167,13 +170,16 @@ def _write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter,
     with ChecksumMemo(default_memo_path()) as memo:
         if memo.warning:
             out.warn(memo.warning)
-        manifest = build_manifest(csv_path=table.csv_path, dicom_root=table.dicom_root,
+        manifest = build_manifest(csv_path=table.csv_paths or table.csv_path,
+                                  dicom_root=table.dicom_root,
                                   images=[r.path for r in table.images],
                                   exclusions=table.exclusions, memo=memo, extra=extra,
                                   fingerprint=table.fingerprint(),
                                   absolute={r.path: r.identity[0] for r in table.images
                                             if r.identity is not None})
     manifest["headers"] = table.headers or None  # how load_table got them (memo hits)
+    if table.dataset:  # a public dataset's files, label rule, presence, official split
+        manifest["dataset"] = table.dataset
     if group:
         manifest["grouping"] = assign_groups(table, manifest, out)
     if run_dir is not None:
@@ -210,8 +216,10 @@ def assign_groups(table: LabelTable, manifest: dict[str, Any], out: Reporter) ->
 def data_config(cfg: LabelledSource, table: LabelTable, manifest: dict[str, Any]) -> dict[str, Any]:
     """The ``data_config`` section of summary.json."""
     return {
-        "csv": str(cfg.csv),
+        "csv": str(cfg.csv_file),
+        **({"csv_files": [str(p) for p in cfg.csv]} if len(cfg.csv) > 1 else {}),
         "csv_format": table.csv_format,
+        **dataset_config(table),
         "dicom_root": str(table.dicom_root) if table.dicom_root else None,
         "num_images": len(table.images),
         "num_exams": table.num_exams,
@@ -224,6 +232,17 @@ def data_config(cfg: LabelledSource, table: LabelTable, manifest: dict[str, Any]
         "manifest_digest": manifest["digest"],
         "manifest_file": MANIFEST_FILE,
     }
+
+
+def dataset_config(table: LabelTable) -> dict[str, Any]:
+    """A public dataset's part of summary.json ``data_config`` (empty for other tables):
+    its name, label rule, how much of it the download holds, and the official split."""
+    if not table.dataset:
+        return {}
+    record = table.dataset
+    return {"dataset": {key: record.get(key) for key in (
+        "name", "title", "label_rule", "images_listed", "images_present", "images_missing",
+        "official_sets", "split")}}
 
 
 def prepare_data(cfg: ImageConfig, run_dir: Path | None, out: Reporter = CONSOLE,

@@ -23,6 +23,7 @@ exclusions (the run's data_manifest.json).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -58,17 +59,25 @@ def scoring_problem(header: Any, frames: str = "exclude") -> str | None:
     return problem
 
 
-def unlabelled_table(csv_path: Path | None, dicom_root: Path | None, *,
-                     path_column: str = "path", out: Reporter = CONSOLE) -> LabelTable:
-    """The images to score (headers not read yet; see :func:`load_unlabelled`)."""
-    if csv_path is None:
+def unlabelled_table(csv_path: Path | Sequence[Path] | None, dicom_root: Path | None, *,
+                     path_column: str = "path", dataset: str | None = None,
+                     out: Reporter = CONSOLE) -> LabelTable:
+    """The images to score (headers not read yet; see :func:`load_unlabelled`).
+    ``dataset``: a public dataset's files as published (``table/datasets/``), labels
+    ignored."""
+    paths = ([] if csv_path is None else [Path(csv_path)] if isinstance(csv_path, str | Path)
+             else [Path(p) for p in csv_path])
+    if not paths:
         if dicom_root is None:
             raise DataError("Nothing to score: pass --csv FILE or --dicom-root DIR.")
         return _folder_table(Path(dicom_root), out)
-    csv_path = Path(csv_path)
-    out.log(f"Loading images to score from {csv_path}")
+    out.log(f"Loading images to score from {', '.join(map(str, paths))}")
     request = TableRequest(labels=None, path_column=path_column, find_by_content=True)
-    table = read_image_table(csv_path, dicom_root, request, out)
+    table = read_image_table(paths, dicom_root, request, out, dataset=dataset)
+    if dataset is not None:
+        out.log(f"Labels of --dataset {dataset} ignored: predict assigns density and does not "
+                "read labels (eval-export evaluates against them)")
+        return table
     labels = [name for name in (find_column(table.csv_columns, c) for c in LABEL_COLUMNS)
               if name]
     if labels:
@@ -77,7 +86,8 @@ def unlabelled_table(csv_path: Path | None, dicom_root: Path | None, *,
     return table
 
 
-def load_unlabelled(csv_path: Path | None, dicom_root: Path | None, *, path_column: str = "path",
+def load_unlabelled(csv_path: Path | Sequence[Path] | None, dicom_root: Path | None, *,
+                    path_column: str = "path", dataset: str | None = None,
                     on_bad_image: str = "skip", max_bad_fraction: float = 0.2,
                     frames: str = "exclude", out: Reporter = CONSOLE) -> LabelTable:
     """The images to score with their DICOM headers; unusable files excluded.
@@ -91,7 +101,8 @@ def load_unlabelled(csv_path: Path | None, dicom_root: Path | None, *, path_colu
     from mammography.data.dicom.decode import read_header
     from mammography.data.fingerprint import acquisition_fingerprint, processing_mix
 
-    table = unlabelled_table(csv_path, dicom_root, path_column=path_column, out=out)
+    table = unlabelled_table(csv_path, dicom_root, path_column=path_column, dataset=dataset,
+                             out=out)
     # The header memo training uses: scoring an archive again (or one a training run
     # has seen) opens none of its files. What rules a file out is judged afresh.
     attach_remembered_headers(table, read_header,
@@ -100,7 +111,7 @@ def load_unlabelled(csv_path: Path | None, dicom_root: Path | None, *, path_colu
                               out=out)
     table.per_view_patient_ids = normalise_patient_ids(table.images, out)
     if not table.images:
-        where = csv_path if csv_path is not None else dicom_root
+        where = table.csv_path if table.csv_path is not None else dicom_root
         raise DataError(f"No usable images in {where}: every image was excluded (see the "
                         "WARNING lines above).")
     warning = processing_mix(acquisition_fingerprint(table.images))

@@ -78,7 +78,8 @@ def run_embed(cfg: EmbedConfig, run: RunContext) -> None:
     device = select_device(cfg.device)
     precision = select_precision(device, cfg.amp)
     backbone = create_backbone(cfg.arch, pretrained=cfg.pretrained, weights=cfg.weights,
-                               allow_partial=cfg.allow_partial_weights)
+                               allow_partial=cfg.allow_partial_weights,
+                               weights_prefix=cfg.weights_prefix)
     line, warnings = describe_weights(backbone)
     run.log(line)
     for text in warnings:

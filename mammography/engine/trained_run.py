@@ -169,6 +169,21 @@ class TrainedRun:
         return model_from_best(self.best_model)
 
     # ------------------------------------------------------------ its data
+    def developed_on(self) -> tuple[set[str], set[str]] | None:
+        """(patients, exams) of every image the run trained or validated on, from its
+        splits.csv; None when it has none (``eval-export --split test`` checks them)."""
+        from mammography.data.splits import read_splits_csv
+
+        if not self.view.splits.is_file():
+            return None
+        patients, exams = set(), set()
+        for _, row in read_splits_csv(self.view.splits):
+            if row.get("split") in ("", "unused"):
+                continue
+            patients.add(row.get("patient", ""))
+            exams.add(row.get("accession", ""))
+        return patients - {""}, exams - {""}
+
     def own_validation_split(self) -> LabelTable:
         """The images the run validated on, from its splits.csv."""
         from mammography.data.splits import read_splits_csv

@@ -78,8 +78,15 @@ def absolute_paths(settings: dict[str, Any], cls: type) -> dict[str, Any]:
     started would name nothing there.
     """
     types = field_types(cls)
-    return {k: (os.path.abspath(v) if v and "Path" in str(types.get(k)) and isinstance(v, str)
-                else v) for k, v in settings.items()}
+
+    def absolute(value: Any) -> Any:
+        if isinstance(value, str) and value:
+            return os.path.abspath(value)
+        if isinstance(value, list):  # a repeatable path option (--csv of a dataset)
+            return [absolute(item) for item in value]
+        return value
+
+    return {k: absolute(v) if "Path" in str(types.get(k)) else v for k, v in settings.items()}
 
 
 def _tail(path: Path, lines: int = 12) -> str:

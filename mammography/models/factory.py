@@ -78,15 +78,17 @@ def _timm_create(arch: str, **kwargs: Any) -> nn.Module:
 
 
 def create_backbone(arch: str, *, pretrained: bool = False, weights: Path | None = None,
-                    allow_partial: bool = False) -> nn.Module:
+                    allow_partial: bool = False, weights_prefix: str | None = None
+                    ) -> nn.Module:
     """The backbone (pooled features, one grey channel), its weights' origin recorded in
     ``backbone.weights_source``: ``{"pretrained": "none" | "timm" | "file", "weights": …}``.
 
     ``weights`` loads a local file strictly (``models/weights.py``): every backbone
-    tensor or a clear refusal, unless ``allow_partial``.
+    tensor or a clear refusal, unless ``allow_partial``; ``weights_prefix`` names where
+    the backbone sits in a larger checkpoint (else it is found).
     """
     if weights is not None:
-        return _from_file(arch, Path(weights), allow_partial)
+        return _from_file(arch, Path(weights), allow_partial, weights_prefix)
     if not pretrained:
         backbone = _timm_create(arch, pretrained=False)
         backbone.weights_source = {"pretrained": "none", "weights": None}
@@ -109,7 +111,7 @@ def create_backbone(arch: str, *, pretrained: bool = False, weights: Path | None
         "weights.")
 
 
-def _from_file(arch: str, path: Path, allow_partial: bool) -> nn.Module:
+def _from_file(arch: str, path: Path, allow_partial: bool, prefix: str | None) -> nn.Module:
     from mammography.models.weights import load_weights
 
     if not path.is_file():
@@ -121,7 +123,7 @@ def _from_file(arch: str, path: Path, allow_partial: bool) -> nn.Module:
     classifier = cfg.get("classifier")
     classifier = classifier[0] if isinstance(classifier, list | tuple) else classifier
     report = load_weights(backbone, path, allow_partial=allow_partial, first_conv=first_conv,
-                          classifier=classifier, arch=arch)
+                          classifier=classifier, arch=arch, prefix=prefix)
     backbone.weights_source = {"pretrained": "file", "weights": report.as_dict(),
                                "summary": report.describe()}
     return backbone
@@ -175,9 +177,10 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 def create_model(arch: str, *, pretrained: bool = False, weights: Path | None = None,
                  num_classes: int = NUM_CLASSES, embedding_dim: int = 0,
-                 drop_rate: float = 0.2, allow_partial: bool = False) -> DensityModel:
+                 drop_rate: float = 0.2, allow_partial: bool = False,
+                 weights_prefix: str | None = None) -> DensityModel:
     backbone = create_backbone(arch, pretrained=pretrained, weights=weights,
-                               allow_partial=allow_partial)
+                               allow_partial=allow_partial, weights_prefix=weights_prefix)
     return DensityModel(backbone, num_classes=num_classes, embedding_dim=embedding_dim,
                         drop_rate=drop_rate)
 

@@ -6,7 +6,13 @@ wrong result, so a ``--weights FILE`` is loaded strictly:
 1. **Read** the file without executing anything (``.safetensors``, or
    ``torch.load(weights_only=True)``), unwrap a ``state_dict`` / ``model`` /
    ``model_state_dict`` / ``state_dict_ema`` wrapper and a ``module.`` (DDP)
-   or ``model.`` prefix.
+   or ``model.`` prefix. A checkpoint of a larger model keeps the backbone
+   under a prefix beside other parts (Mammo-CLIP: ``model`` holds
+   ``image_encoder.model.*`` - its EfficientNet-B2/B5 image encoder - next to
+   ``text_encoder.*`` and the projections): the prefix is ``--weights-prefix``,
+   or found - the one prefix under which the tensors fit the backbone
+   completely (nested prefixes that both fit: the innermost); the tensors
+   outside it are not the backbone's and are counted, not loaded.
 2. **Drop what the backbone does not have by design**: the classifier (this
    project puts its own density head on the pooled features). The first
    convolution is *adapted* from RGB to one grey channel (timm's
@@ -61,6 +67,11 @@ class WeightsReport:
     layout: str  # how names were matched: "timm names" or "by position (<first file key>)"
     wrapper: str | None = None
     prefix: str | None = None
+    #: How the prefix was chosen: "given" (--weights-prefix), "found" (the only one the
+    #: backbone fits under), or None (the whole file is the backbone).
+    prefix_source: str | None = None
+    #: Tensors of the file outside the prefix: the rest of a larger checkpoint, not loaded.
+    tensors_outside_prefix: int = 0
     tensors_expected: int = 0
     tensors_loaded: int = 0
     classifier_dropped: list[str] = field(default_factory=list)
@@ -79,7 +90,10 @@ class WeightsReport:
                 f"{self.path} ({self.layout}")
         if self.wrapper:
             text += f", inside '{self.wrapper}'"
-        if self.prefix:
+        if self.prefix and self.tensors_outside_prefix:
+            text += (f", the backbone under '{self.prefix}' ({self.prefix_source}; "
+                     f"{self.tensors_outside_prefix} other tensors of the file not used)")
+        elif self.prefix:
             text += f", '{self.prefix}' prefix removed"
         if self.first_conv_adapted:
             text += ", first convolution adapted to 1 channel"
@@ -211,68 +225,159 @@ def _by_position(tensors: dict[str, torch.Tensor],
     return mapping
 
 
-def load_weights(backbone: nn.Module, path: Path, *, allow_partial: bool = False,
-                 first_conv: str | None = None, classifier: str | None = None,
-                 arch: str = "") -> WeightsReport:
-    """Load ``path`` into ``backbone`` (in place) and report what was loaded.
+@dataclass
+class _Plan:
+    """How a file's tensors would go into the backbone (nothing loaded yet)."""
 
-    ``first_conv``/``classifier`` are the backbone's own names for them (timm's
-    pretrained config); ``first_conv`` is the module name (``conv_stem``).
-    """
-    path = Path(path)
-    tensors, wrapper = read_tensors(path)
-    tensors, prefix = _strip_prefix(tensors)
-    target = backbone.state_dict()
+    state: dict[str, torch.Tensor]
+    layout: str
+    dropped: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+    first_conv_adapted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+
+def _plan(tensors: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+          classifier: str | None, first_key: str | None, arch: str) -> _Plan:
+    """Match ``tensors`` to the backbone's ``target``: by name, else by exact position."""
     tensors, dropped = _drop_classifier(tensors, target, classifier)
-    first_key = f"{first_conv}.weight" if first_conv else None
-    report = WeightsReport(path=str(path.resolve()), sha256=sha256_of(path),
-                           bytes=os.path.getsize(path), layout="timm names", wrapper=wrapper,
-                           prefix=prefix, tensors_expected=len(_weights_only(target)),
-                           classifier_dropped=dropped)
     names = {k: k for k in tensors}
+    layout = "timm names"
+    notes: list[str] = []
     required = set(_weights_only(target))
     if not required <= set(tensors):
         mapping = _by_position(tensors, target)
         if mapping is not None:
             names = mapping
             first = _weights_only(tensors)[0]
-            report.layout = f"by position ({first} -> {mapping[first]})"
+            layout = f"by position ({first} -> {mapping[first]})"
             if first.startswith("_conv_stem") and arch and not arch.startswith("tf_"):
                 # Measured: into tf_efficientnet_b0 the features match to 4e-7; into
                 # efficientnet_b0 they differ by ~0.2 % (padding, batch-norm epsilon).
-                report.notes.append(
+                notes.append(
                     "these look like EfficientNet-PyTorch weights, ports of TensorFlow "
                     f"models: timm's tf_{arch} reproduces them exactly (TF 'same' padding, "
                     f"batch-norm epsilon 1e-3); {arch} computes slightly different features")
-    state: dict[str, torch.Tensor] = {}
+    plan = _Plan({}, layout, dropped, [], [], [], notes=notes)
     for source_name, tensor in tensors.items():
         dest_name = names.get(source_name)
         if dest_name is None or dest_name not in target:
-            report.unexpected.append(source_name)
+            plan.unexpected.append(source_name)
             continue
         tensor, adapted = _adapt(dest_name, tensor, target[dest_name], first_key)
-        report.first_conv_adapted |= adapted
+        plan.first_conv_adapted |= adapted
         if tensor.shape != target[dest_name].shape:
-            report.mismatched.append(f"{source_name} {tuple(tensor.shape)} vs "
-                                     f"{tuple(target[dest_name].shape)}")
+            plan.mismatched.append(f"{source_name} {tuple(tensor.shape)} vs "
+                                   f"{tuple(target[dest_name].shape)}")
             continue
-        state[dest_name] = tensor
-    report.missing = sorted(required - set(state))
+        plan.state[dest_name] = tensor
+    plan.missing = sorted(required - set(plan.state))
+    return plan
+
+
+def _under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _prefixes(tensors: dict[str, torch.Tensor], at_least: int) -> list[str]:
+    """Every dotted prefix (``a.``, ``a.b.``) under which at least ``at_least`` weight
+    tensors sit: the places a backbone of that size could be."""
+    counts: dict[str, int] = {}
+    for name in _weights_only(tensors):
+        parts = name.split(".")[:-1]
+        for depth in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:depth]) + "."
+            counts[prefix] = counts.get(prefix, 0) + 1
+    return sorted(p for p, n in counts.items() if n >= at_least)
+
+
+def _find_prefix(tensors: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+                 path: Path, fit: Any) -> str | None:
+    """The one prefix the backbone fits under completely (innermost of a nested chain);
+    None when there is none; several unrelated ones are an ``InputError``."""
+    fitting = [p for p in _prefixes(tensors, len(_weights_only(target)))
+               if fit(_strip_prefix(_under(tensors, p))[0]).complete]
+    # Nested prefixes that both fit hold the same backbone: keep the innermost.
+    innermost = [p for p in fitting if not any(q != p and q.startswith(p) for q in fitting)]
+    if len(innermost) > 1:
+        raise InputError(f"--weights {path}: the backbone fits under several prefixes "
+                         f"({', '.join(innermost)}); name the one to load with "
+                         "--weights-prefix.")
+    return innermost[0] if innermost else None
+
+
+def load_weights(backbone: nn.Module, path: Path, *, allow_partial: bool = False,
+                 first_conv: str | None = None, classifier: str | None = None,
+                 arch: str = "", prefix: str | None = None) -> WeightsReport:
+    """Load ``path`` into ``backbone`` (in place) and report what was loaded.
+
+    ``first_conv``/``classifier`` are the backbone's own names for them (timm's
+    pretrained config); ``first_conv`` is the module name (``conv_stem``).
+    ``prefix``: where the backbone sits in a larger checkpoint (``--weights-prefix``);
+    None looks for it when the whole file does not fit.
+    """
+    path = Path(path)
+    everything, wrapper = read_tensors(path)
+    target = backbone.state_dict()
+    first_key = f"{first_conv}.weight" if first_conv else None
+
+    def fit(tensors: dict[str, torch.Tensor]) -> _Plan:
+        return _plan(tensors, target, classifier, first_key, arch)
+
+    source: str | None = None
+    if prefix is not None:
+        tensors = _under(everything, prefix)
+        if not tensors:
+            raise InputError(f"--weights-prefix {prefix!r}: no tensor of {path} starts with "
+                             f"it; its tensors sit under {_top_prefixes(everything)}.")
+        source = "given"
+    else:
+        tensors = everything
+        if not fit(_strip_prefix(everything)[0]).complete:
+            found = _find_prefix(everything, target, path, fit)
+            if found is not None:
+                prefix, source, tensors = found, "found", _under(everything, found)
+    tensors, stripped = _strip_prefix(tensors)
+    plan = fit(tensors)
+    shown_prefix = (prefix or "") + (stripped or "") or None
+    report = WeightsReport(path=str(path.resolve()), sha256=sha256_of(path),
+                           bytes=os.path.getsize(path), layout=plan.layout, wrapper=wrapper,
+                           prefix=shown_prefix, prefix_source=source,
+                           tensors_outside_prefix=len(everything) - len(tensors),
+                           tensors_expected=len(_weights_only(target)),
+                           classifier_dropped=plan.dropped,
+                           first_conv_adapted=plan.first_conv_adapted, notes=plan.notes,
+                           missing=plan.missing, unexpected=plan.unexpected,
+                           mismatched=plan.mismatched)
+    state = plan.state
     report.tensors_loaded = len([k for k in state if not _is_counter(k)])
-    complete = not (report.missing or report.unexpected or report.mismatched)
-    if not complete and not allow_partial:
-        raise InputError(_refusal(path, report, arch))
-    report.partial = not complete
+    if not plan.complete and not allow_partial:
+        raise InputError(_refusal(path, report, arch, everything if prefix is None else None))
+    report.partial = not plan.complete
     # Counters the file lacks keep the backbone's own values.
     state = {**{k: v for k, v in target.items() if _is_counter(k)}, **state}
-    if complete:
-        backbone.load_state_dict(state, strict=True)
-    else:
-        backbone.load_state_dict(state, strict=False)
+    backbone.load_state_dict(state, strict=plan.complete)
     return report
 
 
-def _refusal(path: Path, report: WeightsReport, arch: str) -> str:
+def _top_prefixes(tensors: dict[str, torch.Tensor]) -> str:
+    """``image_encoder. (712), text_encoder. (199)``: where a file's tensors sit."""
+    counts: dict[str, int] = {}
+    for name in tensors:
+        head = name.split(".", 1)[0] + "." if "." in name else name
+        counts[head] = counts.get(head, 0) + 1
+    shown = sorted(counts.items(), key=lambda kv: -kv[1])[:SHOWN_NAMES]
+    return ", ".join(f"{head} ({n})" for head, n in shown)
+
+
+def _refusal(path: Path, report: WeightsReport, arch: str,
+             everything: dict[str, torch.Tensor] | None = None) -> str:
     def some(items: list[str]) -> str:
         shown = ", ".join(items[:SHOWN_NAMES])
         return shown + (f" (+{len(items) - SHOWN_NAMES} more)" if len(items) > SHOWN_NAMES
@@ -288,8 +393,13 @@ def _refusal(path: Path, report: WeightsReport, arch: str) -> str:
     if report.mismatched:
         parts.append(f"{len(report.mismatched)} of another shape: {some(report.mismatched)}")
     backbone = f"the {arch} backbone" if arch else "this backbone"
+    heads = _top_prefixes(everything) if everything else ""
+    where = (f" The file's tensors sit under {heads}: if the backbone is one part of a "
+             "larger checkpoint, name its prefix with --weights-prefix (e.g. "
+             "image_encoder.model. for a Mammo-CLIP checkpoint)."
+             if everything and len({n.split('.', 1)[0] for n in everything}) > 1 else "")
     return (f"--weights {path} does not fit {backbone}: {report.tensors_loaded} of "
             f"{report.tensors_expected} tensors would load; " + "; ".join(parts) + ". Give "
             "weights of the same architecture (timm or torchvision names, or the same tensors "
             "in the same order), pick the --arch they belong to, or pass "
-            "--allow-partial-weights to load only what matches (recorded).")
+            "--allow-partial-weights to load only what matches (recorded)." + where)

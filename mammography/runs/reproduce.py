@@ -137,11 +137,16 @@ def check_data(record: RunRecord) -> tuple[list[str], list[str]]:
     fresh = dict(manifest)
     if csv_path:
         fresh["csv"] = dict(csv_info, sha256=sha256_file(Path(csv_path)))
+    if manifest.get("csv_files"):  # a public dataset's several files: each checked again
+        fresh["csv_files"] = [dict(f, sha256=sha256_file(Path(f["path"])))
+                              if Path(f["path"]).is_file() else f
+                              for f in manifest["csv_files"]]
     fresh["images"] = [dict(img, sha256=facts[p].sha256) for img, p in
                        zip(images, paths, strict=True) if p in facts]
     digest = manifest_digest(fresh)
     recorded = manifest.get("digest")
-    csv_changed = bool(csv_path) and fresh["csv"]["sha256"] != csv_info.get("sha256")
+    csv_changed = (bool(csv_path) and fresh["csv"]["sha256"] != csv_info.get("sha256")) or \
+        fresh.get("csv_files") != manifest.get("csv_files")
     if digest == recorded and not errors:
         return [], [f"data matches: digest {str(recorded)[:12]} (CSV and {len(images)} "
                     "images checksummed)"]

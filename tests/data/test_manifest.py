@@ -181,6 +181,22 @@ def test_digest_changes_with_the_csv(dataset):
     assert after["digest"] != before["digest"]
 
 
+def test_several_csvs_are_each_recorded_and_each_in_the_digest(dataset, tmp_path):
+    """A public dataset's files (CBIS-DDSM's four CSVs): ``csv`` stays the first, as for one
+    CSV (whose digest is unchanged), ``csv_files`` lists all, and each is in the digest."""
+    csv_path, dicom, images = dataset
+    second = tmp_path / "calc_case_description_test_set.csv"
+    second.write_text("patient_id,breast density\nP_00001,2\n")
+    one = build(csv_path, dicom, images)
+    assert "csv_files" not in one
+    both = build([csv_path, second], dicom, images)
+    assert both["csv"] == one["csv"]
+    assert [f["path"] for f in both["csv_files"]] == [str(csv_path), str(second)]
+    assert both["digest"] != one["digest"] and manifest_digest(both) == both["digest"]
+    second.write_text("patient_id,breast density\nP_00001,3\n")
+    assert build([csv_path, second], dicom, images)["digest"] != both["digest"]
+
+
 def test_exclusion_paths_inside_root_become_relative(dataset, tmp_path):
     csv_path, dicom, images = dataset
     m = build(csv_path, dicom, images[1:], exclusions=[{"path": images[0], "reason": "bad"}])

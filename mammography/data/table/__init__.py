@@ -7,6 +7,7 @@
   (``TableRequest``: labels or none);
 * ``accession`` (classificacao.csv: an exam per row, its images in a folder) and
   ``paths`` (an image per row) — the layouts;
+* ``datasets`` — public datasets read as their publishers ship them (``--dataset``);
 * ``reader`` — ``TABLE_FORMATS`` and ``read_image_table`` / ``load_label_table``;
 * ``discovery`` — which files under a folder are DICOM;
 * ``headers`` — records completed from their DICOM headers;

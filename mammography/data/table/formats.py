@@ -7,9 +7,11 @@ columns, and ``read``s the rows into a ``LabelTable`` of ``ImageRecord`` rows
 (with every row it leaves out recorded, ``exclusions.exclude_row``). The
 reader (``reader.py``) tries the formats of ``TABLE_FORMATS`` in order.
 
-Adding a layout (a publisher's dataset: VinDr-Mammo, RSNA, CBIS-DDSM,
-INbreast, EMBED) is one small module with a class following :class:`TableFormat`,
-added to ``reader.TABLE_FORMATS`` before the generic ones.
+Adding a generic layout is one small module with a class following
+:class:`TableFormat`, added to ``reader.TABLE_FORMATS``. A public dataset
+(VinDr-Mammo, RSNA, CBIS-DDSM, INbreast, EMBED) is read as its publisher
+ships it - several files, named by ``--dataset`` rather than claimed by
+columns - by a module of ``datasets/`` (``datasets/published.py``).
 
 One reading serves both kinds of command: a :class:`TableRequest` with
 ``labels`` reads density labels (training, evaluation, data checks); one

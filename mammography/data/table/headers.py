@@ -89,8 +89,12 @@ def _fill_from_header(record: ImageRecord, header: Any, root: Path | None) -> No
     record.patient = record.patient or header.patient_id or ""
     record.accession = record.accession or header.accession or record.path.parent.name
     record.patient = record.patient or record.accession
-    record.view, record.view_source = header.view, header.view_source
-    record.laterality, record.laterality_source = header.laterality, header.laterality_source
+    # A view or laterality the table itself gave (a public dataset's CSV, whose labels
+    # are per breast by that laterality) is kept; otherwise the header says.
+    if not record.view:
+        record.view, record.view_source = header.view, header.view_source
+    if not record.laterality:
+        record.laterality, record.laterality_source = header.laterality, header.laterality_source
     if not (record.view and record.laterality):  # the usual case needs no path parsing
         for text, source in _path_texts(record.path, root):
             if record.view and record.laterality:

@@ -43,6 +43,9 @@ class ImageRecord:
     #: The CSV row's values (an exam's row in the seed layout): site, device, age band
     #: ... for evaluation subgroups (`eval-export --subgroup COL`).
     fields: dict[str, str] = field(default_factory=dict)
+    #: The publisher's official set of the image ("train" or "test"; "" when the table
+    #: has none): a public dataset's (``datasets/``), for ``--split``.
+    split: str = ""
 
     @property
     def breast(self) -> str:
@@ -85,6 +88,13 @@ class LabelTable:
     bad_images: int = 0
     #: The CSV's column names as written (empty without a CSV).
     csv_columns: list[str] = field(default_factory=list)
+    #: Every CSV the table was read from (a public dataset may ship several); csv_path
+    #: is the first.
+    csv_paths: list[Path] = field(default_factory=list)
+    #: What a public dataset's reader recorded (``datasets/``): the files, the label
+    #: rule, how many of its images the download holds, the official split; and, once
+    #: ``--split`` chose a set, what that did (``official_split.py``). Empty otherwise.
+    dataset: dict[str, Any] = field(default_factory=dict)
 
     _fingerprint: Any = field(default=None, init=False, repr=False, compare=False)
 

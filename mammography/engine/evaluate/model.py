@@ -99,7 +99,7 @@ def evaluate_model(cfg: EvalConfig, run: RunContext, source: TrainedRun,
     folder = RunFiles(run.dir).model_dir(source.label)
     evaluation = ModelEvaluation(source, table, labels, probs, metrics, payload, folder,
                                  evaluated_on="its validation split" if shared_table is None
-                                 else f"{Path(cfg.csv).name if cfg.csv else 'given data'}")
+                                 else f"{cfg.csv_file.name if cfg.csv_file else 'given data'}")
     evaluation.subgroups = _subgroups(cfg, evaluation)
     if shared_table is not None:
         evaluation.shift = data_shift(source, table)

@@ -29,12 +29,12 @@ import numpy as np
 
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
-from mammography.data.pipeline import load_table, write_data_manifest
+from mammography.data.pipeline import dataset_config, load_table, write_data_manifest
 from mammography.data.table.records import LabelTable
 from mammography.domain import CLASS_NAMES
 from mammography.engine.device import select_device
 from mammography.engine.evaluate.model import ModelEvaluation, evaluate_model
-from mammography.engine.trained_run import checkpoint_preprocessing, open_models
+from mammography.engine.trained_run import TrainedRun, checkpoint_preprocessing, open_models
 from mammography.errors import DataError
 from mammography.metrics.evaluation import LEVELS, paired_comparison
 from mammography.record.contract import (
@@ -54,9 +54,11 @@ def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
     sources = open_models(cfg.run)
     run.add_based_on([s.link("evaluation") for s in sources])
     device = select_device(cfg.device)
-    shared_table = load_table(cfg, run) if cfg.csv is not None else None
+    shared_table = load_table(cfg, run) if cfg.csv else None
     if shared_table is not None:
         _check_subgroup_columns(cfg, shared_table)
+        if cfg.split == "test":
+            _check_held_out(shared_table, sources)
     evaluations: list[ModelEvaluation] = []
     for source in sources:
         run.log("")
@@ -68,11 +70,17 @@ def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
         evaluations.append(evaluation)
     paired = _paired(cfg, run, evaluations)
     evaluated = {str(r.path): r for e in evaluations for r in e.table.images}
-    union = LabelTable(list(evaluated.values()), [], cfg.csv or Path(
+    union = LabelTable(list(evaluated.values()), [], cfg.csv_file or Path(
         sources[0].data_config.get("csv", "")), shared_table.dicom_root if shared_table else None,
         "evaluation", len(evaluated))
+    union.csv_paths = list(cfg.csv)
+    if shared_table is not None:
+        union.dataset = shared_table.dataset
     manifest = write_data_manifest(run.dir, union, run)
-    run.update(data_config={"csv": str(cfg.csv) if cfg.csv else None,
+    run.update(data_config={"csv": str(cfg.csv_file) if cfg.csv else None,
+                            **({"csv_files": [str(p) for p in cfg.csv]}
+                               if len(cfg.csv) > 1 else {}),
+                            **(dataset_config(shared_table) if shared_table else {}),
                             "source": "csv" if cfg.csv else "each run's validation split",
                             "num_images": len(evaluated), "manifest_digest": manifest["digest"]},
                model_config={"models": [_model_entry(e) for e in evaluations],
@@ -81,6 +89,26 @@ def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
     models = [_summary_entry(e) for e in evaluations]
     run.write_json(EVAL_SUMMARY_FILE, {"models": models})
     _finish(run, models, paired)
+
+
+def _check_held_out(table: LabelTable, sources: list[TrainedRun]) -> None:
+    """``--split test``: no test image's patient or exam may be one a model trained or
+    validated on (its splits.csv) - a model trained with --split all, or with another
+    --official-split-leak, would be scored on what it saw."""
+    for source in sources:
+        seen = source.developed_on()
+        if seen is None:
+            continue
+        patients, exams = seen
+        overlap = [r for r in table.images if r.patient in patients or r.accession in exams]
+        if overlap:
+            shown = sorted({r.patient or r.accession for r in overlap})
+            raise DataError(
+                f"{len(overlap)} images of the official test set ({len(shown)} patients, e.g. "
+                f"{', '.join(shown[:3])}) belong to patients or exams {source.run_dir} trained "
+                "or validated on (its splits.csv): its test metrics would be inflated. "
+                "Evaluate a run trained with --split official and the same "
+                "--official-split-leak.")
 
 
 def _check_subgroup_columns(cfg: EvalConfig, table: LabelTable) -> None:
@@ -129,11 +157,12 @@ def _write_card(cfg: EvalConfig, evaluation: ModelEvaluation) -> None:
 
     source = evaluation.source
     fingerprint = (source.manifest or {}).get("fingerprint")
-    evaluated_on = (f"{cfg.csv} (--csv)" if cfg.csv else
-                    "the training run's own validation split")
+    evaluated_on = (f"{', '.join(map(str, cfg.csv))} (--csv"
+                    + (f" --dataset {cfg.dataset} --split {cfg.split})" if cfg.dataset else ")")
+                    if cfg.csv else "the training run's own validation split")
     text = render_model_card(
         label=evaluation.label, training=source.summary, training_fingerprint=fingerprint,
-        evaluation=evaluation.metrics, evaluated_on=evaluated_on, external=cfg.csv is not None,
+        evaluation=evaluation.metrics, evaluated_on=evaluated_on, external=bool(cfg.csv),
         subgroups=evaluation.subgroups, shift=evaluation.shift,
         weights_sha256=sha256(source.best_model), bootstrap=cfg.bootstrap)
     (evaluation.folder / MODEL_CARD_FILE).write_text(text, encoding="utf-8")

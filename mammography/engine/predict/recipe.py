@@ -28,7 +28,7 @@ from typing import Any
 
 from mammography.config.predict import PredictConfig
 from mammography.data.cache import ImageCache
-from mammography.data.pipeline import write_data_manifest
+from mammography.data.pipeline import dataset_config, write_data_manifest
 from mammography.data.table.exclusions import exclude_bad_images
 from mammography.data.table.records import LabelTable
 from mammography.data.unlabelled import load_unlabelled
@@ -101,7 +101,8 @@ def run_predict(cfg: PredictConfig, run: RunContext) -> None:
     run.add_based_on([{"run_dir": path, "run_id": run_id, "relation": "evaluation"}
                       for path, run_id in runs.items()])
     table = load_unlabelled(cfg.csv, cfg.dicom_root, path_column=cfg.path_column,
-                            on_bad_image=cfg.on_bad_image, max_bad_fraction=cfg.max_bad_fraction,
+                            dataset=cfg.dataset, on_bad_image=cfg.on_bad_image,
+                            max_bad_fraction=cfg.max_bad_fraction,
                             frames=header_frames(members), out=run)
     caches, cache_reports = build_caches(cfg, table, members, run)
     run.log(f"Scoring {len(table.images)} images of {table.num_exams} exams from "
@@ -112,7 +113,9 @@ def run_predict(cfg: PredictConfig, run: RunContext) -> None:
     precision = select_precision(device, cfg.amp)
     kind = members[0].kind
     run.update(
-        data_config={"csv": str(cfg.csv) if cfg.csv else None,
+        data_config={"csv": str(cfg.csv_file) if cfg.csv else None,
+                     **({"csv_files": [str(p) for p in cfg.csv]} if len(cfg.csv) > 1 else {}),
+                     **dataset_config(table),
                      "dicom_root": str(table.dicom_root) if table.dicom_root else None,
                      "csv_format": table.csv_format, "num_images": len(table.images),
                      "num_exams": table.num_exams, "num_patients": table.num_patients,

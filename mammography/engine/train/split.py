@@ -150,7 +150,8 @@ def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx
     model = create_model(cfg.arch, pretrained=cfg.pretrained and cfg.weights is None
                          and resume is None, weights=cfg.weights if resume is None else None,
                          embedding_dim=fusion.dim if fusion else 0,
-                         allow_partial=cfg.allow_partial_weights)
+                         allow_partial=cfg.allow_partial_weights,
+                         weights_prefix=cfg.weights_prefix)
     weights = _weights_record(run, model, resumed_from)
     freezing = apply_freezing(model, cfg.freeze_backbone, cfg.unfreeze_last_block)
     total, trainable = parameter_counts(model)
