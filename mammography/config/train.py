@@ -119,6 +119,10 @@ class TrainConfig(ImageConfig):
                                   metavar="RUN_DIR")
     based_on: Path | None = setting(None, "Record that this run derives from RUN_DIR "
                                     "(lineage).", metavar="RUN_DIR", record=False)
+    trust_memo: bool = setting(False, "With --resume: take file checksums from the checksum "
+                               "memo (keyed by path, size, mtime, ctime, inode, device) "
+                               "instead of hashing every image again to prove the data "
+                               "unchanged. Faster; recorded.", record=False)
 
     def problems(self) -> list[str]:
         found = self.training_problems()

@@ -138,8 +138,7 @@ def run_check(cfg: DataCheckConfig) -> int:
         cache = ImageCache(preprocess_settings(cfg), cfg.cache_dir,
                            "disk" if cfg.cache == "disk" else "off")
         report = cache.verify([r.path for r in table.images], workers=cfg.workers,
-                              stats=[r.identity[1:] if r.identity else None
-                                     for r in table.images])
+                              stats=[r.identity for r in table.images])
         out.log(f"Decode check: {report.built + len(report.failed)} images decoded "
                 f"({len(report.failed)} failed), {report.reused} already in the image cache "
                 f"({report.seconds:.1f}s)")

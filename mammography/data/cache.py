@@ -1,8 +1,10 @@
 """Decode once, cache forever: preprocessed images on disk, verified on every read.
 
 An entry is keyed by the source file's identity (absolute path, size,
-mtime_ns) inside a folder keyed by the preprocessing settings and version, so
-changing ``--img-size`` or the preprocessing code never serves stale arrays.
+mtime_ns, ctime_ns, inode, device: ``file_identity.py``, so a file replaced
+with the same size and mtime is decoded again) inside a folder keyed by the
+preprocessing settings and version, so changing ``--img-size`` or the
+preprocessing code never serves stale arrays.
 
 Entry format (``.mgc``): a 24-byte header — magic, rows, columns, dtype code,
 CRC-32 of the payload — then the raw array. Reading one is a single
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mammography.data.file_identity import FileIdentity, identity_of
 from mammography.data.preprocess import PREPROCESS_VERSION, PreprocessSettings
 from mammography.data.workers import process_pool
 from mammography.record.contract import cache_root
@@ -130,16 +133,13 @@ class ImageCache:
     def entry_path(self, source: Path) -> Path:
         return Path(self._entry_file(source))
 
-    def _entry_file(self, source: Path, stat: tuple[int, int] | None = None) -> str:
+    def _entry_file(self, source: Path, identity: FileIdentity | None = None) -> str:
         """The entry's path as a string (strings: this runs for every image of a run);
-        ``stat``: the source's (size, mtime_ns) if this run already asked."""
-        # Path(path) would parse it again; absolute() of an absolute path is free.
-        source = (source if isinstance(source, Path) else Path(source)).absolute()
-        if stat is None:
-            st = os.stat(source)
-            stat = st.st_size, st.st_mtime_ns
-        identity = f"{source}|{stat[0]}|{stat[1]}".encode()
-        digest = hashlib.sha256(identity).hexdigest()[:32]
+        ``identity``: the source's, if this run already stat'ed it."""
+        if identity is None:  # the same absolute path as the run's (os.path.abspath)
+            identity = identity_of(os.path.abspath(source), os.stat(source))
+        key = "|".join(map(str, identity)).encode()
+        digest = hashlib.sha256(key).hexdigest()[:32]
         return f"{self._dir_text}{os.sep}{digest[:2]}{os.sep}{digest}{ENTRY_SUFFIX}"
 
 
@@ -203,7 +203,7 @@ class ImageCache:
     # -- building -------------------------------------------------------------
     def build(self, sources: Sequence[Path], *, workers: int = 0, out: Reporter = CONSOLE,
               progress: bool = True, lazy: bool = False,
-              stats: Sequence[tuple[int, int] | None] | None = None) -> BuildReport:
+              stats: Sequence[FileIdentity | None] | None = None) -> BuildReport:
         """Make sure every source has a valid entry; decode the missing ones in parallel.
 
         Returns what was reused, built, regenerated (damaged entries) and what
@@ -215,7 +215,7 @@ class ImageCache:
         corrupt one is caught by its CRC when first read (``read``/``load``,
         which the loader uses) and rebuilt there. Otherwise every entry is
         read and CRC-checked now (``data cache``: the thorough check).
-        ``stats``: each source's (size, mtime_ns) where this run already has it
+        ``stats``: each source's identity where this run already has it
         (the lazy check then makes one ``stat``, of the entry). Entries are
         always written under the identity the source has when it is decoded.
         """
@@ -253,7 +253,7 @@ class ImageCache:
             out.log(f"Cache rebuild complete (took {report.seconds:.1f}s)")
         return report
 
-    def _present(self, source: Path, stat: tuple[int, int] | None = None) -> bool:
+    def _present(self, source: Path, stat: FileIdentity | None = None) -> bool:
         """The entry exists with the size every valid entry has (``CacheEntryError`` if not)."""
         entry = self._entry_file(source, stat)  # OSError here: the source itself
         try:
@@ -265,7 +265,7 @@ class ImageCache:
         return True
 
     def verify(self, sources: Sequence[Path], *, workers: int = 0, progress: bool = True,
-               stats: Sequence[tuple[int, int] | None] | None = None) -> BuildReport:
+               stats: Sequence[FileIdentity | None] | None = None) -> BuildReport:
         """Which sources fail to decode and preprocess, and why; nothing is stored.
 
         A source with a disk cache entry of the right size (same file, size and

@@ -32,7 +32,7 @@ from mammography.record.contract import MANIFEST_FILE
 from mammography.record.reporter import CONSOLE, Reporter
 
 __all__ = ["MANIFEST_FILE", "PreparedData", "build_cache", "data_config", "load_table",
-           "prepare_data", "write_data_manifest"]
+           "prepare_data", "recorded_changes", "write_data_manifest"]
 
 
 
@@ -129,7 +129,7 @@ def build_cache(cfg: ImageConfig, table: LabelTable, out: Reporter = CONSOLE,
     sources = [r.path for r in table.images]
     report = cache.build(sources, workers=cfg.workers, out=out, progress=progress,
                          lazy=not verify_entries,
-                         stats=[r.identity[1:] if r.identity else None for r in table.images])
+                         stats=[r.identity for r in table.images])
     out.log(f"Image cache ({cfg.cache}, {cache.dir if cfg.cache == 'disk' else 'RAM'}): "
             f"{report.reused} reused, {report.built} decoded, {report.regenerated} regenerated, "
             f"{len(report.failed)} failed ({report.seconds:.1f}s)")
@@ -143,7 +143,7 @@ def build_cache(cfg: ImageConfig, table: LabelTable, out: Reporter = CONSOLE,
 
 def write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter = CONSOLE,
                         extra: dict[str, Any] | None = None,
-                        group: bool = False) -> dict[str, Any]:
+                        group: bool = False, trust_memo: bool = True) -> dict[str, Any]:
     """``data_manifest.json`` for the images in ``table`` (checksums memoised); with
     ``run_dir`` None the manifest is only computed (a worker checking its data).
 
@@ -151,14 +151,16 @@ def write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter =
     group (``grouping.py``), recorded under the manifest's ``grouping``. The
     manifest's ``fingerprint`` is the acquisition fingerprint of the images
     (``fingerprint.py``); records without a header (e.g. read back from a
-    splits.csv) count under ``images_without_header``.
+    splits.csv) count under ``images_without_header``. ``trust_memo`` False:
+    every file is hashed again, whatever the checksum memo remembers.
     """
     with collector_paused():
-        return _write_data_manifest(run_dir, table, out, extra, group)
+        return _write_data_manifest(run_dir, table, out, extra, group, trust_memo)
 
 
 def _write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter,
-                         extra: dict[str, Any] | None, group: bool) -> dict[str, Any]:
+                         extra: dict[str, Any] | None, group: bool,
+                         trust_memo: bool) -> dict[str, Any]:
     from mammography.data.manifest import (
         ChecksumMemo,
         build_manifest,
@@ -174,16 +176,19 @@ def _write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter,
                                   exclusions=table.exclusions, memo=memo, extra=extra,
                                   fingerprint=table.fingerprint(),
                                   absolute={r.path: r.identity[0] for r in table.images
-                                            if r.identity is not None})
+                                            if r.identity is not None},
+                                  trust_memo=trust_memo)
     manifest["headers"] = table.headers or None  # how load_table got them (memo hits)
     if group:
         manifest["grouping"] = assign_groups(table, manifest, out)
     if run_dir is not None:
         write_manifest(Path(run_dir) / MANIFEST_FILE, manifest)
     hashing = manifest.get("hashing", {})
+    how = ("" if trust_memo else ": every file hashed again, the checksum memo not trusted "
+           "(--trust-memo skips that)")
     out.log(f"Data manifest: {manifest['num_images']} images, {manifest['num_exclusions']} "
             f"exclusions, digest {manifest['digest'][:12]} ({hashing.get('files_hashed', 0)} "
-            f"hashed, {hashing.get('files_from_memo', 0)} remembered)")
+            f"hashed, {hashing.get('files_from_memo', 0)} remembered{how})")
     return manifest
 
 
@@ -209,6 +214,20 @@ def assign_groups(table: LabelTable, manifest: dict[str, Any], out: Reporter) ->
     return report
 
 
+def recorded_changes(run_dir: Path, manifest: dict[str, Any]) -> str:
+    """``: <what differs>`` between ``run_dir``'s data_manifest.json and ``manifest``
+    (files named), for a message; empty when the recorded one cannot be read."""
+    from mammography.data.manifest import changes_since
+    from mammography.record.jsonio import read_json
+
+    try:
+        recorded = read_json(Path(run_dir) / MANIFEST_FILE)
+        text = changes_since(recorded, manifest)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return ""
+    return f": {text}" if text else ""
+
+
 def data_config(cfg: LabelsConfig, table: LabelTable, manifest: dict[str, Any]) -> dict[str, Any]:
     """The ``data_config`` section of summary.json."""
     return {
@@ -229,14 +248,19 @@ def data_config(cfg: LabelsConfig, table: LabelTable, manifest: dict[str, Any]) 
 
 
 def prepare_data(cfg: ImageConfig, run_dir: Path | None, out: Reporter = CONSOLE,
-                 progress: bool = True) -> PreparedData:
-    """Labels, headers, cache and manifest (written to ``run_dir`` unless None)."""
+                 progress: bool = True, trust_memo: bool = True) -> PreparedData:
+    """Labels, headers, cache and manifest (written to ``run_dir`` unless None).
+
+    ``trust_memo`` False hashes every image again for the manifest instead of
+    taking remembered checksums (``--resume`` does, unless ``--trust-memo``:
+    proving the data unchanged is its job).
+    """
     with collector_paused():
-        return _prepare_data(cfg, run_dir, out, progress)
+        return _prepare_data(cfg, run_dir, out, progress, trust_memo)
 
 
 def _prepare_data(cfg: ImageConfig, run_dir: Path | None, out: Reporter,
-                  progress: bool) -> PreparedData:
+                  progress: bool, trust_memo: bool) -> PreparedData:
     table = load_table(cfg, out)
     cache, cache_report = build_cache(cfg, table, out, progress)
     out.log(f"Found {len(table.images)} images of {table.num_exams} exams from "
@@ -244,7 +268,8 @@ def _prepare_data(cfg: ImageConfig, run_dir: Path | None, out: Reporter,
     out.log(f"Class distribution: {_pretty(table.class_distribution('exam'))} (exams), "
             f"{_pretty(table.class_distribution('image'))} (images)")
     manifest = write_data_manifest(run_dir, table, out,
-                                   extra={"preprocessing": cache.settings.as_dict()}, group=True)
+                                   extra={"preprocessing": cache.settings.as_dict()}, group=True,
+                                   trust_memo=trust_memo)
     return PreparedData(table, cache, manifest, cache_report)
 
 

@@ -12,6 +12,7 @@ from mammography.data.cache import (
     decode_entry,
     encode_entry,
 )
+from mammography.data.file_identity import file_identity
 from mammography.data.preprocess import PreprocessSettings
 from mammography.data.synthetic import synthesize_mammogram, write_mammogram_dicom
 from mammography.record.reporter import CollectingReporter
@@ -136,7 +137,7 @@ def test_lazy_build_trusts_entries_of_the_right_size_without_reading_them(dicoms
     monkeypatch.setattr(ImageCache, "read", no_reading)
     report = cache.build(dicoms, workers=1, progress=False, lazy=True)
     assert (report.reused, report.built, report.regenerated) == (6, 0, 0)
-    stats = [(p.stat().st_size, p.stat().st_mtime_ns) for p in dicoms]
+    stats = [file_identity(p) for p in dicoms]
     assert cache.build(dicoms, workers=1, progress=False, lazy=True, stats=stats).reused == 6
 
 

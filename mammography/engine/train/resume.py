@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mammography.data.pipeline import PreparedData
+from mammography.data.pipeline import PreparedData, recorded_changes
 from mammography.data.splits import read_splits_csv, relative_path
 from mammography.durations import now
 from mammography.engine.checkpoint import load_safely
@@ -49,7 +49,8 @@ def check_same_data(previous: Path, data: PreparedData) -> None:
                         "stopped before it had read its data), so there is nothing to "
                         "continue; start a new run.")
     raise DataError(f"--resume {previous}: the data changed since that run (data manifest "
-                    f"digest {data.manifest_digest} now, {recorded} in the run). A resumed "
+                    f"digest {data.manifest_digest} now, {recorded} in the run"
+                    f"{recorded_changes(previous, data.manifest)}). A resumed "
                     "run must see the same images and labels: point --csv/--dicom-root at "
                     "the run's data, or start a new run.")
 

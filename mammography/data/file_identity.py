@@ -1,0 +1,81 @@
+"""What "the same file" means to every memo and cache: git's stat rule, not size + mtime.
+
+The checksum memo, the header memo and the image cache skip a file they have
+seen. Size and mtime alone cannot tell them that the file was replaced:
+``touch -r``, ``cp -p``, ``rsync -t`` of a same-size image and re-extracting a
+tar with normalised mtimes all put new bytes behind the old (size, mtime).
+Like git's index, a file is identified by
+
+* its absolute path, size and mtime_ns, and
+* its ctime_ns, inode and device: the kernel sets ctime to *now* on every
+  write, rename or attribute change, and no ``touch``, ``cp -p`` or tar can
+  set it back; a file put in place by rename or extraction is a new inode.
+
+Limits (docs/artifacts.md): a rewrite inside the file system's timestamp
+granularity of the moment it was remembered is invisible to any stat rule, so
+files modified in the last ``RACY_WINDOW_NS`` are never remembered (git's
+"racily clean" rule); a file system that fakes ctime or inode numbers (some
+FUSE and network mounts) or a clock set back defeats it; a remount that renumbers
+the device costs one re-read of everything. ``runs reproduce`` and
+``--resume`` therefore hash every file again unless ``--trust-memo``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import NamedTuple
+
+# Files modified this recently are read but never remembered (see settled).
+RACY_WINDOW_NS = 2_000_000_000
+_WRAP = 1 << 64
+_SIGNED_MAX = 1 << 63
+
+
+class FileIdentity(NamedTuple):
+    """One file's identity as memo rows and cache entries are keyed by it.
+
+    ``inode`` and ``device`` are folded into signed 64-bit integers (SQLite's
+    INTEGER): they are only ever compared.
+    """
+
+    path: str  # absolute (os.path.abspath), not resolved
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    device: int
+
+    @property
+    def stat_key(self) -> tuple[int, int, int, int, int]:
+        """Everything but the path: what must still match for a remembered fact to hold."""
+        return self[1:]  # type: ignore[return-value]
+
+
+def _signed(value: int) -> int:
+    return value - _WRAP if value >= _SIGNED_MAX else value
+
+
+def identity_of(absolute: str, st: os.stat_result) -> FileIdentity:
+    """The identity of the file at ``absolute`` (already ``os.path.abspath``) from its stat."""
+    return FileIdentity(absolute, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                        _signed(st.st_ino), _signed(st.st_dev))
+
+
+def file_identity(path: str | os.PathLike[str]) -> FileIdentity:
+    """Stat ``path`` (following links) and return its identity; ``OSError`` as ``os.stat``."""
+    return identity_of(os.path.abspath(path), os.stat(path))
+
+
+def settled(identity: FileIdentity, now_ns: int | None = None) -> bool:
+    """Whether a fact read from the file now may be remembered.
+
+    File timestamps are coarse (a jiffy on ext4, 2 s on FAT, the server's clock
+    on NFS): a file rewritten with the same size within the tick in which we
+    read it keeps its whole identity, and a remembered fact would pin the old
+    content to it. Like git's racily-clean rule, such files are read but not
+    remembered; the next run reads them once more, by which time they are
+    settled.
+    """
+    now = time.time_ns() if now_ns is None else now_ns
+    return identity.mtime_ns < now - RACY_WINDOW_NS
