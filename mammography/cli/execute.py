@@ -16,6 +16,7 @@ from typing import Any
 from mammography.config.core import run_settings
 from mammography.config.resolve import resolve_config
 from mammography.errors import EXIT_OK, InputError
+from mammography.record.secrets import mask_secrets
 
 
 def import_target(target: str) -> Any:
@@ -45,7 +46,7 @@ def execute(config_cls: type, target: str, command: str, config_file: Path | Non
         return run.exit_code if run.exit_code is not None else EXIT_OK
     except InputError as exc:
         # Detected before any work started (settings, outdir): message only.
-        print(f"Error: {exc.render()}", file=sys.stderr, flush=True)
+        print(f"Error: {mask_secrets(exc.render())}", file=sys.stderr, flush=True)
         return exc.exit_code
 
 

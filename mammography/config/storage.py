@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mammography.record.secrets import has_masked_password, mask_passwords
+from mammography.record.secrets import has_masked_password, mask_secrets
 
 JOURNAL_PREFIX = "journal:"
 CONNECT_TIMEOUT_SECONDS = 10
@@ -69,7 +69,7 @@ class StorageError(ValueError):
 def parse_storage(text: str) -> Storage:
     """``--storage TEXT`` as a Storage (StorageError saying what is wrong and the fix)."""
     text = text.strip()
-    shown = mask_passwords(text)
+    shown = mask_secrets(text)
     if has_masked_password(text):
         raise StorageError(
             f"--storage {shown}: the password is not recorded in a run (it shows as ***); "
@@ -133,7 +133,7 @@ def reachable_problem(storage: Storage) -> str | None:
         with engine.connect():
             pass
     except Exception as exc:  # any driver's error: refused, unknown host, auth, no db
-        reason = mask_passwords(" ".join(str(getattr(exc, "orig", None) or exc).split()))[:300]
+        reason = mask_secrets(" ".join(str(getattr(exc, "orig", None) or exc).split()))[:300]
         stop = "" if reason.endswith((".", "?", "!")) else "."
         return (f"--storage {storage.shown} cannot be reached: {reason}{stop} "
                 f"Fix: {_SERVER_FIX[storage.kind]}")

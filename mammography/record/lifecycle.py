@@ -68,6 +68,7 @@ from mammography.record.placement import (
     top_level,
 )
 from mammography.record.provenance import collect_git, package_version
+from mammography.record.secrets import mask_secrets
 from mammography.record.signals import StopControl, WarningCapture
 from mammography.record.summary import SummaryWriter
 from mammography.record.tee import Tee
@@ -345,9 +346,10 @@ class Run:
         if exc is None:
             return "completed", EXIT_OK, None
         if isinstance(exc, InputError):
+            message = mask_secrets(exc.render())
             if not reported:
-                print(f"Error: {exc.render()}", file=sys.stderr, flush=True)
-            return "failed", exc.exit_code, {"type": "input_error", "message": exc.render()}
+                print(f"Error: {message}", file=sys.stderr, flush=True)
+            return "failed", exc.exit_code, {"type": "input_error", "message": message}
         if isinstance(exc, RunInterrupted | KeyboardInterrupt):
             name = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
             if not reported:
@@ -361,7 +363,8 @@ class Run:
         if not reported:
             traceback.print_exception(exc_type, exc, tb)
             sys.stderr.flush()
-        return "failed", EXIT_FAILED, {"type": exc_type.__name__, "message": str(exc),
+        return "failed", EXIT_FAILED, {"type": exc_type.__name__,
+                                       "message": mask_secrets(str(exc)),
                                        "where": error_where(tb)}
 
     def _finalize(self, status: str, code: int, error: dict[str, Any] | None) -> None:

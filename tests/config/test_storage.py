@@ -12,7 +12,7 @@ from mammography.config.storage import (
     sqlite_path,
     storage_problems,
 )
-from mammography.record.secrets import mask_passwords
+from mammography.record.secrets import mask_secrets
 from tests.helpers import child_env, run_cli
 
 
@@ -27,8 +27,8 @@ from tests.helpers import child_env, run_cli
     ("see https://a:b@x.org/p and ftp://c:d@y/q", "see https://a:***@x.org/p and "
                                                   "ftp://c:***@y/q"),
 ])
-def test_mask_passwords(text, masked):
-    assert mask_passwords(text) == masked
+def test_mask_secrets(text, masked):
+    assert mask_secrets(text) == masked
 
 
 def _installed(module):
