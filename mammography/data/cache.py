@@ -13,11 +13,19 @@ truncated or corrupt entry fails the size or CRC check, is reported and
 rebuilt. Entries are written to a temp file and renamed into place, so
 concurrent runs building the same cache never see half an entry, and the
 worst a race costs is decoding one image twice.
+
+A fault of the cache itself - a shard folder that is a file, a read-only or
+full disk, an I/O error reading an entry - is the cache's, never the image's:
+:attr:`ImageCache.fault` says what and where (the caller warns, naming the
+fix), nothing more is stored, entries that can still be read are used, and
+the other images are decoded in memory whenever they are read. Only a failure
+to *decode* makes an image an exclusion.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -48,6 +56,26 @@ ENTRY_SUFFIX = ".mgc"
 
 class CacheEntryError(Exception):
     """A cache entry exists but is truncated or corrupt."""
+
+
+class CacheFault(Exception):
+    """The cache folder cannot be used (not the image: see the module docstring)."""
+
+
+#: What an errno means for the cache, in the words of its fix.
+_FAULT_CAUSES = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                 errno.EROFS: "the file system is read-only",
+                 errno.EACCES: "no permission to write there",
+                 errno.EPERM: "no permission to write there",
+                 errno.ENOTDIR: "a file stands where a cache folder belongs",
+                 errno.EIO: "an I/O error", errno.EFBIG: "a file size limit"}
+
+
+def fault_text(path: str | Path, exc: OSError) -> str:
+    """``PATH: [Errno N] strerror (what it means)`` for a cache fault."""
+    cause = _FAULT_CAUSES.get(exc.errno or 0)
+    return (f"{path}: [Errno {exc.errno}] {exc.strerror or type(exc).__name__}"
+            + (f" ({cause})" if cause else ""))
 
 
 def default_cache_root() -> Path:
@@ -105,10 +133,12 @@ class BuildReport:
     regenerated: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    fault: str | None = None  # the cache's own failure (ImageCache.fault), if any
 
     def as_dict(self) -> dict[str, object]:
         return {"built": self.built, "reused": self.reused, "regenerated": self.regenerated,
-                "failed": len(self.failed), "seconds": round(self.seconds, 3)}
+                "failed": len(self.failed), "seconds": round(self.seconds, 3),
+                "fault": self.fault}
 
 
 class ImageCache:
@@ -128,6 +158,13 @@ class ImageCache:
         self.entry_bytes = HEADER.size + rows * cols * np.dtype(settings.dtype).itemsize
         self._memory: dict[str, np.ndarray] = {}
         self._verified: set[tuple[str, int, int]] = set()
+        #: Why the disk cache cannot be used (``fault_text``); None while it can.
+        #: Once set, nothing more is stored: images are decoded when read.
+        self.fault: str | None = None
+
+    def _note_fault(self, path: str | Path, exc: OSError) -> None:
+        if self.fault is None:
+            self.fault = fault_text(path, exc)
 
     # -- keys and entries ----------------------------------------------------
     def entry_path(self, source: Path) -> Path:
@@ -157,6 +194,9 @@ class ImageCache:
                 handle.readinto(data)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # the cache's fault (EIO, a file in a folder's place): a miss
+            self._note_fault(path, exc)
+            return None
         # The CRC (the costliest part of a read) once per entry and process: later
         # epochs re-read the same bytes. A rewritten entry has a new size/mtime.
         key = (path, stat.st_size, stat.st_mtime_ns)
@@ -165,11 +205,17 @@ class ImageCache:
         return array
 
     def store(self, source: Path, array: np.ndarray) -> None:
+        """Keep ``array`` for ``source``; a disk that refuses it sets :attr:`fault`."""
         if self.mode == "memory":
             self._memory[str(source)] = array
-        elif self.mode == "disk":
-            self._write_settings_note()
-            write_atomic(self.entry_path(source), encode_entry(array))
+        elif self.mode == "disk" and self.fault is None:
+            entry = self.dir
+            try:
+                self._write_settings_note()
+                entry = self.entry_path(source)
+                write_atomic(entry, encode_entry(array))
+            except OSError as exc:
+                self._note_fault(entry, exc)
 
     def compute(self, source: Path) -> np.ndarray:
         from mammography.data.preprocess import load_preprocessed
@@ -233,7 +279,9 @@ class ImageCache:
                     continue
             except CacheEntryError:
                 damaged.append(Path(source))
-            except OSError as exc:
+            except CacheFault as exc:  # the entry's folder, not the image: decode it
+                self.fault = self.fault or str(exc)
+            except OSError as exc:  # the source file itself
                 report.failed[str(source)] = f"cannot stat/read: {exc.strerror}"
                 continue
             todo.append(Path(source))
@@ -243,9 +291,15 @@ class ImageCache:
         if self.mode == "off":
             report.seconds = time.perf_counter() - start
             return report
+        if todo and self.mode == "disk":
+            self._probe()
         if todo:
-            job = _BuildJob(self.settings, self.root, self.mode)
+            # A faulty disk cache still decodes every missing image (what cannot be
+            # decoded is excluded, as always) but stores none of them.
+            job = (_CheckJob(self.settings) if self.mode == "disk" and self.fault is not None
+                   else _BuildJob(self.settings, self.root, self.mode))
             self._run_jobs(job, todo, workers, report, progress, "Caching")
+        report.fault = self.fault
         report.regenerated = len([p for p in damaged if str(p) not in report.failed])
         report.built -= report.regenerated
         report.seconds = time.perf_counter() - start
@@ -253,13 +307,26 @@ class ImageCache:
             out.log(f"Cache rebuild complete (took {report.seconds:.1f}s)")
         return report
 
+    def _probe(self) -> None:
+        """Whether entries can be written at all (the settings note is written first):
+        a read-only or full disk is found before any image is decoded for nothing."""
+        if self.fault is not None:
+            return
+        try:
+            self._write_settings_note()
+        except OSError as exc:
+            self._note_fault(self.dir, exc)
+
     def _present(self, source: Path, stat: FileIdentity | None = None) -> bool:
-        """The entry exists with the size every valid entry has (``CacheEntryError`` if not)."""
+        """The entry exists with the size every valid entry has (``CacheEntryError`` if
+        not; ``CacheFault`` when the cache cannot be looked at)."""
         entry = self._entry_file(source, stat)  # OSError here: the source itself
         try:
             size = os.stat(entry).st_size
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise CacheFault(fault_text(entry, exc)) from exc
         if size != self.entry_bytes:
             raise CacheEntryError(f"entry is {size} bytes, expected {self.entry_bytes}")
         return True
@@ -310,9 +377,11 @@ class ImageCache:
                         self._collect(result, report)
                         advance()
 
-    def _collect(self, result: tuple[str, np.ndarray | None, str | None],
+    def _collect(self, result: tuple[str, np.ndarray | None, str | None, str | None],
                  report: BuildReport) -> None:
-        source, array, error = result
+        source, array, error, fault = result
+        if fault is not None and self.fault is None:
+            self.fault = fault
         if error is not None:
             report.failed[source] = error
             return
@@ -327,17 +396,17 @@ class _CheckJob:
 
     settings: PreprocessSettings
 
-    def __call__(self, source: Path) -> tuple[str, None, str | None]:
+    def __call__(self, source: Path) -> tuple[str, None, str | None, None]:
         from mammography.data.dicom.decode import DicomReadError
         from mammography.data.preprocess import check_preprocessed
 
         try:
             check_preprocessed(source, self.settings)
         except DicomReadError as exc:
-            return str(source), None, exc.reason
+            return str(source), None, exc.reason, None
         except Exception as exc:  # a decoder bug must cost one image, not the run
-            return str(source), None, f"{type(exc).__name__}: {exc}"
-        return str(source), None, None
+            return str(source), None, f"{type(exc).__name__}: {exc}", None
+        return str(source), None, None, None
 
 
 @dataclass
@@ -349,17 +418,19 @@ class _BuildJob:
     root: Path
     mode: str
 
-    def __call__(self, source: Path) -> tuple[str, np.ndarray | None, str | None]:
+    def __call__(self, source: Path) -> tuple[str, np.ndarray | None, str | None, str | None]:
+        """(source, array for a memory cache, why it cannot be decoded, why the disk
+        cache refused it)."""
         from mammography.data.dicom.decode import DicomReadError
 
         cache = ImageCache(self.settings, self.root, "disk" if self.mode == "disk" else "off")
         try:
             array = cache.compute(source)
         except DicomReadError as exc:
-            return str(source), None, exc.reason
+            return str(source), None, exc.reason, None
         except Exception as exc:  # a decoder bug must cost one image, not the run
-            return str(source), None, f"{type(exc).__name__}: {exc}"
+            return str(source), None, f"{type(exc).__name__}: {exc}", None
         if self.mode == "disk":
             cache.store(source, array)
-            return str(source), None, None
-        return str(source), array if self.mode == "memory" else None, None
+            return str(source), None, None, cache.fault
+        return str(source), array if self.mode == "memory" else None, None, None

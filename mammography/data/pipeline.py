@@ -133,12 +133,23 @@ def build_cache(cfg: ImageConfig, table: LabelTable, out: Reporter = CONSOLE,
     out.log(f"Image cache ({cfg.cache}, {cache.dir if cfg.cache == 'disk' else 'RAM'}): "
             f"{report.reused} reused, {report.built} decoded, {report.regenerated} regenerated, "
             f"{len(report.failed)} failed ({report.seconds:.1f}s)")
+    if report.fault:
+        out.warn(cache_fault_warning(report.fault))
     if report.failed:
         bad = [(r, report.failed[str(r.path)]) for r in table.images
                if str(r.path) in report.failed]
         exclude_bad_images(table, bad, on_bad_image=cfg.on_bad_image,
                            max_bad_fraction=cfg.max_bad_fraction, out=out, what="undecodable")
     return cache, {"mode": cfg.cache, "dir": str(cache.dir), **report.as_dict()}
+
+
+def cache_fault_warning(fault: str) -> str:
+    """The WARNING for a disk cache that cannot be used (``ImageCache.fault``)."""
+    return (f"the image cache cannot be used: {fault}. This run decodes the images it "
+            "cannot find there in memory whenever it reads them (slower); no image is "
+            "excluded for it. Fix: free disk space, make the cache folder writable or remove "
+            "what stands in its way, or point --cache-dir (or MAMMOGRAPHY_CACHE_DIR) at "
+            "another folder; --cache memory keeps images in RAM instead.")
 
 
 def write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter = CONSOLE,

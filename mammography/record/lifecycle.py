@@ -383,17 +383,28 @@ class Run:
                         artifacts=artifact_list(self.dir),
                     )
                 except OSError as exc:
-                    # Disk full at the end: summary.json keeps its last complete
-                    # version (status running, so `runs list` calls the run crashed
-                    # once this process is gone). Say it in one line; never exit 0
-                    # with an incomplete record.
-                    print(f"Error: could not record the end of run {self.location.label} in "
-                          f"{self.summary.path}: {exc.strerror or exc}. summary.json keeps "
-                          "its last complete state (status running). Free disk space.",
-                          file=sys.stderr, flush=True)
+                    # Disk full at the end: never exit 0 with an incomplete record.
+                    # summary.json is rewritten in place with the status and the
+                    # reason (its artifact list left out) when its own bytes can
+                    # hold them; else it keeps its last complete version (status
+                    # running, which `runs list` calls crashed once this process is
+                    # gone). Either way, one line says so.
                     if code == EXIT_OK:
                         status, code = "failed", EXIT_FAILED
                         self.status, self.exit_code = status, code
+                        error = {"type": type(exc).__name__,
+                                 "message": f"could not record the end of the run: "
+                                            f"{exc.strerror or exc}"}
+                    kept = self.summary.rewrite_in_place({
+                        "status": status,
+                        "execution": {"end_time": now_iso(), "duration_seconds": duration,
+                                      "exit_code": code, "error": error}})
+                    state = (f"rewritten in place with status {status} and the reason (no "
+                             "artifact list)" if kept else "keeps its last complete state "
+                             "(status running)")
+                    print(f"Error: could not record the end of run {self.location.label} in "
+                          f"{self.summary.path}: {exc.strerror or exc}. summary.json "
+                          f"{state}. Free disk space.", file=sys.stderr, flush=True)
                 else:
                     self._check_schema()
             if self._follow is not None:
