@@ -79,3 +79,22 @@ def settled(identity: FileIdentity, now_ns: int | None = None) -> bool:
     """
     now = time.time_ns() if now_ns is None else now_ns
     return identity.mtime_ns < now - RACY_WINDOW_NS
+
+
+def missing_file_reason(path: str | os.PathLike[str]) -> str:
+    """Why a path that is not a regular file cannot be read as one, in words: "file not
+    found", or what it is instead (a FIFO would block a reader, /dev/zero never end)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        return f"cannot access the file: {exc.strerror or exc}"
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a character device" if stat.S_ISCHR(mode) else "a block device"
+            if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else None)
+    if kind is None:
+        return "not a regular file"
+    return f"{kind}, not a regular file: point the CSV at the image file itself"

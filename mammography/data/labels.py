@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mammography.data.density_labels import exam_labels, label_problem, parse_label
+from mammography.data.file_identity import missing_file_reason
 from mammography.domain import to_index
 from mammography.errors import DataError
 from mammography.record.reporter import CONSOLE, Reporter
@@ -443,7 +444,7 @@ def _generic_table(csv_path: Path, base: Path, header: list[str],
                      reason=f"unusable path: {exc.strerror or exc}")
             continue
         if not is_file:
-            _exclude(table, out, row=line, path=str(path), reason="file not found")
+            _exclude(table, out, row=line, path=str(path), reason=missing_file_reason(path))
             continue
         if path in seen:
             first_line, first_label = seen[path]

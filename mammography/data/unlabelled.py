@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from mammography.data.file_identity import missing_file_reason
 from mammography.data.grouping import normalise_patient_ids
 from mammography.data.labels import (
     DICM_MAGIC,
@@ -243,7 +244,7 @@ def _path_table(csv_path: Path, base: Path, header: list[str],
                      f"{seen[path]}; scoring it once.")
             continue
         if not _is_file(path):
-            _exclude(table, out, row=line, path=str(path), reason="file not found")
+            _exclude(table, out, row=line, path=str(path), reason=missing_file_reason(path))
             continue
         seen[path] = line
         table.images.append(_record(
