@@ -20,9 +20,10 @@ from mammography.data.pipeline import (
     build_cache,
     load_table,
     preprocess_settings,
+    refused_table,
     write_data_manifest,
 )
-from mammography.errors import EXIT_OK
+from mammography.errors import EXIT_OK, DataError
 from mammography.record.reporter import ConsoleReporter
 
 
@@ -128,6 +129,26 @@ def print_fingerprint(console: Any, fingerprint: dict[str, Any]) -> None:
 
 
 def run_check(cfg: DataCheckConfig) -> int:
+    try:
+        return _run_check(cfg)
+    except DataError as exc:  # unusable data: the audit of what was found, then the error
+        if cfg.json is not None:
+            write_refused_audit(cfg.json, exc)
+        raise
+
+
+def write_refused_audit(path: Path, exc: DataError) -> None:
+    """``--json`` when the data is refused: the audit of what was read before (when
+    there was a table), ``usable: false`` and the ``error``; the user needs it most then."""
+    table = getattr(exc, "table", None)
+    result = audit(table) if table is not None else {}
+    result.update(usable=False, error=exc.render())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"Audit written to {path}")
+
+
+def _run_check(cfg: DataCheckConfig) -> int:
     out = ConsoleReporter()
     table = load_table(cfg, out)
     if cfg.decode:
@@ -144,8 +165,10 @@ def run_check(cfg: DataCheckConfig) -> int:
                 f"({report.seconds:.1f}s)")
         bad = [(r, report.failed[str(r.path)]) for r in table.images
                if str(r.path) in report.failed]
-        exclude_bad_images(table, bad, on_bad_image=cfg.on_bad_image,
-                           max_bad_fraction=cfg.max_bad_fraction, out=out, what="undecodable")
+        with refused_table(table):
+            exclude_bad_images(table, bad, on_bad_image=cfg.on_bad_image,
+                               max_bad_fraction=cfg.max_bad_fraction, out=out,
+                               what="undecodable")
     result = audit(table)
     result["decoded"] = cfg.decode
     if table.images:

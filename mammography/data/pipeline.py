@@ -32,7 +32,7 @@ from mammography.record.contract import MANIFEST_FILE
 from mammography.record.reporter import CONSOLE, Reporter
 
 __all__ = ["MANIFEST_FILE", "PreparedData", "build_cache", "data_config", "load_table",
-           "prepare_data", "recorded_changes", "write_data_manifest"]
+           "prepare_data", "recorded_changes", "refused_table", "write_data_manifest"]
 
 
 
@@ -68,6 +68,18 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+@contextlib.contextmanager
+def refused_table(table: LabelTable) -> Iterator[None]:
+    """A ``DataError`` raised inside carries ``table`` (as ``exc.table``): what was found
+    and excluded before the data was refused, for ``data check --json``."""
+    try:
+        yield
+    except DataError as exc:
+        if getattr(exc, "table", None) is None:
+            exc.table = table  # type: ignore[attr-defined]
+        raise
+
+
 def preprocess_settings(cfg: ImageConfig) -> Any:
     from mammography.data.preprocess import PreprocessSettings
 
@@ -96,16 +108,17 @@ def _load_table(cfg: LabelsConfig, out: Reporter, frames: str | None) -> LabelTa
     table = load_label_table(cfg.csv, cfg.dicom_root, include_class_5=cfg.include_class_5,
                              path_column=cfg.path_column, label_column=cfg.label_column,
                              out=out)
-    attach_remembered_headers(table, read_header,
-                              image_problem=partial(image_problem, frames=policy),
-                              on_bad_image=cfg.on_bad_image,
-                              max_bad_fraction=cfg.max_bad_fraction, out=out)
-    table.per_view_patient_ids = normalise_patient_ids(table.images, out)
-    table.label_checks = check_breast_labels(table.images, table.exclude, out)
-    if not table.images:
-        raise DataError(f"No usable images in {table.csv_path}: every image was excluded "
-                        "(see the WARNING lines above).")
-    warning = processing_mix(table.fingerprint())
+    with refused_table(table):
+        attach_remembered_headers(table, read_header,
+                                  image_problem=partial(image_problem, frames=policy),
+                                  on_bad_image=cfg.on_bad_image,
+                                  max_bad_fraction=cfg.max_bad_fraction, out=out)
+        table.per_view_patient_ids = normalise_patient_ids(table.images, out)
+        table.label_checks = check_breast_labels(table.images, table.exclude, out)
+        if not table.images:
+            raise DataError(f"No usable images in {table.csv_path}: every image was "
+                            "excluded (see the WARNING lines above).")
+    warning = processing_mix(table.fingerprint(), table.images)
     if warning:
         out.warn(warning)
     return table

@@ -147,7 +147,7 @@ def load_unlabelled(csv_path: Path | None, dicom_root: Path | None, *, path_colu
         where = csv_path if csv_path is not None else dicom_root
         raise DataError(f"No usable images in {where}: every image was excluded (see the "
                         "WARNING lines above).")
-    warning = processing_mix(acquisition_fingerprint(table.images))
+    warning = processing_mix(acquisition_fingerprint(table.images), table.images)
     if warning:
         out.warn(warning)
     return table
