@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from mammography.errors import ConfigError
-from mammography.record.secrets import MASK, mask_secrets, secret_name
+from mammography.record.secrets import hide, mask_secrets, secret_name
 
 C = TypeVar("C")
 
@@ -226,7 +226,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def _recorded(name: str, value: Any) -> Any:
     """A setting as recorded: masked outright when its name says secret."""
-    return MASK if secret_name(name) and value not in (None, "") else jsonable(value)
+    return hide(value) if secret_name(name) and value not in (None, "") else jsonable(value)
 
 
 def jsonable(value: Any) -> Any:

@@ -68,7 +68,7 @@ from mammography.record.placement import (
     top_level,
 )
 from mammography.record.provenance import collect_git, package_version
-from mammography.record.secrets import mask_secrets
+from mammography.record.secrets import mask_secrets, mask_tree
 from mammography.record.signals import StopControl, WarningCapture
 from mammography.record.summary import SummaryWriter
 from mammography.record.tee import Tee
@@ -107,8 +107,10 @@ class Run:
         self.parent = parent
         self.child_name = child_name
         self.seed = int(seed if seed is not None else 0)
-        self._hyperparameters = dict(hyperparameters or {})
-        self._config_record = config_record
+        # Masked here too (config/core.py already masks what it records): whatever a
+        # caller passes, no secret reaches summary.json or config.yaml.
+        self._hyperparameters = mask_tree(dict(hyperparameters or {}))
+        self._config_record = mask_tree(config_record) if config_record is not None else None
         self._integration = {**NO_INTEGRATION, **(integration or {})}
         self._based_on = based_on
         self._extra = extra or {}

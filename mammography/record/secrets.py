@@ -38,6 +38,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, unquote
 
 MASK = "***"
@@ -48,10 +49,11 @@ MIN_LITERAL = 4
 _SECRET_WORDS = ("password", "passwd", "passphrase", "pwd", "secret", "token", "apikey",
                  "accesskey", "privatekey", "credential", "authorization")
 _NON_WORD = re.compile(r"[^a-z0-9]")
-# scheme://user:password@ in free text: the password runs to the "@" (SQLAlchemy's
-# grammar: it may hold "/", "?", ":"), but not across whitespace, which ends the URL.
+# scheme://user:password@ in free text: the password runs to the last "@" (it may
+# hold "/", "?", ":" and "@": see mask_url), but not across whitespace, which ends
+# the URL.
 _TEXT_PASSWORD = re.compile(
-    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<secret>[^@\s]*)@")
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<secret>\S*)@")
 # name=value in a URL's query or a key=value list: masked when the name says secret.
 _TEXT_PARAM = re.compile(r"(?P<head>(?:^|[?&;,\s])(?P<name>[A-Za-z0-9_.\-]+)=)"
                          r"(?P<value>[^&;,\s#'\"]*)")
@@ -185,6 +187,27 @@ def mask_secrets(text: str) -> str:
     return mask_text(text)
 
 
+def hide(value: Any) -> str:
+    """``***`` for a value held under a secret name; the value is remembered (and then
+    masked wherever else it shows up)."""
+    if isinstance(value, str | int | float):
+        remember([str(value)])
+    return MASK
+
+
+def mask_tree(value: Any) -> Any:
+    """A JSON-like structure with every secret masked: strings through
+    :func:`mask_secrets`, and any value under a key whose name says secret."""
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if isinstance(value, dict):
+        return {k: hide(value[k]) if isinstance(k, str) and secret_name(k)
+                and value[k] not in (None, "") else mask_tree(value[k]) for k in value}
+    if isinstance(value, list | tuple):
+        return type(value)(mask_tree(v) for v in value)
+    return value
+
+
 def mask_argv(argv: list[str]) -> list[str]:
     """The command line with every secret masked: URLs (also ``--opt=URL``), secret
     query parameters, and the value of any option whose name says secret."""
@@ -216,7 +239,7 @@ def mask_argv(argv: list[str]) -> list[str]:
 def _mask_value(value: str) -> str:
     if _URL_START.match(value):
         return mask_url(value)
-    return mask_text(value) if ("://" in value or "=" in value) else value
+    return mask_text(value) if ("://" in value or "=" in value) else _mask_known(value)
 
 
 def has_masked_password(text: str) -> bool:
