@@ -276,3 +276,25 @@ def test_the_decode_check_takes_cached_images_as_decoded(dicoms, tmp_path, monke
     assert (report.reused, report.built, report.failed) == (3, 3, {})
     assert checked == dicoms[3:]
     assert entry.stat().st_size == 50  # a check stores nothing
+
+
+def test_a_cache_that_cannot_be_written_is_a_fault_not_a_failure(dicoms, tmp_path):
+    """Issue 23 (4): an OSError from the cache folder is ``cache.fault`` (path and
+    cause), never a failed image; what is already there is still read."""
+    blocker = tmp_path / "blocked"
+    blocker.write_text("a file where the cache root belongs")
+    cache = ImageCache(SETTINGS, blocker)
+    report = cache.build(dicoms, workers=1, progress=False, lazy=True)
+    assert report.failed == {} and report.built == len(dicoms)
+    assert cache.fault and str(blocker) in cache.fault and "Not a directory" in cache.fault
+    assert report.as_dict()["fault"] == cache.fault
+    assert cache.load(dicoms[0]).shape == SETTINGS.shape  # decoded in memory
+
+
+def test_an_unreadable_entry_is_a_miss(dicoms, tmp_path):
+    cache = ImageCache(SETTINGS, tmp_path)
+    cache.build(dicoms[:1], workers=1, progress=False)
+    entry = cache.entry_path(dicoms[0])
+    entry.unlink()
+    entry.mkdir()  # reading it: IsADirectoryError, the cache's fault
+    assert cache.read(dicoms[0]) is None and "Is a directory" in cache.fault

@@ -274,3 +274,33 @@ def test_a_warm_start_records_what_came_from_the_memos(aged_dataset, cache_dir, 
         [(r.view, r.laterality, r.group) for r in first.table.images]
     assert second.manifest["fingerprint"] == first.manifest["fingerprint"]
     assert not second_out.warnings
+
+
+def test_rows_of_the_wrong_types_are_misses(files, memo):
+    """Issue 23 (6): valid JSON of the wrong types (a number for a PatientID, a string
+    for Rows, a bad pixel location) is read again, never trusted or a traceback."""
+    import json
+
+    read_headers(files, read_header, memo)
+    rows = dict(memo._conn.execute("SELECT path, header FROM headers_v2").fetchall())
+    edits = {0: lambda own, acq: (own[:1] + [7] + own[2:], acq),
+             1: lambda own, acq: (own, [acq[0], "96", *acq[2:]]),
+             2: lambda own, acq: (own, [*acq[:-2], ["native", "x", 1], acq[-1]])}
+    for index, edit in edits.items():
+        path = os.path.abspath(files[index])
+        own, _, acquisition = rows[path].partition("\x1e")
+        new_own, new_acq = edit(json.loads(own), json.loads(acquisition))
+        memo._conn.execute("UPDATE headers_v2 SET header = ? WHERE path = ?",
+                           (json.dumps(new_own) + "\x1e" + json.dumps(new_acq), path))
+    reader = Counting()
+    outcomes, _, stats = read_headers(files, reader, memo)
+    assert sorted(reader.paths) == sorted(files[:3]) and stats.from_memo == 1
+    assert [o[0] for o in outcomes] == [read_header(f) for f in files]
+
+
+def test_a_checksum_that_is_not_a_sha256_is_a_miss(files, memo):
+    key = file_identity(files[0])
+    memo.put_many([(key, "not-a-sha")])
+    assert memo.get(key) is None
+    memo.put_many([(key, "a" * 64)])
+    assert memo.get(key) == "a" * 64
