@@ -157,7 +157,7 @@ class ImageCache:
         #: The size of every valid entry: preprocessing's output shape and dtype are fixed.
         self.entry_bytes = HEADER.size + rows * cols * np.dtype(settings.dtype).itemsize
         self._memory: dict[str, np.ndarray] = {}
-        self._verified: set[tuple[str, int, int]] = set()
+        self._verified: set[tuple[str, int, int, int]] = set()
         #: Why the disk cache cannot be used (``fault_text``); None while it can.
         #: Once set, nothing more is stored: images are decoded when read.
         self.fault: str | None = None
@@ -198,8 +198,9 @@ class ImageCache:
             self._note_fault(path, exc)
             return None
         # The CRC (the costliest part of a read) once per entry and process: later
-        # epochs re-read the same bytes. A rewritten entry has a new size/mtime.
-        key = (path, stat.st_size, stat.st_mtime_ns)
+        # epochs re-read the same bytes. A rewritten entry (renamed into place) is a
+        # new inode.
+        key = (path, stat.st_size, stat.st_mtime_ns, stat.st_ino)
         array = decode_entry(data, check_crc=key not in self._verified)
         self._verified.add(key)
         return array
@@ -209,13 +210,12 @@ class ImageCache:
         if self.mode == "memory":
             self._memory[str(source)] = array
         elif self.mode == "disk" and self.fault is None:
-            entry = self.dir
+            entry = self.entry_path(source)  # OSError here: the source itself
             try:
                 self._write_settings_note()
-                entry = self.entry_path(source)
                 write_atomic(entry, encode_entry(array))
             except OSError as exc:
-                self._note_fault(entry, exc)
+                self._note_fault(getattr(exc, "filename", None) or entry, exc)
 
     def compute(self, source: Path) -> np.ndarray:
         from mammography.data.preprocess import load_preprocessed

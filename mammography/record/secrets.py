@@ -203,8 +203,10 @@ def mask_tree(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: hide(value[k]) if isinstance(k, str) and secret_name(k)
                 and value[k] not in (None, "") else mask_tree(value[k]) for k in value}
-    if isinstance(value, list | tuple):
-        return type(value)(mask_tree(v) for v in value)
+    if isinstance(value, list):
+        return [mask_tree(v) for v in value]
+    if type(value) is tuple:
+        return tuple(mask_tree(v) for v in value)
     return value
 
 
