@@ -44,6 +44,8 @@ class TuneConfig(TrainConfig):
     pruner: Literal["median", "none"] = setting("median", "Stop unpromising trials early "
                                                 "(median of earlier trials at the same epoch).")
     ray_scheduler: Literal["fifo", "asha"] = setting("fifo", "Ray Tune trial scheduler.")
+    # train-density's --resume check of the data; a resumed study does not make one.
+    trust_memo: bool = setting(False, "Unused by tune.", cli=False, record=False)
     cpus_per_trial: int = setting(1, "Ray: CPUs reserved per trial.", record=False)
     gpus_per_trial: float = setting(0.0, "Ray: GPUs reserved per trial.", record=False)
 
