@@ -52,7 +52,8 @@ from mammography.data.workers import process_pool
 PARALLEL_HEADERS_FROM = 400
 #: Modules whose code decides what a header says (their source is in the format).
 _READER_MODULES = ("mammography.data.dicom.decode", "mammography.data.dicom.header",
-                   "mammography.data.dicom.errors", "mammography.data.dicom.views")
+                   "mammography.data.dicom.errors", "mammography.data.dicom.views",
+                   "mammography.data.dicom.bounds")
 _FORMAT_VERSION = 1
 
 #: One file's outcome: (header, None) or (None, why it cannot be used).
