@@ -57,9 +57,9 @@ from mammography.errors import DataError
 from mammography.record.jsonio import dumps, to_jsonable, write_bytes_atomic, write_json_atomic
 
 __all__ = ["MEMO_FILENAME", "RACY_WINDOW_NS", "ChecksumMemo", "FileFacts", "ManifestError",
-           "build_manifest", "checksum_files", "count_csv_rows", "default_memo_path",
-           "display_path", "image_changes", "manifest_digest", "sha256_file", "shown_path",
-           "write_manifest"]
+           "build_manifest", "changes_since", "checksum_files", "count_csv_rows",
+           "default_memo_path", "display_path", "image_changes", "manifest_digest",
+           "sha256_file", "shown_path", "write_manifest"]
 
 MANIFEST_VERSION = 1
 # Keys build_manifest owns; ``extra`` may not silently replace them.
