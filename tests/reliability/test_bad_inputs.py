@@ -206,7 +206,8 @@ ZOO = {  # file (relative to the archive) -> the reason its exclusion must give
     "absurd_size.dcm": "implausibly large",
     "absurd_size_rle.dcm": "implausibly large",
     "zero_rows.dcm": "bad image size 0 x",
-    "jpegls_size_mismatch.dcm": "cannot decode JPEG-LS",
+    "jpegls_size_mismatch.dcm": "the JPEG-LS codestream declares 64 x 64 pixels but the "
+                                "header's Rows x Columns is 170 x 64: refused before decoding",
     "rle_panic.dcm": "cannot decode RLE Lossless",
 }
 

@@ -130,7 +130,7 @@ def frame_size_problem(frame: bytes, syntax: str, rows: int, columns: int) -> st
         size = jpeg_declared_size(frame)
         if size is None or size[0] == 0:  # no SOF found, or its height is in a DNL marker
             return None
-        kind = "JPEG codestream"
+        kind = "JPEG-LS codestream" if syntax in JPEGLSTransferSyntaxes else "JPEG codestream"
     else:
         return None
     declared_rows, declared_columns = size
