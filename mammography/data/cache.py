@@ -175,8 +175,9 @@ class ImageCache:
         ``identity``: the source's, if this run already stat'ed it."""
         if identity is None:  # the same absolute path as the run's (os.path.abspath)
             identity = identity_of(os.path.abspath(source), os.stat(source))
-        key = "|".join(map(str, identity)).encode()
-        digest = hashlib.sha256(key).hexdigest()[:32]
+        path, size, mtime, ctime, inode, device = identity
+        digest = hashlib.sha256(
+            f"{path}|{size}|{mtime}|{ctime}|{inode}|{device}".encode()).hexdigest()[:32]
         return f"{self._dir_text}{os.sep}{digest[:2]}{os.sep}{digest}{ENTRY_SUFFIX}"
 
 

@@ -52,14 +52,17 @@ class FileIdentity(NamedTuple):
         return self[1:]  # type: ignore[return-value]
 
 
-def _signed(value: int) -> int:
-    return value - _WRAP if value >= _SIGNED_MAX else value
+_new = tuple.__new__
 
 
 def identity_of(absolute: str, st: os.stat_result) -> FileIdentity:
     """The identity of the file at ``absolute`` (already ``os.path.abspath``) from its stat."""
-    return FileIdentity(absolute, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                        _signed(st.st_ino), _signed(st.st_dev))
+    ino, dev = st.st_ino, st.st_dev
+    # tuple.__new__: the NamedTuple's own __new__ is Python code, and this runs for
+    # every image of every run (several times on a warm start).
+    return _new(FileIdentity, (absolute, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                               ino if ino < _SIGNED_MAX else ino - _WRAP,
+                               dev if dev < _SIGNED_MAX else dev - _WRAP))
 
 
 def file_identity(path: str | os.PathLike[str]) -> FileIdentity:
