@@ -17,6 +17,7 @@ from mammography.config.core import run_settings
 from mammography.config.resolve import resolve_config
 from mammography.errors import EXIT_OK, InputError
 from mammography.record.processes import calm_thread_waits
+from mammography.record.secrets import mask_secrets
 
 
 def import_target(target: str) -> Any:
@@ -47,7 +48,7 @@ def execute(config_cls: type, target: str, command: str, config_file: Path | Non
         return run.exit_code if run.exit_code is not None else EXIT_OK
     except InputError as exc:
         # Detected before any work started (settings, outdir): message only.
-        print(f"Error: {exc.render()}", file=sys.stderr, flush=True)
+        print(f"Error: {mask_secrets(exc.render())}", file=sys.stderr, flush=True)
         return exc.exit_code
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from mammography.errors import ConfigError
-from mammography.record.secrets import mask_passwords
+from mammography.record.secrets import hide, mask_secrets, secret_name
 
 C = TypeVar("C")
 
@@ -235,26 +235,33 @@ def to_record(config: Any) -> dict[str, Any]:
     for f in dataclasses.fields(config):
         if not f.metadata.get("record", True):
             continue
-        out[f.name] = jsonable(getattr(config, f.name))
+        out[f.name] = _recorded(f.name, getattr(config, f.name))
     return out
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """JSON-ready dict of every field."""
-    return {f.name: jsonable(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    """JSON-ready dict of every field (secrets masked: what is recorded is shared)."""
+    return {f.name: _recorded(f.name, getattr(config, f.name))
+            for f in dataclasses.fields(config)}
+
+
+def _recorded(name: str, value: Any) -> Any:
+    """A setting as recorded: masked outright when its name says secret."""
+    return hide(value) if secret_name(name) and value not in (None, "") else jsonable(value)
 
 
 def jsonable(value: Any) -> Any:
-    """Paths → str, tuples → lists, recursively; a URL's password masked (what is recorded
-    is shared: run/secrets.py); everything else unchanged."""
+    """Paths → str, tuples → lists, recursively; secrets masked (what is recorded is
+    shared: record/secrets.py) - in URLs and texts, and any value under a key whose
+    name says secret; everything else unchanged."""
     if isinstance(value, str):
-        return mask_passwords(value)
+        return mask_secrets(value)
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): _recorded(str(k), v) for k, v in value.items()}
     return value
 
 

@@ -157,7 +157,11 @@ class RunsReproduceConfig:
     run: Path = setting(help="The run directory to reproduce.", positional=True,
                         metavar="RUN")
     dry_run: bool = setting(False, "Only print the checks and the command; run nothing.")
-    strict: bool = setting(False, "Do not re-run (exit 1) when any check warns.")
+    strict: bool = setting(False, "Do not re-run (exit 1) when any check warns; with "
+                           "--dry-run, exit 1 when any check warns.")
+    trust_memo: bool = setting(False, "Take the checksums of files whose path, size, mtime, "
+                               "ctime, inode and device are unchanged from the checksum memo "
+                               "instead of hashing every file again (faster, weaker).")
 
 
 @dataclass

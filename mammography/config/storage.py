@@ -35,7 +35,7 @@ from typing import Any
 
 from mammography.record.contract import STUDY_DB, read_summary
 from mammography.record.reporter import Reporter
-from mammography.record.secrets import has_masked_password, mask_passwords
+from mammography.record.secrets import has_masked_password, mask_secrets
 
 JOURNAL_PREFIX = "journal:"
 CONNECT_TIMEOUT_SECONDS = 10
@@ -79,7 +79,7 @@ class StorageError(ValueError):
 def parse_storage(text: str) -> Storage:
     """``--storage TEXT`` as a Storage (StorageError saying what is wrong and the fix)."""
     text = text.strip()
-    shown = mask_passwords(text)
+    shown = mask_secrets(text)
     if has_masked_password(text):
         raise StorageError(
             f"--storage {shown}: the password is not recorded in a run (it shows as ***); "
@@ -143,7 +143,7 @@ def reachable_problem(storage: Storage) -> str | None:
         with engine.connect():
             pass
     except Exception as exc:  # any driver's error: refused, unknown host, auth, no db
-        reason = mask_passwords(" ".join(str(getattr(exc, "orig", None) or exc).split()))[:300]
+        reason = mask_secrets(" ".join(str(getattr(exc, "orig", None) or exc).split()))[:300]
         stop = "" if reason.endswith((".", "?", "!")) else "."
         return (f"--storage {storage.shown} cannot be reached: {reason}{stop} "
                 f"Fix: {_SERVER_FIX[storage.kind]}")

@@ -118,6 +118,10 @@ class TrainConfig(BackboneWeightsOptions, LoaderOptions, ImageConfig):
     based_on: Path | None = setting(None, "Record that this run derives from RUN_DIR "
                                     "(lineage).", metavar="RUN_DIR", record=False,
                                     group="output")
+    trust_memo: bool = setting(False, "With --resume: take file checksums from the checksum "
+                               "memo (keyed by path, size, mtime, ctime, inode, device) "
+                               "instead of hashing every image again to prove the data "
+                               "unchanged. Faster; recorded.", record=False, group="data")
 
     def problems(self) -> list[str]:
         found = self.training_problems()

@@ -24,11 +24,12 @@ from mammography.data.pipeline import (
     build_cache,
     load_table,
     preprocess_settings,
+    refused_table,
     write_data_manifest,
 )
 from mammography.data.table.exclusions import exclude_bad_images
 from mammography.data.table.records import LabelTable
-from mammography.errors import EXIT_OK
+from mammography.errors import EXIT_OK, DataError
 from mammography.record.reporter import ConsoleReporter
 
 
@@ -207,6 +208,26 @@ def print_fingerprint(console: Any, fingerprint: dict[str, Any]) -> None:
 
 
 def run_check(cfg: DataCheckConfig) -> int:
+    try:
+        return _run_check(cfg)
+    except DataError as exc:  # unusable data: the audit of what was found, then the error
+        if cfg.json is not None:
+            write_refused_audit(cfg.json, exc)
+        raise
+
+
+def write_refused_audit(path: Path, exc: DataError) -> None:
+    """``--json`` when the data is refused: the audit of what was read before (when
+    there was a table), ``usable: false`` and the ``error``; the user needs it most then."""
+    table = getattr(exc, "table", None)
+    result = audit(table) if table is not None else {}
+    result.update(usable=False, error=exc.render())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"Audit written to {path}")
+
+
+def _run_check(cfg: DataCheckConfig) -> int:
     out = ConsoleReporter()
     table = load_table(cfg, out)
     segmentation = None
@@ -218,15 +239,16 @@ def run_check(cfg: DataCheckConfig) -> int:
         settings = preprocess_settings(cfg)
         cache = ImageCache(settings, cfg.cache_dir, "disk" if cfg.cache == "disk" else "off")
         report = cache.verify([r.path for r in table.images], workers=cfg.workers,
-                              stats=[r.identity[1:] if r.identity else None
-                                     for r in table.images])
+                              stats=[r.identity for r in table.images])
         out.log(f"Decode check: {report.built + len(report.failed)} images decoded "
                 f"({len(report.failed)} failed), {report.reused} already in the image cache "
                 f"({report.seconds:.1f}s)")
         bad = [(r, report.failed[str(r.path)]) for r in table.images
                if str(r.path) in report.failed]
-        exclude_bad_images(table, bad, on_bad_image=cfg.on_bad_image,
-                           max_bad_fraction=cfg.max_bad_fraction, out=out, what="undecodable")
+        with refused_table(table):
+            exclude_bad_images(table, bad, on_bad_image=cfg.on_bad_image,
+                               max_bad_fraction=cfg.max_bad_fraction, out=out,
+                               what="undecodable")
         segmentation = segmentation_audit(table, report.info, settings.shape)
     result = audit(table)
     result["decoded"] = cfg.decode

@@ -1,8 +1,10 @@
 """Decode once, cache forever: preprocessed images on disk, verified on every read.
 
 An entry is keyed by the source file's identity (absolute path, size,
-mtime_ns) inside a folder keyed by the preprocessing settings and version, so
-changing ``--img-size`` or the preprocessing code never serves stale arrays.
+mtime_ns, ctime_ns, inode, device: ``file_identity.py``, so a file replaced
+with the same size and mtime is decoded again) inside a folder keyed by the
+preprocessing settings and version, so changing ``--img-size`` or the
+preprocessing code never serves stale arrays.
 
 Entry format (``.mgc``): a 24-byte header — magic, rows, columns, dtype code,
 CRC-32 of the payload — then the raw array. Reading one is a single
@@ -19,11 +21,19 @@ it runs along, the breast's share of the input, the objects blanked. It is
 written (atomically) after its entry; ``data check`` reads it instead of
 decoding the image again, and a missing or unreadable one only means the image
 is decoded again when its decisions are needed.
+
+A fault of the cache itself - a shard folder that is a file, a read-only or
+full disk, an I/O error reading an entry - is the cache's, never the image's:
+:attr:`ImageCache.fault` says what and where (the caller warns, naming the
+fix), nothing more is stored, entries that can still be read are used, and
+the other images are decoded in memory whenever they are read. Only a failure
+to *decode* makes an image an exclusion.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -38,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from mammography.data.file_identity import FileIdentity, identity_of
 from mammography.data.preprocess import PREPROCESS_VERSION, PreprocessSettings
 from mammography.data.workers import process_pool
 from mammography.record.contract import cache_root
@@ -55,6 +66,26 @@ INFO_SUFFIX = ".json"
 
 class CacheEntryError(Exception):
     """A cache entry exists but is truncated or corrupt."""
+
+
+class CacheFault(Exception):
+    """The cache folder cannot be used (not the image: see the module docstring)."""
+
+
+#: What an errno means for the cache, in the words of its fix.
+_FAULT_CAUSES = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                 errno.EROFS: "the file system is read-only",
+                 errno.EACCES: "no permission to write there",
+                 errno.EPERM: "no permission to write there",
+                 errno.ENOTDIR: "a file stands where a cache folder belongs",
+                 errno.EIO: "an I/O error", errno.EFBIG: "a file size limit"}
+
+
+def fault_text(path: str | Path, exc: OSError) -> str:
+    """``PATH: [Errno N] strerror (what it means)`` for a cache fault."""
+    cause = _FAULT_CAUSES.get(exc.errno or 0)
+    return (f"{path}: [Errno {exc.errno}] {exc.strerror or type(exc).__name__}"
+            + (f" ({cause})" if cause else ""))
 
 
 def default_cache_root() -> Path:
@@ -115,10 +146,12 @@ class BuildReport:
     #: What preprocessing decided per source (crop, breast mask), where this build or
     #: check has it: images decoded now, and (``verify``) entries whose record exists.
     info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fault: str | None = None  # the cache's own failure (ImageCache.fault), if any
 
     def as_dict(self) -> dict[str, object]:
         return {"built": self.built, "reused": self.reused, "regenerated": self.regenerated,
-                "failed": len(self.failed), "seconds": round(self.seconds, 3)}
+                "failed": len(self.failed), "seconds": round(self.seconds, 3),
+                "fault": self.fault}
 
 
 class ImageCache:
@@ -138,22 +171,27 @@ class ImageCache:
         self.entry_bytes = HEADER.size + rows * cols * np.dtype(settings.dtype).itemsize
         self._memory: dict[str, np.ndarray] = {}
         self._memory_info: dict[str, dict[str, Any]] = {}
-        self._verified: set[tuple[str, int, int]] = set()
+        self._verified: set[tuple[str, int, int, int]] = set()
+        #: Why the disk cache cannot be used (``fault_text``); None while it can.
+        #: Once set, nothing more is stored: images are decoded when read.
+        self.fault: str | None = None
+
+    def _note_fault(self, path: str | Path, exc: OSError) -> None:
+        if self.fault is None:
+            self.fault = fault_text(path, exc)
 
     # -- keys and entries ----------------------------------------------------
     def entry_path(self, source: Path) -> Path:
         return Path(self._entry_file(source))
 
-    def _entry_file(self, source: Path, stat: tuple[int, int] | None = None) -> str:
+    def _entry_file(self, source: Path, identity: FileIdentity | None = None) -> str:
         """The entry's path as a string (strings: this runs for every image of a run);
-        ``stat``: the source's (size, mtime_ns) if this run already asked."""
-        # Path(path) would parse it again; absolute() of an absolute path is free.
-        source = (source if isinstance(source, Path) else Path(source)).absolute()
-        if stat is None:
-            st = os.stat(source)
-            stat = st.st_size, st.st_mtime_ns
-        identity = f"{source}|{stat[0]}|{stat[1]}".encode()
-        digest = hashlib.sha256(identity).hexdigest()[:32]
+        ``identity``: the source's, if this run already stat'ed it."""
+        if identity is None:  # the same absolute path as the run's (os.path.abspath)
+            identity = identity_of(os.path.abspath(source), os.stat(source))
+        path, size, mtime, ctime, inode, device = identity
+        digest = hashlib.sha256(
+            f"{path}|{size}|{mtime}|{ctime}|{inode}|{device}".encode()).hexdigest()[:32]
         return f"{self._dir_text}{os.sep}{digest[:2]}{os.sep}{digest}{ENTRY_SUFFIX}"
 
 
@@ -171,24 +209,33 @@ class ImageCache:
                 handle.readinto(data)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # the cache's fault (EIO, a file in a folder's place): a miss
+            self._note_fault(path, exc)
+            return None
         # The CRC (the costliest part of a read) once per entry and process: later
-        # epochs re-read the same bytes. A rewritten entry has a new size/mtime.
-        key = (path, stat.st_size, stat.st_mtime_ns)
+        # epochs re-read the same bytes. A rewritten entry (renamed into place) is a
+        # new inode.
+        key = (path, stat.st_size, stat.st_mtime_ns, stat.st_ino)
         array = decode_entry(data, check_crc=key not in self._verified)
         self._verified.add(key)
         return array
 
     def store(self, source: Path, array: np.ndarray,
               info: dict[str, Any] | None = None) -> None:
-        """Keep ``array`` for ``source``, and what preprocessing decided (``info``)."""
+        """Keep ``array`` for ``source``, and what preprocessing decided (``info``); a disk
+        that refuses it sets :attr:`fault`."""
         if self.mode == "memory":
             self._memory[str(source)] = array
             if info is not None:
                 self._memory_info[str(source)] = info
-        elif self.mode == "disk":
-            self._write_settings_note()
-            entry = self.entry_path(source)
-            write_atomic(entry, encode_entry(array))
+        elif self.mode == "disk" and self.fault is None:
+            entry = self.entry_path(source)  # OSError here: the source itself
+            try:
+                self._write_settings_note()
+                write_atomic(entry, encode_entry(array))
+            except OSError as exc:
+                self._note_fault(getattr(exc, "filename", None) or entry, exc)
+                return
             if info is not None:
                 self._store_info(entry, info)
 
@@ -253,7 +300,7 @@ class ImageCache:
     # -- building -------------------------------------------------------------
     def build(self, sources: Sequence[Path], *, workers: int = 0, out: Reporter = CONSOLE,
               progress: bool = True, lazy: bool = False,
-              stats: Sequence[tuple[int, int] | None] | None = None) -> BuildReport:
+              stats: Sequence[FileIdentity | None] | None = None) -> BuildReport:
         """Make sure every source has a valid entry; decode the missing ones in parallel.
 
         Returns what was reused, built, regenerated (damaged entries) and what
@@ -265,7 +312,7 @@ class ImageCache:
         corrupt one is caught by its CRC when first read (``read``/``load``,
         which the loader uses) and rebuilt there. Otherwise every entry is
         read and CRC-checked now (``data cache``: the thorough check).
-        ``stats``: each source's (size, mtime_ns) where this run already has it
+        ``stats``: each source's identity where this run already has it
         (the lazy check then makes one ``stat``, of the entry). Entries are
         always written under the identity the source has when it is decoded.
         """
@@ -283,7 +330,9 @@ class ImageCache:
                     continue
             except CacheEntryError:
                 damaged.append(Path(source))
-            except OSError as exc:
+            except CacheFault as exc:  # the entry's folder, not the image: decode it
+                self.fault = self.fault or str(exc)
+            except OSError as exc:  # the source file itself
                 report.failed[str(source)] = f"cannot stat/read: {exc.strerror}"
                 continue
             todo.append(Path(source))
@@ -293,9 +342,15 @@ class ImageCache:
         if self.mode == "off":
             report.seconds = time.perf_counter() - start
             return report
+        if todo and self.mode == "disk":
+            self._probe()
         if todo:
-            job = _BuildJob(self.settings, self.root, self.mode)
+            # A faulty disk cache still decodes every missing image (what cannot be
+            # decoded is excluded, as always) but stores none of them.
+            job = (_CheckJob(self.settings) if self.mode == "disk" and self.fault is not None
+                   else _BuildJob(self.settings, self.root, self.mode))
             self._run_jobs(job, todo, workers, report, progress, "Caching")
+        report.fault = self.fault
         report.regenerated = len([p for p in damaged if str(p) not in report.failed])
         report.built -= report.regenerated
         report.seconds = time.perf_counter() - start
@@ -303,19 +358,32 @@ class ImageCache:
             out.log(f"Cache rebuild complete (took {report.seconds:.1f}s)")
         return report
 
-    def _present(self, source: Path, stat: tuple[int, int] | None = None) -> bool:
-        """The entry exists with the size every valid entry has (``CacheEntryError`` if not)."""
+    def _probe(self) -> None:
+        """Whether entries can be written at all (the settings note is written first):
+        a read-only or full disk is found before any image is decoded for nothing."""
+        if self.fault is not None:
+            return
+        try:
+            self._write_settings_note()
+        except OSError as exc:
+            self._note_fault(self.dir, exc)
+
+    def _present(self, source: Path, stat: FileIdentity | None = None) -> bool:
+        """The entry exists with the size every valid entry has (``CacheEntryError`` if
+        not; ``CacheFault`` when the cache cannot be looked at)."""
         entry = self._entry_file(source, stat)  # OSError here: the source itself
         try:
             size = os.stat(entry).st_size
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise CacheFault(fault_text(entry, exc)) from exc
         if size != self.entry_bytes:
             raise CacheEntryError(f"entry is {size} bytes, expected {self.entry_bytes}")
         return True
 
     def verify(self, sources: Sequence[Path], *, workers: int = 0, progress: bool = True,
-               stats: Sequence[tuple[int, int] | None] | None = None) -> BuildReport:
+               stats: Sequence[FileIdentity | None] | None = None) -> BuildReport:
         """Which sources fail to decode and preprocess, and why; nothing is stored.
 
         A source with a disk cache entry of the right size (same file, size and
@@ -365,9 +433,11 @@ class ImageCache:
                         advance()
 
     def _collect(self, result: tuple[str, np.ndarray | None, str | None,
-                                     dict[str, Any] | None],
+                                     dict[str, Any] | None, str | None],
                  report: BuildReport) -> None:
-        source, array, error, info = result
+        source, array, error, info, fault = result
+        if fault is not None and self.fault is None:
+            self.fault = fault
         if error is not None:
             report.failed[source] = error
             return
@@ -386,17 +456,18 @@ class _CheckJob:
 
     settings: PreprocessSettings
 
-    def __call__(self, source: Path) -> tuple[str, None, str | None, dict[str, Any] | None]:
+    def __call__(self, source: Path
+                 ) -> tuple[str, None, str | None, dict[str, Any] | None, None]:
         from mammography.data.dicom.decode import DicomReadError
         from mammography.data.preprocess import check_preprocessed_with_info
 
         try:
             _header, info = check_preprocessed_with_info(source, self.settings)
         except DicomReadError as exc:
-            return str(source), None, exc.reason, None
+            return str(source), None, exc.reason, None, None
         except Exception as exc:  # a decoder bug must cost one image, not the run
-            return str(source), None, f"{type(exc).__name__}: {exc}", None
-        return str(source), None, None, info
+            return str(source), None, f"{type(exc).__name__}: {exc}", None, None
+        return str(source), None, None, info, None
 
 
 @dataclass
@@ -408,18 +479,20 @@ class _BuildJob:
     root: Path
     mode: str
 
-    def __call__(self, source: Path
-                 ) -> tuple[str, np.ndarray | None, str | None, dict[str, Any] | None]:
+    def __call__(self, source: Path) -> tuple[str, np.ndarray | None, str | None,
+                                              dict[str, Any] | None, str | None]:
+        """(source, array for a memory cache, why it cannot be decoded, what preprocessing
+        decided, why the disk cache refused it)."""
         from mammography.data.dicom.decode import DicomReadError
 
         cache = ImageCache(self.settings, self.root, "disk" if self.mode == "disk" else "off")
         try:
             array, info = cache.compute_with_info(source)
         except DicomReadError as exc:
-            return str(source), None, exc.reason, None
+            return str(source), None, exc.reason, None, None
         except Exception as exc:  # a decoder bug must cost one image, not the run
-            return str(source), None, f"{type(exc).__name__}: {exc}", None
+            return str(source), None, f"{type(exc).__name__}: {exc}", None, None
         if self.mode == "disk":
             cache.store(source, array, info)
-            return str(source), None, None, info
-        return str(source), array if self.mode == "memory" else None, None, info
+            return str(source), None, None, info, cache.fault
+        return str(source), array if self.mode == "memory" else None, None, info, None

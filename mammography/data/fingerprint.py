@@ -17,7 +17,7 @@ the data a model was trained on.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 FINGERPRINT_VERSION = 1
@@ -101,16 +101,29 @@ def compare_fingerprints(reference: dict[str, Any], other: dict[str, Any]) -> li
     return differences
 
 
-def processing_mix(fingerprint: dict[str, Any]) -> str | None:
-    """A warning when For Processing and For Presentation images are mixed (or only Processing)."""
+#: For Processing files a warning names.
+EXAMPLES = 3
+
+
+def processing_mix(fingerprint: dict[str, Any], records: Sequence[Any] = ()) -> str | None:
+    """A warning when For Processing and For Presentation images are mixed (or only
+    Processing); with ``records`` (image records: ``path``, ``accession``,
+    ``for_processing``) it names the first few For Processing files and their exams,
+    so the one odd image among fifty can be found."""
     kinds = fingerprint.get("image_kind", {})
     processing = kinds.get("For Processing", 0)
     if not processing:
         return None
+    examples = [r for r in records if getattr(r, "for_processing", False)][:EXAMPLES]
+    named = ""
+    if examples:
+        more = f" and {processing - len(examples)} more" if processing > len(examples) else ""
+        named = (" (" + ", ".join(f"{r.path} of exam {r.accession or '?'}" for r in examples)
+                 + more + ")")
     others = sum(n for kind, n in kinds.items() if kind != "For Processing")
     if others:
-        return (f"{processing} 'For Processing' images (raw detector data) are mixed with "
-                f"{others} 'For Presentation' ones in one set: they need different intensity "
-                "handling, so a model sees two kinds of image. Train on one kind.")
-    return (f"all {processing} images are 'For Processing' (raw detector data); density "
-            "models are trained on 'For Presentation' images.")
+        return (f"{processing} 'For Processing' images (raw detector data){named} are mixed "
+                f"with {others} 'For Presentation' ones in one set: they need different "
+                "intensity handling, so a model sees two kinds of image. Train on one kind.")
+    return (f"all {processing} images are 'For Processing' (raw detector data){named}; "
+            "density models are trained on 'For Presentation' images.")

@@ -7,10 +7,13 @@ be compared by a single string (summary.json's ``data_config`` carries it).
 
 Hashing a few hundred GB of DICOM on every run would be unacceptable, so
 checksums are remembered in a small SQLite database (:class:`ChecksumMemo`)
-keyed by (absolute path, size, mtime_ns): a re-run over unchanged data reads no
-image bytes (files modified in the 2 s before a run are re-hashed once more, see
-``memo.settled``). The memo (``memo.py``) also remembers each file's DICOM
-header. Misses are hashed by a thread pool (hashlib releases the GIL).
+keyed by the file's identity (absolute path, size, mtime_ns, ctime_ns, inode,
+device: ``file_identity.py``): a re-run over unchanged data reads no image
+bytes (files modified in the 2 s before a run are re-hashed once more, see
+``memo.settled``). ``trust_memo=False`` hashes every file anyway (``runs
+reproduce`` and ``--resume``, whose job is to prove the data unchanged). The
+memo (``memo.py``) also remembers each file's DICOM header. Misses are hashed
+by a thread pool (hashlib releases the GIL).
 
 Unreadable files: :func:`checksum_files` never aborts half-way. With an
 ``errors`` dict it records ``{path: reason}`` there and carries on; without one
@@ -42,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from mammography.data.file_identity import FileIdentity, identity_of
 from mammography.data.memo import (
     MEMO_FILENAME,
     RACY_WINDOW_NS,
@@ -53,8 +57,9 @@ from mammography.errors import DataError
 from mammography.record.jsonio import dumps, to_jsonable, write_bytes_atomic, write_json_atomic
 
 __all__ = ["MEMO_FILENAME", "RACY_WINDOW_NS", "ChecksumMemo", "FileFacts", "ManifestError",
-           "build_manifest", "checksum_files", "count_csv_rows", "default_memo_path",
-           "display_path", "manifest_digest", "sha256_file", "shown_path", "write_manifest"]
+           "build_manifest", "changes_since", "checksum_files", "count_csv_rows",
+           "default_memo_path", "display_path", "image_changes", "manifest_digest",
+           "sha256_file", "shown_path", "write_manifest"]
 
 MANIFEST_VERSION = 1
 # Keys build_manifest owns; ``extra`` may not silently replace them.
@@ -112,18 +117,18 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def _hash_stable(path: Path, size: int, mtime_ns: int) -> tuple[str, int, int]:
+def _hash_stable(path: Path, key: FileIdentity) -> tuple[str, FileIdentity]:
     """Hash ``path`` and confirm it did not change meanwhile (one retry).
 
     Remembering a hash of a file that was being rewritten would pin a wrong
-    checksum to its new (size, mtime) for good.
+    checksum to its new identity for good.
     """
     for _ in range(2):
         digest = sha256_file(path)
-        after = os.stat(path)
-        if (after.st_size, after.st_mtime_ns) == (size, mtime_ns):
-            return digest, size, mtime_ns
-        size, mtime_ns = after.st_size, after.st_mtime_ns
+        after = identity_of(key.path, os.stat(path))
+        if after == key:
+            return digest, key
+        key = after
     raise OSError(0, "file changed while being hashed")
 
 
@@ -131,10 +136,12 @@ def checksum_files(paths: Sequence[Path], memo: ChecksumMemo | None,
                    workers: int | None = None,
                    progress: Callable[[int], None] | None = None,
                    errors: dict[Path, str] | None = None,
-                   absolute: Mapping[Path, str] | None = None) -> dict[Path, FileFacts]:
+                   absolute: Mapping[Path, str] | None = None,
+                   trust_memo: bool = True) -> dict[Path, FileFacts]:
     """Size, mtime and sha256 of every file in ``paths``, from the memo where possible.
 
-    Memo hits need the same absolute path, size and mtime_ns. Misses are hashed
+    Memo hits need the same identity (``file_identity.py``); with ``trust_memo``
+    False every file is hashed (and the memo refreshed). Misses are hashed
     by ``workers`` threads (default ``os.cpu_count()``), biggest first so no
     thread is left with one huge file at the end; their results are written to
     the memo in one transaction (except files modified in the last
@@ -152,24 +159,23 @@ def checksum_files(paths: Sequence[Path], memo: ChecksumMemo | None,
     failed: dict[Path, str] = {}
     known = absolute or {}
     facts: dict[Path, FileFacts] = {}
-    misses: list[tuple[Path, str, int, int]] = []
-    stated: list[tuple[Path, str, int, int]] = []
+    misses: list[tuple[Path, FileIdentity]] = []
+    stated: list[tuple[Path, FileIdentity]] = []
     for path in dict.fromkeys(paths):  # de-duplicated, order kept
         try:
             st = os.stat(path)
         except OSError as exc:
             failed[path] = _reason(exc)
             continue
-        stated.append((path, known.get(path) or os.path.abspath(path), st.st_size,
-                       st.st_mtime_ns))
-    remembered = (memo.get_many([(k, s, m) for _, k, s, m in stated]) if memo is not None
-                  else {})
-    for path, key, size, mtime in stated:
-        digest = remembered.get(key)
+        stated.append((path, identity_of(known.get(path) or os.path.abspath(path), st)))
+    remembered = (memo.get_many([key for _, key in stated])
+                  if memo is not None and trust_memo else {})
+    for path, key in stated:
+        digest = remembered.get(key.path)
         if digest is None:
-            misses.append((path, key, size, mtime))
+            misses.append((path, key))
         else:
-            facts[path] = FileFacts(size, mtime, digest, from_memo=True)
+            facts[path] = FileFacts(key.size, key.mtime_ns, digest, from_memo=True)
     if progress is not None and facts:
         progress(len(facts))
 
@@ -185,27 +191,26 @@ def checksum_files(paths: Sequence[Path], memo: ChecksumMemo | None,
     return facts
 
 
-def _hash_misses(misses: list[tuple[Path, str, int, int]], workers: int | None,
+def _hash_misses(misses: list[tuple[Path, FileIdentity]], workers: int | None,
                  progress: Callable[[int], None] | None, facts: dict[Path, FileFacts],
-                 failed: dict[Path, str]) -> list[tuple[str, int, int, str]]:
+                 failed: dict[Path, str]) -> list[tuple[FileIdentity, str]]:
     """Hash ``misses`` in a thread pool; fill ``facts``/``failed``; return memo rows."""
-    learned: list[tuple[str, int, int, str]] = []
+    learned: list[tuple[FileIdentity, str]] = []
     if not misses:
         return learned
     workers = max(1, min(workers or os.cpu_count() or 1, len(misses)))
-    misses = sorted(misses, key=lambda m: -m[2])  # largest first: better load balance
+    misses = sorted(misses, key=lambda m: -m[1].size)  # largest first: better load balance
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sha256") as pool:
-        futures = {pool.submit(_hash_stable, path, size, mtime): (path, key)
-                   for path, key, size, mtime in misses}
+        futures = {pool.submit(_hash_stable, path, key): path for path, key in misses}
         for future in as_completed(futures):
-            path, key = futures[future]
+            path = futures[future]
             try:
-                digest, size, mtime = future.result()
+                digest, key = future.result()
             except OSError as exc:
                 failed[path] = _reason(exc)
             else:
-                facts[path] = FileFacts(size, mtime, digest, from_memo=False)
-                learned.append((key, size, mtime, digest))
+                facts[path] = FileFacts(key.size, key.mtime_ns, digest, from_memo=False)
+                learned.append((key, digest))
             if progress is not None:
                 progress(1)
     return learned
@@ -283,6 +288,44 @@ def _digest(csv_sha256: str | None, images: Iterable[tuple[str, str]],
     return hashlib.sha256(_canonical(payload).encode("utf-8")).hexdigest()
 
 
+def image_changes(recorded: Sequence[Mapping[str, Any]],
+                  current: Mapping[str, str | None]) -> list[str]:
+    """What differs between a manifest's ``images`` and ``current`` (``{path as the
+    manifest names it: sha256, or None when unreadable}``), one line per file:
+    ``PATH: content changed (sha256 OLD -> NEW)``, ``... missing or unreadable``,
+    ``... new``. Sorted by path; empty when every file is the same."""
+    changes = []
+    seen = set()
+    for image in recorded:
+        path, sha = str(image.get("path")), image.get("sha256")
+        seen.add(path)
+        if path not in current or current[path] is None:
+            changes.append((path, f"{path}: missing or unreadable now"))
+        elif current[path] != sha:
+            changes.append((path, f"{path}: content changed (sha256 {str(sha)[:12]} -> "
+                                  f"{str(current[path])[:12]})"))
+    changes += [(path, f"{path}: not in the recorded manifest") for path in current
+                if path not in seen]
+    return [line for _, line in sorted(changes)]
+
+
+def changes_since(recorded: Mapping[str, Any], current: Mapping[str, Any],
+                  limit: int = 10) -> str:
+    """What differs between two manifests of the same data, as text for a message:
+    the CSV, and up to ``limit`` files by name (``image_changes``) with the total.
+    Empty when neither the CSV nor any file differs (the exclusions may)."""
+    parts = []
+    old_csv, new_csv = recorded.get("csv") or {}, current.get("csv") or {}
+    if old_csv.get("sha256") != new_csv.get("sha256"):
+        parts.append(f"the CSV {new_csv.get('path') or old_csv.get('path')} changed")
+    lines = image_changes(recorded.get("images") or [],
+                          {e["path"]: e["sha256"] for e in current.get("images") or []})
+    if lines:
+        more = f"; and {len(lines) - limit} more" if len(lines) > limit else ""
+        parts.append(f"{len(lines)} files differ: " + "; ".join(lines[:limit]) + more)
+    return ". ".join(parts)
+
+
 def manifest_digest(manifest: dict) -> str:
     """Recompute a manifest's digest from its own fields (to verify one on disk)."""
     return _digest(_csv_checksum(manifest.get("csv"), manifest.get("csv_files")),
@@ -314,7 +357,8 @@ def build_manifest(*, csv_path: Path | Sequence[Path] | None, dicom_root: Path |
                    extra: dict | None = None,
                    progress: Callable[[int], None] | None = None,
                    fingerprint: dict | None = None,
-                   absolute: Mapping[Path, str] | None = None) -> dict:
+                   absolute: Mapping[Path, str] | None = None,
+                   trust_memo: bool = True) -> dict:
     """The JSON-ready ``data_manifest.json`` for one run (see the module docstring).
 
     ``csv_path``: the CSV, or a public dataset's several files (``csv`` then describes
@@ -324,7 +368,8 @@ def build_manifest(*, csv_path: Path | Sequence[Path] | None, dicom_root: Path |
     them with ``reason: "unreadable: <why>"`` and left out of ``images``.
     ``extra`` keys are merged in at the top level; they may not replace ours.
     ``fingerprint`` is the images' acquisition fingerprint (not in the digest:
-    it follows from the images). ``absolute``: see :func:`checksum_files`.
+    it follows from the images). ``absolute`` and ``trust_memo``: see
+    :func:`checksum_files` (recorded as ``hashing.memo_trusted``).
     """
     clash = _CORE_KEYS.intersection(extra or {})
     if clash:
@@ -338,7 +383,7 @@ def build_manifest(*, csv_path: Path | Sequence[Path] | None, dicom_root: Path |
 
     errors: dict[Path, str] = {}
     facts = checksum_files(images, memo, workers=workers, progress=progress, errors=errors,
-                           absolute=absolute)
+                           absolute=absolute, trust_memo=trust_memo)
     absolute = absolute or {}
     entries = sorted(({"path": shown_path(absolute.get(p) or os.path.abspath(p), root),
                        "bytes": f.size, "sha256": f.sha256} for p, f in facts.items()),
@@ -361,6 +406,7 @@ def build_manifest(*, csv_path: Path | Sequence[Path] | None, dicom_root: Path |
         "digest": _digest(_csv_checksum(csv_info, csv_files),
                           ((e["path"], e["sha256"]) for e in entries), excluded),
         "hashing": {"files_hashed": len(facts) - hits, "files_from_memo": hits,
+                    "memo_trusted": trust_memo,
                     "seconds": round(time.perf_counter() - start, 3),
                     "memo_warning": memo.warning if memo is not None else None},
         "fingerprint": to_jsonable(fingerprint) if fingerprint is not None else None,

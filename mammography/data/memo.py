@@ -1,17 +1,22 @@
 """What the package remembers about each data file between runs, in one SQLite file.
 
 ``checksums.sqlite`` in the cache root holds two tables, both keyed by the
-file's absolute path and trusted only while its size and mtime_ns still match:
+file's absolute path and trusted only while its whole identity still matches
+(size, mtime_ns, ctime_ns, inode, device: ``file_identity.py``, git's rule):
 
-* ``checksums`` - the file's sha256 (the data manifest, ``manifest.py``);
-* ``headers`` - what its DICOM header said (``header_memo.py``), in the
+* ``checksums_v2`` - the file's sha256 (the data manifest, ``manifest.py``);
+* ``headers_v2`` - what its DICOM header said (``header_memo.py``), in the
   encoding of ``dicom_header.header_to_text`` and tagged with the format it
   was written in, so a change to the header code never serves stale fields.
 
 A re-run over unchanged data therefore opens no DICOM file and hashes no image
 byte. One row per path (the primary key): a changed file *replaces* its stale
 row instead of piling up new ones. Files modified in the last
-``RACY_WINDOW_NS`` are never remembered (see :func:`settled`).
+``RACY_WINDOW_NS`` are never remembered (see :func:`settled`). A row is
+checked when read - a sha256 must be 64 hex digits, a header a text - and one
+that is not is a miss (the file is read again), never an error. The tables of
+the format before ctime, inode and device were keyed (``checksums``,
+``headers``) are dropped: their rows cannot prove a file unchanged.
 
 WAL journal mode plus a busy timeout let concurrent runs (sweeps, HPO workers)
 read and write the same file. The memo is an optimisation only: if the file is
@@ -23,42 +28,49 @@ WARNING); nothing but speed is lost.
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from mammography.data.file_identity import RACY_WINDOW_NS, FileIdentity
+from mammography.data.file_identity import settled as _settled
 from mammography.record.contract import cache_root
+
+__all__ = ["MEMO_FILENAME", "RACY_WINDOW_NS", "ChecksumMemo", "FileIdentity",
+           "default_memo_path", "is_sha256", "settled"]
 
 MEMO_FILENAME = "checksums.sqlite"
 # Long enough to ride out another run's write transaction (milliseconds of work
 # for thousands of rows); short enough that a wedged lock degrades to a warning.
 BUSY_TIMEOUT_MS = 30_000
 OPEN_ATTEMPTS = 5
-# Files modified this recently are read but not memoised (see settled).
-RACY_WINDOW_NS = 2_000_000_000
 # Paths per bulk lookup: well under SQLite's bound-variable limit (999 before 3.32).
 LOOKUP_CHUNK = 500
 
-_TABLES = ("checksums", "headers")
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS checksums (
-    path TEXT PRIMARY KEY,
+_KEY_COLUMNS = """path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    device INTEGER NOT NULL"""
+_TABLES = ("checksums_v2", "headers_v2")
+#: Tables of the format keyed by (path, size, mtime_ns) only: dropped on sight.
+_OLD_TABLES = ("checksums", "headers")
+_SCHEMA = (
+    f"""CREATE TABLE IF NOT EXISTS checksums_v2 (
+    {_KEY_COLUMNS},
     sha256 TEXT NOT NULL
 )""",
-    """CREATE TABLE IF NOT EXISTS headers (
-    path TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
+    f"""CREATE TABLE IF NOT EXISTS headers_v2 (
+    {_KEY_COLUMNS},
     format TEXT NOT NULL,
     header TEXT NOT NULL
 ) WITHOUT ROWID""",
 )
-
-#: A file's identity as the memo keys it: (absolute path, size, mtime_ns).
-Key = tuple[str, int, int]
+_WIDTHS = {"checksums_v2": 7, "headers_v2": 8}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def default_memo_path() -> Path:
@@ -70,22 +82,24 @@ def default_memo_path() -> Path:
     return cache_root() / MEMO_FILENAME
 
 
-def settled(rows: list[tuple]) -> list[tuple]:
-    """The rows safe to remember: ``(path, size, mtime_ns, ...)`` of files whose
-    mtime is older than the racy window.
+def is_sha256(value: object) -> bool:
+    """Whether ``value`` is a hex sha256 as the manifest writes it (64 lowercase hex)."""
+    return type(value) is str and _SHA256.fullmatch(value) is not None
 
-    File timestamps are coarse (a jiffy on ext4, 2 s on FAT, server clocks on
-    NFS): a file rewritten with the same size in the same tick we read it keeps
-    its (size, mtime_ns), and a memo row would pin the old facts to it. Like
-    git's "racily clean" rule, such files are read but not remembered; the
-    next run reads them once more, by which time they are settled.
-    """
-    cutoff = time.time_ns() - RACY_WINDOW_NS
-    return [row for row in rows if row[2] < cutoff]
+
+def _is_text(value: object) -> bool:
+    return type(value) is str
+
+
+def settled(rows: list[tuple[FileIdentity, str]]) -> list[tuple[FileIdentity, str]]:
+    """The ``(identity, value)`` rows safe to remember: files not modified within the
+    racy window (``file_identity.settled``)."""
+    now = time.time_ns()
+    return [row for row in rows if _settled(row[0], now)]
 
 
 class ChecksumMemo:
-    """The memo file: sha256 and DICOM header per (absolute path, size, mtime_ns).
+    """The memo file: sha256 and DICOM header per file identity (``FileIdentity``).
 
     Use it from one thread; every method degrades to the in-memory fallback on
     an SQLite error instead of raising.
@@ -128,15 +142,17 @@ class ChecksumMemo:
             # WAL + NORMAL is durable against process crashes; a lost row after a
             # power cut only costs a re-read.
             conn.execute("PRAGMA synchronous = NORMAL")
-            found = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-                                 "AND name IN ('checksums', 'headers')").fetchone()[0]
-            if found < len(_TABLES):  # a new file, or one from before the header memo
+            names = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not names.issuperset(_TABLES) or names.intersection(_OLD_TABLES):
                 # The write lock first (waits out the busy timeout): a plain CREATE
                 # starts as a read and fails at once if another run created the
                 # table meanwhile.
                 conn.execute("BEGIN IMMEDIATE")
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                for old in _OLD_TABLES:  # rows that cannot prove a file unchanged
+                    conn.execute(f"DROP TABLE IF EXISTS {old}")
                 conn.execute("COMMIT")
             # Touch the tables: a corrupt file may open fine and fail only here.
             for table in _TABLES:
@@ -157,7 +173,7 @@ class ChecksumMemo:
         for statement in _SCHEMA:
             conn.execute(statement)
         if old is not None:
-            for table, width in (("checksums", 4), ("headers", 5)):
+            for table, width in _WIDTHS.items():
                 try:
                     rows = old.execute(f"SELECT * FROM {table}").fetchall()
                     conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES "
@@ -174,50 +190,47 @@ class ChecksumMemo:
 
     # -- checksums
 
-    def get(self, path: str | Path, size: int, mtime_ns: int) -> str | None:
-        """The remembered sha256 of ``path`` if its size and mtime_ns still match."""
-        try:
-            row = self._conn.execute(
-                "SELECT sha256 FROM checksums WHERE path = ? AND size = ? AND mtime_ns = ?",
-                (str(path), size, mtime_ns)).fetchone()
-        except sqlite3.Error as exc:
-            self._conn = self._fallback(exc)
-            return None
-        return row[0] if row else None
+    def get(self, identity: FileIdentity) -> str | None:
+        """The remembered sha256 of the file if its identity still matches."""
+        return self.get_many([identity]).get(identity.path)
 
-    def get_many(self, keys: Sequence[Key]) -> dict[str, str]:
-        """``{path: sha256}`` for the keys whose size and mtime_ns still match."""
-        return self._lookup("SELECT path, size, mtime_ns, sha256 FROM checksums", keys)
+    def get_many(self, keys: Sequence[FileIdentity]) -> dict[str, str]:
+        """``{path: sha256}`` for the files whose identity still matches (valid rows only)."""
+        return self._lookup("SELECT path, size, mtime_ns, ctime_ns, inode, device, sha256 "
+                            "FROM checksums_v2", keys, is_sha256)
 
-    def put_many(self, rows: Iterable[tuple[str | Path, int, int, str]]) -> None:
-        """Remember ``(path, size, mtime_ns, sha256)`` rows in one transaction."""
-        self._put("INSERT OR REPLACE INTO checksums (path, size, mtime_ns, sha256) "
-                  "VALUES (?, ?, ?, ?)", [(str(p), int(s), int(m), h) for p, s, m, h in rows])
+    def put_many(self, rows: Iterable[tuple[FileIdentity, str]]) -> None:
+        """Remember ``(identity, sha256)`` rows in one transaction."""
+        self._put("INSERT OR REPLACE INTO checksums_v2 (path, size, mtime_ns, ctime_ns, "
+                  "inode, device, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                  [(*key, digest) for key, digest in rows])
 
     # -- DICOM headers
 
-    def get_headers(self, keys: Sequence[Key], fmt: str) -> dict[str, str]:
-        """``{path: header text}`` for the keys whose size, mtime_ns and format match."""
-        return self._lookup("SELECT path, size, mtime_ns, header FROM headers", keys,
-                            "format = ?", (fmt,))
+    def get_headers(self, keys: Sequence[FileIdentity], fmt: str) -> dict[str, str]:
+        """``{path: header text}`` for the files whose identity and format match."""
+        return self._lookup("SELECT path, size, mtime_ns, ctime_ns, inode, device, header "
+                            "FROM headers_v2", keys, _is_text, "format = ?", (fmt,))
 
-    def put_headers(self, rows: Iterable[tuple[str, int, int, str]], fmt: str) -> None:
-        """Remember ``(path, size, mtime_ns, header text)`` rows in one transaction."""
-        self._put("INSERT OR REPLACE INTO headers (path, size, mtime_ns, format, header) "
-                  "VALUES (?, ?, ?, ?, ?)",
-                  [(str(p), int(s), int(m), fmt, text) for p, s, m, text in rows])
+    def put_headers(self, rows: Iterable[tuple[FileIdentity, str]], fmt: str) -> None:
+        """Remember ``(identity, header text)`` rows in one transaction."""
+        self._put("INSERT OR REPLACE INTO headers_v2 (path, size, mtime_ns, ctime_ns, inode, "
+                  "device, format, header) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                  [(*key, fmt, text) for key, text in rows])
 
     # -- plumbing
 
-    def _lookup(self, select: str, keys: Sequence[Key], condition: str = "",
+    def _lookup(self, select: str, keys: Sequence[FileIdentity],
+                valid: Callable[[object], bool], condition: str = "",
                 params: tuple = ()) -> dict[str, str]:
-        """The rows of ``keys`` whose size and mtime_ns still match, as ``{path: value}``.
+        """The values of ``keys`` whose identity still matches, as ``{path: value}``.
 
-        One range scan over the primary key between the smallest and largest
-        path when that range holds few other rows (one dataset's files sort
-        together: ~1.5 us a row); else one query per LOOKUP_CHUNK paths (~5 us).
+        A row whose value fails ``valid`` (a damaged or hand-edited memo) is a
+        miss. One range scan over the primary key between the smallest and
+        largest path when that range holds few other rows (one dataset's files
+        sort together: ~1.5 us a row); else one query per LOOKUP_CHUNK paths.
         """
-        wanted = {path: (size, mtime) for path, size, mtime in keys}
+        wanted = {key[0]: key[1:] for key in keys}
         if not wanted:
             return {}
         paths = list(wanted)
@@ -237,8 +250,9 @@ class ChecksumMemo:
                                          for i in range(0, len(paths), LOOKUP_CHUNK))]
             get = wanted.get
             for sql, args in queries:
-                for path, size, mtime, value in self._conn.execute(sql, args):
-                    if get(path) == (size, mtime):
+                for path, size, mtime, ctime, inode, device, value in self._conn.execute(
+                        sql, args):
+                    if get(path) == (size, mtime, ctime, inode, device) and valid(value):
                         found[path] = value
         except sqlite3.Error as exc:
             self._conn = self._fallback(exc)

@@ -31,7 +31,8 @@ from mammography.record.contract import MANIFEST_FILE
 from mammography.record.reporter import CONSOLE, Reporter
 
 __all__ = ["MANIFEST_FILE", "PreparedData", "build_cache", "data_config", "dataset_config",
-           "load_table", "prepare_data", "write_data_manifest"]
+           "load_table", "prepare_data", "recorded_changes", "refused_table",
+           "write_data_manifest"]
 
 
 
@@ -67,6 +68,18 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+@contextlib.contextmanager
+def refused_table(table: LabelTable) -> Iterator[None]:
+    """A ``DataError`` raised inside carries ``table`` (as ``exc.table``): what was found
+    and excluded before the data was refused, for ``data check --json``."""
+    try:
+        yield
+    except DataError as exc:
+        if getattr(exc, "table", None) is None:
+            exc.table = table  # type: ignore[attr-defined]
+        raise
+
+
 def preprocess_settings(cfg: ImageConfig) -> Any:
     from mammography.data.preprocess import PreprocessSettings
 
@@ -95,18 +108,19 @@ def _load_table(cfg: LabelledSource, out: Reporter, frames: str | None) -> Label
     table = load_label_table(cfg.csv, cfg.dicom_root, include_class_5=cfg.include_class_5,
                              path_column=cfg.path_column, label_column=cfg.label_column,
                              dataset=cfg.dataset, out=out)
-    attach_remembered_headers(table, read_header,
-                              image_problem=partial(image_problem, frames=policy),
-                              on_bad_image=cfg.on_bad_image,
-                              max_bad_fraction=cfg.max_bad_fraction, out=out)
-    table.per_view_patient_ids = normalise_patient_ids(table.images, out)
-    # The official set, once patients and studies are known (the leak check needs them).
-    select_official_set(table, cfg.split, cfg.official_split_leak, out)
-    table.label_checks = check_breast_labels(table.images, table.exclude, out)
-    if not table.images:
-        raise DataError(f"No usable images in {table.csv_path}: every image was excluded "
-                        "(see the WARNING lines above).")
-    warning = processing_mix(table.fingerprint())
+    with refused_table(table):
+        attach_remembered_headers(table, read_header,
+                                  image_problem=partial(image_problem, frames=policy),
+                                  on_bad_image=cfg.on_bad_image,
+                                  max_bad_fraction=cfg.max_bad_fraction, out=out)
+        table.per_view_patient_ids = normalise_patient_ids(table.images, out)
+        # The official set, once patients and studies are known (the leak check needs them).
+        select_official_set(table, cfg.split, cfg.official_split_leak, out)
+        table.label_checks = check_breast_labels(table.images, table.exclude, out)
+        if not table.images:
+            raise DataError(f"No usable images in {table.csv_path}: every image was "
+                            "excluded (see the WARNING lines above).")
+    warning = processing_mix(table.fingerprint(), table.images)
     if warning:
         out.warn(warning)
     return table
@@ -130,10 +144,12 @@ def build_cache(cfg: ImageConfig, table: LabelTable, out: Reporter = CONSOLE,
     sources = [r.path for r in table.images]
     report = cache.build(sources, workers=cfg.workers, out=out, progress=progress,
                          lazy=not verify_entries,
-                         stats=[r.identity[1:] if r.identity else None for r in table.images])
+                         stats=[r.identity for r in table.images])
     out.log(f"Image cache ({cfg.cache}, {cache.dir if cfg.cache == 'disk' else 'RAM'}): "
             f"{report.reused} reused, {report.built} decoded, {report.regenerated} regenerated, "
             f"{len(report.failed)} failed ({report.seconds:.1f}s)")
+    if report.fault:
+        out.warn(cache_fault_warning(report.fault))
     if report.failed:
         bad = [(r, report.failed[str(r.path)]) for r in table.images
                if str(r.path) in report.failed]
@@ -142,9 +158,18 @@ def build_cache(cfg: ImageConfig, table: LabelTable, out: Reporter = CONSOLE,
     return cache, {"mode": cfg.cache, "dir": str(cache.dir), **report.as_dict()}
 
 
+def cache_fault_warning(fault: str) -> str:
+    """The WARNING for a disk cache that cannot be used (``ImageCache.fault``)."""
+    return (f"the image cache cannot be used: {fault}. This run decodes the images it "
+            "cannot find there in memory whenever it reads them (slower); no image is "
+            "excluded for it. Fix: free disk space, make the cache folder writable or remove "
+            "what stands in its way, or point --cache-dir (or MAMMOGRAPHY_CACHE_DIR) at "
+            "another folder; --cache memory keeps images in RAM instead.")
+
+
 def write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter = CONSOLE,
                         extra: dict[str, Any] | None = None,
-                        group: bool = False) -> dict[str, Any]:
+                        group: bool = False, trust_memo: bool = True) -> dict[str, Any]:
     """``data_manifest.json`` for the images in ``table`` (checksums memoised); with
     ``run_dir`` None the manifest is only computed (a worker checking its data).
 
@@ -152,14 +177,16 @@ def write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter =
     group (``grouping.py``), recorded under the manifest's ``grouping``. The
     manifest's ``fingerprint`` is the acquisition fingerprint of the images
     (``fingerprint.py``); records without a header (e.g. read back from a
-    splits.csv) count under ``images_without_header``.
+    splits.csv) count under ``images_without_header``. ``trust_memo`` False:
+    every file is hashed again, whatever the checksum memo remembers.
     """
     with collector_paused():
-        return _write_data_manifest(run_dir, table, out, extra, group)
+        return _write_data_manifest(run_dir, table, out, extra, group, trust_memo)
 
 
 def _write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter,
-                         extra: dict[str, Any] | None, group: bool) -> dict[str, Any]:
+                         extra: dict[str, Any] | None, group: bool,
+                         trust_memo: bool) -> dict[str, Any]:
     from mammography.data.manifest import (
         ChecksumMemo,
         build_manifest,
@@ -176,7 +203,8 @@ def _write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter,
                                   exclusions=table.exclusions, memo=memo, extra=extra,
                                   fingerprint=table.fingerprint(),
                                   absolute={r.path: r.identity[0] for r in table.images
-                                            if r.identity is not None})
+                                            if r.identity is not None},
+                                  trust_memo=trust_memo)
     manifest["headers"] = table.headers or None  # how load_table got them (memo hits)
     if table.dataset:  # a public dataset's files, label rule, presence, official split
         manifest["dataset"] = table.dataset
@@ -185,9 +213,11 @@ def _write_data_manifest(run_dir: Path | None, table: LabelTable, out: Reporter,
     if run_dir is not None:
         write_manifest(Path(run_dir) / MANIFEST_FILE, manifest)
     hashing = manifest.get("hashing", {})
+    how = ("" if trust_memo else ": every file hashed again, the checksum memo not trusted "
+           "(--trust-memo skips that)")
     out.log(f"Data manifest: {manifest['num_images']} images, {manifest['num_exclusions']} "
             f"exclusions, digest {manifest['digest'][:12]} ({hashing.get('files_hashed', 0)} "
-            f"hashed, {hashing.get('files_from_memo', 0)} remembered)")
+            f"hashed, {hashing.get('files_from_memo', 0)} remembered{how})")
     return manifest
 
 
@@ -211,6 +241,20 @@ def assign_groups(table: LabelTable, manifest: dict[str, Any], out: Reporter) ->
     out.log(f"Split groups: {report['components']} (patient, exam, study and file content "
             f"linked; {report['patients']} patients, {report['exams']} exams)")
     return report
+
+
+def recorded_changes(run_dir: Path, manifest: dict[str, Any]) -> str:
+    """``: <what differs>`` between ``run_dir``'s data_manifest.json and ``manifest``
+    (files named), for a message; empty when the recorded one cannot be read."""
+    from mammography.data.manifest import changes_since
+    from mammography.record.jsonio import read_json
+
+    try:
+        recorded = read_json(Path(run_dir) / MANIFEST_FILE)
+        text = changes_since(recorded, manifest)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return ""
+    return f": {text}" if text else ""
 
 
 def data_config(cfg: LabelledSource, table: LabelTable, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -246,14 +290,19 @@ def dataset_config(table: LabelTable) -> dict[str, Any]:
 
 
 def prepare_data(cfg: ImageConfig, run_dir: Path | None, out: Reporter = CONSOLE,
-                 progress: bool = True) -> PreparedData:
-    """Labels, headers, cache and manifest (written to ``run_dir`` unless None)."""
+                 progress: bool = True, trust_memo: bool = True) -> PreparedData:
+    """Labels, headers, cache and manifest (written to ``run_dir`` unless None).
+
+    ``trust_memo`` False hashes every image again for the manifest instead of
+    taking remembered checksums (``--resume`` does, unless ``--trust-memo``:
+    proving the data unchanged is its job).
+    """
     with collector_paused():
-        return _prepare_data(cfg, run_dir, out, progress)
+        return _prepare_data(cfg, run_dir, out, progress, trust_memo)
 
 
 def _prepare_data(cfg: ImageConfig, run_dir: Path | None, out: Reporter,
-                  progress: bool) -> PreparedData:
+                  progress: bool, trust_memo: bool) -> PreparedData:
     table = load_table(cfg, out)
     cache, cache_report = build_cache(cfg, table, out, progress)
     out.log(f"Found {len(table.images)} images of {table.num_exams} exams from "
@@ -261,7 +310,8 @@ def _prepare_data(cfg: ImageConfig, run_dir: Path | None, out: Reporter,
     out.log(f"Class distribution: {_pretty(table.class_distribution('exam'))} (exams), "
             f"{_pretty(table.class_distribution('image'))} (images)")
     manifest = write_data_manifest(run_dir, table, out,
-                                   extra={"preprocessing": cache.settings.as_dict()}, group=True)
+                                   extra={"preprocessing": cache.settings.as_dict()}, group=True,
+                                   trust_memo=trust_memo)
     return PreparedData(table, cache, manifest, cache_report)
 
 

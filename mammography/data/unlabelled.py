@@ -114,7 +114,7 @@ def load_unlabelled(csv_path: Path | Sequence[Path] | None, dicom_root: Path | N
         where = table.csv_path if table.csv_path is not None else dicom_root
         raise DataError(f"No usable images in {where}: every image was excluded (see the "
                         "WARNING lines above).")
-    warning = processing_mix(acquisition_fingerprint(table.images))
+    warning = processing_mix(acquisition_fingerprint(table.images), table.images)
     if warning:
         out.warn(warning)
     return table

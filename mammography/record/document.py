@@ -18,7 +18,7 @@ from mammography.record.contract import (
     ENV_BASED_ON,
     SUMMARY_FILE,
 )
-from mammography.record.secrets import mask_passwords
+from mammography.record.secrets import mask_argv
 from mammography.record.view import RunView
 
 SCHEMA_VERSION = 1
@@ -32,7 +32,7 @@ def now_iso() -> str:
 
 def command_line(argv: list[str] | None = None) -> str:
     """The invocation as a shell line that re-runs as is from ``execution.cwd`` (a URL's
-    password masked: run/secrets.py)."""
+    secrets masked: record/secrets.py)."""
     argv = recorded_argv(argv)
     program = Path(argv[0]).name if argv else ""
     if program in ("mammography", "__main__.py", "-m") or program.startswith("mammography"):
@@ -41,8 +41,8 @@ def command_line(argv: list[str] | None = None) -> str:
 
 
 def recorded_argv(argv: list[str] | None = None) -> list[str]:
-    """``sys.argv`` as recorded: every URL's password masked."""
-    return [mask_passwords(arg) for arg in (sys.argv if argv is None else argv)]
+    """``sys.argv`` as recorded: every secret masked (record/secrets.py)."""
+    return mask_argv(list(sys.argv if argv is None else argv))
 
 
 def initial_document(*, experiment_type: str, command: str, run_id: str, run_dir: Path,

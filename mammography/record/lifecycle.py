@@ -70,6 +70,7 @@ from mammography.record.placement import (
 )
 from mammography.record.provenance import collect_git, package_version
 from mammography.record.repeats import RepeatFolder
+from mammography.record.secrets import mask_secrets, mask_tree
 from mammography.record.signals import StopControl, WarningCapture
 from mammography.record.summary import SummaryWriter
 from mammography.record.tee import Tee
@@ -108,8 +109,10 @@ class Run:
         self.parent = parent
         self.child_name = child_name
         self.seed = int(seed if seed is not None else 0)
-        self._hyperparameters = dict(hyperparameters or {})
-        self._config_record = config_record
+        # Masked here too (config/core.py already masks what it records): whatever a
+        # caller passes, no secret reaches summary.json or config.yaml.
+        self._hyperparameters = mask_tree(dict(hyperparameters or {}))
+        self._config_record = mask_tree(config_record) if config_record is not None else None
         self._integration = {**NO_INTEGRATION, **(integration or {})}
         self._based_on = based_on
         self._extra = extra or {}
@@ -357,9 +360,10 @@ class Run:
         if exc is None:
             return "completed", EXIT_OK, None
         if isinstance(exc, InputError):
+            message = mask_secrets(exc.render())
             if not reported:
-                print(f"Error: {exc.render()}", file=sys.stderr, flush=True)
-            return "failed", exc.exit_code, {"type": "input_error", "message": exc.render()}
+                print(f"Error: {message}", file=sys.stderr, flush=True)
+            return "failed", exc.exit_code, {"type": "input_error", "message": message}
         if isinstance(exc, RunInterrupted | KeyboardInterrupt):
             name = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
             if not reported:
@@ -373,7 +377,8 @@ class Run:
         if not reported:
             traceback.print_exception(exc_type, exc, tb)
             sys.stderr.flush()
-        return "failed", EXIT_FAILED, {"type": exc_type.__name__, "message": str(exc),
+        return "failed", EXIT_FAILED, {"type": exc_type.__name__,
+                                       "message": mask_secrets(str(exc)),
                                        "where": error_where(tb)}
 
     def _finalize(self, status: str, code: int, error: dict[str, Any] | None) -> None:
@@ -392,17 +397,28 @@ class Run:
                         artifacts=artifact_list(self.dir),
                     )
                 except OSError as exc:
-                    # Disk full at the end: summary.json keeps its last complete
-                    # version (status running, so `runs list` calls the run crashed
-                    # once this process is gone). Say it in one line; never exit 0
-                    # with an incomplete record.
-                    print(f"Error: could not record the end of run {self.location.label} in "
-                          f"{self.summary.path}: {exc.strerror or exc}. summary.json keeps "
-                          "its last complete state (status running). Free disk space.",
-                          file=sys.stderr, flush=True)
+                    # Disk full at the end: never exit 0 with an incomplete record.
+                    # summary.json is rewritten in place with the status and the
+                    # reason (its artifact list left out) when its own bytes can
+                    # hold them; else it keeps its last complete version (status
+                    # running, which `runs list` calls crashed once this process is
+                    # gone). Either way, one line says so.
                     if code == EXIT_OK:
                         status, code = "failed", EXIT_FAILED
                         self.status, self.exit_code = status, code
+                        error = {"type": type(exc).__name__,
+                                 "message": f"could not record the end of the run: "
+                                            f"{exc.strerror or exc}"}
+                    kept = self.summary.rewrite_in_place({
+                        "status": status,
+                        "execution": {"end_time": now_iso(), "duration_seconds": duration,
+                                      "exit_code": code, "error": error}})
+                    state = (f"rewritten in place with status {status} and the reason (no "
+                             "artifact list)" if kept else "keeps its last complete state "
+                             "(status running)")
+                    print(f"Error: could not record the end of run {self.location.label} in "
+                          f"{self.summary.path}: {exc.strerror or exc}. summary.json "
+                          f"{state}. Free disk space.", file=sys.stderr, flush=True)
                 else:
                     self._check_schema()
             for line in self._repeats.folded_lines():

@@ -33,6 +33,8 @@ import termios
 import tty
 from pathlib import Path
 
+from mammography.record.secrets import tee_environment
+
 _WORKER = Path(__file__).with_name("tee_worker.py")
 
 
@@ -115,6 +117,7 @@ class Tee:
             stderr=self._saved[2],
             start_new_session=True,  # not reached by Ctrl-C aimed at the run
             close_fds=True,
+            env={**os.environ, **tee_environment()},  # the secrets run.log must not show
         )
         for fd in (1, 2):
             os.dup2(channels[fd][1], fd)

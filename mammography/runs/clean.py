@@ -277,6 +277,12 @@ def _still_dead(record: RunRecord, stale_after: float) -> bool:
 def apply(decision: Decision) -> None:
     record = decision.record
     if not decision.files:
+        if record.dir.is_symlink():
+            # A root given as a link to a run (``runs clean LINK``): the run it names
+            # goes, and the link with it (rmtree refuses to follow a link).
+            shutil.rmtree(record.dir.resolve())
+            record.dir.unlink()
+            return
         shutil.rmtree(record.dir)
         holder = record.dir.parent
         if record.parent is not None and record.dir.name == "results":

@@ -8,9 +8,11 @@ Checks, each a ``WARNING:`` line when it finds a difference:
   the run was dirty, it says how to get its exact code back from
   ``git_diff.patch``.
 * data -- when the manifest's CSV is reachable, the CSV and every image it
-  lists are checksummed again (through the same SQLite memo, so unchanged
-  files are not re-read) and the manifest digest is recomputed
-  (``mammography.data.manifest``; no torch). Exclusions are taken as
+  lists are hashed again (every byte: proving the data unchanged is this
+  check's job; ``--trust-memo`` takes remembered checksums of files whose
+  path, size, mtime, ctime, inode and device are unchanged instead), the
+  manifest digest is recomputed (``mammography.data.manifest``; no torch),
+  and each file whose content differs is named. Exclusions are taken as
   recorded: deciding them again needs the full data pipeline, and the re-run
   itself records a fresh manifest anyway.
 * environment -- Python and the key package versions (torch, timm, numpy, ...),
@@ -43,6 +45,8 @@ from mammography.runs.discover import RunRecord, open_run
 from mammography.runs.lineage import top_level_dir
 
 BASED_ON_ENV = ENV_BASED_ON
+#: Files named one per line under "data differs" (the count says how many more).
+MAX_FILES_NAMED = 20
 KEY_VERSIONS = {"python_version": None, "torch_version": "torch",
                 "torchvision_version": "torchvision", "timm_version": "timm",
                 "pydicom_version": "pydicom", "numpy_version": "numpy",
@@ -102,7 +106,7 @@ def check_code(record: RunRecord) -> tuple[list[str], list[str]]:
     return warnings, notes
 
 
-def check_data(record: RunRecord) -> tuple[list[str], list[str]]:
+def check_data(record: RunRecord, trust_memo: bool = False) -> tuple[list[str], list[str]]:
     """(warnings, notes) from re-checksumming the data the manifest lists."""
     import json
 
@@ -122,6 +126,7 @@ def check_data(record: RunRecord) -> tuple[list[str], list[str]]:
         ChecksumMemo,
         checksum_files,
         default_memo_path,
+        image_changes,
         manifest_digest,
         sha256_file,
     )
@@ -131,9 +136,13 @@ def check_data(record: RunRecord) -> tuple[list[str], list[str]]:
              else Path(root) / img["path"] for img in images]
     errors: dict[Path, str] = {}
     with ChecksumMemo(default_memo_path()) as memo:
-        facts = checksum_files(paths, memo, errors=errors)
+        facts = checksum_files(paths, memo, errors=errors, trust_memo=trust_memo)
+    changes = image_changes(images, {img["path"]: facts[p].sha256 if p in facts else None
+                                     for img, p in zip(images, paths, strict=True)})
     changed = sum(1 for img, p in zip(images, paths, strict=True)
                   if p in facts and facts[p].sha256 != img["sha256"])
+    how = ("checksums of unchanged files from the memo (--trust-memo)" if trust_memo
+           else "every byte hashed")
     fresh = dict(manifest)
     if csv_path:
         fresh["csv"] = dict(csv_info, sha256=sha256_file(Path(csv_path)))
@@ -149,13 +158,17 @@ def check_data(record: RunRecord) -> tuple[list[str], list[str]]:
         fresh.get("csv_files") != manifest.get("csv_files")
     if digest == recorded and not errors:
         return [], [f"data matches: digest {str(recorded)[:12]} (CSV and {len(images)} "
-                    "images checksummed)"]
+                    f"images checksummed, {how})"]
     what = [part for part, flag in (("the CSV changed", csv_changed),
                                     (f"{changed} images changed", changed),
                                     (f"{len(errors)} images missing or unreadable", errors))
             if flag]
+    shown = changes[:MAX_FILES_NAMED]
+    more = len(changes) - len(shown)
     return [f"data differs: recorded digest {str(recorded)[:12]}, now {digest[:12]}"
-            + (f" ({', '.join(what)})" if what else "")], []
+            + (f" ({', '.join(what)})" if what else "")
+            + "".join(f"\n    {line}" for line in shown)
+            + (f"\n    ... and {more} more" if more else "")], []
 
 
 def check_environment(record: RunRecord) -> list[str]:
@@ -210,7 +223,7 @@ def run_reproduce(config: RunsReproduceConfig) -> int:
         say("NOTE: this is a child run (a CV fold or HPO trial); its command line re-runs "
             "the whole parent run.\n")
     warnings: list[str] = []
-    for found, notes in (check_code(record), check_data(record),
+    for found, notes in (check_code(record), check_data(record, config.trust_memo),
                          (check_environment(record), [])):
         for warning in found:
             say(f"WARNING: {warning}\n")
@@ -229,7 +242,7 @@ def run_reproduce(config: RunsReproduceConfig) -> int:
                              "Recreate it, or run the command yourself from the right place.")
     if config.dry_run:
         say(f"Dry run: nothing was run ({len(warnings)} warnings).\n")
-        return 0
+        return EXIT_FAILED if config.strict and warnings else 0
     if config.strict and warnings:
         say(f"Not re-running: {len(warnings)} warnings and --strict.\n")
         return EXIT_FAILED

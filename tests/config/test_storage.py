@@ -13,7 +13,7 @@ from mammography.config.storage import (
     storage_problems,
     study_storage,
 )
-from mammography.record.secrets import mask_passwords
+from mammography.record.secrets import mask_secrets
 from tests.helpers import child_env, run_cli
 
 
@@ -28,8 +28,8 @@ from tests.helpers import child_env, run_cli
     ("see https://a:b@x.org/p and ftp://c:d@y/q", "see https://a:***@x.org/p and "
                                                   "ftp://c:***@y/q"),
 ])
-def test_mask_passwords(text, masked):
-    assert mask_passwords(text) == masked
+def test_mask_secrets(text, masked):
+    assert mask_secrets(text) == masked
 
 
 def _installed(module):

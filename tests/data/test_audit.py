@@ -163,3 +163,41 @@ def test_check_names_the_images_whose_segmentation_looks_wrong(cli, cache_dir, t
     assert "runs along 4 sides" in segmentation["flagged"][0]["problems"][0]
     assert 0.4 < segmentation["median_breast_share"] <= 1
     assert "1 look wrong" in proc.stdout and str(odd) in proc.stdout
+
+
+def test_check_json_is_written_when_the_data_is_refused(cli, synthetic_dataset, cache_dir,
+                                                       tmp_path):
+    """Issue 23 (6): the audit is what the user needs most when the verdict is unusable;
+    before, --json wrote nothing then."""
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dataset, data)
+    for path in sorted((data / "archive").rglob("*.dcm"))[::3]:
+        path.write_bytes(b"not DICOM")
+    out = tmp_path / "audit.json"
+    proc = cli("data", "check", "--csv", data / "classificacao.csv", "--dicom-root",
+               data / "archive", "--no-decode", "--json", out, env=child_env())
+    assert proc.returncode == 2 and "max-bad-fraction" in proc.stderr
+    audit = json.loads(out.read_text())
+    assert audit["usable"] is False and "max-bad-fraction" in audit["error"]
+    assert audit["unusable_images"] > 0
+    assert any(e["reason"].startswith("not a DICOM file") for e in audit["exclusions"])
+
+
+def test_check_names_the_one_for_processing_image(cli, synthetic_dataset, cache_dir,
+                                                  tmp_path):
+    """Issue 23 (6): one "For Processing" image among many: the WARNING names its file
+    and exam."""
+    import pydicom
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dataset, data)
+    odd = sorted((data / "archive").rglob("*.dcm"))[7]
+    ds = pydicom.dcmread(odd)
+    ds.PresentationIntentType = "FOR PROCESSING"
+    ds.save_as(odd)
+    proc = cli("data", "check", "--csv", data / "classificacao.csv", "--dicom-root",
+               data / "archive", "--no-decode", env=child_env())
+    assert proc.returncode == 0, proc.stderr
+    warning = next(line for line in (proc.stdout + proc.stderr).splitlines()
+                   if "WARNING" in line and "For Processing" in line)
+    assert odd.name in warning and f"of exam {odd.parent.name}" in warning, warning

@@ -12,6 +12,7 @@ from mammography.data.cache import (
     decode_entry,
     encode_entry,
 )
+from mammography.data.file_identity import file_identity
 from mammography.data.preprocess import PreprocessSettings
 from mammography.data.synthetic import synthesize_mammogram, write_mammogram_dicom
 from mammography.record.reporter import CollectingReporter
@@ -136,7 +137,7 @@ def test_lazy_build_trusts_entries_of_the_right_size_without_reading_them(dicoms
     monkeypatch.setattr(ImageCache, "read", no_reading)
     report = cache.build(dicoms, workers=1, progress=False, lazy=True)
     assert (report.reused, report.built, report.regenerated) == (6, 0, 0)
-    stats = [(p.stat().st_size, p.stat().st_mtime_ns) for p in dicoms]
+    stats = [file_identity(p) for p in dicoms]
     assert cache.build(dicoms, workers=1, progress=False, lazy=True, stats=stats).reused == 6
 
 
@@ -306,3 +307,25 @@ def test_the_cache_keeps_what_preprocessing_decided(dicoms, tmp_path):
     memory.build(dicoms[:2], workers=1, progress=False)
     assert memory.read_info(dicoms[1]) == report.info[str(dicoms[1])]
     assert not (tmp_path / "m").exists()
+
+
+def test_a_cache_that_cannot_be_written_is_a_fault_not_a_failure(dicoms, tmp_path):
+    """Issue 23 (4): an OSError from the cache folder is ``cache.fault`` (path and
+    cause), never a failed image; what is already there is still read."""
+    blocker = tmp_path / "blocked"
+    blocker.write_text("a file where the cache root belongs")
+    cache = ImageCache(SETTINGS, blocker)
+    report = cache.build(dicoms, workers=1, progress=False, lazy=True)
+    assert report.failed == {} and report.built == len(dicoms)
+    assert cache.fault and str(blocker) in cache.fault and "Not a directory" in cache.fault
+    assert report.as_dict()["fault"] == cache.fault
+    assert cache.load(dicoms[0]).shape == SETTINGS.shape  # decoded in memory
+
+
+def test_an_unreadable_entry_is_a_miss(dicoms, tmp_path):
+    cache = ImageCache(SETTINGS, tmp_path)
+    cache.build(dicoms[:1], workers=1, progress=False)
+    entry = cache.entry_path(dicoms[0])
+    entry.unlink()
+    entry.mkdir()  # reading it: IsADirectoryError, the cache's fault
+    assert cache.read(dicoms[0]) is None and "Is a directory" in cache.fault

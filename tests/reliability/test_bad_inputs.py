@@ -206,7 +206,8 @@ ZOO = {  # file (relative to the archive) -> the reason its exclusion must give
     "absurd_size.dcm": "implausibly large",
     "absurd_size_rle.dcm": "implausibly large",
     "zero_rows.dcm": "bad image size 0 x",
-    "jpegls_size_mismatch.dcm": "cannot decode JPEG-LS",
+    "jpegls_size_mismatch.dcm": "the JPEG-LS codestream declares 64 x 64 pixels but the "
+                                "header's Rows x Columns is 170 x 64: refused before decoding",
     "rle_panic.dcm": "cannot decode RLE Lossless",
 }
 
@@ -464,20 +465,37 @@ def test_disk_full_during_training(train_cases):
 
 def test_disk_full_when_recording_the_end(tmp_path):
     """The final summary write fails: finalize survives it, prints one clear line,
-    exits non-zero; summary.json keeps its last complete state (status running), which
-    `runs list` reports as crashed."""
+    exits non-zero; summary.json is rewritten in place (its own bytes: no new block
+    needed) with status failed and the reason, and stays valid JSON."""
     proc = subprocess.run([sys.executable, str(SCRIPTS / "disk_full_run.py"),
                            str(tmp_path / "out")],
                           capture_output=True, text=True, env=rel_env(), timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert "Error: could not record the end of run results_1" in proc.stderr
     assert "File too large" in proc.stderr and "Traceback" not in proc.stderr
+    assert "rewritten in place with status failed" in proc.stderr
     run = tmp_path / "out" / "results_1"
     summary = read_json(run / "summary.json")
-    assert summary["status"] == "running"
+    assert summary["status"] == "failed" and summary["execution"]["exit_code"] == 1
+    error = summary["execution"]["error"]
+    assert error["type"] == "OSError" and "File too large" in error["message"]
     assert "Error: could not record the end of run" in "\n".join(log_lines(run))
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
-    assert runs_list(tmp_path / "out")["results_1"]["status"] == "crashed"
+    assert runs_list(tmp_path / "out")["results_1"]["status"] == "failed"
+
+
+def test_a_run_that_dies_of_a_full_disk_records_why(tmp_path):
+    """Issue 23 (6): the body fails because the disk is full and the summary cannot be
+    rewritten atomically either; before, it stayed `status: running` with no reason."""
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "disk_full_run.py"),
+                           str(tmp_path / "out"), "--fail"],
+                          capture_output=True, text=True, env=rel_env(), timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    summary = read_json(tmp_path / "out" / "results_1" / "summary.json")
+    assert summary["status"] == "failed", summary["status"]
+    error = summary["execution"]["error"]
+    assert error["type"] == "OSError" and "File too large" in error["message"]
+    assert error["where"]
 
 
 @pytest.mark.slow

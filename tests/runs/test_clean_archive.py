@@ -160,3 +160,18 @@ def test_archive(cli, tree, tmp_path):
     assert bad.returncode == 2 and "must end with .tar.gz" in bad.stderr
     nothing = cli("runs", "archive", tree / "results_2")
     assert nothing.returncode == 2 and "--to FILE.tar.gz is required" in nothing.stderr
+
+
+def test_clean_given_a_link_to_a_run(cli, tmp_path, fake_run):
+    """Issue 23 (6): a root that is a symbolic link to an old run; before, `--yes` was a
+    traceback (rmtree refuses a link). The run it names goes, and the link with it."""
+    run = tmp_path / "runs" / "results_1"
+    fake_run(run, start=ago(40), end=ago(40))
+    link = tmp_path / "latest"
+    link.symlink_to(run)
+    listed = cli("runs", "clean", link)
+    assert listed.returncode == 0 and "Would delete 1 runs" in listed.stdout, listed.stderr
+    done = cli("runs", "clean", link, "--yes")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "Deleted 1 runs" in done.stdout
+    assert not run.exists() and not link.is_symlink()

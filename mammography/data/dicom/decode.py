@@ -46,6 +46,7 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_partial
 from pydicom.pixels import get_decoder, pixel_array
 from pydicom.uid import (
     UID,
@@ -59,7 +60,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from mammography.data.dicom import j2k, wavelet
+from mammography.data.dicom import bounds, j2k, wavelet
 from mammography.data.dicom.errors import DicomReadError, guard, is_panic
 from mammography.data.dicom.header import (
     FOR_PROCESSING_SOP_CLASSES,
@@ -74,6 +75,7 @@ from mammography.data.dicom.header import (
     integer,
 )
 from mammography.data.dicom.intensity import Affine, IntensityMap, blank_reason, intensity_map
+from mammography.data.file_identity import missing_file_reason
 
 __all__ = [
     "FOR_PROCESSING_SOP_CLASSES",
@@ -205,13 +207,19 @@ def _read_dataset(path: Path, *, stop_before_pixels: bool) -> tuple[Dataset, Pix
         raise DicomReadError(path, f"cannot access the file: {exc}", io_error=True) from exc
     if path.is_dir():
         raise DicomReadError(path, "is a directory, not a file")
+    if not path.is_file():  # a FIFO would block, /dev/zero never end
+        raise DicomReadError(path, missing_file_reason(path))
     if size == 0:
         raise DicomReadError(path, "empty file (0 bytes)")
     try:
-        with path.open("rb") as handle:
-            if handle.read(2) == GZIP_MAGIC:
+        with bounds.BoundedReader(path) as handle:
+            head = handle.read(bounds.HEAD_BYTES)
+            if head[:2] == GZIP_MAGIC:
                 raise DicomReadError(path, "gzip-compressed file: decompress it first "
                                      "(gunzip), then point the CSV at the .dcm")
+            problem = bounds.start_problem(head)  # before any parsing (bounds.py)
+            if problem:
+                raise DicomReadError(path, problem)
             handle.seek(0)
             ds = _parse(path, handle, stop_before_pixels)
             pixel = (_pixel_info_here(ds, handle, size) if stop_before_pixels
@@ -223,18 +231,26 @@ def _read_dataset(path: Path, *, stop_before_pixels: bool) -> tuple[Dataset, Pix
     return ds, pixel
 
 
+def _read(handle: BinaryIO, stop_before_pixels: bool, force: bool = False) -> Dataset:
+    """``dcmread``, but parsing stops at (or right after) the pixel data: nothing
+    after the image is ever parsed (bounds.py)."""
+    return read_partial(handle, bounds.stop_after_pixels(stop_before_pixels),
+                        defer_size=DEFER_BYTES, force=force)
+
+
 def _parse(path: Path, handle: BinaryIO, stop_before_pixels: bool) -> Dataset:
     with warnings.catch_warnings():
         # pydicom warns about many harmless deviations (odd VRs, lengths);
         # real problems surface as exceptions below.
         warnings.simplefilter("ignore")
         try:
-            return pydicom.dcmread(handle, stop_before_pixels=stop_before_pixels,
-                                   defer_size=DEFER_BYTES)
+            return _read(handle, stop_before_pixels)
         except InvalidDicomError:
             handle.seek(0)
             return _read_without_preamble(path, handle, stop_before_pixels)
-        except OSError:
+        except bounds.HeaderTooLong as exc:
+            raise DicomReadError(path, str(exc)) from None
+        except (OSError, DicomReadError):
             raise
         except Exception as exc:  # pydicom raises many types on bad bytes
             raise DicomReadError(
@@ -249,9 +265,10 @@ def _read_without_preamble(path: Path, handle: BinaryIO, stop_before_pixels: boo
     composite object before we believe it is DICOM at all.
     """
     try:
-        ds = pydicom.dcmread(handle, stop_before_pixels=stop_before_pixels, force=True,
-                             defer_size=DEFER_BYTES)
+        ds = _read(handle, stop_before_pixels, force=True)
         plausible = "SOPClassUID" in ds or ("Rows" in ds and "Columns" in ds)
+    except bounds.HeaderTooLong as exc:
+        raise DicomReadError(path, str(exc)) from None
     except Exception:  # garbage bytes fail in arbitrary ways
         plausible = False
     if not plausible:
@@ -372,6 +389,8 @@ def _frame_values(ds: Dataset, header: DicomHeader, index: int,
         missing = "; ".join(decoder.missing_dependencies) or "no plugin installed"
         raise DicomReadError(path, f"no decoder available for transfer syntax "
                              f"{_syntax_label(syntax)} ({missing}): {_codec_hint(syntax)}")
+    if bounds.declares_size(syntax):  # what the codestream declares, before decoding
+        _check_declared_size(ds, header, index, syntax)
     if target is not None and j2k.is_j2k(syntax):
         reduced = guard(path, f"cannot decode {_syntax_label(syntax)} pixel data",
                         lambda: j2k.decode_reduced(ds, header, index, target, max_level))
@@ -402,6 +421,19 @@ def _frame_values(ds: Dataset, header: DicomHeader, index: int,
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return (*_fit_bits_stored(arr, header.bits_stored, may_mask=as_view), 0)
+
+
+def _check_declared_size(ds: Dataset, header: DicomHeader, index: int, syntax: UID) -> None:
+    """Refuse a compressed frame whose codestream declares another size than the
+    header, or one over the cap (``bounds.frame_size_problem``)."""
+    from pydicom.encaps import get_frame
+
+    path = header.path
+    frame = guard(path, f"cannot read the {_syntax_label(syntax)} frame",
+                  lambda: get_frame(ds.PixelData, index, number_of_frames=header.frames))
+    problem = bounds.frame_size_problem(frame, syntax, header.rows, header.columns)
+    if problem:
+        raise DicomReadError(path, problem)
 
 
 def _pixel_array(ds: Dataset, decoder: object, index: int,

@@ -123,6 +123,12 @@ ACQUISITION_FIELDS = tuple(name for name in MEMO_FIELDS if name not in FILE_FIEL
 TEXT_SEPARATOR = "\x1e"
 _PIXEL_AT = ACQUISITION_FIELDS.index("pixel")
 _SPACING_AT = ACQUISITION_FIELDS.index("pixel_spacing")
+_PIXEL_KINDS = frozenset({"native", "encapsulated", "float", "none", "unknown"})
+#: The plain type of every acquisition field but ``pixel`` and ``pixel_spacing``
+#: (checked apart): a memo row of other types is refused, not trusted.
+_PLAIN_TYPES = {"str": str, "int": int, "bool": bool}
+_ACQUISITION_TYPES = tuple(_PLAIN_TYPES.get(str(f.type)) for f in fields(DicomHeader)
+                           if f.name in ACQUISITION_FIELDS)
 
 
 def header_to_text(header: DicomHeader) -> str:
@@ -150,7 +156,8 @@ class HeaderDecoder:
 
     def decode(self, path: Path, own: list[Any], acquisition: str) -> DicomHeader:
         """The header of ``path`` from its parsed own fields and its acquisition text."""
-        if not isinstance(own, list) or len(own) != len(FILE_FIELDS):
+        if not isinstance(own, list) or len(own) != len(FILE_FIELDS) \
+                or not all(type(value) is str for value in own):
             raise ValueError("header text does not match DicomHeader's fields")
         shared = self._acquisitions.get(acquisition)
         if shared is None:
@@ -172,12 +179,24 @@ def header_from_text(path: Path, text: str) -> DicomHeader:
 
 
 def _acquisition(values: Any) -> dict[str, Any]:
-    if not isinstance(values, list) or len(values) != len(ACQUISITION_FIELDS) \
-            or not isinstance(values[_PIXEL_AT], list):
+    """The acquisition fields of a memo text, each of its declared type (``ValueError``
+    otherwise: a damaged or edited memo row must be a miss, not a wrong header)."""
+    if not isinstance(values, list) or len(values) != len(ACQUISITION_FIELDS):
         raise ValueError("header text does not match DicomHeader's fields")
-    values[_PIXEL_AT] = PixelInfo(*values[_PIXEL_AT])
-    if values[_SPACING_AT] is not None:
-        values[_SPACING_AT] = tuple(values[_SPACING_AT])
+    for value, kind in zip(values, _ACQUISITION_TYPES, strict=True):
+        if kind is not None and type(value) is not kind:
+            raise ValueError("header text does not match DicomHeader's field types")
+    pixel = values[_PIXEL_AT]
+    if not (isinstance(pixel, list) and len(pixel) == 3 and pixel[0] in _PIXEL_KINDS
+            and type(pixel[1]) is int and type(pixel[2]) is int):
+        raise ValueError("header text has no valid pixel data location")
+    values[_PIXEL_AT] = PixelInfo(*pixel)
+    spacing = values[_SPACING_AT]
+    if spacing is not None:
+        if not (isinstance(spacing, list) and len(spacing) == 2 and all(
+                type(v) in (int, float) and math.isfinite(v) and v > 0 for v in spacing)):
+            raise ValueError("header text has no valid pixel spacing")
+        values[_SPACING_AT] = tuple(spacing)
     return dict(zip(ACQUISITION_FIELDS, values, strict=True))
 
 

@@ -4,13 +4,14 @@ Reading a header costs ~0.45 ms a file (``dcmread``), and every run of every
 command needs all of them (patient, accession, study, view, laterality, the
 acquisition fingerprint, what the header rules out): 4 minutes per run at
 EMBED's 480,000 images. :func:`read_headers` keeps what each header said in
-the ``headers`` table of the memo file (``memo.py``), keyed by the file's
-absolute path, size and mtime_ns, so a run over files it has seen opens none
-of them.
+the headers table of the memo file (``memo.py``), keyed by the file's
+identity (absolute path, size, mtime_ns, ctime_ns, inode, device:
+``file_identity.py``), so a run over files it has seen opens none of them.
 
 What keeps it correct:
 
-* a file whose size or mtime_ns changed is read again (and its row replaced);
+* a file whose identity changed is read again (and its row replaced): also
+  one replaced with the same size and mtime (``touch -r``, ``cp -p``, tar);
   files modified in the last two seconds are read but not remembered
   (``memo.settled``), and a file that changes *while* it is read is not
   remembered either;
@@ -20,7 +21,9 @@ What keeps it correct:
   has to remember to bump a version;
 * what a file's bytes rule out (not DICOM, a corrupt header) is remembered
   like a header; what the file system said (vanished, no permission, an I/O
-  error: ``DicomReadError.io_error``) never is.
+  error: ``DicomReadError.io_error``) never is;
+* a row that does not decode to a well-typed header (a damaged or edited
+  memo) is a miss: the file is read again.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from mammography.data.dicom.header import (
     HeaderDecoder,
     header_to_text,
 )
+from mammography.data.file_identity import FileIdentity, identity_of
 from mammography.data.memo import ChecksumMemo, settled
 from mammography.data.workers import process_pool
 
@@ -48,7 +52,8 @@ from mammography.data.workers import process_pool
 PARALLEL_HEADERS_FROM = 400
 #: Modules whose code decides what a header says (their source is in the format).
 _READER_MODULES = ("mammography.data.dicom.decode", "mammography.data.dicom.header",
-                   "mammography.data.dicom.errors", "mammography.data.dicom.views")
+                   "mammography.data.dicom.errors", "mammography.data.dicom.views",
+                   "mammography.data.dicom.bounds")
 _FORMAT_VERSION = 1
 
 #: One file's outcome: (header, None) or (None, why it cannot be used).
@@ -98,10 +103,10 @@ def _package_version() -> str:
 
 def read_headers(paths: Sequence[Path], read_header: Callable[[Path], Any],
                  memo: ChecksumMemo | None, workers: int = 1
-                 ) -> tuple[list[Outcome], list[tuple[str, int, int] | None], HeaderStats]:
+                 ) -> tuple[list[Outcome], list[FileIdentity | None], HeaderStats]:
     """Each path's header or reason, in order, from ``memo`` where it still holds;
-    each file's identity as it was looked up - (absolute path, size, mtime_ns),
-    the memo key; None where it could not be stat'ed.
+    each file's identity as it was looked up (the memo key); None where it could
+    not be stat'ed.
 
     Misses are read with ``read_header`` (in ``workers`` processes when there
     are more than ``PARALLEL_HEADERS_FROM`` of them: the reader swaps warning
@@ -109,14 +114,14 @@ def read_headers(paths: Sequence[Path], read_header: Callable[[Path], Any],
     """
     start = time.perf_counter()
     stats = HeaderStats(memo_warning=memo.warning if memo is not None else None)
-    keys: list[tuple[str, int, int] | None] = []
+    keys: list[FileIdentity | None] = []
     for path in paths:
         try:
             st = os.stat(path)
         except OSError:
             keys.append(None)  # read_header says why (file not found, no access)
             continue
-        keys.append((os.path.abspath(path), st.st_size, st.st_mtime_ns))
+        keys.append(identity_of(os.path.abspath(path), st))
     fmt = header_format()
     known = memo.get_headers([k for k in keys if k is not None], fmt) if memo is not None else {}
 
@@ -132,7 +137,7 @@ def read_headers(paths: Sequence[Path], read_header: Callable[[Path], Any],
         key = keys[index]
         if key is not None and not io_error and _unchanged(paths[index], key):
             text = header_to_text(header) if header is not None else _error_text(reason)
-            learned.append((*key, text))
+            learned.append((key, text))
     if memo is not None and learned:
         memo.put_headers(settled(learned), fmt)
         stats.memo_warning = memo.warning
@@ -140,7 +145,7 @@ def read_headers(paths: Sequence[Path], read_header: Callable[[Path], Any],
     return outcomes, keys, stats  # type: ignore[return-value]  # every slot is filled
 
 
-def _remembered(paths: Sequence[Path], keys: list[tuple[str, int, int] | None],
+def _remembered(paths: Sequence[Path], keys: list[FileIdentity | None],
                 known: dict[str, str]) -> list[Outcome | None]:
     """The outcome of each path from its memo row; None where there is none (a miss).
 
@@ -183,9 +188,10 @@ def _outcome(decoder: HeaderDecoder, path: Path, own: Any, acquisition: str) -> 
     """A parsed memo row as an outcome; None (a miss) when it does not fit."""
     try:
         if isinstance(own, dict) and not acquisition:
-            return None, str(own["error"])
+            reason = own["error"]
+            return (None, reason) if type(reason) is str and reason else None
         return decoder.decode(path, own, acquisition), None
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
         return None
 
 
@@ -193,13 +199,13 @@ def _error_text(reason: str | None) -> str:
     return json.dumps({"error": reason}, ensure_ascii=False)
 
 
-def _unchanged(path: Path, key: tuple[str, int, int]) -> bool:
-    """The file still has the size and mtime it had before it was read."""
+def _unchanged(path: Path, key: FileIdentity) -> bool:
+    """The file still has the identity it had before it was read."""
     try:
         st = os.stat(path)
     except OSError:
         return False
-    return (st.st_size, st.st_mtime_ns) == key[1:]
+    return identity_of(key.path, st) == key
 
 
 def _read_all(paths: list[Path], read_header: Callable[[Path], Any],

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mammography.data.density_labels import label_problem, parse_label
+from mammography.data.file_identity import missing_file_reason
 from mammography.data.table.exclusions import exclude_row
 from mammography.data.table.formats import CsvTable, TableRequest
 from mammography.data.table.records import ImageRecord, LabelTable
@@ -55,7 +56,7 @@ class PathFormat:
                             reason=f"unusable path: {exc.strerror or exc}")
                 continue
             if not is_file:
-                exclude_row(table, out, row=line, path=str(path), reason="file not found")
+                exclude_row(table, out, row=line, path=str(path), reason=missing_file_reason(path))
                 continue
             if path in first_listed:
                 first_line, first_label = first_listed[path]

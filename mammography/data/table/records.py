@@ -36,10 +36,10 @@ class ImageRecord:
     laterality_source: str = ""  # ImageLaterality, Laterality, FrameLaterality, ..., file name
     manufacturer: str = ""
     header: Any = None           # the DicomHeader (acquisition fingerprint), once read
-    #: (absolute path, size, mtime_ns) of the file when its header was looked up:
-    #: later steps of the same run (cache, manifest) key their memos by it
+    #: The file's identity (``file_identity.FileIdentity``) when its header was looked
+    #: up: later steps of the same run (cache, manifest) key their memos by it
     #: instead of asking the file system again.
-    identity: tuple[str, int, int] | None = None
+    identity: Any = None
     #: The CSV row's values (an exam's row in the seed layout): site, device, age band
     #: ... for evaluation subgroups (`eval-export --subgroup COL`).
     fields: dict[str, str] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""k-fold cross-validation: patient-grouped stratified folds, each a child run, one summary.
+"""k-fold cross-validation: leakage-grouped stratified folds, each a child run, one summary.
 
 The folds are drawn once and recorded in the parent's ``splits.csv``; each is
 trained as ``fold_k/results`` (``train.split.train_child``), in this
@@ -62,13 +62,14 @@ def cross_validate(cfg: TrainConfig, run: RunContext, data: PreparedData,
                 f"(its folds, from its {SPLITS_FILE})")
     else:
         labels = [r.class_index for r in images]
-        groups = [r.patient for r in images]
+        groups = [r.split_group for r in images]  # patient, exam, study and file linked
         folds = kfold_indices(labels, groups, cfg.cv_folds, cfg.seed)
         fold_of = {int(i): fold_name(k) for k, (_, val) in enumerate(folds, 1) for i in val}
         write_splits_csv(RunFiles(run.dir).splits,
                          split_rows(images, data.table.dicom_root, fold_of))
         plans = fresh_plan(cfg.cv_folds)
-        run.log(f"Cross-validation: {cfg.cv_folds} patient-grouped, stratified folds")
+        run.log(f"Cross-validation: {cfg.cv_folds} stratified folds grouped by patient, exam, "
+                "study and file content")
     record_plan(run, plans, resumed.run_dir if resumed is not None else None)
     for plan in plans:
         if plan.origin != FOLD_TRAINED:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mammography.data.pipeline import PreparedData
+from mammography.data.pipeline import PreparedData, recorded_changes
 from mammography.data.splits import read_splits_csv, relative_path
 from mammography.durations import now
 from mammography.engine.checkpoint import load_safely
@@ -44,9 +44,10 @@ def check_same_data(previous: TrainedRun, data: PreparedData) -> None:
                         "digest (it stopped before it had read its data), so there is nothing "
                         "to continue; start a new run.")
     raise DataError(f"--resume {previous.run_dir}: the data changed since that run (data "
-                    f"manifest digest {data.manifest_digest} now, {recorded} in the run). A "
-                    "resumed run must see the same images and labels: point --csv/--dicom-root "
-                    "at the run's data, or start a new run.")
+                    f"manifest digest {data.manifest_digest} now, {recorded} in the run"
+                    f"{recorded_changes(previous.run_dir, data.manifest)}). A resumed run "
+                    "must see the same images and labels: point --csv/--dicom-root at the "
+                    "run's data, or start a new run.")
 
 
 def load_checkpoint(source: TrainedRun, run_dir: Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from mammography.data.dicom import header_memo
 from mammography.data.dicom.decode import DicomReadError, read_header
 from mammography.data.dicom.header import HeaderDecoder, header_from_text, header_to_text
 from mammography.data.dicom.header_memo import read_headers
+from mammography.data.file_identity import file_identity
 from mammography.data.memo import ChecksumMemo
 from mammography.data.synthetic import synthesize_mammogram, write_mammogram_dicom
 
@@ -65,7 +66,8 @@ def test_second_run_reads_no_header(files, memo):
     assert (stats.read, stats.from_memo) == (0, 4) and second_reader.paths == []
     assert second == first  # equal DicomHeaders, same (no) reasons
     assert all(h.path == p for (h, _), p in zip(second, files, strict=True))
-    assert identities[0] == (os.path.abspath(files[0]), files[0].stat().st_size, OLD_NS)
+    assert identities[0] == file_identity(files[0])
+    assert identities[0][:3] == (os.path.abspath(files[0]), files[0].stat().st_size, OLD_NS)
 
 
 def test_a_file_rewritten_with_the_same_size_is_read_again(files, memo):
@@ -136,9 +138,9 @@ def test_format_follows_the_reader_code():
 
 def test_damaged_rows_are_misses(files, memo):
     read_headers(files, read_header, memo)
-    memo._conn.execute("UPDATE headers SET header = 'not json' WHERE path = ?",
+    memo._conn.execute("UPDATE headers_v2 SET header = 'not json' WHERE path = ?",
                        (os.path.abspath(files[0]),))
-    memo._conn.execute("UPDATE headers SET header = '[1, 2]' || char(30) || '[3]' "
+    memo._conn.execute("UPDATE headers_v2 SET header = '[1, 2]' || char(30) || '[3]' "
                        "WHERE path = ?", (os.path.abspath(files[3]),))
     reader = Counting()
     outcomes, _, stats = read_headers(files, reader, memo)
@@ -157,7 +159,9 @@ def test_an_unusable_memo_costs_only_speed(files, tmp_path):
         assert read_headers(files, Counting(), memo)[2].from_memo == 4  # in memory
 
 
-def test_a_memo_file_from_before_the_header_table_gets_one(files, tmp_path):
+def test_a_memo_file_of_the_old_format_is_replaced(files, tmp_path):
+    """Rows keyed by (path, size, mtime) alone cannot prove a file unchanged: the old
+    tables are dropped and the new ones created in the same file."""
     db = tmp_path / "old.sqlite"
     conn = sqlite3.connect(db)
     conn.execute("CREATE TABLE checksums (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
@@ -166,10 +170,13 @@ def test_a_memo_file_from_before_the_header_table_gets_one(files, tmp_path):
     conn.commit()
     conn.close()
     with ChecksumMemo(db) as memo:
-        assert memo.warning is None and memo.get("/x", 1, 2) == "abc"
+        assert memo.warning is None
         read_headers(files, read_header, memo)
     with ChecksumMemo(db) as memo:
         assert read_headers(files, Counting(), memo)[2].from_memo == 4
+    tables = {row[0] for row in sqlite3.connect(db).execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"checksums_v2", "headers_v2"}
 
 
 def test_header_text_round_trip_over_real_files():
@@ -198,7 +205,7 @@ def _share(paths: list[str], db: str, queue) -> None:
     with ChecksumMemo(Path(db)) as memo:
         totals = [0, 0]
         for _ in range(3):  # several write transactions racing the other process
-            memo._conn.execute("DELETE FROM headers")  # each round writes every row again
+            memo._conn.execute("DELETE FROM headers_v2")  # each round writes every row again
             outcomes, _, stats = read_headers(files, read_header, memo)
             totals[0] += stats.read
         queue.put(([o[0].patient_id for o in outcomes], memo.warning, totals[0]))
@@ -267,3 +274,33 @@ def test_a_warm_start_records_what_came_from_the_memos(aged_dataset, cache_dir, 
         [(r.view, r.laterality, r.group) for r in first.table.images]
     assert second.manifest["fingerprint"] == first.manifest["fingerprint"]
     assert not second_out.warnings
+
+
+def test_rows_of_the_wrong_types_are_misses(files, memo):
+    """Issue 23 (6): valid JSON of the wrong types (a number for a PatientID, a string
+    for Rows, a bad pixel location) is read again, never trusted or a traceback."""
+    import json
+
+    read_headers(files, read_header, memo)
+    rows = dict(memo._conn.execute("SELECT path, header FROM headers_v2").fetchall())
+    edits = {0: lambda own, acq: (own[:1] + [7] + own[2:], acq),
+             1: lambda own, acq: (own, [acq[0], "96", *acq[2:]]),
+             2: lambda own, acq: (own, [*acq[:-2], ["native", "x", 1], acq[-1]])}
+    for index, edit in edits.items():
+        path = os.path.abspath(files[index])
+        own, _, acquisition = rows[path].partition("\x1e")
+        new_own, new_acq = edit(json.loads(own), json.loads(acquisition))
+        memo._conn.execute("UPDATE headers_v2 SET header = ? WHERE path = ?",
+                           (json.dumps(new_own) + "\x1e" + json.dumps(new_acq), path))
+    reader = Counting()
+    outcomes, _, stats = read_headers(files, reader, memo)
+    assert sorted(reader.paths) == sorted(files[:3]) and stats.from_memo == 1
+    assert [o[0] for o in outcomes] == [read_header(f) for f in files]
+
+
+def test_a_checksum_that_is_not_a_sha256_is_a_miss(files, memo):
+    key = file_identity(files[0])
+    memo.put_many([(key, "not-a-sha")])
+    assert memo.get(key) is None
+    memo.put_many([(key, "a" * 64)])
+    assert memo.get(key) == "a" * 64

@@ -468,8 +468,9 @@ def test_resume_refused_when_the_data_changed(dataset, env, tmp_path, reference)
     recorded = read_summary(reference)["data_config"]["manifest_digest"]
     now = json.loads((out / "results_1" / "data_manifest.json").read_text())["digest"]
     assert now != recorded
+    message = " ".join(proc.stderr.split())
     assert (f"the data changed since that run (data manifest digest {now} now, {recorded} "
-            "in the run)") in proc.stderr.replace("\n", " ")
+            "in the run: the CSV ") in message and "classificacao.csv changed)" in message
     document = read_summary(out / "results_1")
     assert document["status"] == "failed" and document["execution"]["exit_code"] == 2
     assert not list(out.glob("results_*/fold_*")) and not (out / "results_1" / "splits.csv"
