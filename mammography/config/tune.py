@@ -54,7 +54,8 @@ class TuneConfig(TrainConfig):
     ray_scheduler: Literal["fifo", "asha"] = setting("fifo", "Ray Tune trial scheduler.",
                                                      group="integration")
     # train-density's --resume check of the data; a resumed study does not make one.
-    trust_memo: bool = setting(False, "Unused by tune.", cli=False, record=False)
+    trust_memo: bool = setting(False, "Unused by tune.", cli=False, record=False,
+                               group="data")
     cpus_per_trial: int = setting(1, "Ray: CPUs reserved per trial.", record=False,
                                   group="integration")
     gpus_per_trial: float = setting(0.0, "Ray: GPUs reserved per trial.", record=False,

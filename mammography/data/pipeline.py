@@ -243,16 +243,16 @@ def assign_groups(table: LabelTable, manifest: dict[str, Any], out: Reporter) ->
     return report
 
 
-def recorded_changes(run_dir: Path, manifest: dict[str, Any]) -> str:
-    """``: <what differs>`` between ``run_dir``'s data_manifest.json and ``manifest``
-    (files named), for a message; empty when the recorded one cannot be read."""
+def recorded_changes(recorded: dict[str, Any] | None, manifest: dict[str, Any]) -> str:
+    """``: <what differs>`` between a run's recorded data manifest and ``manifest``
+    (files named), for a message; empty when the recorded one is unknown or unreadable."""
     from mammography.data.manifest import changes_since
-    from mammography.record.jsonio import read_json
 
+    if not recorded:
+        return ""
     try:
-        recorded = read_json(Path(run_dir) / MANIFEST_FILE)
         text = changes_since(recorded, manifest)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError):
         return ""
     return f": {text}" if text else ""
 

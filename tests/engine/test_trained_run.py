@@ -211,7 +211,7 @@ def test_resuming_reads_the_resumed_run_once(tmp_path, reads):
     assert resumed.model_config["pretrained"] == "none" and resumed.view.fold == 2
     assert reads == [old]
     with pytest.raises(DataError, match="the data changed since that run"):
-        check_same_data(resumed, SimpleNamespace(manifest_digest="d2"))
+        check_same_data(resumed, SimpleNamespace(manifest_digest="d2", manifest={}))
 
 
 def test_a_resumed_cv_parent_plans_its_folds_from_what_was_opened(tmp_path, reads):

@@ -45,7 +45,7 @@ def check_same_data(previous: TrainedRun, data: PreparedData) -> None:
                         "to continue; start a new run.")
     raise DataError(f"--resume {previous.run_dir}: the data changed since that run (data "
                     f"manifest digest {data.manifest_digest} now, {recorded} in the run"
-                    f"{recorded_changes(previous.run_dir, data.manifest)}). A resumed run "
+                    f"{recorded_changes(previous.manifest, data.manifest)}). A resumed run "
                     "must see the same images and labels: point --csv/--dicom-root at the "
                     "run's data, or start a new run.")
 
