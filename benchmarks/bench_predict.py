@@ -3,7 +3,7 @@
 Over a disk cache of real preprocessed synthetic mammograms (``_fixtures``):
 (a) bare: the batches already in memory, float conversion, normalisation,
 ``model(x)`` and softmax under ``no_grad``; (b) predict:
-``predict_scoring.score_members`` with one checkpoint member - it reads the
+``scoring.probabilities.score_members`` with one checkpoint member - it reads the
 disk cache through the DataLoader, stages batches, runs the one inference
 loop, reorders and averages; (c) the same with ``--tta`` (two passes, so
 about 2x); (d) the ONNX path (``--model``: onnxruntime on the same cache),
@@ -35,7 +35,7 @@ from mammography.data.dataset import CachedImageDataset
 from mammography.data.loading import make_loader
 from mammography.data.table.records import ImageRecord, LabelTable
 from mammography.engine.predict.members import Member
-from mammography.engine.predict.scoring import score_members
+from mammography.engine.scoring.probabilities import score_members
 from mammography.models.factory import create_model
 from mammography.record.reporter import CollectingReporter
 

@@ -4,25 +4,35 @@ A density model trained on one vendor's 12-bit For Presentation images can
 be silently wrong on another vendor's, on For Processing (raw detector)
 data, or at an image size it never saw. Every training run's
 ``data_manifest.json`` holds the acquisition fingerprint of its images;
-predict computes the same for the images it scores and, per distinct
-training data set (CV folds share one), names every manufacturer, image
+predict and eval-export (``--csv``: data other than the run's own split)
+compare the fingerprint of the images they score with it and, per distinct
+training data set (CV folds share one), name every manufacturer, image
 kind, photometric interpretation, bit depth, VOI LUT function, image size or
 pixel spacing that training never saw, in a WARNING and in summary.json
-(``data_shift``). A model whose training run is not reachable (an ONNX file
-on another machine) cannot be checked; the log and the summary say so.
+(``data_shift``). A model whose training data cannot be compared (an ONNX
+file on another machine, a run older than the fingerprint) is named with the
+reason, in the log and in the record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mammography.data.fingerprint import compare_fingerprints
 from mammography.record.reporter import Reporter
 
+#: What a WARNING advises by default (predict: the images have no labels to check with).
+CHECK_ON_LABELLED = ("Predictions for such images may be unreliable: check the model on "
+                     "labelled images of this kind (eval-export --csv) before relying on them.")
 
-def check_shift(members: list[Any], scored: dict[str, Any], out: Reporter) -> dict[str, Any]:
-    """Compare ``scored`` (the predicted images' fingerprint) with each member's training
-    data; warn on what training never saw. The ``data_shift`` record of summary.json."""
+
+def check_shift(members: Sequence[Any], scored: dict[str, Any], out: Reporter, *,
+                advice: str = CHECK_ON_LABELLED) -> dict[str, Any]:
+    """Compare ``scored`` (the scored images' fingerprint) with each member's training
+    data (``member.training``, a ``TrainedRun`` or None with ``member.training_note``);
+    warn on what training never saw, followed by ``advice``. The ``data_shift`` record
+    of summary.json."""
     groups: dict[str, dict[str, Any]] = {}
     unchecked = []
     for member in members:
@@ -42,9 +52,7 @@ def check_shift(members: list[Any], scored: dict[str, Any], out: Reporter) -> di
         names = ", ".join(group["models"])
         if differences:
             out.warn(f"The images scored differ from the training data of {names}: "
-                     f"{'; '.join(differences)}. Predictions for such images may be "
-                     "unreliable: check the model on labelled images of this kind "
-                     "(eval-export --csv) before relying on them.")
+                     f"{'; '.join(differences)}. {advice}")
         else:
             out.log(f"Acquisition fingerprint: nothing in the scored images is new to the "
                     f"training data of {names}")

@@ -212,7 +212,7 @@ class TrainedRun:
                             "--dicom-root.")
         csv_path = Path(data.get("csv", splits))
         return LabelTable(records, [], csv_path if csv_path.is_file() else splits, root,
-                          "splits", len(records))
+                          "splits", len(records), images_found=len(records))
 
     @property
     def manifest(self) -> dict[str, Any] | None:

@@ -154,6 +154,7 @@ def test_the_own_validation_split_comes_from_splits_csv(tmp_path):
         "a/1.dcm,a,p1,CC,L,1,train\nb/1.dcm,b,p2,MLO,R,3,val\n")
     table = TrainedRun.open(run_dir).own_validation_split()
     assert [(r.path, r.accession, r.label) for r in table.images] == [(root / "b/1.dcm", "b", 3)]
+    assert table.images_found == 1  # the base of --max-bad-fraction when images fail to decode
     (root / "b/1.dcm").unlink()
     with pytest.raises(DataError, match="not reachable"):
         TrainedRun.open(run_dir).own_validation_split()

@@ -1,8 +1,11 @@
-"""Evaluating one trained model: scores, the metric pack with CIs, calibration, subgroups.
+"""Evaluating one trained model from its scores: the metric pack with CIs, calibration,
+subgroups.
 
-Everything eval-export writes into ``models/<label>/``: ``metrics.json`` and
-``metrics.csv`` (image, breast and exam levels, patient-clustered bootstrap
-95 % CIs), ``predictions_image.csv``, ``predictions_breast.csv``,
+The probabilities come from the scoring path predict takes too
+(``engine/scoring/``, called by ``recipe.py``). Everything eval-export writes
+into ``models/<label>/``: ``metrics.json`` and ``metrics.csv`` (image, breast
+and exam levels, patient-clustered bootstrap 95 % CIs),
+``predictions_image.csv``, ``predictions_breast.csv``,
 ``predictions_exam.csv``, ``subgroups.csv``, plots (confusion matrix, ROC,
 calibration, kappa by subgroup), the exported model and ``model_card.md``.
 """
@@ -15,13 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from mammography.config.evaluate import EvalConfig
-from mammography.data.cache import ImageCache
 from mammography.data.table.records import LabelTable
-from mammography.engine.scoring import embeddings_for, score_table
-from mammography.engine.trained_run import TrainedRun, checkpoint_preprocessing
+from mammography.engine.trained_run import TrainedRun
 from mammography.errors import DataError
 from mammography.metrics.calibration import apply_temperature, fit_temperature, reliability_bins
 from mammography.metrics.evaluation import LEVELS, evaluate_levels, levels, subgroup_rows
@@ -66,29 +66,16 @@ class ModelEvaluation:
         return tuple(sorted(str(r.path) for r in self.table.images))
 
 
-def evaluate_model(cfg: EvalConfig, run: RunContext, source: TrainedRun,
-                   shared_table: LabelTable | None, device: torch.device) -> ModelEvaluation:
-    """Score ``source``'s model on ``shared_table`` (``--csv``) or its own validation split."""
-    model, payload = source.load_model()
-    table = shared_table or source.own_validation_split()
-    cache = ImageCache(checkpoint_preprocessing(payload.get("preprocess"), source.best_model),
-                       cfg.cache_dir, cfg.cache)
-    report = cache.build([r.path for r in table.images], workers=cfg.workers, out=run)
-    if report.failed:
-        for path, reason in report.failed.items():
-            run.warn(f"skipping undecodable image {path}: {reason}")
-        table = LabelTable([r for r in table.images if str(r.path) not in report.failed],
-                           table.exclusions, table.csv_path, table.dicom_root,
-                           table.csv_format, table.csv_rows)
-    if not table.images:
-        raise DataError(f"No image of {source.label}'s evaluation data could be decoded.")
-    probs = score_table(model, table, cache, batch_size=cfg.batch_size,
-                        num_workers=cfg.num_workers, device=device, amp=cfg.amp,
-                        embeddings=embeddings_for(payload, table, run))
+def evaluate_model(cfg: EvalConfig, run: RunContext, source: TrainedRun, table: LabelTable,
+                   probs: np.ndarray, payload: dict[str, Any], *, own_split: bool,
+                   shift: list[str] | None = None) -> ModelEvaluation:
+    """The pack of ``source``'s model from its probabilities for ``table`` (the scoring
+    path's, in table order): ``--csv`` data or, ``own_split``, its own validation split;
+    ``shift``: what the data has that its training data never had."""
     labels = np.array([r.class_index for r in table.images])
     calibration = None
     if cfg.calibrate:
-        calibration = _calibration(run, source, shared_table is None)
+        calibration = _calibration(run, source, own_split)
         probs = apply_temperature(probs, calibration["temperature"]).astype(np.float32)
     records = table.images
     metrics = evaluate_levels(labels, probs, [r.accession for r in records],
@@ -98,14 +85,10 @@ def evaluate_model(cfg: EvalConfig, run: RunContext, source: TrainedRun,
     metrics["reliability"] = _reliability(labels, probs, records)
     folder = RunFiles(run.dir).model_dir(source.label)
     evaluation = ModelEvaluation(source, table, labels, probs, metrics, payload, folder,
-                                 evaluated_on="its validation split" if shared_table is None
+                                 evaluated_on="its validation split" if own_split
                                  else f"{cfg.csv_file.name if cfg.csv_file else 'given data'}")
     evaluation.subgroups = _subgroups(cfg, evaluation)
-    if shared_table is not None:
-        evaluation.shift = data_shift(source, table)
-        for difference in evaluation.shift:
-            run.warn(f"{source.label}: the evaluated data differs from the training data: "
-                     f"{difference}")
+    evaluation.shift = list(shift or [])
     metrics["data_shift"] = evaluation.shift
     write_model_outputs(evaluation)
     return evaluation
@@ -169,17 +152,6 @@ def _group_value(record: Any, name: str) -> str:
         value = getattr(record, name, "") or ""
         return value.upper()[:1] if name == "laterality" and value else value
     return record.fields.get(name, "")
-
-
-def data_shift(source: TrainedRun, table: LabelTable) -> list[str]:
-    """What the evaluated data has that the model's training data never had (nothing
-    when its training data has no fingerprint to compare with)."""
-    from mammography.data.fingerprint import acquisition_fingerprint, compare_fingerprints
-
-    trained = source.training_fingerprint().fingerprint
-    if not trained:
-        return []
-    return compare_fingerprints(trained, acquisition_fingerprint(table.images))
 
 
 def write_model_outputs(evaluation: ModelEvaluation) -> None:

@@ -8,33 +8,44 @@ Usage::
     mammography eval-export --run outputs/density/results_4 --run outputs/density/results_5 \\
         --csv other_site.csv --dicom-root /data/other_site --subgroup site --calibrate
 
-Each model is rebuilt from its ``best_model.pt`` (weights-only load: a
-checkpoint can never execute code) and evaluated on its run's own validation
-split, or on ``--csv`` data (``eval_model.py``): the literature's metric pack
-at image, breast and exam level with patient-clustered bootstrap 95 % CIs,
-prediction tables, calibration, subgroups, a model card and the exported
-model (``portable.py``). Models evaluated on the same images are compared
-pairwise (``paired_comparison.csv``); configurations are compared in tables
-(CSV, Markdown, LaTeX) that say which differences are significant.
+Each model is rebuilt once from its ``best_model.pt`` (weights-only load: a
+checkpoint can never execute code) and scored on its run's own validation
+split, or on ``--csv`` data, through the scoring path predict takes
+(``engine/scoring/``: one cache build, ``--on-bad-image`` and
+``--max-bad-fraction`` for what cannot be decoded, the one inference loop;
+``--csv`` data is compared with the training data by ``data_shift.py``).
+From its probabilities ``model.py`` makes the literature's metric pack at
+image, breast and exam level with patient-clustered bootstrap 95 % CIs,
+prediction tables, calibration, subgroups and a model card; the module that
+was scored is exported (``portable.py``). Models evaluated on the same
+images are compared pairwise (``paired_comparison.csv``); configurations are
+compared in tables (CSV, Markdown, LaTeX) that say which differences are
+significant.
 """
 
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from mammography.config.evaluate import EvalConfig
 from mammography.data.cache import ImageCache
 from mammography.data.pipeline import dataset_config, load_table, write_data_manifest
 from mammography.data.table.records import LabelTable
 from mammography.domain import CLASS_NAMES
+from mammography.engine.data_shift import check_shift
 from mammography.engine.device import select_device
 from mammography.engine.evaluate.model import ModelEvaluation, evaluate_model
-from mammography.engine.trained_run import TrainedRun, checkpoint_preprocessing, open_models
+from mammography.engine.predict.members import Member, checkpoint_member
+from mammography.engine.scoring.caches import ImagesToScore, prepare_images
+from mammography.engine.scoring.probabilities import score_images
+from mammography.engine.trained_run import TrainedRun, open_models
 from mammography.errors import DataError
 from mammography.metrics.evaluation import LEVELS, paired_comparison
 from mammography.record.contract import (
@@ -47,6 +58,9 @@ from mammography.record.protocol import RunContext
 from mammography.report.tables import write_rows_csv
 
 PAIRED_RESAMPLES = 1000  # when --bootstrap 0 still asks for a paired comparison
+#: What the shift WARNING adds here: the metrics are this model's on such data.
+SHIFT_ADVICE = ("The metrics below measure the model on such images; compare them with its "
+                "metrics on its own validation split before trusting it there.")
 
 
 def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
@@ -60,17 +74,26 @@ def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
         if cfg.split == "test":
             _check_held_out(shared_table, sources)
     evaluations: list[ModelEvaluation] = []
+    excluded: dict[str, dict[str, Any]] = {}
     for source in sources:
         run.log("")
         run.log(f"=== {source.label}: {source.run_dir} ===")
-        evaluation = evaluate_model(cfg, run, source, shared_table, device)
+        member = checkpoint_member(source, *source.load_model())  # its one load
+        table = (source.own_validation_split() if shared_table is None
+                 else replace(shared_table, exclusions=list(shared_table.exclusions)))
+        images, probs, shift = _score(cfg, run, member, table, device,
+                                      compare=shared_table is not None)
+        evaluation = evaluate_model(cfg, run, source, images.table, probs, member.payload or {},
+                                    own_split=shared_table is None, shift=shift)
         _log_headline(run, evaluation)
-        evaluation.export = _export(cfg, run, evaluation)
+        evaluation.export = _export(cfg, run, evaluation, member.model, images.cache_of(member))
         _write_card(cfg, evaluation)
         evaluations.append(evaluation)
+        for exclusion in images.excluded:
+            excluded.setdefault(exclusion["path"], exclusion)
     paired = _paired(cfg, run, evaluations)
     evaluated = {str(r.path): r for e in evaluations for r in e.table.images}
-    union = LabelTable(list(evaluated.values()), [], cfg.csv_file or Path(
+    union = LabelTable(list(evaluated.values()), list(excluded.values()), cfg.csv_file or Path(
         sources[0].data_config.get("csv", "")), shared_table.dicom_root if shared_table else None,
         "evaluation", len(evaluated))
     union.csv_paths = list(cfg.csv)
@@ -111,6 +134,20 @@ def _check_held_out(table: LabelTable, sources: list[TrainedRun]) -> None:
                 "--official-split-leak.")
 
 
+def _score(cfg: EvalConfig, run: RunContext, member: Member, table: LabelTable,
+           device: torch.device, *, compare: bool) -> tuple[ImagesToScore, np.ndarray,
+                                                           list[str]]:
+    """``member``'s probabilities for ``table`` through the scoring path predict takes (an
+    ensemble of one), and, ``compare`` (``--csv`` data), what the scored images have
+    that its training data never had."""
+    images = prepare_images([member], table, cfg, run)
+    probs = score_images([member], images, cfg, device=device, out=run, progress=False).probs
+    if not compare:  # its own validation split: the data it was trained for
+        return images, probs, []
+    shift = check_shift([member], images.table.fingerprint(), run, advice=SHIFT_ADVICE)
+    return images, probs, shift["differences"]
+
+
 def _check_subgroup_columns(cfg: EvalConfig, table: LabelTable) -> None:
     from mammography.data.table.csv_read import read_csv_rows
     from mammography.record.reporter import CollectingReporter
@@ -136,18 +173,16 @@ def _log_headline(run: RunContext, evaluation: ModelEvaluation) -> None:
             f"{_num((exam.get('dense') or {}).get('accuracy'))}")
 
 
-def _export(cfg: EvalConfig, run: RunContext, evaluation: ModelEvaluation
-            ) -> dict[str, Any] | None:
+def _export(cfg: EvalConfig, run: RunContext, evaluation: ModelEvaluation,
+            model: torch.nn.Module, cache: ImageCache) -> dict[str, Any] | None:
+    """Export the module that was scored (back on the CPU), checked on ``cache``'s images."""
     from mammography.engine.evaluate.portable import export_model
-    from mammography.engine.scoring import embeddings_for
+    from mammography.engine.scoring.sources import embeddings_for
 
     if cfg.export == "none":
         return None
-    source, payload = evaluation.source, evaluation.payload
-    model, _ = source.load_model()  # a fresh CPU copy
-    cache = ImageCache(checkpoint_preprocessing(payload.get("preprocess"), source.best_model),
-                       cfg.cache_dir, cfg.cache)
-    return export_model(cfg, run, source, model, payload, evaluation.table, cache,
+    payload = evaluation.payload
+    return export_model(cfg, run, evaluation.source, model, payload, evaluation.table, cache,
                         embeddings_for(payload, evaluation.table, run), evaluation.folder)
 
 

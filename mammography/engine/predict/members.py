@@ -74,17 +74,24 @@ def members_from_runs(paths: list[Path]) -> list[Member]:
     """One member per model of each ``--run`` (a CV parent: one per fold)."""
     members = []
     for source in open_models(paths, command="predict"):
-        path = source.best_model
         model, payload = source.load_model()
-        normalization = _checked_normalization(payload.get("normalization"), path)
-        check_embeddings_reachable(payload, path)
-        members.append(Member(
-            label=source.label, kind="checkpoint", file=path,
-            preprocess=checkpoint_preprocessing(payload.get("preprocess"), path),
-            normalization=normalization, arch=str(payload.get("arch")),
-            embedding_dim=int(payload.get("embedding_dim", 0)), model=model, training=source,
-            run_id=source.run_id, payload=payload))
+        members.append(checkpoint_member(source, model, payload))
     return members
+
+
+def checkpoint_member(source: TrainedRun, model: torch.nn.Module,
+                      payload: dict[str, Any]) -> Member:
+    """The member of ``source``'s best model, loaded (``TrainedRun.load_model``): what
+    predict averages and eval-export scores alone."""
+    path = source.best_model
+    normalization = _checked_normalization(payload.get("normalization"), path)
+    check_embeddings_reachable(payload, path)
+    return Member(
+        label=source.label, kind="checkpoint", file=path,
+        preprocess=checkpoint_preprocessing(payload.get("preprocess"), path),
+        normalization=normalization, arch=str(payload.get("arch")),
+        embedding_dim=int(payload.get("embedding_dim", 0)), model=model, training=source,
+        run_id=source.run_id, payload=payload)
 
 
 def members_from_onnx(paths: list[Path], device: torch.device) -> list[Member]:

@@ -8,18 +8,19 @@ Usage::
                                                          # the mean of its folds, every DICOM
     mammography predict --model export/model.onnx --dicom-root /pacs/export --tta
 
-The models (``predict_members.py``) are checked first: train-density runs
+The models (``members.py``) are checked first: train-density runs
 rebuilt from ``best_model.pt`` with a weights-only load (a CV parent stands
 for all its folds), or exported ONNX files with their ``preprocessing.json``.
 The images (``data/unlabelled.py``) need no label: a CSV of accessions or
 paths, or every DICOM file under a folder; what cannot be read is excluded
-with the reason. Each distinct preprocessing of the members gets its own
-pass through the decode-once cache. The acquisition fingerprint of the
-images is compared with each training run's (``data_shift.py``). Then every
-member scores every image and the ensemble's probability is their mean
-(``predict_scoring.py``); images, breasts and exams are written with
-``prob_A..prob_D``, the call and the number of members
-(``report/predict_tables.py``).
+with the reason. Then the scoring path eval-export takes too
+(``engine/scoring/``): each distinct preprocessing of the members gets one
+pass through the decode-once cache, what cannot be decoded is left out by
+``--on-bad-image`` / ``--max-bad-fraction``, the acquisition fingerprint of
+the images is compared with each training run's (``data_shift.py``), every
+member scores every image and the ensemble's probability is their mean;
+images, breasts and exams are written with ``prob_A..prob_D``, the call and
+the number of members (``report/predict_tables.py``).
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from mammography.config.predict import PredictConfig
-from mammography.data.cache import ImageCache
 from mammography.data.pipeline import dataset_config, write_data_manifest
-from mammography.data.table.exclusions import exclude_bad_images
 from mammography.data.table.records import LabelTable
 from mammography.data.unlabelled import load_unlabelled
 from mammography.engine.data_shift import check_shift
@@ -40,7 +39,8 @@ from mammography.engine.predict.members import (
     members_from_onnx,
     members_from_runs,
 )
-from mammography.engine.predict.scoring import score_members
+from mammography.engine.scoring.caches import prepare_images
+from mammography.engine.scoring.probabilities import score_images
 from mammography.record.contract import (
     MANIFEST_FILE,
     PREDICTIONS_BREAST,
@@ -62,36 +62,6 @@ def header_frames(members: list[Member]) -> str:
     return "exclude" if "exclude" in policies else policies[0]
 
 
-def build_caches(cfg: PredictConfig, table: LabelTable, members: list[Member],
-                 run: RunContext) -> tuple[dict[str, ImageCache], list[dict[str, Any]]]:
-    """One decode-once cache per distinct preprocessing; what any of them cannot decode
-    is excluded for every member (the ensemble scores one set of images)."""
-    caches: dict[str, ImageCache] = {}
-    for member in members:
-        caches.setdefault(member.preprocess.key(),
-                          ImageCache(member.preprocess, cfg.cache_dir, cfg.cache))
-    reports, failed = [], {}
-    for cache in caches.values():
-        height, width = cache.settings.shape
-        sources = [r.path for r in table.images]
-        # With the cache off nothing is kept, so decode once here to find what fails.
-        report = (cache.verify(sources, workers=cfg.workers) if cfg.cache == "off"
-                  else cache.build(sources, workers=cfg.workers, out=run))
-        run.log(f"Image cache ({cfg.cache}, {height}x{width}"
-                f"{', ' + str(cache.dir) if cfg.cache == 'disk' else ''}): {report.reused} "
-                f"reused, {report.built} decoded, {report.regenerated} regenerated, "
-                f"{len(report.failed)} failed ({report.seconds:.1f}s)")
-        reports.append({"mode": cfg.cache, "preprocessing": cache.settings.as_dict(),
-                        "dir": str(cache.dir), **report.as_dict()})
-        for path, reason in report.failed.items():
-            failed.setdefault(path, reason)
-    if failed:
-        bad = [(r, failed[str(r.path)]) for r in table.images if str(r.path) in failed]
-        exclude_bad_images(table, bad, on_bad_image=cfg.on_bad_image,
-                           max_bad_fraction=cfg.max_bad_fraction, out=run, what="undecodable")
-    return caches, reports
-
-
 def run_predict(cfg: PredictConfig, run: RunContext) -> None:
     run.log("Starting prediction")
     device = select_device(cfg.device)
@@ -104,7 +74,8 @@ def run_predict(cfg: PredictConfig, run: RunContext) -> None:
                             dataset=cfg.dataset, on_bad_image=cfg.on_bad_image,
                             max_bad_fraction=cfg.max_bad_fraction,
                             frames=header_frames(members), out=run)
-    caches, cache_reports = build_caches(cfg, table, members, run)
+    images = prepare_images(members, table, cfg, run)
+    caches, cache_reports = images.caches, images.reports
     run.log(f"Scoring {len(table.images)} images of {table.num_exams} exams from "
             f"{table.num_patients} patients ({len(table.exclusions)} excluded)")
     manifest = write_data_manifest(run.dir, table, run, extra={
@@ -134,9 +105,7 @@ def run_predict(cfg: PredictConfig, run: RunContext) -> None:
               else precision.describe())
     run.log(f"Device: {device} ({engine}), batch size {cfg.batch_size}, TTA "
             f"{TTA_NAME if cfg.tta else 'off'}")
-    scored = score_members(members, table, caches, batch_size=cfg.batch_size,
-                           num_workers=cfg.num_workers, device=device, amp=cfg.amp, tta=cfg.tta,
-                           out=run)
+    scored = score_images(members, images, cfg, device=device, out=run, tta=cfg.tta)
     counts = _write_tables(run, table, scored.probs, len(members))
     rate = scored.images_per_second
     run.set_results(**counts, num_members=len(members), tta=TTA_NAME if cfg.tta else "none",

@@ -1,4 +1,4 @@
-"""The ensemble's probabilities, recomputed independently: bare forwards over the cache."""
+"""The scoring path's probabilities, recomputed independently: bare forwards over the cache."""
 
 import csv
 import shutil
@@ -13,8 +13,8 @@ from mammography.data.unlabelled import load_unlabelled
 from mammography.engine.batches import prepare_batch
 from mammography.engine.checkpoint import model_from_best
 from mammography.engine.predict.members import members_from_runs
-from mammography.engine.predict.onnx import network_input, softmax
-from mammography.engine.predict.scoring import member_probabilities, score_members
+from mammography.engine.scoring.onnx import network_input, softmax
+from mammography.engine.scoring.probabilities import member_probabilities, score_members
 from mammography.record.reporter import CollectingReporter
 from tests.engine.model_runs import write_cv_parent
 
@@ -104,7 +104,7 @@ def test_each_preprocessing_gets_its_cache_and_what_one_cannot_decode_is_out(
     import pydicom
 
     from mammography.config.predict import PredictConfig
-    from mammography.engine.predict.recipe import build_caches
+    from mammography.engine.scoring.caches import prepare_images
     from tests.engine.model_runs import write_model_run
 
     folder = tmp_path / "images"
@@ -123,7 +123,8 @@ def test_each_preprocessing_gets_its_cache_and_what_one_cannot_decode_is_out(
     members = members_from_runs(runs)
     cfg = PredictConfig(run=runs, dicom_root=folder, cache_dir=cache_dir, workers=1,
                         max_bad_fraction=0.5, cache=mode)
-    caches, reports = build_caches(cfg, table, members, out)
+    images = prepare_images(members, table, cfg, out)
+    caches, reports = images.caches, images.reports
     assert sorted(c.settings.img_size for c in caches.values()) == [48, 64]
     assert [r["built"] for r in reports] == [2, 2] and [r["failed"] for r in reports] == [1, 1]
     assert [r.path.name for r in table.images] == sorted(p.name for p in exam.glob("*.dcm"))[:2]
