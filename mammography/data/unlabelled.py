@@ -81,7 +81,7 @@ def unlabelled_table(csv_path: Path | Sequence[Path] | None, dicom_root: Path | 
     labels = [name for name in (find_column(table.csv_columns, c) for c in LABEL_COLUMNS)
               if name]
     if labels:
-        out.log(f"Column {', '.join(labels)} of {csv_path.name} ignored: predict assigns "
+        out.log(f"Column {', '.join(labels)} of {paths[0].name} ignored: predict assigns "
                 "density and does not read labels (eval-export evaluates against them)")
     return table
 
