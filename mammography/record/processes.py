@@ -120,7 +120,10 @@ def ray_session(address: str | None) -> Iterator[Any]:
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+        # No address: a new local instance of our own. ``address=None`` would join any
+        # cluster already running on this machine (its /tmp/ray/ray_current_cluster),
+        # and then refuse the num_cpus given for a local one.
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                  **({} if address else {"num_cpus": os.cpu_count()}))
     try:
         yield ray
