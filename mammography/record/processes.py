@@ -113,15 +113,15 @@ def threads_per_worker(workers: int) -> int:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None) -> Iterator[Any]:
+def ray_session(address: str | None, **options: Any) -> Iterator[Any]:
     """``ray`` connected to ``address`` (or a local instance), shut down at the end
-    only if this process started it."""
+    only if this process started it; ``options`` go to ``ray.init``."""
     import ray
 
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 **({} if address else {"num_cpus": os.cpu_count()}))
+                 **({} if address else {"num_cpus": os.cpu_count()}), **options)
     try:
         yield ray
     finally:
