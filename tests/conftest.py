@@ -3,6 +3,7 @@
 import pytest
 
 from tests.helpers import run_cli
+from tests.ray_cluster import cluster_address
 
 
 @pytest.fixture
@@ -20,6 +21,13 @@ def synthetic_dataset(tmp_path_factory):
     generate_dataset(SynthConfig(out=out, exams=48, seed=7, size="192x160", class5=2),
                      log=lambda message: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """The address of the two-node Ray test cluster (tests/ray_cluster.py); skips without
+    one, fails without one in CI."""
+    return cluster_address()
 
 
 @pytest.fixture

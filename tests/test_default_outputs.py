@@ -28,6 +28,7 @@ OUTPUT_FIELDS = ("outdir", "out", "logdir", "to", "json", "cache_dir")
 #: nothing there unless told (or fails with exit 2 asking for it).
 NO_DEFAULT = {
     ("DataCheckConfig", "json"): "optional report: written only when given",
+    ("DataCacheConfig", "json"): "optional report: written only when given",
     ("RunsArchiveConfig", "to"): "required",
     ("RunsExportConfig", "logdir"): "required for --to tensorboard",
 }

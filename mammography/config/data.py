@@ -16,6 +16,7 @@ PreprocessOptions   --img-size --crop-breast --multiframe           train, tune,
                                                                     the training run's)
 CacheOptions        --cache --cache-dir --workers                   every one that reads
                                                                     images
+ClusterOptions      --ray-address                                   data cache, data check
 LoaderOptions       --device --amp --num-workers                    train, tune, embed,
                                                                     eval-export, predict
 InferenceOptions    LoaderOptions + --batch-size of inference       embed, eval-export,
@@ -32,6 +33,7 @@ from the last (shown first in the help and config.yaml) to the first.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,6 +225,35 @@ class CacheOptions(OptionGroup):
         if self.workers < 0:
             return [f"--workers must be 0 (all cores) or more, got {self.workers}"]
         return []
+
+
+#: ``--ray-address`` values that connect to a running cluster found by Ray itself
+#: ($RAY_ADDRESS, or the cluster started on this machine).
+RAY_AUTO = "auto"
+
+
+@dataclass
+class ClusterOptions(OptionGroup):
+    """Spread the per-image work of a command over a Ray cluster (data/cluster/)."""
+
+    ray_address: str | None = setting(
+        None, "Spread the work over the Ray cluster at this address (host:port, ray://..., "
+        "or auto: the cluster started on this machine or $RAY_ADDRESS): the image list is cut "
+        "into shards that Ray tasks process on every node, with the same result as on one "
+        "machine. Every node must see the images and --cache-dir at the same paths (shared "
+        "storage); --workers is then Ray's (one task per CPU). Default: this machine only.",
+        metavar="ADDR", record=False, group="integration")
+
+    def own_problems(self) -> list[str]:
+        if self.ray_address is None:
+            return []
+        found = []
+        if not self.ray_address.strip():
+            found.append("--ray-address is empty: give host:port, ray://host:port or auto")
+        if importlib.util.find_spec("ray") is None:
+            found.append("--ray-address needs Ray on this machine and every node: "
+                         "pip install 'mammography[ray]'")
+        return found
 
 
 @dataclass

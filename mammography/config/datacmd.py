@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mammography.config.core import setting
-from mammography.config.data import ImageConfig
+from mammography.config.data import ClusterOptions, ImageConfig
 
 
 @dataclass
-class DataCheckConfig(ImageConfig):
+class DataCheckConfig(ClusterOptions, ImageConfig):
     decode: bool = setting(True, "Decode every image's pixels (finds truncated or undecodable "
                            "files); --no-decode reads headers only, much faster.", group="data")
     json: Path | None = setting(None, "Also write the audit as JSON to this file.",
@@ -21,7 +21,14 @@ class DataCheckConfig(ImageConfig):
 
 
 @dataclass
-class DataCacheConfig(ImageConfig):
+class DataCacheConfig(ClusterOptions, ImageConfig):
+    json: Path | None = setting(None, "Also write the build report as JSON to this file: "
+                                "images reused, decoded, regenerated, failed, every "
+                                "exclusion with its reason, and with --ray-address the "
+                                "cluster's record (nodes, workers, shards, retries, "
+                                "throughput per node).",
+                                metavar="FILE", group="output")
+
     def problems(self) -> list[str]:
         found = self.group_problems()
         if self.cache != "disk":

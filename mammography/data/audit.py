@@ -13,6 +13,7 @@ Neither makes a run directory: they change no results.
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mammography.config.datacmd import DataCacheConfig, DataCheckConfig
+from mammography.data.cluster.sharded import ShardFailed
 from mammography.data.pipeline import (
     build_cache,
     load_table,
@@ -29,7 +31,7 @@ from mammography.data.pipeline import (
 )
 from mammography.data.table.exclusions import exclude_bad_images
 from mammography.data.table.records import LabelTable
-from mammography.errors import EXIT_OK, DataError
+from mammography.errors import EXIT_FAILED, EXIT_OK, DataError
 from mammography.record.reporter import ConsoleReporter
 
 
@@ -214,6 +216,14 @@ def run_check(cfg: DataCheckConfig) -> int:
         if cfg.json is not None:
             write_refused_audit(cfg.json, exc)
         raise
+    except ShardFailed as exc:
+        return cluster_failed(exc)
+
+
+def cluster_failed(exc: ShardFailed) -> int:
+    """A shard lost too often (or a bug on a node): one message, exit 1."""
+    print(f"Error: {exc}", file=sys.stderr, flush=True)
+    return EXIT_FAILED
 
 
 def write_refused_audit(path: Path, exc: DataError) -> None:
@@ -230,7 +240,7 @@ def write_refused_audit(path: Path, exc: DataError) -> None:
 def _run_check(cfg: DataCheckConfig) -> int:
     out = ConsoleReporter()
     table = load_table(cfg, out)
-    segmentation = None
+    segmentation = cluster = None
     if cfg.decode:
         from mammography.data.cache import ImageCache
 
@@ -239,7 +249,8 @@ def _run_check(cfg: DataCheckConfig) -> int:
         settings = preprocess_settings(cfg)
         cache = ImageCache(settings, cfg.cache_dir, "disk" if cfg.cache == "disk" else "off")
         report = cache.verify([r.path for r in table.images], workers=cfg.workers,
-                              stats=[r.identity for r in table.images])
+                              stats=[r.identity for r in table.images],
+                              ray_address=cfg.ray_address, out=out)
         out.log(f"Decode check: {report.built + len(report.failed)} images decoded "
                 f"({len(report.failed)} failed), {report.reused} already in the image cache "
                 f"({report.seconds:.1f}s)")
@@ -250,9 +261,12 @@ def _run_check(cfg: DataCheckConfig) -> int:
                                max_bad_fraction=cfg.max_bad_fraction, out=out,
                                what="undecodable")
         segmentation = segmentation_audit(table, report.info, settings.shape)
+        cluster = report.cluster
     result = audit(table)
     result["decoded"] = cfg.decode
     result["segmentation"] = segmentation
+    if cluster is not None:
+        result["cluster"] = cluster
     if table.images:
         # Checksums (remembered between runs) give the leakage-proof split groups.
         result["grouping"] = write_data_manifest(None, table, out, group=True)["grouping"]
@@ -268,6 +282,15 @@ def _run_check(cfg: DataCheckConfig) -> int:
 def run_cache(cfg: DataCacheConfig) -> int:
     out = ConsoleReporter()
     table = load_table(cfg, out)
-    cache, report = build_cache(cfg, table, out, verify_entries=True)  # the thorough check
+    try:
+        cache, report = build_cache(cfg, table, out, verify_entries=True)  # the thorough check
+    except ShardFailed as exc:
+        return cluster_failed(exc)
     print(f"Cache ready: {len(table.images)} images at {Path(cache.dir)}")
+    if cfg.json is not None:
+        cfg.json.parent.mkdir(parents=True, exist_ok=True)
+        cfg.json.write_text(json.dumps({"images": len(table.images), **report,
+                                        "exclusions": table.exclusions}, indent=2,
+                                       default=str) + "\n", encoding="utf-8")
+        print(f"Build report written to {cfg.json}")
     return EXIT_OK

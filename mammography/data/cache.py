@@ -22,6 +22,15 @@ written (atomically) after its entry; ``data check`` reads it instead of
 decoding the image again, and a missing or unreadable one only means the image
 is decoded again when its decisions are needed.
 
+With a Ray cluster (``ray_address``: ``data cache``/``data check --ray-address``)
+the images to decode are cut into shards that Ray tasks decode on every node
+(``data/cluster/``), each writing its entries with the same atomic write into
+the shared cache folder, keyed as this machine keys them (the identity the
+file has where it is decoded, with this machine's device number: a network
+mount has another one on every node); the entries are the bytes a local build
+writes. A shard redone after its worker died skips the entries (and records)
+its first attempt finished.
+
 A fault of the cache itself - a shard folder that is a file, a read-only or
 full disk, an I/O error reading an entry - is the cache's, never the image's:
 :attr:`ImageCache.fault` says what and where (the caller warns, naming the
@@ -48,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from mammography.data.file_identity import FileIdentity, identity_of
+from mammography.data.file_identity import FileIdentity, file_identity, identity_of
 from mammography.data.preprocess import PREPROCESS_VERSION, PreprocessSettings
 from mammography.data.workers import process_pool
 from mammography.record.contract import cache_root
@@ -147,11 +156,14 @@ class BuildReport:
     #: check has it: images decoded now, and (``verify``) entries whose record exists.
     info: dict[str, dict[str, Any]] = field(default_factory=dict)
     fault: str | None = None  # the cache's own failure (ImageCache.fault), if any
+    #: With a Ray cluster: what ran where (data.cluster.ClusterRecord.as_dict).
+    cluster: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {"built": self.built, "reused": self.reused, "regenerated": self.regenerated,
                 "failed": len(self.failed), "seconds": round(self.seconds, 3),
-                "fault": self.fault}
+                "fault": self.fault,
+                **({"cluster": self.cluster} if self.cluster is not None else {})}
 
 
 class ImageCache:
@@ -221,15 +233,17 @@ class ImageCache:
         return array
 
     def store(self, source: Path, array: np.ndarray,
-              info: dict[str, Any] | None = None) -> None:
+              info: dict[str, Any] | None = None,
+              identity: FileIdentity | None = None) -> None:
         """Keep ``array`` for ``source``, and what preprocessing decided (``info``); a disk
-        that refuses it sets :attr:`fault`."""
+        that refuses it sets :attr:`fault`. ``identity``: the source's, where the caller
+        has it (a cluster node: see the module docstring)."""
         if self.mode == "memory":
             self._memory[str(source)] = array
             if info is not None:
                 self._memory_info[str(source)] = info
         elif self.mode == "disk" and self.fault is None:
-            entry = self.entry_path(source)  # OSError here: the source itself
+            entry = Path(self._entry_file(source, identity))  # OSError: the source itself
             try:
                 self._write_settings_note()
                 write_atomic(entry, encode_entry(array))
@@ -300,7 +314,8 @@ class ImageCache:
     # -- building -------------------------------------------------------------
     def build(self, sources: Sequence[Path], *, workers: int = 0, out: Reporter = CONSOLE,
               progress: bool = True, lazy: bool = False,
-              stats: Sequence[FileIdentity | None] | None = None) -> BuildReport:
+              stats: Sequence[FileIdentity | None] | None = None,
+              ray_address: str | None = None) -> BuildReport:
         """Make sure every source has a valid entry; decode the missing ones in parallel.
 
         Returns what was reused, built, regenerated (damaged entries) and what
@@ -315,6 +330,8 @@ class ImageCache:
         ``stats``: each source's identity where this run already has it
         (the lazy check then makes one ``stat``, of the entry). Entries are
         always written under the identity the source has when it is decoded.
+        ``ray_address``: decode the missing images on that Ray cluster (disk mode;
+        ``workers`` is then Ray's), the cluster's record in ``report.cluster``.
         """
         report = BuildReport()
         start = time.perf_counter()
@@ -349,7 +366,7 @@ class ImageCache:
             # decoded is excluded, as always) but stores none of them.
             job = (_CheckJob(self.settings) if self.mode == "disk" and self.fault is not None
                    else _BuildJob(self.settings, self.root, self.mode))
-            self._run_jobs(job, todo, workers, report, progress, "Caching")
+            self._run_jobs(job, todo, workers, report, progress, "Caching", ray_address, out)
         report.fault = self.fault
         report.regenerated = len([p for p in damaged if str(p) not in report.failed])
         report.built -= report.regenerated
@@ -383,7 +400,8 @@ class ImageCache:
         return True
 
     def verify(self, sources: Sequence[Path], *, workers: int = 0, progress: bool = True,
-               stats: Sequence[FileIdentity | None] | None = None) -> BuildReport:
+               stats: Sequence[FileIdentity | None] | None = None,
+               ray_address: str | None = None, out: Reporter = CONSOLE) -> BuildReport:
         """Which sources fail to decode and preprocess, and why; nothing is stored.
 
         A source with a disk cache entry of the right size (same file, size and
@@ -393,7 +411,7 @@ class ImageCache:
         the preprocessing to a tiny image - in ``workers`` processes that send
         back only the verdict and what preprocessing decided (``report.info``; for
         a reused entry, its record - an entry without one is decoded again).
-        ``stats`` as for :meth:`build`.
+        ``stats`` and ``ray_address`` as for :meth:`build`.
         """
         report = BuildReport()
         start = time.perf_counter()
@@ -409,13 +427,18 @@ class ImageCache:
                     report.info[str(source)] = info
                     continue
             todo.append(Path(source))
-        self._run_jobs(_CheckJob(self.settings), todo, workers, report, progress, "Decoding")
+        self._run_jobs(_CheckJob(self.settings), todo, workers, report, progress, "Decoding",
+                       ray_address, out)
         report.seconds = time.perf_counter() - start
         return report
 
     def _run_jobs(self, job: _BuildJob | _CheckJob, todo: list[Path], workers: int,
-                  report: BuildReport, progress: bool, verb: str) -> None:
+                  report: BuildReport, progress: bool, verb: str,
+                  ray_address: str | None = None, out: Reporter = CONSOLE) -> None:
         if not todo:
+            return
+        if ray_address is not None:
+            self._run_on_cluster(job, todo, report, progress, verb, ray_address, out)
             return
         workers = workers or os.cpu_count() or 1
         workers = max(1, min(workers, len(todo)))
@@ -431,6 +454,42 @@ class ImageCache:
                     for result in pool.map(job, todo, chunksize=chunk):
                         self._collect(result, report)
                         advance()
+
+    def _run_on_cluster(self, job: _BuildJob | _CheckJob, todo: list[Path],
+                        report: BuildReport, progress: bool, verb: str, address: str,
+                        out: Reporter) -> None:
+        """``job`` over ``todo`` in shards on the Ray cluster (data/cluster/): the nodes must
+        see the images and, for a build, this cache's folder, at the same paths."""
+        from mammography.data.cluster import EachItem, map_shards
+        from mammography.data.cluster.nodes import requirements
+
+        if not todo:
+            return
+        items: list[Any] = []
+        sizes: list[tuple[str, int]] = []
+        kept: list[Path] = []
+        for source in todo:  # absolute paths: a node's working folder is not ours
+            try:
+                identity = file_identity(source)
+            except OSError as exc:
+                report.failed[str(source)] = f"cannot stat/read: {exc.strerror}"
+                continue
+            kept.append(source)
+            sizes.append((identity.path, identity.size))
+            items.append((identity.path, identity.device) if isinstance(job, _BuildJob)
+                         else identity.path)
+        building = isinstance(job, _BuildJob)
+        # Absolute: a node's worker runs in a folder of Ray's, not in ours.
+        root = Path(os.path.abspath(self.root))
+        task = _ClusterBuildJob(self.settings, root) if building else job
+        needs = requirements(sizes, shared_folder=root if building else None,
+                             writable=building)
+        run = map_shards(EachItem(task), items, address=address,
+                         label=f"{verb} on the cluster", out=out, requirements=needs,
+                         progress=progress)
+        for source, result in zip(kept, run.results, strict=True):
+            self._collect((str(source), *result[1:]), report)
+        report.cluster = run.record.as_dict()
 
     def _collect(self, result: tuple[str, np.ndarray | None, str | None,
                                      dict[str, Any] | None, str | None],
@@ -468,6 +527,40 @@ class _CheckJob:
         except Exception as exc:  # a decoder bug must cost one image, not the run
             return str(source), None, f"{type(exc).__name__}: {exc}", None, None
         return str(source), None, None, info, None
+
+
+@dataclass
+class _ClusterBuildJob:
+    """Picklable worker on a cluster node: decode one file and write its entry, keyed by
+    the identity the file has there with the driver's device number (``item``: the
+    absolute path and that device). An entry and record already there (a retried shard's
+    first attempt) are kept."""
+
+    settings: PreprocessSettings
+    root: Path
+
+    def __call__(self, item: tuple[str, int]) -> tuple[str, None, str | None,
+                                                         dict[str, Any] | None, str | None]:
+        from mammography.data.dicom.decode import DicomReadError
+
+        path, device = item
+        cache = ImageCache(self.settings, self.root, "disk")
+        try:
+            identity = file_identity(path)._replace(device=device)
+        except OSError as exc:
+            return path, None, f"cannot stat/read: {exc.strerror}", None, None
+        entry = cache._entry_file(path, identity)
+        with contextlib.suppress(CacheEntryError, CacheFault):
+            if os.path.exists(cache._info_file(entry)) and cache._present(path, identity):
+                return path, None, None, None, None
+        try:
+            array, info = cache.compute_with_info(Path(path))
+        except DicomReadError as exc:
+            return path, None, exc.reason, None, None
+        except Exception as exc:  # a decoder bug must cost one image, not the run
+            return path, None, f"{type(exc).__name__}: {exc}", None, None
+        cache.store(Path(path), array, info, identity=identity)
+        return path, None, None, info, cache.fault
 
 
 @dataclass

@@ -18,7 +18,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mammography.config.data import ImageConfig, LabelledSource, PreprocessOptions
+from mammography.config.data import (
+    ClusterOptions,
+    ImageConfig,
+    LabelledSource,
+    PreprocessOptions,
+)
 from mammography.data.density_labels import check_breast_labels
 from mammography.data.grouping import normalise_patient_ids
 from mammography.data.official_split import select_official_set
@@ -133,7 +138,9 @@ def build_cache(cfg: ImageConfig, table: LabelTable, out: Reporter = CONSOLE,
 
     Existing entries are trusted when they have the right size and verified
     (CRC) when first read, where a damaged one is rebuilt; ``verify_entries``
-    reads and checks every one of them now instead (``data cache``).
+    reads and checks every one of them now instead (``data cache``). A command
+    with ``--ray-address`` (``ClusterOptions``) decodes the missing images on that
+    Ray cluster (data/cluster/); the report then holds the cluster's record.
     """
     from mammography.data.cache import ImageCache
 
@@ -144,7 +151,9 @@ def build_cache(cfg: ImageConfig, table: LabelTable, out: Reporter = CONSOLE,
     sources = [r.path for r in table.images]
     report = cache.build(sources, workers=cfg.workers, out=out, progress=progress,
                          lazy=not verify_entries,
-                         stats=[r.identity for r in table.images])
+                         stats=[r.identity for r in table.images],
+                         ray_address=(cfg.ray_address if isinstance(cfg, ClusterOptions)
+                                      and cfg.cache == "disk" else None))
     out.log(f"Image cache ({cfg.cache}, {cache.dir if cfg.cache == 'disk' else 'RAM'}): "
             f"{report.reused} reused, {report.built} decoded, {report.regenerated} regenerated, "
             f"{len(report.failed)} failed ({report.seconds:.1f}s)")

@@ -113,9 +113,9 @@ def threads_per_worker(workers: int) -> int:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None) -> Iterator[Any]:
+def ray_session(address: str | None, **options: Any) -> Iterator[Any]:
     """``ray`` connected to ``address`` (or a local instance), shut down at the end
-    only if this process started it."""
+    only if this process started it; ``options`` go to ``ray.init``."""
     import ray
 
     started_here = not ray.is_initialized()
@@ -124,7 +124,7 @@ def ray_session(address: str | None) -> Iterator[Any]:
         # cluster already running on this machine (its /tmp/ray/ray_current_cluster),
         # and then refuse the num_cpus given for a local one.
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                 **({} if address else {"num_cpus": os.cpu_count()}))
+                 **({} if address else {"num_cpus": os.cpu_count()}), **options)
     try:
         yield ray
     finally:

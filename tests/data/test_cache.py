@@ -329,3 +329,30 @@ def test_an_unreadable_entry_is_a_miss(dicoms, tmp_path):
     entry.unlink()
     entry.mkdir()  # reading it: IsADirectoryError, the cache's fault
     assert cache.read(dicoms[0]) is None and "Is a directory" in cache.fault
+
+
+def test_a_cluster_node_writes_the_local_bytes_under_the_drivers_key(dicoms, tmp_path):
+    """What a node's job (data/cluster/) writes equals a local build, keyed with the
+    driver's device number, and a redone shard keeps what its first attempt wrote."""
+    from mammography.data.cache import _ClusterBuildJob
+
+    local = ImageCache(SETTINGS, tmp_path / "local")
+    local.build(dicoms[:2], workers=1, progress=False)
+    job = _ClusterBuildJob(SETTINGS, tmp_path / "node")
+    node = ImageCache(SETTINGS, tmp_path / "node")
+    for path in dicoms[:2]:
+        identity = file_identity(path)
+        source, array, error, info, fault = job((identity.path, identity.device))
+        assert (source, array, error, fault) == (identity.path, None, None, None)
+        assert info is not None  # decoded now
+        for entry in (local.entry_path(path), node.entry_path(path)):
+            assert entry.exists() and Path(str(entry)[:-4] + ".json").exists()
+        assert node.entry_path(path).read_bytes() == local.entry_path(path).read_bytes()
+        # A retried shard: the entry and its record are there, nothing is decoded again.
+        assert job((identity.path, identity.device))[3] is None
+    # Another device number (the node's own mount of the share): the driver's key anyway.
+    identity = file_identity(dicoms[2])
+    job((identity.path, identity.device + 1))
+    assert not node.entry_path(dicoms[2]).exists()
+    assert Path(node._entry_file(identity.path, identity._replace(device=identity.device + 1))
+                ).exists()
