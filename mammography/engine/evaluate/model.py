@@ -69,7 +69,7 @@ class ModelEvaluation:
 def evaluate_model(cfg: EvalConfig, run: RunContext, source: TrainedRun,
                    shared_table: LabelTable | None, device: torch.device) -> ModelEvaluation:
     """Score ``source``'s model on ``shared_table`` (``--csv``) or its own validation split."""
-    model, payload = source.load_model()
+    model, payload = source.load_model(run)
     table = shared_table or source.own_validation_split()
     cache = ImageCache(checkpoint_preprocessing(payload.get("preprocess"), source.best_model),
                        cfg.cache_dir, cfg.cache)

@@ -51,7 +51,7 @@ PAIRED_RESAMPLES = 1000  # when --bootstrap 0 still asks for a paired comparison
 
 def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
     run.log("Starting evaluation")
-    sources = open_models(cfg.run)
+    sources = open_models(cfg.run, run)
     run.add_based_on([s.link("evaluation") for s in sources])
     device = select_device(cfg.device)
     shared_table = load_table(cfg, run) if cfg.csv is not None else None
@@ -116,7 +116,7 @@ def _export(cfg: EvalConfig, run: RunContext, evaluation: ModelEvaluation
     if cfg.export == "none":
         return None
     source, payload = evaluation.source, evaluation.payload
-    model, _ = source.load_model()  # a fresh CPU copy
+    model, _ = source.load_model(run)  # a fresh CPU copy
     cache = ImageCache(checkpoint_preprocessing(payload.get("preprocess"), source.best_model),
                        cfg.cache_dir, cfg.cache)
     return export_model(cfg, run, source, model, payload, evaluation.table, cache,
