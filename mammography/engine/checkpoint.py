@@ -6,8 +6,9 @@ Both hold only tensors and plain Python values, so they load with
 Both are written to a temp file and renamed, so a kill mid-save never leaves a
 truncated checkpoint behind, and recorded with their sha256 in the run's
 summary.json (``save_recorded``: ``record/digests.py``). Both carry the id of
-the run that wrote them (``run_uid``, ``run_id``, ``run_dir``); a run loads one
-only after checking both (``load_verified``).
+the run that wrote them (``run_uid``, ``run_id``, ``run_dir``); a run's
+checkpoint is loaded only after both are checked
+(``TrainedRun.checkpoint_bytes``).
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ import torch
 
 from mammography.domain import CLASS_NAMES, LABELS, NUM_CLASSES
 from mammography.errors import InputError
-from mammography.record.digests import owner_problem, read_verified, write_recorded
+from mammography.record.digests import write_recorded
 from mammography.record.protocol import RunContext
-from mammography.record.reporter import Reporter
-from mammography.record.view import RunView
 
 FORMAT_VERSION = 1
 
@@ -102,21 +101,6 @@ def best_payload(model: torch.nn.Module, *, arch: str, epoch: int, metrics: dict
         "normalization": normalization,
         **(extra or {}),
     }
-
-
-def load_verified(view: RunView, path: Path, out: Reporter,
-                  what: str = "checkpoint") -> dict[str, Any]:
-    """The checkpoint ``path`` of the run ``view``, loaded from the very bytes whose sha256
-    was checked against the run's record, and checked to be the run's own (or taken over
-    by its ``--resume``); ``InputError`` naming the file and both digests, or both runs,
-    otherwise. A run recorded before digests gets a WARNING instead."""
-    if not Path(path).is_file():
-        raise InputError(f"{what} {path} does not exist.")
-    payload = load_safely(path, what, read_verified(view, path, out, what))
-    problem = owner_problem(view, path, payload, what)
-    if problem:
-        raise InputError(problem)
-    return payload
 
 
 def model_from_best(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:

@@ -26,6 +26,7 @@ import json
 import os
 import stat
 import sys
+from functools import partial
 from typing import Any
 
 from mammography.config.runs import RunsValidateConfig
@@ -84,7 +85,8 @@ def required_files(record: RunRecord) -> list[str]:
     return needed
 
 
-def run_problems(record: RunRecord, memo: dict[str, Any] | None = None) -> list[str]:
+def run_problems(record: RunRecord, memo: dict[str, Any] | None = None,
+                 digests: bool = True) -> list[str]:
     """What is wrong with one run directory (empty when it keeps the contract).
 
     ``record.summary`` needs VALIDATE_PATHS only; what comes from the whole summary
@@ -129,7 +131,8 @@ def run_problems(record: RunRecord, memo: dict[str, Any] | None = None) -> list[
         if rel not in cleaned and rel not in missing and \
                 not os.path.exists(os.path.join(base, rel)):
             problems.append(f"recorded artifact {rel} missing")
-    problems += _digest_problems(base, memo, cleaned)
+    if digests:
+        problems += _digest_problems(base, memo, cleaned)
     return problems
 
 
@@ -179,7 +182,7 @@ def validate(records: list[RunRecord]) -> list[tuple[RunRecord, str]]:
     return [(record, problem) for record in records for problem in run_problems(record)]
 
 
-def _checked(record: RunRecord) -> list[str]:
+def _checked(record: RunRecord, digests: bool = True) -> list[str]:
     """run_problems with the memo of the run index (read, and written when it changed)."""
     ref = record.index_ref
     memo = ref.index.checks(ref.rel, ref.stat) if ref is not None else None
@@ -191,7 +194,7 @@ def _checked(record: RunRecord) -> list[str]:
             memo = summary_checks(RunView.read(record.dir))
         except SummaryUnreadable as exc:
             return [str(exc)]
-    problems = run_problems(record, memo)
+    problems = run_problems(record, memo, digests)
     changed = memo.pop("changed", False) if memo is not None else False
     if ref is not None and memo is not None and (fresh or changed):
         ref.index.put_checks(ref.rel, ref.stat, memo)
@@ -202,13 +205,14 @@ def run_validate(config: RunsValidateConfig) -> int:
     with collector_paused():
         # Each run is checked as soon as it is found, keeping only its problems.
         records = scan_runs(config.roots, VALIDATE_PATHS, use_index=config.index,
-                            keep_index=True, on_record=_keep_problems)
+                            keep_index=True, on_record=partial(_keep_problems,
+                                                               digests=config.digests))
         close_indexes(records)
         return _report(sort_natural(records))
 
 
-def _keep_problems(record: RunRecord) -> None:
-    record.view = _checked(record)
+def _keep_problems(record: RunRecord, digests: bool = True) -> None:
+    record.view = _checked(record, digests)
     record.summary = None
 
 
