@@ -27,7 +27,7 @@ from mammography.engine.export import ONNX_NORMALIZATION, ONNX_PREPROCESS, ONNX_
 from mammography.engine.trained_run import checkpoint_preprocessing
 from mammography.errors import InputError
 from mammography.record.contract import EVAL_MODELS_DIR, EXPORT_DIR, PREPROCESSING_CARD
-from mammography.record.digests import read_verified
+from mammography.record.digests import read_verified, verify_file
 from mammography.record.reporter import Reporter
 from mammography.record.view import RunView
 
@@ -40,13 +40,15 @@ def export_run(model_path: Path) -> RunView | None:
     return RunView.try_read(folder.parent.parent.parent)
 
 
-def read_export(model_path: Path, out: Reporter) -> tuple[bytes, dict[str, Any]]:
-    """(the model's bytes, its card), verified against the eval-export run that wrote them
-    when they are inside it; a WARNING that they are unverified otherwise."""
+def read_export(model_path: Path, out: Reporter) -> dict[str, Any]:
+    """The model's card, the model and the card verified against the eval-export run that
+    wrote them when they are inside it; a WARNING that they are unverified otherwise.
+    (onnxruntime then loads the model from its path: an ONNX model may keep its weights
+    in files beside it.)"""
     card_path = model_path.parent / PREPROCESSING_CARD
     view = export_run(model_path)
     if view is not None:
-        model = read_verified(view, model_path.resolve(), out, "exported model")
+        verify_file(view, model_path.resolve(), out, "exported model")
         card = read_verified(view, card_path.resolve(), out, "preprocessing card")
     else:
         out.warn(f"--model {model_path} is not inside the eval-export run that wrote it "
@@ -54,11 +56,10 @@ def read_export(model_path: Path, out: Reporter) -> tuple[bytes, dict[str, Any]]
                  f"vouches for it or its {PREPROCESSING_CARD}; its card is checked against "
                  "its source checkpoint's settings only.")
         try:
-            model, card = model_path.read_bytes(), card_path.read_bytes()
+            card = card_path.read_bytes()
         except OSError as exc:
-            raise InputError(f"Cannot read --model {model_path} or its {PREPROCESSING_CARD}:"
-                             f" {exc.strerror or exc}.") from None
-    return model, parse_card(card, model_path)
+            raise InputError(f"Cannot read {card_path}: {exc.strerror or exc}.") from None
+    return parse_card(card, model_path)
 
 
 def read_card(model_path: Path) -> dict[str, Any]:

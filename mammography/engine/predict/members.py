@@ -96,10 +96,10 @@ def members_from_onnx(paths: list[Path], device: torch.device, out: Reporter) ->
 
     members = []
     for path in paths:
-        model_bytes, card = read_export(path, out)
+        card = read_export(path, out)
         preprocess = checkpoint_preprocessing(card.get("preprocess"),
                                               path.parent / PREPROCESSING_CARD)
-        session, providers = open_session(path, device, model_bytes)
+        session, providers = open_session(path, device)
         inputs = session.get_inputs()
         expected, got = ["batch", 1, *preprocess.shape], list(inputs[0].shape)
         if len(got) != 4 or any(isinstance(g, int) and g != e

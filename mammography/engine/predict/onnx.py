@@ -27,10 +27,8 @@ CUDA = "CUDAExecutionProvider"
 _SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
-def open_session(path: Path, device: Any, data: bytes | None = None
-                 ) -> tuple[Any, list[str]]:
-    """An onnxruntime session for ``path`` (CUDA when the device is and the build has it);
-    ``data``: its bytes, read and verified already, which are what is loaded."""
+def open_session(path: Path, device: Any) -> tuple[Any, list[str]]:
+    """An onnxruntime session for ``path`` (CUDA when the device is and the build has it)."""
     try:
         import onnxruntime
     except ImportError:
@@ -42,8 +40,8 @@ def open_session(path: Path, device: Any, data: bytes | None = None
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: its optimiser's notices are not ours
     try:
-        session = onnxruntime.InferenceSession(data if data is not None else str(path),
-                                               sess_options=options, providers=providers)
+        session = onnxruntime.InferenceSession(str(path), sess_options=options,
+                                               providers=providers)
     except Exception as exc:  # onnxruntime raises its own types for bad files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise InputError(f"onnxruntime cannot load --model {path}: {first}. Pass the "
