@@ -56,3 +56,42 @@ def write_film_archive(folder: Path, exams: int = 2, shape: tuple[int, int] = (6
         rows.append(f"{accession},{1 + exam % 4},FP{exam}")
     (folder / "classificacao.csv").write_text("\n".join(rows) + "\n")
     return folder
+
+
+class RecordingRun:
+    """The part of a run that writes recorded files (record/digests.py): its directory,
+    a summary kept in memory, log and warn. ``run_uid`` None: a run before digests."""
+
+    def __init__(self, directory: Path, run_uid: str | None = "0" * 32,
+                 run_id: str = "results_1") -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.run_id = run_id
+        self.document: dict = {"run_id": run_id, "artifacts": []}
+        if run_uid is not None:
+            self.document["run_uid"] = run_uid
+        self.lines: list[str] = []
+        self.warnings: list[str] = []
+        self.is_primary = True
+
+    def get(self, key: str, default=None):
+        import copy
+
+        return copy.deepcopy(self.document.get(key, default))
+
+    def update(self, fragment: dict | None = None, **fields) -> None:
+        from mammography.record.summary import deep_merge
+
+        deep_merge(self.document, dict(fragment or {}, **fields))
+
+    def log(self, message: str = "") -> None:
+        self.lines.append(message)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def write_summary(self) -> Path:
+        """summary.json as it stands (so a RunView can read the run)."""
+        path = self.dir / "summary.json"
+        path.write_text(json.dumps(self.document))
+        return path

@@ -171,6 +171,12 @@ class RunsValidateConfig:
     index: bool = setting(True, _INDEX_HELP + " The schema check of an unchanged summary "
                           "is remembered there too; the files a run must hold are checked "
                           "every time.")
+    digests: bool = setting(True, "Check that every file a later command loads (models, "
+                            "checkpoints, features, exports) still has the sha256 its run "
+                            "recorded. A file is hashed once and its digest remembered in the "
+                            "run index until its size, mtime, ctime or inode change; "
+                            "--no-digests skips the check (a first pass over many large "
+                            "models reads them all).")
 
 
 @dataclass

@@ -4,16 +4,20 @@ and ``last_checkpoint.pt`` (everything needed to resume).
 Both hold only tensors and plain Python values, so they load with
 ``torch.load(weights_only=True)``: opening a checkpoint can never execute code.
 Both are written to a temp file and renamed, so a kill mid-save never leaves a
-truncated checkpoint behind.
+truncated checkpoint behind, and recorded with their sha256 in the run's
+summary.json (``save_recorded``: ``record/digests.py``). Both carry the id of
+the run that wrote them (``run_uid``, ``run_id``, ``run_dir``); a run's
+checkpoint is loaded only after both are checked
+(``TrainedRun.checkpoint_bytes``).
 """
 
 from __future__ import annotations
 
-import os
+import io
 import pickle
 import random
-import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,34 +26,39 @@ import torch
 
 from mammography.domain import CLASS_NAMES, LABELS, NUM_CLASSES
 from mammography.errors import InputError
+from mammography.record.digests import write_recorded
+from mammography.record.protocol import RunContext
 
 FORMAT_VERSION = 1
 
 
-def save_atomic(obj: Any, path: Path) -> None:
+def save_recorded(obj: Any, path: Path, run: RunContext,
+                  facts: Mapping[str, Any] | None = None) -> str:
+    """``torch.save`` into a temp file, renamed into place and recorded with its sha256 in
+    ``run``'s summary.json (record/digests.py); returns the digest."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except RuntimeError as exc:
-        # torch's zip writer reports a full disk as "enforce fail ... unexpected pos".
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(f"could not write {path} (disk full or file too large?): "
-                      f"{str(exc).strip().splitlines()[0]}") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(temp: Path) -> None:
+        try:
+            torch.save(obj, temp)
+        except RuntimeError as exc:
+            # torch's zip writer reports a full disk as "enforce fail ... unexpected pos".
+            raise OSError(f"could not write {path} (disk full or file too large?): "
+                          f"{str(exc).strip().splitlines()[0]}") from exc
+
+    return write_recorded(run, path, write, facts)
 
 
-def load_safely(path: Path, what: str = "checkpoint") -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` with a clear refusal for anything else."""
+def load_safely(path: Path, what: str = "checkpoint", data: bytes | None = None
+                ) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` with a clear refusal for anything else (``data``:
+    the file's bytes, read and verified already)."""
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise InputError(f"{what} {path} does not exist.")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(io.BytesIO(data) if data is not None else path,
+                            map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile,
             ValueError, AttributeError, TypeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
@@ -57,9 +66,9 @@ def load_safely(path: Path, what: str = "checkpoint") -> dict[str, Any]:
             f"Refusing to load {path}: it is not a plain weights file (corrupt, truncated, or "
             f"it contains code/objects that a weights-only load does not execute: {first}). "
             "Use a best_model.pt or last_checkpoint.pt written by mammography.") from None
-    if not isinstance(data, dict) or "state_dict" not in data:
+    if not isinstance(loaded, dict) or "state_dict" not in loaded:
         raise InputError(f"{path} is not a mammography {what} (no state_dict inside).")
-    return data
+    return loaded
 
 
 def rng_state() -> dict[str, Any]:
@@ -95,10 +104,16 @@ def best_payload(model: torch.nn.Module, *, arch: str, epoch: int, metrics: dict
 
 
 def model_from_best(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the model a ``best_model.pt`` describes; refuse anything else clearly."""
+    """Rebuild the model a ``best_model.pt`` describes (not checked against a run's record:
+    a run's model comes through ``TrainedRun.load_model``)."""
+    return model_from_payload(load_safely(path, "best model"), path)
+
+
+def model_from_payload(payload: dict[str, Any], path: Path
+                       ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model a loaded ``best_model.pt`` describes; refuse anything else."""
     from mammography.models.factory import create_model
 
-    payload = load_safely(path, "best model")
     if payload.get("kind") != "density_classifier" or "arch" not in payload:
         raise InputError(f"{path} is not a density classifier written by train-density "
                          "(no kind/arch recorded); pass a run's best_model.pt.")

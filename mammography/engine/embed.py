@@ -6,7 +6,7 @@ Usage::
 
 Writes ``features.npy`` (float32, images × dims) and ``metadata.csv`` (same
 row order: image path, path relative to the DICOM root, accession, patient,
-view, laterality, label), a PCA scatter coloured by density, and a
+view, laterality, label), both recorded with their sha256, a PCA scatter coloured by density, and a
 linear-probe baseline (kappa and accuracy in summary.json). The run is the
 first stage of the reference two-stage pipeline: `train-density
 --embeddings-dir` fuses these vectors with the CNN's own features.
@@ -15,6 +15,7 @@ first stage of the reference two-stage pipeline: `train-density
 from __future__ import annotations
 
 import csv
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from mammography.models.factory import (
     pooled_dim,
     weights_source,
 )
+from mammography.record.digests import write_bytes_recorded, write_recorded
 from mammography.record.progress import progress_bar
 from mammography.record.protocol import RunContext
 from mammography.record.view import RunFiles
@@ -56,15 +58,22 @@ def extract(backbone: torch.nn.Module, loader: DataLoader, device: torch.device,
                                 channels_last=channels_last, on_batch=advance)
 
 
-def _write_metadata(path: Path, data: PreparedData) -> None:
+def _metadata_csv(data: PreparedData) -> bytes:
+    """metadata.csv: one row per image, in the row order of features.npy."""
     root = data.table.dicom_root
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(METADATA_COLUMNS)
-        for r in data.table.images:
-            rel = r.path.relative_to(root) if root and r.path.is_relative_to(root) else ""
-            writer.writerow([str(r.path), str(rel), r.accession, r.patient, r.view,
-                             r.laterality, r.label])
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(METADATA_COLUMNS)
+    for r in data.table.images:
+        rel = r.path.relative_to(root) if root and r.path.is_relative_to(root) else ""
+        writer.writerow([str(r.path), str(rel), r.accession, r.patient, r.view,
+                         r.laterality, r.label])
+    return buffer.getvalue().encode("utf-8")
+
+
+def _save_features(features: np.ndarray, temp: Path) -> None:
+    with temp.open("wb") as handle:  # a handle: np.save would add .npy to a path
+        np.save(handle, features)
 
 
 def run_embed(cfg: EmbedConfig, run: RunContext) -> None:
@@ -107,8 +116,9 @@ def run_embed(cfg: EmbedConfig, run: RunContext) -> None:
     features = extract(backbone, loader, device, precision, channels_last)
     seconds = time.perf_counter() - started
     files = RunFiles(run.dir)
-    np.save(files.features, features)
-    _write_metadata(files.metadata, data)
+    # Recorded with their sha256 (fusion verifies them before use: record/digests.py).
+    write_recorded(run, files.features, lambda temp: _save_features(features, temp))
+    write_bytes_recorded(run, files.metadata, _metadata_csv(data))
     rate = len(features) / seconds if seconds > 0 else 0.0
     run.log(f"Embedded {len(features)} images into {features.shape[1]} dimensions in "
             f"{seconds:.1f}s ({rate:.1f} images/s) -> {files.features}")

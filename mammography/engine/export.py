@@ -3,6 +3,9 @@
 An exported model is only useful with the exact input it expects, so every
 export writes ``preprocessing.json`` next to the model file: input shape,
 preprocessing settings, normalisation, class order, and where it came from.
+An ONNX model also carries its source checkpoint's settings in its own
+metadata (``model_settings``), so `predict --model` can check a card against
+them even when the card travels without its run (``predict/card.py``).
 The export is then run on real evaluation images and compared with the
 checkpoint model; the largest probability difference is recorded.
 """
@@ -10,6 +13,7 @@ checkpoint model; the largest probability difference is recorded.
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +27,17 @@ from mammography.domain import CLASS_NAMES
 from mammography.record.logonly import output_to_log_only
 
 PARITY_TOLERANCE = 1e-4
+#: The ONNX metadata keys (``metadata_props``) of what the source checkpoint says.
+ONNX_PREPROCESS, ONNX_NORMALIZATION, ONNX_SOURCE_SHA256, ONNX_ARCH = (
+    "mammography.preprocess", "mammography.normalization", "mammography.source_sha256",
+    "mammography.arch")
+
+
+def model_settings(payload: dict[str, Any], checkpoint_sha256: str) -> dict[str, str]:
+    """The ONNX metadata of a model exported from a checkpoint: its settings, as text."""
+    return {ONNX_PREPROCESS: json.dumps(payload.get("preprocess", {}), sort_keys=True),
+            ONNX_NORMALIZATION: json.dumps(payload.get("normalization", {}), sort_keys=True),
+            ONNX_SOURCE_SHA256: checkpoint_sha256, ONNX_ARCH: str(payload.get("arch"))}
 
 
 def input_shape(preprocess: dict[str, Any]) -> tuple[int, int]:
@@ -55,7 +70,9 @@ def export_torchscript(model: torch.nn.Module, shape: tuple[int, int], path: Pat
     return path
 
 
-def export_onnx(model: torch.nn.Module, shape: tuple[int, int], path: Path) -> Path:
+def export_onnx(model: torch.nn.Module, shape: tuple[int, int], path: Path,
+                metadata: dict[str, str] | None = None) -> Path:
+    """``model`` as ONNX at ``path`` (dynamic batch), ``metadata`` in its metadata_props."""
     example = _example(model, shape)
     batch = torch.export.Dim("batch")
     shapes = tuple({0: batch} for _ in example)
@@ -65,10 +82,13 @@ def export_onnx(model: torch.nn.Module, shape: tuple[int, int], path: Path) -> P
     # The exporter narrates every step ("[torch.onnx] Obtain model graph ...", ~50
     # lines per model): for run.log, not the terminal.
     with output_to_log_only():
-        torch.onnx.export(model.cpu().eval(), example, str(path), dynamo=True,
-                          dynamic_shapes=shapes,
-                          input_names=["image", "embedding"][:len(example)],
-                          output_names=["logits"], external_data=size > 1_900_000_000)
+        program = torch.onnx.export(model.cpu().eval(), example, None, dynamo=True,
+                                    dynamic_shapes=shapes,
+                                    input_names=["image", "embedding"][:len(example)],
+                                    output_names=["logits"])
+        assert program is not None
+        program.model.metadata_props.update(metadata or {})
+        program.save(str(path), external_data=size > 1_900_000_000)
     return path
 
 
@@ -97,7 +117,9 @@ def sha256(path: Path) -> str:
 
 
 def preprocessing_card(payload: dict[str, Any], checkpoint: Path, kind: str,
-                       model_file: str) -> dict[str, Any]:
+                       model_file: str, checkpoint_sha256: str | None = None) -> dict[str, Any]:
+    """The input card of a model exported from ``checkpoint`` (its ``payload``; its sha256
+    when already known)."""
     pre = payload.get("preprocess", {})
     height, width = input_shape(pre)
     norm = payload.get("normalization", {})
@@ -126,6 +148,8 @@ def preprocessing_card(payload: dict[str, Any], checkpoint: Path, kind: str,
             "mammography.data.preprocess.load_preprocessed(path, "
             "PreprocessSettings(**preprocess)) does all of this",
         ],
-        "source_checkpoint": {"path": str(checkpoint), "sha256": sha256(checkpoint),
-                              "epoch": payload.get("epoch"), "run_id": payload.get("run_id")},
+        "source_checkpoint": {"path": str(checkpoint),
+                              "sha256": checkpoint_sha256 or sha256(checkpoint),
+                              "epoch": payload.get("epoch"), "run_id": payload.get("run_id"),
+                              "run_uid": payload.get("run_uid")},
     }

@@ -6,12 +6,16 @@ an embedding run (``results_N``) or a folder of them, in which case the
 latest completed one is used and named in the log. Images are matched by
 absolute path, falling back to the path relative to the DICOM root (so a
 dataset that moved still matches); any image without an embedding stops the
-run before training with a message saying what to re-run.
+run before training with a message saying what to re-run. ``features.npy``
+and ``metadata.csv`` are read once, verified against the sha256 the embedding
+run recorded when it wrote them (``record/digests.py``): features copied in from
+another run are refused, naming the file and both digests.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,7 @@ import numpy as np
 
 from mammography.errors import DataError
 from mammography.record.contract import FEATURES_FILE, METADATA_FILE, RUN_DIR_RE, is_run_dir
+from mammography.record.digests import read_verified
 from mammography.record.reporter import CONSOLE, Reporter
 from mammography.record.view import EMBED, RunView
 
@@ -72,15 +77,33 @@ def find_embedding_run(path: Path, out: Reporter = CONSOLE) -> RunView:
     return chosen
 
 
-def load_embedding_run(source: RunView | Path) -> EmbeddingRun:
-    """The features of an embedding run (its view, or its folder), standardised."""
-    view = source if isinstance(source, RunView) else \
+def embedding_view(source: RunView | Path) -> RunView:
+    """The view of an embedding run (an empty record when its summary is unreadable)."""
+    return source if isinstance(source, RunView) else \
         RunView.try_read(source) or RunView(Path(source), {})
+
+
+def verified_embedding_files(source: RunView | Path, out: Reporter) -> tuple[bytes, bytes]:
+    """The bytes of ``features.npy`` and ``metadata.csv``, each verified against the
+    sha256 the embedding run recorded (``InputError`` naming the file and both digests)."""
+    view = embedding_view(source)
+    for path in (view.features, view.metadata):
+        if not path.is_file():
+            raise DataError(f"Cannot read the embeddings in {view.dir}: {path.name} is "
+                            "missing. Re-run `mammography embed`.")
+    return (read_verified(view, view.features, out, "embeddings"),
+            read_verified(view, view.metadata, out, "embedding metadata"))
+
+
+def load_embedding_run(source: RunView | Path, out: Reporter) -> EmbeddingRun:
+    """The features of an embedding run (its view, or its folder), verified and
+    standardised."""
+    view = embedding_view(source)
     run_dir = view.dir
+    features_bytes, metadata_bytes = verified_embedding_files(view, out)
     try:
-        features = np.load(view.features, allow_pickle=False)
-        with view.metadata.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+        features = np.load(io.BytesIO(features_bytes), allow_pickle=False)
+        rows = list(csv.DictReader(io.StringIO(metadata_bytes.decode("utf-8"), newline="")))
     except (OSError, ValueError) as exc:
         raise DataError(f"Cannot read the embeddings in {run_dir}: {exc}. Re-run "
                         "`mammography embed`.") from None
@@ -146,7 +169,7 @@ def load_fusion(embeddings_dir: Path | None, paths: Sequence[Path], dicom_root: 
         return None
     source = find_embedding_run(embeddings_dir, out)
     out.log(f"Loading embeddings from {source.dir}")
-    embedding_run = load_embedding_run(source)
+    embedding_run = load_embedding_run(source, out)
     matrix = align(embedding_run, paths, dicom_root)
     out.log(f"Fusing {embedding_run.dim}-dimensional {embedding_run.arch} embeddings of "
             f"{len(matrix)} images")

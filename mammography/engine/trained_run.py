@@ -28,6 +28,7 @@ from mammography.record.contract import (
     fold_name,
     is_run_dir,
 )
+from mammography.record.reporter import Reporter
 from mammography.record.view import RunView
 
 if TYPE_CHECKING:
@@ -162,11 +163,58 @@ class TrainedRun:
                              "epoch.")
         return [self]
 
-    def load_model(self) -> tuple[torch.nn.Module, dict[str, Any]]:
-        """Its best model rebuilt (a weights-only load), with the checkpoint's payload."""
-        from mammography.engine.checkpoint import model_from_best
+    def load_model(self, out: Reporter) -> tuple[torch.nn.Module, dict[str, Any]]:
+        """Its best model rebuilt (a verified, weights-only load: ``checkpoint_bytes``),
+        with the checkpoint's payload."""
+        from mammography.engine.checkpoint import model_from_payload
 
-        return model_from_best(self.best_model)
+        return model_from_payload(self.load_best(out), self.best_model)
+
+    def load_best(self, out: Reporter) -> dict[str, Any]:
+        """Its best_model.pt, verified (``checkpoint_bytes``)."""
+        return self.checkpoint_bytes(self.best_model, out, "best model")[1]
+
+    def load_checkpoint(self, out: Reporter) -> dict[str, Any]:
+        """Its last_checkpoint.pt, verified (``checkpoint_bytes``)."""
+        return self.checkpoint_bytes(self.last_checkpoint, out, "checkpoint")[1]
+
+    def checkpoint_bytes(self, path: Path, out: Reporter, what: str
+                         ) -> tuple[bytes, dict[str, Any]]:
+        """(bytes, payload) of a checkpoint of this run: its sha256 checked against the
+        run's record, loaded weights-only from those very bytes, and checked to carry this
+        run's id (or one it took over with --resume). ``InputError`` naming the file and
+        both digests, or both runs, when it is not the run's own; a run recorded before
+        digests gets one WARNING per file instead (record/digests.py)."""
+        from mammography.engine.checkpoint import load_safely
+        from mammography.record.digests import owner_problem, read_verified
+
+        if not Path(path).is_file():
+            raise InputError(f"{what} {path} does not exist.")
+        data = read_verified(self.view, path, self._once(out), what)
+        payload = load_safely(path, what, data)
+        problem = owner_problem(self.view, path, payload, what)
+        if problem:
+            raise InputError(problem)
+        return data, payload
+
+    def verify(self, out: Reporter) -> None:
+        """Refuse now (before any image is read) what ``load_model`` would refuse later."""
+        self.load_best(out)
+
+    def verify_resumable(self, out: Reporter) -> None:
+        """Refuse now what ``--resume`` would refuse once the data is read: a
+        last_checkpoint.pt or best_model.pt that is not this run's own (a CV parent's
+        folds are checked as each is continued)."""
+        if self.folds or not self.last_checkpoint.is_file():
+            return
+        self.load_checkpoint(out)
+        if self.best_model.is_file():
+            self.load_best(out)
+
+    def _once(self, out: Reporter) -> Reporter:
+        """``out``, with each of this run's warnings said once (a model is checked when
+        its run is opened and again when it is loaded)."""
+        return _OnceReporter(out, self._cache.setdefault("warned", set()))
 
     # ------------------------------------------------------------ its data
     def developed_on(self) -> tuple[set[str], set[str]] | None:
@@ -264,9 +312,11 @@ def checkpoint_preprocessing(recorded: Any, where: Path) -> PreprocessSettings:
                          f"understand ({exc}); score it with the version that wrote it.") from None
 
 
-def open_models(paths: Sequence[Path], command: str = "eval-export") -> list[TrainedRun]:
+def open_models(paths: Sequence[Path], out: Reporter, command: str = "eval-export"
+                ) -> list[TrainedRun]:
     """Each ``--run`` as the models it stands for (a CV parent: every fold's), each
-    with a label of its own (the same run id from two outdirs gets ``-2``)."""
+    with a label of its own (the same run id from two outdirs gets ``-2``), each model
+    file verified against its run's record before anything else happens."""
     from mammography.config.evaluate import model_view_problem
 
     models: list[TrainedRun] = []
@@ -276,12 +326,29 @@ def open_models(paths: Sequence[Path], command: str = "eval-export") -> list[Tra
         if problem:
             raise InputError(problem)
         models += run.models()
+    for model in models:
+        model.verify(out)
     seen: dict[str, int] = {}
     for i, model in enumerate(models):
         seen[model.label] = seen.get(model.label, 0) + 1
         if seen[model.label] > 1:
             models[i] = replace(model, label=f"{model.label}-{seen[model.label]}")
     return models
+
+
+class _OnceReporter:
+    """A reporter that says each warning once (``seen`` is shared by its copies)."""
+
+    def __init__(self, out: Reporter, seen: set[str]) -> None:
+        self._out, self._seen = out, seen
+
+    def log(self, message: str = "") -> None:
+        self._out.log(message)
+
+    def warn(self, message: str) -> None:
+        if message not in self._seen:
+            self._seen.add(message)
+            self._out.warn(message)
 
 
 def _open_folds(view: RunView, base: str) -> tuple[FoldRun, ...]:

@@ -18,6 +18,7 @@ from mammography.record.contract import (
     ENV_BASED_ON,
     SUMMARY_FILE,
 )
+from mammography.record.digests import new_run_uid
 from mammography.record.secrets import mask_argv
 from mammography.record.view import RunView
 
@@ -57,6 +58,7 @@ def initial_document(*, experiment_type: str, command: str, run_id: str, run_dir
         "experiment_type": experiment_type,
         "command": command,
         "run_id": run_id,
+        "run_uid": new_run_uid(),
         "run_dir": str(run_dir.resolve()),
         "parent_run_dir": str(parent_dir.resolve()) if parent_dir is not None else None,
         "status": "running",
@@ -109,8 +111,11 @@ def env_lineage() -> list[dict[str, Any]]:
              "relation": relation or "reproduce"}]
 
 
-def artifact_list(run_dir: Path) -> list[dict[str, Any]]:
-    """Files of this run (child runs excluded: they list their own), with sizes."""
+def artifact_list(run_dir: Path, recorded: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Files of this run (child runs excluded: they list their own), with sizes; a file
+    ``recorded`` already (its sha256 when it was written: record/digests.py) keeps that
+    entry, its size as on disk."""
+    known = {e["path"]: e for e in recorded or [] if isinstance(e, dict) and "path" in e}
     found = []
     for path in sorted(run_dir.rglob("*")):
         rel = path.relative_to(run_dir)
@@ -119,7 +124,8 @@ def artifact_list(run_dir: Path) -> list[dict[str, Any]]:
             continue
         if rel.name.startswith("."):
             continue
-        found.append({"path": str(rel), "bytes": path.stat().st_size})
+        found.append({**known.get(rel.as_posix(), {}), "path": str(rel),
+                      "bytes": path.stat().st_size})
     return found
 
 

@@ -394,7 +394,7 @@ class Run:
                         status=status,
                         execution={"end_time": now_iso(), "duration_seconds": duration,
                                    "exit_code": code, "error": error},
-                        artifacts=artifact_list(self.dir),
+                        artifacts=artifact_list(self.dir, self.summary.get("artifacts")),
                     )
                 except OSError as exc:
                     # Disk full at the end: never exit 0 with an incomplete record.

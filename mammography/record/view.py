@@ -122,11 +122,16 @@ class Link(NamedTuple):
 
 class Artifact(NamedTuple):
     """One file a run recorded in ``artifacts``: its path (relative to the run), size,
-    and sha256 where the summary records one."""
+    and sha256 where the summary records one (record/digests.py): ``pending_sha256``
+    while the run was replacing it, and for a checkpoint taken over by ``--resume``
+    the run it came through (``adopted_from``) and the run id it carries."""
 
     path: str
     bytes: int | None = None
     sha256: str | None = None
+    pending_sha256: str | None = None
+    adopted_from: Mapping[str, Any] | None = None
+    checkpoint_run_uid: str | None = None
 
 
 class FoldRecord(NamedTuple):
@@ -299,6 +304,18 @@ class RunView(RunFiles):
         return self._text("run_id")
 
     @property
+    def run_uid(self) -> str | None:
+        """The run's unique id (``run_id`` repeats across outdirs and child runs); None
+        for a run recorded before run ids and file digests."""
+        return self._text("run_uid")
+
+    @property
+    def records_digests(self) -> bool:
+        """Whether the run records the sha256 of every file a later command loads (runs
+        written since run ids: record/digests.py)."""
+        return self.run_uid is not None
+
+    @property
     def command(self) -> str | None:
         return self._text("command")
 
@@ -460,9 +477,17 @@ class RunView(RunFiles):
         for entry in self.summary.get("artifacts") or []:
             if isinstance(entry, Mapping) and isinstance(entry.get("path"), str) \
                     and entry["path"]:
+                adopted = entry.get("adopted_from")
                 found.append(Artifact(entry["path"], _count(entry.get("bytes")),
-                                      _optional_text(entry.get("sha256"))))
+                                      _optional_text(entry.get("sha256")),
+                                      _optional_text(entry.get("pending_sha256")),
+                                      adopted if isinstance(adopted, Mapping) else None,
+                                      _optional_text(entry.get("checkpoint_run_uid"))))
         return tuple(found)
+
+    def artifact(self, path: str) -> Artifact | None:
+        """The recorded entry of ``path`` (relative to the run), if any."""
+        return next((a for a in self.artifacts if a.path == path), None)
 
     # ------------------------------------------------------------ data (RunData)
     def section(self, name: str) -> Mapping[str, Any]:

@@ -30,7 +30,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("execution", ("execution.*", "status")),
 )
 NOISE = (
-    "run_id", "run_dir", "parent_run_dir", "execution.pid", "execution.start_time",
+    "run_id", "run_uid", "run_dir", "parent_run_dir", "execution.pid", "execution.start_time",
     "execution.end_time", "execution.heartbeat", "execution.duration_seconds",
     "execution.rerun_command", "execution.argv*", "artifacts*", "warnings.messages*",
     "data_config.cache.*", "*_seconds", "*images_per_second", "*.seconds",

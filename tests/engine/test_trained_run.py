@@ -24,7 +24,9 @@ from mammography.engine.trained_run import TrainedRun, checkpoint_preprocessing,
 from mammography.errors import DataError, InputError
 from mammography.record import contract, view
 from mammography.record.contract import CV_SUMMARY_FILE, fold_dir
+from mammography.record.reporter import CollectingReporter
 from tests.engine.model_runs import write_cv_parent, write_model_run, write_summary
+from tests.helpers import RecordingRun
 
 FINGERPRINT = {"fingerprint_version": 1, "images": 4, "images_without_header": 0,
                "manufacturer": {"SYNTH-A": 4}}
@@ -49,7 +51,7 @@ def test_a_run_stands_for_its_own_model(tmp_path):
     run = TrainedRun.open(write_model_run(tmp_path / "run"))
     assert (run.label, run.run_id, run.run_dir) == ("results_1", "results_1", tmp_path / "run")
     assert run.models() == [run] and run.folds == ()
-    model, payload = run.load_model()
+    model, payload = run.load_model(CollectingReporter())
     assert payload["arch"] == "test_efficientnet" and not model.training
     assert checkpoint_preprocessing(payload["preprocess"], run.best_model).img_size == 48
     assert TrainedRun.open(write_model_run(tmp_path / "fold", cv_fold=2)).label == \
@@ -131,14 +133,15 @@ def test_a_fold_whose_summary_is_unreadable(tmp_path):
 def test_open_models_labels_each_model_once_and_refuses_what_is_no_model(tmp_path):
     a = write_model_run(tmp_path / "a" / "results_1")
     b = write_model_run(tmp_path / "b" / "results_1", seed=1)
-    assert [m.label for m in open_models([a, b])] == ["results_1", "results_1-2"]
+    assert [m.label for m in open_models([a, b], CollectingReporter())] == ["results_1",
+                                                                         "results_1-2"]
     tune = write_summary(tmp_path / "tune", experiment_type="hyperparameter_search",
                          command="tune")
     with pytest.raises(InputError, match="is a tune run"):
-        open_models([tune], command="predict")
+        open_models([tune], CollectingReporter(), command="predict")
     with pytest.raises(InputError, match="predict takes train-density runs"):
         open_models([write_summary(tmp_path / "emb", experiment_type="embedding_extraction",
-                                   command="embed")], command="predict")
+                                   command="embed")], CollectingReporter(), command="predict")
 
 
 def test_the_own_validation_split_comes_from_splits_csv(tmp_path):
@@ -205,10 +208,12 @@ def test_resuming_reads_the_resumed_run_once(tmp_path, reads):
     check_same_data(resumed, data)
     train_idx, val_idx = recorded_split(resumed, data)
     assert (train_idx.tolist(), val_idx.tolist()) == ([1], [0])
-    new = tmp_path / "new"
-    new.mkdir()
+    new = RecordingRun(tmp_path / "new")
     assert "state_dict" in load_checkpoint(resumed, new)
-    assert (new / "best_model.pt").read_bytes() == (old / "best_model.pt").read_bytes()
+    assert (new.dir / "best_model.pt").read_bytes() == (old / "best_model.pt").read_bytes()
+    # an old run (no digests): each of its checkpoints said once to be unverified
+    assert len(new.warnings) == 2 and all("recorded before digests" in w
+                                          for w in new.warnings)
     assert resumed.model_config["pretrained"] == "none" and resumed.view.fold == 2
     assert reads == [old]
     with pytest.raises(DataError, match="the data changed since that run"):

@@ -138,3 +138,54 @@ def test_validate_remembers_only_what_an_unchanged_summary_says(tmp_path, fake_r
     assert any(line.startswith(f"{runs[2]}: summary.schema.json: status") for line in lines)
     no_index = run_validate(RunsValidateConfig(roots=[root], index=False))
     assert no_index == 1 and capsys.readouterr().out.splitlines() == lines
+
+
+def test_validate_checks_recorded_digests_and_hashes_a_file_only_when_it_changed(
+        tmp_path, fake_run, monkeypatch, capsys):
+    """A model copied over the run's own with ``cp -p`` (same size, same mtime) is seen:
+    the remembered digest is keyed on size, mtime, ctime and inode, like git's index."""
+    import hashlib
+    import os
+    import shutil
+    import time
+
+    import mammography.runs.validate as validate_module
+    from mammography.config.runs import RunsValidateConfig
+    from mammography.runs.validate import run_validate
+
+    root = tmp_path / "outputs"
+    run = fake_run(root / "results_1")
+    other = tmp_path / "other_best_model.pt"
+    other.write_bytes(b"\1" * 4096)  # another run's model, the same size
+    mine = hashlib.sha256((run / "best_model.pt").read_bytes()).hexdigest()
+    doc = json.loads((run / "summary.json").read_text())
+    doc["run_uid"] = "0" * 32
+    doc["artifacts"] = [{"path": "best_model.pt", "bytes": 4096, "sha256": mine}]
+    (run / "summary.json").write_text(json.dumps(doc))
+    old = time.time() - 60  # older than the index's racy window, as real runs are
+    for folder, dirs, files in os.walk(tmp_path):
+        for name in files + dirs:
+            os.utime(os.path.join(folder, name), (old, old))
+    hashed = []
+    real = validate_module.sha256_file
+    monkeypatch.setattr(validate_module, "sha256_file", lambda p: hashed.append(p) or real(p))
+
+    def validate(**options):
+        hashed.clear()
+        code = run_validate(RunsValidateConfig(roots=[root], **options))
+        return code, capsys.readouterr().out.splitlines()
+
+    assert validate() == (0, ["1 runs checked: all valid."]) and len(hashed) == 1
+    assert validate()[0] == 0 and hashed == []  # remembered
+    shutil.copy2(other, run / "best_model.pt")  # cp -p: size and mtime unchanged
+    theirs = hashlib.sha256(other.read_bytes()).hexdigest()
+    code, lines = validate()
+    assert code == 1 and len(hashed) == 1
+    assert lines[0] == (f"{run}: best_model.pt: sha256 {theirs} is not the {mine} the run "
+                        "recorded when it wrote it (replaced or changed since)")
+    assert validate(digests=False) == (0, ["1 runs checked: all valid."]) and hashed == []
+    # a run that records digests and holds a model file it never recorded
+    doc["artifacts"] = []
+    (run / "summary.json").write_text(json.dumps(doc))
+    code, lines = validate()
+    assert code == 1 and lines[0].startswith(f"{run}: best_model.pt: not recorded")

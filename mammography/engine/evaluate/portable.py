@@ -3,7 +3,9 @@
 eval-export writes ``models/<label>/export/model.onnx`` (or
 ``model.torchscript.pt``) with ``preprocessing.json``, then runs the exported
 file itself on evaluation images and records the largest probability
-difference from the checkpoint (``PARITY_TOLERANCE``).
+difference from the checkpoint (``PARITY_TOLERANCE``). Both files are recorded
+with their sha256 in the run's summary.json as they are written
+(``record/digests.py``); `predict --model` verifies them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mammography.engine.export import (
     export_torchscript,
     exported_probabilities,
     input_shape,
+    model_settings,
     preprocessing_card,
 )
 from mammography.engine.trained_run import TrainedRun
@@ -41,7 +44,8 @@ def export_model(cfg: EvalConfig, run: RunContext, source: TrainedRun, model: to
     """Export ``model`` (``--export``) with its preprocessing card, checked to give the
     checkpoint's probabilities on up to 32 evaluation images."""
     from mammography.data.augment import normalize, to_float
-    from mammography.record.jsonio import write_json_atomic
+    from mammography.record.digests import sha256_file, write_bytes_recorded, write_recorded
+    from mammography.record.jsonio import dumps
 
     if cfg.export == "none":
         return None
@@ -51,12 +55,16 @@ def export_model(cfg: EvalConfig, run: RunContext, source: TrainedRun, model: to
     name = TORCHSCRIPT_MODEL_FILE if cfg.export == "torchscript" else ONNX_MODEL_FILE
     path = export_dir / name
     model = model.cpu().eval()
+    # The checkpoint ``payload`` came from, verified when it was loaded.
+    checkpoint_sha256 = sha256_file(source.best_model)
     if cfg.export == "torchscript":
-        export_torchscript(model, shape, path)
+        write_recorded(run, path, lambda temp: export_torchscript(model, shape, temp))
     else:
-        export_onnx(model, shape, path)
-    write_json_atomic(export_dir / PREPROCESSING_CARD,
-                      preprocessing_card(payload, source.best_model, cfg.export, name))
+        settings = model_settings(payload, checkpoint_sha256)
+        write_recorded(run, path, lambda temp: export_onnx(model, shape, temp, settings))
+    card = preprocessing_card(payload, source.best_model, cfg.export, name, checkpoint_sha256)
+    write_bytes_recorded(run, export_dir / PREPROCESSING_CARD,
+                         (dumps(card) + "\n").encode("utf-8"))
     count = min(len(table.images), 32)
     x = torch.stack([torch.from_numpy(np.array(cache.load(r.path)))[None]
                      for r in table.images[:count]])

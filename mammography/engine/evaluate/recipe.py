@@ -65,7 +65,7 @@ SHIFT_ADVICE = ("The metrics below measure the model on such images; compare the
 
 def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
     run.log("Starting evaluation")
-    sources = open_models(cfg.run)
+    sources = open_models(cfg.run, run)
     run.add_based_on([s.link("evaluation") for s in sources])
     device = select_device(cfg.device)
     shared_table = load_table(cfg, run) if cfg.csv else None
@@ -78,7 +78,7 @@ def run_eval_export(cfg: EvalConfig, run: RunContext) -> None:
     for source in sources:
         run.log("")
         run.log(f"=== {source.label}: {source.run_dir} ===")
-        member = checkpoint_member(source, *source.load_model())  # its one load
+        member = checkpoint_member(source, *source.load_model(run), run)  # its one load
         table = (source.own_validation_split() if shared_table is None
                  else replace(shared_table, exclusions=list(shared_table.exclusions)))
         images, probs, shift = _score(cfg, run, member, table, device,

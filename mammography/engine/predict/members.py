@@ -9,13 +9,13 @@ fingerprint the scored images are compared with (``data_shift.py``).
 
 Everything is checked before any image is read, so a run that cannot work
 stops with exit 2 and one clear message: a tune run, a run without
-``best_model.pt``, a fusion model whose embedding run is gone, an ONNX file
-whose input card is missing or does not describe it.
+``best_model.pt``, a model file that is not the one its run recorded (sha256,
+run id), a fusion model whose embedding run is gone or whose features changed,
+an ONNX file whose input card is missing, edited or does not describe it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import torch
 
 from mammography.data.augment import GRAY_MEAN, GRAY_STD
 from mammography.data.preprocess import PreprocessSettings
+from mammography.engine.predict.card import check_card_settings, read_export
 from mammography.engine.trained_run import TrainedRun, checkpoint_preprocessing, open_models
 from mammography.errors import InputError
 from mammography.record.contract import (
@@ -70,22 +71,23 @@ class Member:
                 "embedding_dim": self.embedding_dim, "onnx_providers": self.providers}
 
 
-def members_from_runs(paths: list[Path]) -> list[Member]:
-    """One member per model of each ``--run`` (a CV parent: one per fold)."""
+def members_from_runs(paths: list[Path], out: Reporter) -> list[Member]:
+    """One member per model of each ``--run`` (a CV parent: one per fold), each model
+    file verified against its run's record."""
     members = []
-    for source in open_models(paths, command="predict"):
-        model, payload = source.load_model()
-        members.append(checkpoint_member(source, model, payload))
+    for source in open_models(paths, out, command="predict"):
+        model, payload = source.load_model(out)
+        members.append(checkpoint_member(source, model, payload, out))
     return members
 
 
 def checkpoint_member(source: TrainedRun, model: torch.nn.Module,
-                      payload: dict[str, Any]) -> Member:
+                      payload: dict[str, Any], out: Reporter) -> Member:
     """The member of ``source``'s best model, loaded (``TrainedRun.load_model``): what
     predict averages and eval-export scores alone."""
     path = source.best_model
     normalization = _checked_normalization(payload.get("normalization"), path)
-    check_embeddings_reachable(payload, path)
+    check_embeddings_reachable(payload, path, out)
     return Member(
         label=source.label, kind="checkpoint", file=path,
         preprocess=checkpoint_preprocessing(payload.get("preprocess"), path),
@@ -94,13 +96,14 @@ def checkpoint_member(source: TrainedRun, model: torch.nn.Module,
         run_id=source.run_id, payload=payload)
 
 
-def members_from_onnx(paths: list[Path], device: torch.device) -> list[Member]:
-    """One member per ``--model`` file, scored through onnxruntime."""
+def members_from_onnx(paths: list[Path], device: torch.device, out: Reporter) -> list[Member]:
+    """One member per ``--model`` file, scored through onnxruntime; the model and its card
+    verified first (``card.py``)."""
     from mammography.engine.predict.onnx import open_session
 
     members = []
     for path in paths:
-        card = read_card(path)
+        card = read_export(path, out)
         preprocess = checkpoint_preprocessing(card.get("preprocess"),
                                               path.parent / PREPROCESSING_CARD)
         session, providers = open_session(path, device)
@@ -112,13 +115,15 @@ def members_from_onnx(paths: list[Path], device: torch.device) -> list[Member]:
                              f"{PREPROCESSING_CARD} says {expected}: the card belongs to "
                              "another export. Copy the export folder as eval-export wrote it.")
         training, note, payload = training_run_of(card)
+        check_card_settings(path, card, session.get_modelmeta().custom_metadata_map,
+                            any(not isinstance(g, int) for g in got[2:]), payload, note, out)
         embedding_dim = 0
         if len(inputs) > 1:  # a fusion model: its second input is the image's embedding
             if payload is None:
                 raise InputError(f"--model {path} fuses embeddings, which come from the "
                                  f"embedding run its source checkpoint names; {note}. Score "
                                  "the training run with --run where it is reachable.")
-            check_embeddings_reachable(payload, path)
+            check_embeddings_reachable(payload, path, out)
             embedding_dim = int(payload.get("embedding_dim", 0))
         run_id = (training.run_id if training is not None else
                   (card.get("source_checkpoint") or {}).get("run_id"))
@@ -133,24 +138,6 @@ def members_from_onnx(paths: list[Path], device: torch.device) -> list[Member]:
         if seen[member.label] > 1:
             member.label += f"-{seen[member.label]}"
     return members
-
-
-def read_card(model_path: Path) -> dict[str, Any]:
-    """The ``preprocessing.json`` beside an exported model, checked to describe it."""
-    card_path = model_path.parent / PREPROCESSING_CARD
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"Cannot read {card_path}: {exc}. It is the input card eval-export "
-                         "writes next to the exported model; export again.") from None
-    if not isinstance(card, dict):
-        raise InputError(f"{card_path} is not a JSON object; export the model again.")
-    if card.get("format") != "onnx" or card.get("model_file") not in (None, model_path.name):
-        raise InputError(f"{card_path} describes {card.get('model_file')!r} "
-                         f"({card.get('format')}), not {model_path.name}: the card and the "
-                         "model do not belong together. Copy the export folder as "
-                         "eval-export wrote it.")
-    return card
 
 
 def training_run_of(card: dict[str, Any]) -> tuple[TrainedRun | None, str | None,
@@ -182,8 +169,11 @@ def training_run_of(card: dict[str, Any]) -> tuple[TrainedRun | None, str | None
     return training, None, load_safely(path, "best model")
 
 
-def check_embeddings_reachable(payload: dict[str, Any], path: Path) -> None:
-    """A fusion model needs its embedding run; refuse before any image is read."""
+def check_embeddings_reachable(payload: dict[str, Any], path: Path, out: Reporter) -> None:
+    """A fusion model needs its embedding run, with the features it recorded; refuse
+    before any image is read."""
+    from mammography.engine.fusion import verified_embedding_files
+
     if not int(payload.get("embedding_dim", 0)):
         return
     source = payload.get("embeddings_run_dir")
@@ -192,6 +182,7 @@ def check_embeddings_reachable(payload: dict[str, Any], path: Path) -> None:
                          "not reachable: a fusion model needs that run's features of every "
                          "image it scores. Restore the embedding run (it must cover the "
                          "images), or score a model trained without --embeddings-dir.")
+    verified_embedding_files(Path(source), out)
 
 
 def _checked_normalization(recorded: Any, path: Path) -> dict[str, float]:

@@ -65,7 +65,8 @@ def header_frames(members: list[Member]) -> str:
 def run_predict(cfg: PredictConfig, run: RunContext) -> None:
     run.log("Starting prediction")
     device = select_device(cfg.device)
-    members = members_from_runs(cfg.run) if cfg.run else members_from_onnx(cfg.model, device)
+    members = (members_from_runs(cfg.run, run) if cfg.run else
+               members_from_onnx(cfg.model, device, run))
     describe(members, run)
     runs = {str(m.run_dir.resolve()): m.run_id for m in members if m.run_dir is not None}
     run.add_based_on([{"run_dir": path, "run_id": run_id, "relation": "evaluation"}

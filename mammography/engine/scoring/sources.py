@@ -62,5 +62,5 @@ def embeddings_for(payload: dict[str, Any] | None, table: LabelTable,
         raise InputError("This model fuses embeddings, but its embedding run "
                          f"({source}) is not reachable; it is needed to score images.")
     out.log(f"Loading embeddings from {source}")
-    return align(load_embedding_run(Path(source)), [r.path for r in table.images],
+    return align(load_embedding_run(Path(source), out), [r.path for r in table.images],
                  table.dicom_root)

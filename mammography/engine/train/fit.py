@@ -3,9 +3,10 @@
 Each epoch logs the reference pipeline's markers (``Epoch N/M``, the
 train/val metric lines, ``✓ New best model (kappa: …)``), appends a history
 row (written to disk at once, so a crash keeps the history so far), and
-saves ``last_checkpoint.pt``. Everything random in epoch e is seeded from
-(seed, e), so ``--resume`` continues exactly where an uninterrupted run
-would be.
+saves ``last_checkpoint.pt``. Both checkpoints carry the run's id (``owner``)
+and are recorded with their sha256 in summary.json as they are written.
+Everything random in epoch e is seeded from (seed, e), so ``--resume``
+continues exactly where an uninterrupted run would be.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from mammography.domain import short_metrics
-from mammography.engine.checkpoint import best_payload, rng_state, save_atomic
+from mammography.engine.checkpoint import best_payload, rng_state, save_recorded
 from mammography.engine.device import Precision, epoch_seed
 from mammography.engine.distributed import SINGLE, Distributed, any_rank, gather_arrays
 from mammography.engine.train.loop import PassOutput, evaluate, train_one_epoch
@@ -80,6 +81,8 @@ class FitContext:
     preprocess: dict[str, Any]
     normalization: dict[str, float]
     checkpoint_extra: dict[str, Any] = field(default_factory=dict)
+    #: The run both checkpoints belong to (``record.digests.checkpoint_owner``).
+    owner: dict[str, Any] = field(default_factory=dict)
     channels_last: bool = False
     # Called after every epoch with (epoch, history row); a returned text stops
     # training there and says why (an HPO pruner, a scheduler such as ASHA).
@@ -97,8 +100,8 @@ class FitContext:
         return getattr(self.model, "module", self.model)
 
 
-def save_last(ctx: FitContext, state: FitState) -> None:
-    save_atomic({
+def save_last(ctx: FitContext, state: FitState, run: RunContext) -> None:
+    save_recorded({
         "format_version": 1,
         "state_dict": ctx.module.state_dict(),
         "optimizer": ctx.optimizer.state_dict(),
@@ -109,7 +112,8 @@ def save_last(ctx: FitContext, state: FitState) -> None:
         "arch": ctx.arch,
         "seed": ctx.seed,
         "epochs": ctx.epochs,
-    }, RunFiles(ctx.run_dir).last_checkpoint)
+        **ctx.owner,
+    }, RunFiles(ctx.run_dir).last_checkpoint, run)
 
 
 def restore(ctx: FitContext, checkpoint: dict[str, Any]) -> FitState:
@@ -243,7 +247,7 @@ def fit(ctx: FitContext, state: FitState, *, run: RunContext,
     """
     log = run.log
     if ctx.is_primary and state.epoch == 0:
-        save_last(ctx, state)  # so an interrupt in epoch 1 still leaves a resumable file
+        save_last(ctx, state, run)  # so an interrupt in epoch 1 still leaves a resumable file
     elif ctx.is_primary and state.history:
         write_history(ctx.run_dir, state.history)  # a resumed run has its history at once
     stopped = _stopped_already(ctx, state)
@@ -277,11 +281,12 @@ def fit(ctx: FitContext, state: FitState, *, run: RunContext,
                 order = np.argsort(val.indices)
                 state.best_val_probs = val.probs[order].tolist()
                 if ctx.is_primary:
-                    save_atomic(best_payload(ctx.module, arch=ctx.arch, epoch=epoch,
-                                             metrics=metrics["image"], preprocess=ctx.preprocess,
-                                             normalization=ctx.normalization,
-                                             extra=ctx.checkpoint_extra),
-                                RunFiles(ctx.run_dir).best_model)
+                    save_recorded(best_payload(ctx.module, arch=ctx.arch, epoch=epoch,
+                                               metrics=metrics["image"],
+                                               preprocess=ctx.preprocess,
+                                               normalization=ctx.normalization,
+                                               extra={**ctx.checkpoint_extra, **ctx.owner}),
+                                  RunFiles(ctx.run_dir).best_model, run)
                 log(f"✓ New best model (kappa: {kappa:.3f})")
             else:
                 state.epochs_without_improvement += 1
@@ -293,7 +298,7 @@ def fit(ctx: FitContext, state: FitState, *, run: RunContext,
                 state.stopped_by = reason
             if ctx.is_primary:
                 write_history(ctx.run_dir, state.history)
-                save_last(ctx, state)
+                save_last(ctx, state, run)
             run.update(results={"epochs_completed": epoch, "best_epoch": state.best_epoch,
                                 "best_val_kappa": state.best_kappa})
             log(eta_line("epochs", epoch, ctx.epochs, time.perf_counter() - began,

@@ -10,9 +10,7 @@ same way.
 
 from __future__ import annotations
 
-import shutil
 import socket
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,10 +18,11 @@ import numpy as np
 from mammography.data.pipeline import PreparedData, recorded_changes
 from mammography.data.splits import read_splits_csv, relative_path
 from mammography.durations import now
-from mammography.engine.checkpoint import load_safely
 from mammography.engine.trained_run import TrainedRun
 from mammography.errors import DataError, InputError
 from mammography.record.contract import SPLITS_FILE
+from mammography.record.digests import adoption, write_bytes_recorded
+from mammography.record.protocol import RunContext
 from mammography.record.view import RunFiles, RunView
 from mammography.runs.discover import crash_reason, default_stale_after
 
@@ -50,14 +49,22 @@ def check_same_data(previous: TrainedRun, data: PreparedData) -> None:
                     "run's data, or start a new run.")
 
 
-def load_checkpoint(source: TrainedRun, run_dir: Path) -> dict[str, Any]:
-    """``source``'s last_checkpoint.pt; its best_model.pt is copied into ``run_dir``
-    first (the best epoch may predate the resume, and then no later epoch rewrites it)."""
-    checkpoint = load_safely(source.last_checkpoint, "checkpoint")
+def load_checkpoint(source: TrainedRun, run: RunContext) -> dict[str, Any]:
+    """``source``'s last_checkpoint.pt, verified (its recorded sha256, its run id); its
+    best_model.pt, verified too, is taken over into ``run`` first (the best epoch may
+    predate the resume, and then no later epoch rewrites it).
+
+    The copy keeps the id of the run that wrote it; ``run`` records that it adopted it
+    from ``source`` (``adopted_from``), which is what lets it call the file its own
+    (docs/artifacts.md, "Whose checkpoint")."""
+    checkpoint = source.load_checkpoint(run)
     best = source.best_model
     if best.is_file():
-        load_safely(best, "best model")  # refuse a bad file before copying it
-        shutil.copy2(best, RunFiles(run_dir).best_model)
+        # Verified, and a bad file refused, before it is copied.
+        data, payload = source.checkpoint_bytes(best, run, "best model")
+        if run.is_primary:
+            write_bytes_recorded(run, RunFiles(run.dir).best_model, data,
+                                 adoption(source.view, payload))
     return checkpoint
 
 

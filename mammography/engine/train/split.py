@@ -47,6 +47,7 @@ from mammography.models.factory import (
     weights_source,
 )
 from mammography.record.contract import fold_name
+from mammography.record.digests import checkpoint_owner
 from mammography.record.protocol import RunContext
 from mammography.record.view import RunFiles, RunView
 
@@ -129,7 +130,7 @@ def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx
     continuing from the last_checkpoint.pt of ``resumed_from`` when given."""
     from mammography.engine.train.report import finish_split
 
-    resume = load_checkpoint(resumed_from, run.dir) if resumed_from is not None else None
+    resume = load_checkpoint(resumed_from, run) if resumed_from is not None else None
     images = data.table.images
     assert_disjoint(images, train_idx, val_idx)  # SplitLeakError (exit 1): a bug, not input
     assignment = {int(i): "train" for i in train_idx} | {int(i): "val" for i in val_idx}
@@ -206,8 +207,9 @@ def train_split(cfg: TrainConfig, run: RunContext, data: PreparedData, train_idx
         early_stop_patience=cfg.early_stop_patience,
         preprocess=data.cache.settings.as_dict(),
         normalization={"mean": GRAY_MEAN, "std": GRAY_STD},
-        checkpoint_extra={"run_id": run.run_id, "config": to_dict(cfg),
+        checkpoint_extra={"config": to_dict(cfg),
                           "embeddings_run_dir": str(fusion.run_dir) if fusion else None},
+        owner=checkpoint_owner(run),
         channels_last=channels_last, epoch_callback=epoch_callback, dist=ddp)
     state = FitState()
     if resume is not None and resumed_from is not None:

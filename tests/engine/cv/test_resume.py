@@ -31,9 +31,11 @@ from mammography.errors import DataError, InputError
 from mammography.record.contract import CV_RECORD
 from mammography.record.document import now_iso
 from mammography.record.processes import pid_alive, threads_per_worker
+from mammography.record.reporter import CollectingReporter
 from mammography.record.view import RunView
 from mammography.runs.lineage import run_lineage
 from mammography.runs.listing import run_list
+from tests.engine.model_runs import write_model_run
 from tests.helpers import child_env, read_summary, run_cli
 
 # ------------------------------------------------------------------ fold plan (fast)
@@ -133,7 +135,11 @@ def test_eval_export_of_a_resumed_parent_finds_the_folds_it_reused(tmp_path):
     (second / "cv_summary.json").write_text("{}")
     for k in (2, 3):
         summary(second / f"fold_{k}" / "results", status="completed", fold=k)
-    sources = open_models([second])
+    model = write_model_run(tmp_path / "model") / "best_model.pt"
+    for fold in (first / "fold_1" / "results", second / "fold_2" / "results",
+                 second / "fold_3" / "results"):
+        shutil.copy2(model, fold / "best_model.pt")
+    sources = open_models([second], CollectingReporter())
     assert [s.run_dir for s in sources] == [first / "fold_1" / "results",
                                             second / "fold_2" / "results",
                                             second / "fold_3" / "results"]
@@ -142,7 +148,7 @@ def test_eval_export_of_a_resumed_parent_finds_the_folds_it_reused(tmp_path):
     # a reused fold that is gone: refused, not evaluated as a 2-fold CV
     shutil.rmtree(first / "fold_1")
     with pytest.raises(InputError, match="the runs of folds 1 are gone"):
-        open_models([second])
+        open_models([second], CollectingReporter())
 
 
 def test_a_fold_without_checkpoint_trains_again_and_splits_must_match(tmp_path):

@@ -7,11 +7,9 @@ from pathlib import Path
 import pytest
 
 from mammography.engine.data_shift import check_shift
-from mammography.engine.predict.members import (
-    members_from_runs,
-    read_card,
-    training_run_of,
-)
+from mammography.engine.predict.card import read_card
+from mammography.engine.predict.members import members_from_runs as _members_from_runs
+from mammography.engine.predict.members import training_run_of
 from mammography.engine.predict.recipe import header_frames
 from mammography.errors import InputError
 from mammography.record.reporter import CollectingReporter
@@ -21,6 +19,12 @@ FINGERPRINT = {"fingerprint_version": 1, "images": 10, "images_without_header": 
                "manufacturer": {"SYNTH-A": 10}, "image_kind": {"For Presentation": 10},
                "photometric": {"MONOCHROME2": 10}, "bits_stored": {"12": 10},
                "image_size": {"192x160": 10}}
+
+
+def members_from_runs(paths, out=None):
+    """Model runs written without digests (tests/engine/model_runs.py): each warns once
+    that its best_model.pt is unverified."""
+    return _members_from_runs(paths, out or CollectingReporter())
 
 
 def test_a_cv_parent_stands_for_all_its_folds(tmp_path):

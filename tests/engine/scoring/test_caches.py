@@ -59,7 +59,8 @@ def folder(synthetic_dataset, tmp_path):
 
 @pytest.fixture
 def member(tmp_path):
-    (member,) = members_from_runs([write_model_run(tmp_path / "run", img_size=48)])
+    (member,) = members_from_runs([write_model_run(tmp_path / "run", img_size=48)],
+                                  CollectingReporter())
     return member
 
 

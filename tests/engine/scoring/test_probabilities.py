@@ -12,13 +12,18 @@ from mammography.data.cache import ImageCache
 from mammography.data.unlabelled import load_unlabelled
 from mammography.engine.batches import prepare_batch
 from mammography.engine.checkpoint import model_from_best
-from mammography.engine.predict.members import members_from_runs
+from mammography.engine.predict.members import members_from_runs as _members_from_runs
 from mammography.engine.scoring.onnx import network_input, softmax
 from mammography.engine.scoring.probabilities import member_probabilities, score_members
 from mammography.record.reporter import CollectingReporter
 from tests.engine.model_runs import write_cv_parent
 
 CPU = torch.device("cpu")
+
+
+def members_from_runs(paths):
+    """Model runs written without digests: they load with an 'unverified' warning each."""
+    return _members_from_runs(paths, CollectingReporter())
 
 
 @pytest.fixture
@@ -155,7 +160,7 @@ def test_a_fusion_model_gets_each_images_embedding(scored, tmp_path):
     (member,) = members_from_runs([run])
     probs = member_probabilities(member, table, scored["cache"], batch_size=2, num_workers=0,
                                  device=CPU, amp=False, tta=False, out=scored["out"])
-    standardised = load_embedding_run(emb)
+    standardised = load_embedding_run(emb, CollectingReporter())
     order = [standardised.paths.index(str(r.path)) for r in table.images]
     model, _ = model_from_best(run / "best_model.pt")
     x = torch.stack([torch.from_numpy(scored["cache"].load(r.path).copy())[None]

@@ -32,6 +32,7 @@ from mammography.models.factory import create_model, parameter_groups
 from mammography.record.contract import BEST_MODEL_FILE as BEST_FILE
 from mammography.record.contract import HISTORY_CSV, HISTORY_JSON
 from mammography.record.contract import LAST_CHECKPOINT_FILE as LAST_FILE
+from tests.helpers import RecordingRun
 
 CPU = torch.device("cpu")
 FP32 = Precision(False, None, False)
@@ -55,11 +56,13 @@ def kappa_of(wrong: int) -> float:
     return cohen_kappa_score(VAL_LABELS, preds(wrong), weights="quadratic", labels=[0, 1, 2, 3])
 
 
-class FakeRun:
-    """What fit() uses of a Run: log, update, check_stop, graceful_stop."""
+class FakeRun(RecordingRun):
+    """What fit() uses of a Run: log, update, get (the checkpoints' record), check_stop,
+    graceful_stop."""
 
-    def __init__(self, stop_after: int | None = None, on_first_step=None,
+    def __init__(self, directory, stop_after: int | None = None, on_first_step=None,
                  on_update=None) -> None:
+        super().__init__(directory)  # the run directory: ctx.run_dir
         self.on_update = on_update  # called at each epoch's summary update (files written)
         self.lines: list[str] = []
         self.updates: list[dict] = []
@@ -73,7 +76,10 @@ class FakeRun:
     def log(self, message: str) -> None:
         self.lines.append(message)
 
-    def update(self, **fields) -> None:
+    def update(self, fragment=None, **fields) -> None:
+        super().update(fragment, **fields)
+        if "results" not in fields:
+            return  # a checkpoint's digest recorded, not the epoch's summary update
         self.updates.append(fields)
         if self.on_update is not None:
             self.on_update()
@@ -180,7 +186,7 @@ def test_history_rows_written_every_epoch(tmp_path):
         seen_on_disk.append(len(read_json(tmp_path / HISTORY_JSON)))
 
     ctx = context(ScriptedModel(script), tmp_path, epochs=4, lr=0.1, warmup=1)
-    run = FakeRun(on_update=epoch_recorded)
+    run = FakeRun(tmp_path, on_update=epoch_recorded)
     state = fit(ctx, FitState(), run=run, progress=False)
 
     assert seen_on_disk == [1, 2, 3, 4]
@@ -245,7 +251,7 @@ def test_best_model_is_the_epoch_with_the_highest_val_kappa(tmp_path):
 
     model = ScriptedModel(script)
     ctx = context(model, tmp_path, epochs=4, callback=callback)
-    state = fit(ctx, FitState(), run=FakeRun(), progress=False)
+    state = fit(ctx, FitState(), run=FakeRun(tmp_path), progress=False)
 
     assert state.best_epoch == 2 and state.best_kappa == pytest.approx(kappa_of(2))
     assert state.epochs_without_improvement == 2
@@ -274,8 +280,8 @@ def test_last_checkpoint_written_before_training_and_after_every_epoch(tmp_path)
 
     model = ScriptedModel([preds(4), preds(2), preds(0)])
     ctx = context(model, tmp_path, epochs=3)
-    fit(ctx, FitState(), run=FakeRun(on_first_step=before_first_batch, on_update=epoch_recorded),
-        progress=False)
+    fit(ctx, FitState(), run=FakeRun(tmp_path, on_first_step=before_first_batch,
+                                     on_update=epoch_recorded), progress=False)
 
     assert [c["fit_state"]["epoch"] for c in checkpoints] == [0, 1, 2, 3]
     assert [len(c["fit_state"]["history"]) for c in checkpoints] == [0, 1, 2, 3]
@@ -295,7 +301,7 @@ def test_last_checkpoint_written_before_training_and_after_every_epoch(tmp_path)
 def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
     # improves in epochs 1 and 2, then worse, then a tie: 2 epochs without improvement
     script = [preds(4), preds(2), preds(6), preds(2), preds(0), preds(0)]
-    run = FakeRun()
+    run = FakeRun(tmp_path)
     ctx = context(ScriptedModel(script), tmp_path, epochs=6, patience=2)
     state = fit(ctx, FitState(), run=run, progress=False)
     assert [row["epoch"] for row in state.history] == [1, 2, 3, 4]
@@ -315,10 +321,10 @@ def test_a_restored_state_that_had_stopped_trains_no_further(tmp_path, patience,
     script = [preds(4), preds(2), preds(6), preds(2), preds(0), preds(0)]
     callback = (lambda epoch, row: reason if epoch == 4 else None) if not patience else None
     fit(context(ScriptedModel(script), tmp_path, epochs=6, patience=patience,
-                callback=callback), FitState(), run=FakeRun(), progress=False)
+                callback=callback), FitState(), run=FakeRun(tmp_path), progress=False)
     restored = FitState(**load_safely(tmp_path / LAST_FILE)["fit_state"])
     assert restored.epoch == 4
-    run = FakeRun()
+    run = FakeRun(tmp_path)
     state = fit(context(ScriptedModel(script), tmp_path, epochs=6, patience=patience),
                 restored, run=run, progress=False)
     assert state.epoch == 4 and len(state.history) == 4 and run.steps == 0
@@ -329,7 +335,7 @@ def test_a_restored_state_that_had_stopped_trains_no_further(tmp_path, patience,
 def test_patience_zero_never_stops_early(tmp_path):
     script = [preds(0)] + [preds(6)] * 4
     state = fit(context(ScriptedModel(script), tmp_path, epochs=5, patience=0), FitState(),
-                run=FakeRun(), progress=False)
+                run=FakeRun(tmp_path), progress=False)
     assert state.epoch == 5 and state.epochs_without_improvement == 4 and state.best_epoch == 1
 
 
@@ -338,7 +344,7 @@ def test_epoch_callback_sees_the_epoch_that_stops_early(tmp_path):
     script = [preds(2), preds(4), preds(4), preds(0)]
     ctx = context(ScriptedModel(script), tmp_path, epochs=4, patience=2,
                   callback=lambda epoch, row: seen.append(epoch))
-    state = fit(ctx, FitState(), run=FakeRun(), progress=False)
+    state = fit(ctx, FitState(), run=FakeRun(tmp_path), progress=False)
     assert state.epoch == 3
     assert seen == [1, 2, 3]
 
@@ -350,7 +356,7 @@ def test_epoch_callback_reason_stops_training(tmp_path):
         seen.append((epoch, row["val_kappa"]))
         return "pruned by the test" if epoch == 2 else None
 
-    run = FakeRun()
+    run = FakeRun(tmp_path)
     script = [preds(6), preds(4), preds(2), preds(0), preds(0)]
     state = fit(context(ScriptedModel(script), tmp_path, epochs=5, callback=callback),
                 FitState(), run=run, progress=False)
@@ -367,13 +373,13 @@ def test_a_callback_returning_none_or_empty_does_not_stop(tmp_path):
     answers = iter([None, "", None])
     state = fit(context(ScriptedModel([preds(0)] * 3), tmp_path, epochs=3,
                         callback=lambda epoch, row: next(answers)),
-                FitState(), run=FakeRun(), progress=False)
+                FitState(), run=FakeRun(tmp_path), progress=False)
     assert state.epoch == 3 and state.stopped_by is None
 
 
 def test_interrupt_propagates_and_leaves_the_last_complete_epoch(tmp_path):
     # 8 train rows / 4 = 2 batches, 8 val rows / 3 = 3 batches: 5 steps per epoch
-    run = FakeRun(stop_after=7)  # epoch 2, second train batch
+    run = FakeRun(tmp_path, stop_after=7)  # epoch 2, second train batch
     ctx = context(ScriptedModel([preds(4)] * 3), tmp_path, epochs=3)
     with pytest.raises(RunInterrupted):
         fit(ctx, FitState(), run=run, progress=False)
@@ -403,7 +409,7 @@ def straight_run(tmp_path_factory):
     """The uninterrupted reference fit (shared by the resume cases)."""
     run_dir = tmp_path_factory.mktemp("straight")
     ctx = real_context(run_dir, init_seed=0)
-    state = fit(ctx, FitState(), run=FakeRun(), progress=False)
+    state = fit(ctx, FitState(), run=FakeRun(run_dir), progress=False)
     return run_dir, ctx, state
 
 
@@ -416,7 +422,7 @@ def test_interrupt_restore_continue_equals_an_uninterrupted_fit(tmp_path, straig
     resumed_dir.mkdir()
     first = real_context(split_dir, init_seed=0)
     with pytest.raises(RunInterrupted):
-        fit(first, FitState(), run=FakeRun(stop_after=stop_after), progress=False)
+        fit(first, FitState(), run=FakeRun(split_dir, stop_after=stop_after), progress=False)
     done = (stop_after - 1) // 6  # epochs completed before the interrupt
 
     # a fresh process and run directory (as --resume makes): other initial weights,
@@ -425,7 +431,8 @@ def test_interrupt_restore_continue_equals_an_uninterrupted_fit(tmp_path, straig
     state = restore(second, load_safely(split_dir / LAST_FILE))
     assert state.epoch == done and len(state.history) == done
     on_disk = []
-    run = FakeRun(on_first_step=lambda: on_disk.append(read_json(resumed_dir / HISTORY_JSON)))
+    run = FakeRun(resumed_dir,
+                  on_first_step=lambda: on_disk.append(read_json(resumed_dir / HISTORY_JSON)))
     resumed = fit(second, state, run=run, progress=False)
 
     assert comparable(on_disk[0]) == comparable(straight.history[:done])  # there at once
@@ -448,7 +455,7 @@ def test_restore_brings_back_optimizer_and_schedule_state(tmp_path):
     # plateau: no improvement after epoch 1, so the factor has decayed by the end
     ctx = context(ScriptedModel([preds(0)] + [preds(4)] * 3), tmp_path, epochs=4,
                   optimizer="adamw", scheduler="plateau", warmup=0)
-    fit(ctx, FitState(), run=FakeRun(), progress=False)
+    fit(ctx, FitState(), run=FakeRun(tmp_path), progress=False)
     assert ctx.schedule.plateau_factor == pytest.approx(0.1)
 
     fresh = context(ScriptedModel([preds(0)] * 4), tmp_path, epochs=4, optimizer="adamw",
@@ -480,7 +487,7 @@ def test_augmentation_is_seeded_from_seed_and_epoch(tmp_path, monkeypatch):
         seeds.clear()
         ctx = context(ScriptedModel([preds(0)] * 3), tmp_path, epochs=3, seed=seed,
                       augment=augment)
-        fit(ctx, FitState(), run=FakeRun(), progress=False)
+        fit(ctx, FitState(), run=FakeRun(tmp_path), progress=False)
         runs.append(list(seeds))
     assert len(set(runs[0])) == 3  # one per epoch
     assert runs[0] == runs[1] and not set(runs[0]) & set(runs[2])
@@ -489,7 +496,7 @@ def test_augmentation_is_seeded_from_seed_and_epoch(tmp_path, monkeypatch):
 
 def test_restore_refuses_another_arch_or_a_misfit_state_dict(tmp_path):
     ctx = context(ScriptedModel([preds(0)]), tmp_path, epochs=1)
-    save_last(ctx, FitState(epoch=1, best_kappa=0.5))
+    save_last(ctx, FitState(epoch=1, best_kappa=0.5), FakeRun(tmp_path))
     checkpoint = load_safely(tmp_path / LAST_FILE)
     assert restore(ctx, checkpoint) == FitState(epoch=1, best_kappa=0.5)
 
