@@ -23,6 +23,11 @@ CV_RESUME_MAY_CHANGE = frozenset({"resume", "based_on", "csv", "dicom_root", "ca
                                   "cv_folds"})
 
 
+def _count(value: Any) -> int | None:
+    """A recorded whole number (a bool is none)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def resume_target(resumed: RunView | None) -> tuple[str, int | None]:
     """What ``--resume`` continues, from the view of the run it names.
 
@@ -192,12 +197,14 @@ class TrainConfig(BackboneWeightsOptions, LoaderOptions, ImageConfig):
                              f"(no {SUMMARY_FILE})")
         if self.embeddings_dir is not None and not self.embeddings_dir.is_dir():
             found.append(f"--embeddings-dir {self.embeddings_dir} does not exist")
+        return found
+
+    def costly_problems(self) -> list[str]:
+        """``--arch``: asking timm imports torch (seconds), so it is checked last."""
         from mammography.models.arch import unknown_arch
 
-        arch_problem = unknown_arch(self.arch)
-        if arch_problem:
-            found.append(arch_problem)
-        return found
+        problem = unknown_arch(self.arch)
+        return [problem] if problem else []
 
     def parsed_class_weights(self) -> str | list[float]:
         """``"auto"``, ``"none"`` or four positive floats."""

@@ -96,7 +96,10 @@ def build_csv_cases(dataset: Path, work: Path) -> dict[str, Case]:
     add("oversized_field", header + "\n" + rows[0][0] + ',"' + "x" * 200_000 + '",P\n',
         Case(2, ["labels.csv line", "is not valid CSV", "field larger than field limit"]))
     add("missing_columns", text.replace("Classification", "Density"),
-        Case(2, ["neither AccessionNumber,Classification", "--path-column"]))
+        Case(2, ["have AccessionNumber but no Classification column",
+                 "Rename its density column to Classification"]))
+    add("no_layout", text.replace("AccessionNumber", "Exam").replace("Classification", "D"),
+        Case(2, ["neither AccessionNumber,Classification", "--path-column NAME"]))
     bad = [list(r) for r in rows]
     for row, label in zip(bad, ["X", "7", "-1", "2.5", "", "0"], strict=False):
         row[1] = label
