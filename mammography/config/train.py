@@ -143,7 +143,43 @@ class TrainConfig(BackboneWeightsOptions, LoaderOptions, ImageConfig):
                          "(leave it out, or start a new run)")
         if kind == "cv" and resumed is not None:
             found += self._changed_cv_settings(resumed.hyperparameters)
+        if resumed is not None and resumed.status == "completed":
+            found += self._finished_problems(resumed, kind)
         return found
+
+    def _finished_problems(self, resumed: RunView, kind: str) -> list[str]:
+        """A completed run continues only where it has epochs left to train: a larger
+        ``--epochs`` (and, after early stopping, a patience that lets it go on).
+        Otherwise the resumed run would be a "completed" run that trained nothing."""
+        where = f"--resume {self.resume}"
+        if kind == "cv":
+            return [f"{where}: that cross-validation completed (all {resumed.num_folds} folds "
+                    "finished), so there is nothing to continue, and its settings cannot "
+                    "change (--epochs included). Start a new run to train longer, or evaluate "
+                    f"it: mammography eval-export --run {self.resume}"]
+        results = resumed.section("results")
+        done = _count(results.get("epochs_completed"))
+        if done is None:
+            done = _count(resumed.hyperparameters.get("epochs"))
+        if done is None:
+            return []
+        if results.get("stopped_by"):
+            return [f"{where}: that run was stopped after epoch {done} "
+                    f"({results['stopped_by']}) and trains no further; start a new run"]
+        if self.epochs <= done:
+            return [f"{where}: that run completed {done} epochs, so resuming it with --epochs "
+                    f"{self.epochs} would train nothing. Give a larger --epochs to train it "
+                    f"longer (e.g. --epochs {2 * done}), or evaluate it as it is: "
+                    f"mammography eval-export --run {self.resume}"]
+        best = _count(results.get("best_epoch"))
+        patience = self.early_stop_patience
+        if best is not None and patience and done - best >= patience:
+            # fit() would find its patience used up and stop before the first new epoch.
+            return [f"{where}: that run's validation kappa has not improved since epoch "
+                    f"{best} of {done}, so with --early-stop-patience {patience} it would "
+                    "stop again at once. Give a larger --early-stop-patience (0 = never) as "
+                    "well as a larger --epochs"]
+        return []
 
     def _changed_cv_settings(self, recorded: Mapping[str, Any]) -> list[str]:
         """A continued cross-validation keeps the settings its finished folds were
