@@ -115,10 +115,11 @@ class TrainConfig(BackboneWeightsOptions, LoaderOptions, ImageConfig):
     embeddings_dir: Path | None = setting(
         None, "Fuse precomputed embeddings: a results_N of `mammography embed`, or a folder of "
         "them (the latest completed one is used).", metavar="DIR", group="model")
-    resume: Path | None = setting(None, "Continue an interrupted or finished run from its "
-                                  "last_checkpoint.pt, in a new run directory: a single run, "
-                                  "a CV fold (its fold_k/results) or a whole cross-validation "
-                                  "(finished folds reused, the interrupted one continued).",
+    resume: Path | None = setting(None, "Continue a stopped run from its last_checkpoint.pt, "
+                                  "in a new run directory: a single run, a CV fold (its "
+                                  "fold_k/results) or a whole cross-validation (finished folds "
+                                  "reused, the interrupted one continued). A finished run "
+                                  "continues only with a larger --epochs.",
                                   metavar="RUN_DIR", group="output")
     based_on: Path | None = setting(None, "Record that this run derives from RUN_DIR "
                                     "(lineage).", metavar="RUN_DIR", record=False,
