@@ -12,24 +12,49 @@ import pytest
 
 from tests.helpers import child_env
 
-# Runs the CLI in this child process, then says whether torch was imported and the exit code.
+# Runs the CLI once per case in this one child process (each case's stderr kept apart),
+# then says, per case, its exit code and message, and whether torch or timm was imported.
 PROBE = """
-import json, runpy, sys
-sys.argv = ["mammography", *sys.argv[1:]]
-try:
-    runpy.run_module("mammography", run_name="__main__")
-    code = 0
-except SystemExit as exc:
-    code = exc.code
-print(json.dumps({"torch": "torch" in sys.modules, "timm": "timm" in sys.modules,
-                  "code": code}))
+import contextlib, io, json, runpy, sys
+results = []
+for args in json.loads(sys.argv[1]):
+    sys.argv = ["mammography", *args]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            runpy.run_module("mammography", run_name="__main__")
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+    results.append({"code": code, "stderr": err.getvalue(),
+                    "torch": "torch" in sys.modules, "timm": "timm" in sys.modules})
+print(json.dumps(results))
 """
 
+CASES = [
+    (["train-density", "--csv", "missing.csv"], "--csv missing.csv does not exist"),
+    (["train-density", "--csv", "missing.csv", "--arch", "no_such_model"],
+     "--csv missing.csv does not exist"),
+    (["train-density", "--csv", "columns.csv"],
+     "have AccessionNumber but no Classification column"),
+    (["train-density", "--csv", "elsewhere/labels.csv"],
+     "DICOM root elsewhere/archive (the default: archive/ next to labels.csv) does not exist"),
+    (["train-density", "--csv", "paths.csv"], "no label column 'label'"),
+    (["tune", "--csv", "missing.csv"], "--csv missing.csv does not exist"),
+    (["embed", "--csv", "columns.csv"], "have AccessionNumber but no Classification column"),
+    (["eval-export", "--run", "outputs/density/results_1"],
+     "--run outputs/density/results_1 is not a run directory"),
+    (["train-density", "--resume", "outputs/density/results_1"],
+     "--resume outputs/density/results_1 is not a run directory"),
+    (["data", "cache", "--csv", "missing.csv"], "--csv missing.csv does not exist"),
+]
 
-def refuse(cwd: Path, *args: str) -> tuple[dict, str]:
-    proc = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120, env=child_env())
-    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+def refuse(cwd: Path, cases: list[list[str]]) -> list[dict]:
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cases)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, env=child_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture
@@ -42,32 +67,22 @@ def folder(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train-density", "--csv", "missing.csv"], "--csv missing.csv does not exist"),
-    (["train-density", "--csv", "missing.csv", "--arch", "no_such_model"],
-     "--csv missing.csv does not exist"),
-    (["train-density", "--csv", "columns.csv"],
-     "have AccessionNumber but no Classification column"),
-    (["train-density", "--csv", "elsewhere/labels.csv"],
-     "DICOM root elsewhere/archive (the default: archive/ next to labels.csv) does not exist"),
-    (["train-density", "--csv", "paths.csv"], "no label column 'label'"),
-    (["tune", "--csv", "missing.csv"], "--csv missing.csv does not exist"),
-    (["embed", "--csv", "columns.csv"], "have AccessionNumber but no Classification column"),
-    (["train-density", "--resume", "outputs/density/results_1"],
-     "--resume outputs/density/results_1 is not a run directory"),
-    (["data", "cache", "--csv", "missing.csv"], "--csv missing.csv does not exist"),
-])
-def test_a_refusal_imports_no_torch_and_makes_no_run_directory(folder, args, message):
-    result, stderr = refuse(folder, *args)
-    assert result == {"torch": False, "timm": False, "code": 2}, stderr
-    assert message in " ".join(stderr.split())
-    assert "Traceback" not in stderr
+def test_a_refusal_imports_no_torch_and_makes_no_run_directory(folder):
+    results = refuse(folder, [args for args, _ in CASES])
+    for (args, message), result in zip(CASES, results, strict=True):
+        where = " ".join(args)
+        assert result["code"] == 2, (where, result["stderr"])
+        assert message in " ".join(result["stderr"].split()), (where, result["stderr"])
+        assert "Traceback" not in result["stderr"], where
+    assert not results[-1]["torch"] and not results[-1]["timm"]  # after every case
     assert not (folder / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_the_arch_is_checked_last_once_everything_else_is_right(folder, synthetic_dataset):
-    result, stderr = refuse(folder, "train-density", "--csv",
-                            synthetic_dataset / "classificacao.csv", "--arch", "efficientnetb0")
-    assert result == {"torch": True, "timm": True, "code": 2}, stderr
-    assert "is not a timm model; similar: efficientnet_b0" in stderr
+    (result,) = refuse(folder, [["train-density", "--csv",
+                                 str(synthetic_dataset / "classificacao.csv"),
+                                 "--arch", "efficientnetb0"]])
+    assert (result["code"], result["torch"], result["timm"]) == (2, True, True)
+    assert "is not a timm model; similar: efficientnet_b0" in result["stderr"]
     assert not (folder / "outputs").exists()

@@ -105,8 +105,9 @@ def test_a_command_has_exactly_its_groups_with_their_help_and_default(name):
 def test_a_shared_option_reads_the_same_in_every_command():
     """Across the commands that read images, one flag has one help text: only the
     options whose meaning is the command's own differ (what it writes, its model,
-    a training batch against an inference batch)."""
-    own_meaning = {"--outdir", "--seed", "--arch", "--run", "--batch-size"}
+    a training batch against an inference batch, what --resume continues: a training
+    run or a search)."""
+    own_meaning = {"--outdir", "--seed", "--arch", "--run", "--batch-size", "--resume"}
     texts: dict[str, set[str]] = {}
     for name in CONFIGS:
         for flag, option in _options(COMMANDS[name]).items():
