@@ -2,8 +2,8 @@
 # Seeds 42-44 plus a 3-fold cross-validation, run in parallel into one outdir.
 #
 #   scripts/sweep.sh                                  # the synthetic demo data
-#   CSV=classificacao.csv DICOM_ROOT=archive IMG_SIZE=512 OUTDIR=outputs/sweep \
-#       scripts/sweep.sh --arch efficientnet_b0 --epochs 20
+#   CSV=data/site_b/classificacao.csv DICOM_ROOT=data/site_b/archive IMG_SIZE=256 \
+#       OUTDIR=outputs/sweep_b scripts/sweep.sh --arch efficientnet_b0 --epochs 20
 #
 # Extra arguments go to every train-density call. Each job gets its own
 # results_N (allocated atomically), so nothing collides; the cache is built
@@ -15,7 +15,20 @@ DICOM_ROOT=${DICOM_ROOT:-data/synthetic/archive}
 OUTDIR=${OUTDIR:-outputs/sweep}
 IMG_SIZE=${IMG_SIZE:-128}
 CONFIG=${CONFIG:-configs/demo.yaml}
-MAMMOGRAPHY=${MAMMOGRAPHY:-mammography}
+# The CLI: $MAMMOGRAPHY, else `mammography` on PATH (an activated .venv), else this
+# checkout's .venv/bin/mammography (made by `make install`).
+if [[ -z "${MAMMOGRAPHY:-}" ]]; then
+    repo=$(cd "$(dirname "$0")/.." && pwd)
+    if command -v mammography > /dev/null; then
+        MAMMOGRAPHY=mammography
+    elif [[ -x "$repo/.venv/bin/mammography" ]]; then
+        MAMMOGRAPHY="$repo/.venv/bin/mammography"
+    else
+        echo "scripts/sweep.sh: no mammography command. Run 'make install' (and" \
+             "'source .venv/bin/activate'), or set MAMMOGRAPHY=/path/to/mammography." >&2
+        exit 2
+    fi
+fi
 JOB_THREADS=${JOB_THREADS:-1}  # torch threads per job: parallel jobs share the cores
 
 common=(--config "$CONFIG" --csv "$CSV" --dicom-root "$DICOM_ROOT" --outdir "$OUTDIR"

@@ -3,7 +3,12 @@
 Result-producing commands (their config class names an ``EXPERIMENT_TYPE``)
 run inside the run lifecycle, which allocates ``results_N`` and records
 everything; the others (``synth``, ``data check``) are called directly.
-Errors in the settings are reported here, before any run directory exists.
+
+Everything that can be refused before work starts is refused here, before any
+run directory exists and cheapest first, so a typo costs milliseconds: the
+settings (``problems()``: values, paths, run directories), then the image table
+as a whole (data/table/preflight.py: readable, a known layout, its DICOM root),
+then the checks that import torch (``costly_problems()``: ``--arch``).
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mammography.config.core import run_settings
+from mammography.config.core import run_settings, validate_costly
+from mammography.config.data import ImageSourceOptions, LabelOptions
 from mammography.config.resolve import resolve_config
-from mammography.errors import EXIT_OK, InputError
+from mammography.errors import EXIT_OK, DataError, InputError
 from mammography.record.processes import calm_thread_waits
 from mammography.record.secrets import mask_secrets
 
@@ -31,9 +37,12 @@ def execute(config_cls: type, target: str, command: str, config_file: Path | Non
     given on the command line) goes to the run's record, not to the config."""
     calm_thread_waits()  # before the command's body imports torch
     try:
-        config = resolve_config(config_cls, config_file, explicit)
-        body = import_target(target)
+        config = resolve_config(config_cls, config_file, explicit, costly=False)
         experiment_type = getattr(config_cls, "EXPERIMENT_TYPE", None)
+        if experiment_type is not None:
+            refuse_unusable_table(config)
+        validate_costly(config)
+        body = import_target(target)
         if experiment_type is None:
             return body(config) or EXIT_OK
         from mammography.record import Run
@@ -50,6 +59,21 @@ def execute(config_cls: type, target: str, command: str, config_file: Path | Non
         # Detected before any work started (settings, outdir): message only.
         print(f"Error: {mask_secrets(exc.render())}", file=sys.stderr, flush=True)
         return exc.exit_code
+
+
+def refuse_unusable_table(config: Any) -> None:
+    """A run's image table, checked as a whole before its run directory is made."""
+    if not isinstance(config, ImageSourceOptions) or config.csv is None:
+        return
+    from mammography.data.table.formats import LabelRules
+    from mammography.data.table.preflight import table_problems
+
+    labels = (LabelRules(config.label_column, config.include_class_5)
+              if isinstance(config, LabelOptions) else None)
+    problems = table_problems(config.csv, config.dicom_root, labels=labels,
+                              path_column=config.path_column)
+    if problems:
+        raise DataError("The image table cannot be used:", problems)
 
 
 def _under_torchrun() -> bool:

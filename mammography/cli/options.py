@@ -13,12 +13,14 @@ import dataclasses
 import enum
 import inspect
 import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import typer
 
-from mammography.config.core import GROUP_TITLES, field_types, unwrap_optional
+from mammography.cli.help import HelpCommand, epilog, escape
+from mammography.config.core import GROUP_TITLES, GROUPS, field_types, unwrap_optional
 
 CONFIG_OPTION_HELP = "YAML file of settings; options given on the command line override it."
 # Commands whose config sets ``INTEGRATION_OPTIONS`` take these: an external HPO
@@ -47,14 +49,18 @@ def _argument_for(f: dataclasses.Field, inner: Any) -> tuple[Any, Any]:
         annotation = list[item]  # type: ignore[valid-type]
     if not required:
         annotation = Optional[annotation]  # noqa: UP045 - typer needs the typing form
-    kwargs: dict[str, Any] = {"help": meta.get("help") or None,
+    kwargs: dict[str, Any] = {"help": escape(meta.get("help") or "") or None,
                               "metavar": meta.get("metavar") or f.name.upper(),
                               "show_default": False}
     return annotation, typer.Argument(... if required else None, **kwargs)
 
 
-def _option_for(f: dataclasses.Field, tp: Any) -> tuple[Any, Any]:
-    """(annotation, typer.Option or typer.Argument) for one dataclass field."""
+def _option_for(f: dataclasses.Field, tp: Any, *, negatable: bool = True) -> tuple[Any, Any]:
+    """(annotation, typer.Option or typer.Argument) for one dataclass field.
+
+    ``negatable=False`` (a command without ``--config``): a switch that is off by
+    default is just ``--yes``, not ``--yes/--no-yes`` -- there is no file whose
+    setting ``--no-...`` would override."""
     inner, optional = unwrap_optional(tp)
     meta = f.metadata
     if meta.get("positional"):
@@ -65,20 +71,21 @@ def _option_for(f: dataclasses.Field, tp: Any) -> tuple[Any, Any]:
     decls = [flag]
     if meta.get("short"):
         decls.append(meta["short"])
-    kwargs: dict[str, Any] = {"help": meta.get("help") or None}
+    kwargs: dict[str, Any] = {"help": escape(meta.get("help") or "") or None}
     if meta.get("group"):
         # The heading it is listed under once the help is rendered with rich panels.
         kwargs["rich_help_panel"] = GROUP_TITLES[meta["group"]]
-    if meta.get("metavar"):
-        kwargs["metavar"] = meta["metavar"]
     annotation: Any = inner
     origin = get_origin(inner)
+    kwargs["metavar"] = meta.get("metavar") or _metavar(inner)
     if origin in (Union, types.UnionType):
         # A union such as ``int | str`` is typed text here; coerce() converts it.
         annotation = str
         default = None if default is None else str(default)
-    elif inner is bool:
+    elif inner is bool and (negatable or default):
         decls = [f"{flag}/--no-{flag[2:]}"]
+    elif inner is bool:
+        kwargs["show_default"] = False  # off unless given: the flag's help says what it does
     elif origin is Literal:
         # Typer renders an Enum as a choice list; values are turned back into
         # plain strings before the config is built (see _plain).
@@ -94,6 +101,26 @@ def _option_for(f: dataclasses.Field, tp: Any) -> tuple[Any, Any]:
     return annotation, typer.Option(default, *decls, **kwargs)
 
 
+#: What to type after an option, by its type, where the field names nothing better
+#: (click's words; instead of Python's ``<int>``, ``<str>``).
+_METAVARS = {int: "INTEGER", float: "NUMBER", str: "TEXT", Path: "PATH"}
+
+
+def _metavar(inner: Any) -> str | None:
+    """``a|b|c`` for a choice, a word for a plain type, None for a flag or a list."""
+    if get_origin(inner) is Literal:
+        return "|".join(str(c) for c in get_args(inner))
+    if get_origin(inner) in (Union, types.UnionType):
+        return "TEXT"
+    return _METAVARS.get(inner)
+
+
+def _group_rank(f: dataclasses.Field) -> int:
+    """Ungrouped options first (the "Options" panel: --config, --help), then by group."""
+    group = f.metadata.get("group")
+    return GROUPS.index(group) + 1 if group in GROUPS else 0
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
@@ -103,11 +130,13 @@ def _plain(value: Any) -> Any:
 
 
 def add_config_command(app: typer.Typer, name: str, config_cls: type, target: str,
-                       help: str, *, config_file_option: bool = True) -> None:
+                       help: str, *, config_file_option: bool = True,
+                       examples: Sequence[str] = ()) -> None:
     """Register ``name`` on ``app``: options from ``config_cls``, runs ``target``.
 
     ``target`` is ``"package.module:function"``; the function takes the
-    resolved config and returns an exit code (or None for 0).
+    resolved config and returns an exit code (or None for 0). ``examples``: command
+    lines shown under the options (README examples: cli/help.py).
     """
     hints = field_types(config_cls)
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY,
@@ -117,10 +146,12 @@ def add_config_command(app: typer.Typer, name: str, config_cls: type, target: st
             "config_file", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045
             default=typer.Option(None, "--config", help=CONFIG_OPTION_HELP, metavar="FILE.yaml",
                                  dir_okay=False)))
-    for f in dataclasses.fields(config_cls):
+    # Options in the order of their groups (Data, Model, Training, Output, Integration):
+    # the help shows one panel per group, in the order the panels first appear.
+    for f in sorted(dataclasses.fields(config_cls), key=_group_rank):
         if not f.metadata.get("cli", True):
             continue
-        annotation, option = _option_for(f, hints[f.name])
+        annotation, option = _option_for(f, hints[f.name], negatable=config_file_option)
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
                                         annotation=annotation, default=option))
     integration_keys = list(INTEGRATION_OPTIONS) if getattr(
@@ -130,7 +161,7 @@ def add_config_command(app: typer.Typer, name: str, config_cls: type, target: st
         params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY,
                                         annotation=Optional[str],  # noqa: UP045
                                         default=typer.Option(
-                                            None, flag, help=text,
+                                            None, flag, help=escape(text), metavar="TEXT",
                                             rich_help_panel=GROUP_TITLES["integration"])))
 
     def command(ctx: typer.Context, config_file: Path | None = None, **values: Any) -> None:
@@ -151,4 +182,4 @@ def add_config_command(app: typer.Typer, name: str, config_cls: type, target: st
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__name__ = name.replace("-", "_")
     command.__doc__ = help
-    app.command(name, help=help)(command)
+    app.command(name, help=escape(help), epilog=epilog(examples), cls=HelpCommand)(command)

@@ -6,7 +6,12 @@ YAML file given with ``--config`` fills in values, and options given on the
 command line override the file. The resolved dataclass is what a run records.
 
 Validation collects *every* problem before reporting, so a user fixes a
-config in one round trip instead of one error per attempt.
+config in one round trip instead of one error per attempt. It has two steps:
+``problems()`` checks what the standard library can (values, paths, run
+directories) and answers in milliseconds; ``costly_problems()`` checks what
+needs a heavy library (``--arch`` needs timm, which imports torch: seconds),
+and runs only once the cheap checks pass, so a typo'd path is refused before
+torch is loaded.
 """
 
 from __future__ import annotations
@@ -186,8 +191,11 @@ def load_yaml_config(path: Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def build_config(cls: type[C], values: dict[str, Any], source: str = "settings") -> C:
-    """Instantiate ``cls`` from ``values`` (unknown keys, bad types → one ConfigError)."""
+def build_config(cls: type[C], values: dict[str, Any], source: str = "settings", *,
+                 costly: bool = True) -> C:
+    """Instantiate ``cls`` from ``values`` (unknown keys, bad types → one ConfigError);
+    ``costly=False`` leaves the checks that load heavy libraries to the caller
+    (``validate_costly``)."""
     known = {f.name: f for f in dataclasses.fields(cls)}
     hints = field_types(cls)
     problems: list[str] = []
@@ -205,13 +213,25 @@ def build_config(cls: type[C], values: dict[str, Any], source: str = "settings")
     if problems:
         raise ConfigError(f"Invalid {source}:", problems)
     config = cls(**kwargs)
-    validate(config)
+    validate(config, costly=costly)
     return config
 
 
-def validate(config: Any) -> None:
-    """Run the dataclass's ``problems()`` hook; raise one ConfigError listing them all."""
+def validate(config: Any, *, costly: bool = True) -> None:
+    """Run the dataclass's ``problems()`` hook, then (``costly``, and only when it found
+    nothing) its ``costly_problems()``; raise one ConfigError listing them all."""
     hook = getattr(config, "problems", None)
+    problems = list(hook()) if hook else []
+    if problems:
+        raise ConfigError("Invalid settings:", problems)
+    if costly:
+        validate_costly(config)
+
+
+def validate_costly(config: Any) -> None:
+    """The checks that import a heavy library (``costly_problems()``: ``--arch`` needs
+    timm, and with it torch), once everything cheap is known to be right."""
+    hook = getattr(config, "costly_problems", None)
     problems = list(hook()) if hook else []
     if problems:
         raise ConfigError("Invalid settings:", problems)

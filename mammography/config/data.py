@@ -179,10 +179,10 @@ class PreprocessOptions(OptionGroup):
         "reason recorded), or take their first or middle frame deliberately.", group="data")
     j2k_reduce: bool = setting(True, "Work on the coarsest wavelet level that still covers "
                                "twice --img-size, for every encoding alike (JPEG 2000 decoded "
-                               "at that level, about 5x less CPU for full-field images; other "
-                               "encodings reduced to it, so the input does not depend on the "
-                               "encoding); --no-j2k-reduce works at full resolution.",
-                               group="data")
+                               "at that level: about 4.5x less CPU for full-field images, "
+                               "benchmarks/bench_j2k.py; other encodings reduced to it, so the "
+                               "input does not depend on the encoding); --no-j2k-reduce works "
+                               "at full resolution.", group="data")
 
     def __post_init__(self) -> None:
         super().__post_init__()

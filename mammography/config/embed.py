@@ -29,12 +29,14 @@ class EmbedConfig(BackboneWeightsOptions, InferenceOptions, ImageConfig):
             self.outdir = Path(f"outputs/embeddings_{self.arch}")
 
     def problems(self) -> list[str]:
-        from mammography.models.arch import unknown_arch
-
         found = self.group_problems()
         if self.probe_folds == 1 or self.probe_folds < 0:
             found.append(f"--probe-folds must be 0 (skip) or at least 2, got {self.probe_folds}")
-        problem = unknown_arch(self.arch)
-        if problem:
-            found.append(problem)
         return found
+
+    def costly_problems(self) -> list[str]:
+        """``--arch``: asking timm imports torch (seconds), so it is checked last."""
+        from mammography.models.arch import unknown_arch
+
+        problem = unknown_arch(self.arch)
+        return [problem] if problem else []

@@ -37,7 +37,10 @@ class EvalConfig(InferenceOptions, CacheOptions, LabelledSource):
     seed: int = setting(42, "Seed of the bootstrap.", group="output")
     calibrate: bool = setting(False, "Temperature-scale each model's probabilities, the "
                               "temperature fitted on its training run's validation "
-                              "predictions (recorded); accuracy and kappa do not change.",
+                              "predictions (recorded). Probabilities and ECE change; an "
+                              "image's most probable class does not, so image-level accuracy "
+                              "and kappa stay, but breast and exam calls (from mean "
+                              "probabilities) and their accuracy and kappa can change.",
                               group="model")
     subgroup: list[str] = setting(help="A CSV column to break the metrics down by (site, "
                                   "device, age band ...), beside manufacturer, view and "

@@ -18,8 +18,10 @@ C = TypeVar("C")
 
 
 def resolve_config(config_cls: type[C], config_file: Path | None,
-                   explicit: dict[str, Any]) -> C:
-    """The validated config (ConfigError listing every problem)."""
+                   explicit: dict[str, Any], *, costly: bool = True) -> C:
+    """The validated config (ConfigError listing every problem); ``costly=False``
+    skips the checks that import heavy libraries (the CLI runs them last, after the
+    image table's own check: ``core.validate_costly``)."""
     values: dict[str, Any] = {}
     source = "command-line options"
     if config_file is not None:
@@ -33,7 +35,7 @@ def resolve_config(config_cls: type[C], config_file: Path | None,
         if previous.is_file():
             values = {**load_yaml_config(previous), **values}
             source = f"{previous} and {source}"
-    return build_config(config_cls, values, source=source)
+    return build_config(config_cls, values, source=source, costly=costly)
 
 
 def run_config(config_cls: type[C], run_dir: Path) -> C:

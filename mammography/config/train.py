@@ -23,6 +23,11 @@ CV_RESUME_MAY_CHANGE = frozenset({"resume", "based_on", "csv", "dicom_root", "ca
                                   "cv_folds"})
 
 
+def _count(value: Any) -> int | None:
+    """A recorded whole number (a bool is none)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def resume_target(resumed: RunView | None) -> tuple[str, int | None]:
     """What ``--resume`` continues, from the view of the run it names.
 
@@ -110,10 +115,11 @@ class TrainConfig(BackboneWeightsOptions, LoaderOptions, ImageConfig):
     embeddings_dir: Path | None = setting(
         None, "Fuse precomputed embeddings: a results_N of `mammography embed`, or a folder of "
         "them (the latest completed one is used).", metavar="DIR", group="model")
-    resume: Path | None = setting(None, "Continue an interrupted or finished run from its "
-                                  "last_checkpoint.pt, in a new run directory: a single run, "
-                                  "a CV fold (its fold_k/results) or a whole cross-validation "
-                                  "(finished folds reused, the interrupted one continued).",
+    resume: Path | None = setting(None, "Continue a stopped run from its last_checkpoint.pt, "
+                                  "in a new run directory: a single run, a CV fold (its "
+                                  "fold_k/results) or a whole cross-validation (finished folds "
+                                  "reused, the interrupted one continued). A finished run "
+                                  "continues only with a larger --epochs.",
                                   metavar="RUN_DIR", group="output")
     based_on: Path | None = setting(None, "Record that this run derives from RUN_DIR "
                                     "(lineage).", metavar="RUN_DIR", record=False,
@@ -142,7 +148,43 @@ class TrainConfig(BackboneWeightsOptions, LoaderOptions, ImageConfig):
                          "(leave it out, or start a new run)")
         if kind == "cv" and resumed is not None:
             found += self._changed_cv_settings(resumed.hyperparameters)
+        if resumed is not None and resumed.status == "completed":
+            found += self._finished_problems(resumed, kind)
         return found
+
+    def _finished_problems(self, resumed: RunView, kind: str) -> list[str]:
+        """A completed run continues only where it has epochs left to train: a larger
+        ``--epochs`` (and, after early stopping, a patience that lets it go on).
+        Otherwise the resumed run would be a "completed" run that trained nothing."""
+        where = f"--resume {self.resume}"
+        if kind == "cv":
+            return [f"{where}: that cross-validation completed (all {resumed.num_folds} folds "
+                    "finished), so there is nothing to continue, and its settings cannot "
+                    "change (--epochs included). Start a new run to train longer, or evaluate "
+                    f"it: mammography eval-export --run {self.resume}"]
+        results = resumed.section("results")
+        done = _count(results.get("epochs_completed"))
+        if done is None:
+            done = _count(resumed.hyperparameters.get("epochs"))
+        if done is None:
+            return []
+        if results.get("stopped_by"):
+            return [f"{where}: that run was stopped after epoch {done} "
+                    f"({results['stopped_by']}) and trains no further; start a new run"]
+        if self.epochs <= done:
+            return [f"{where}: that run completed {done} epochs, so resuming it with --epochs "
+                    f"{self.epochs} would train nothing. Give a larger --epochs to train it "
+                    f"longer (e.g. --epochs {2 * done}), or evaluate it as it is: "
+                    f"mammography eval-export --run {self.resume}"]
+        best = _count(results.get("best_epoch"))
+        patience = self.early_stop_patience
+        if best is not None and patience and done - best >= patience:
+            # fit() would find its patience used up and stop before the first new epoch.
+            return [f"{where}: that run's validation kappa has not improved since epoch "
+                    f"{best} of {done}, so with --early-stop-patience {patience} it would "
+                    "stop again at once. Give a larger --early-stop-patience (0 = never) as "
+                    "well as a larger --epochs"]
+        return []
 
     def _changed_cv_settings(self, recorded: Mapping[str, Any]) -> list[str]:
         """A continued cross-validation keeps the settings its finished folds were
@@ -196,12 +238,14 @@ class TrainConfig(BackboneWeightsOptions, LoaderOptions, ImageConfig):
                              f"(no {SUMMARY_FILE})")
         if self.embeddings_dir is not None and not self.embeddings_dir.is_dir():
             found.append(f"--embeddings-dir {self.embeddings_dir} does not exist")
+        return found
+
+    def costly_problems(self) -> list[str]:
+        """``--arch``: asking timm imports torch (seconds), so it is checked last."""
         from mammography.models.arch import unknown_arch
 
-        arch_problem = unknown_arch(self.arch)
-        if arch_problem:
-            found.append(arch_problem)
-        return found
+        problem = unknown_arch(self.arch)
+        return [problem] if problem else []
 
     def parsed_class_weights(self) -> str | list[float]:
         """``"auto"``, ``"none"`` or four positive floats."""

@@ -24,6 +24,13 @@ class TuneConfig(TrainConfig):
     outdir: Path = setting(Path("outputs/hpo"), "Root of the tune run directories; each "
                            "trial is a train-density run inside its tune run.", metavar="DIR",
                            record=False, group="output")
+    resume: Path | None = setting(None, "Continue a killed or finished search: a tune run "
+                                  "directory (results_N). Optuna: the same study and storage; "
+                                  "finished trials are not run again, the trials the kill "
+                                  "interrupted are marked failed and new ones drawn until the "
+                                  "study has --n-trials. Ray: the completed trials are taken "
+                                  "over and only the missing ones run.", metavar="RUN_DIR",
+                                  group="output")
     n_trials: int = setting(20, "Finished (complete or pruned) trials the study should have, "
                             "counting earlier and other workers' trials of the same study.",
                             group="training")

@@ -28,6 +28,7 @@ from mammography.record.contract import (
     fold_name,
     is_run_dir,
 )
+from mammography.record.naming import distinct_labels
 from mammography.record.reporter import Reporter
 from mammography.record.view import RunView
 
@@ -315,25 +316,36 @@ def checkpoint_preprocessing(recorded: Any, where: Path) -> PreprocessSettings:
 def open_models(paths: Sequence[Path], out: Reporter, command: str = "eval-export"
                 ) -> list[TrainedRun]:
     """Each ``--run`` as the models it stands for (a CV parent: every fold's), each
-    with a label of its own (the same run id from two outdirs gets ``-2``), each model
+    with a label of its own: the same run id from two outdirs is told apart by the
+    folders above it (``a-results_1``, ``b-results_1``: record/naming.py), each model
     file verified against its run's record before anything else happens."""
     from mammography.config.evaluate import model_view_problem
 
     models: list[TrainedRun] = []
+    places: list[Path] = []
     for path in paths:
         run = TrainedRun.open(path)
         problem = model_view_problem(run.view, command)
         if problem:
             raise InputError(problem)
-        models += run.models()
+        found = run.models()
+        models += found
+        places += [_outdir(Path(path))] * len(found)
     for model in models:
         model.verify(out)
-    seen: dict[str, int] = {}
-    for i, model in enumerate(models):
-        seen[model.label] = seen.get(model.label, 0) + 1
-        if seen[model.label] > 1:
-            models[i] = replace(model, label=f"{model.label}-{seen[model.label]}")
-    return models
+    labels = distinct_labels([(m.label, place) for m, place in zip(models, places,
+                                                                    strict=True)])
+    return [m if m.label == label else replace(m, label=label)
+            for m, label in zip(models, labels, strict=True)]
+
+
+def _outdir(run_dir: Path) -> Path:
+    """The ``--outdir`` folder holding a run's ``results_N`` (also for a fold's or a
+    trial's ``results_N/fold_k/results``)."""
+    current = Path(run_dir)
+    while current.name == "results" and is_run_dir(current.parent.parent):
+        current = current.parent.parent
+    return current.parent
 
 
 class _OnceReporter:

@@ -12,12 +12,13 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mammography.config.runs import RunsListConfig
 from mammography.runs.cv_progress import (
+    continuations,
     is_stopped_cv_parent,
     load_summaries,
     progress_lines,
@@ -104,11 +105,12 @@ def select(records: Sequence[RunRecord], conditions: Sequence[Condition],
     return rows
 
 
-def as_dict(row: Row, extra: Sequence[str]) -> dict[str, Any]:
+def as_dict(row: Row, extra: Sequence[str],
+            found: Mapping[str, str] | None = None) -> dict[str, Any]:
     record = row.record
     fields = record.view.fields() if record.view is not None else fields_of(record, extra)
     return {"path": record.path, "parent": row.parent.path if row.parent else None,
-            "depth": row.depth, **fields, "cv_progress": progress_record(record)}
+            "depth": row.depth, **fields, "cv_progress": progress_record(record, found)}
 
 
 def extra_columns(config: RunsListConfig, conditions: Sequence[Condition],
@@ -131,7 +133,8 @@ def row_cells(row: Row, extra: Sequence[str]) -> list[str]:
     return [_path_cell(row), *rest]
 
 
-def render_table(rows: Sequence[Row], extra: Sequence[str], total: int) -> None:
+def render_table(rows: Sequence[Row], extra: Sequence[str], total: int,
+                 found: Mapping[str, str] | None = None) -> None:
     from mammography.runs.render import STATUS_STYLES, paint, use_color, write_table
 
     out = sys.stdout
@@ -149,7 +152,7 @@ def render_table(rows: Sequence[Row], extra: Sequence[str], total: int) -> None:
         note += f"; {crashed} crashed (recorded as running, process gone or no heartbeat)"
     out.write(paint(f"{note}; git * = uncommitted changes", "dim", color) + "\n")
     out.writelines(line + "\n" for line in progress_lines(
-        row.record for row in rows if _stopped_cv(row.record)))
+        (row.record for row in rows if _stopped_cv(row.record)), found))
 
 
 def list_paths(conditions: Sequence[Condition], sort: str | None,
@@ -175,32 +178,34 @@ def _list(config: RunsListConfig) -> int:
                         use_index=config.index, stale_after=stale_seconds(config.stale_after),
                         on_record=viewer)
     rows = select(records, conditions, sort, desc, config.flat, config.limit)
+    found = continuations((r.view.resumes, r.path) for r in records
+                          if r.view is not None and r.view.resumes)
     for row in rows:
         if _stopped_cv(row.record):
             load_summaries(row.record)  # its progress needs its folds' summaries
     if config.json:
-        write_json_rows(json_text(row, extra) for row in rows)
+        write_json_rows(json_text(row, extra, found) for row in rows)
     elif config.csv:
         fields = [*BASE_FIELDS, *extra]
         writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore",
                                 lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            data = as_dict(row, extra)
+            data = as_dict(row, extra, found)
             writer.writerow({k: _csv_cell(v) for k, v in data.items()})
     else:
-        render_table(rows, extra, len(records))
+        render_table(rows, extra, len(records), found)
     return 0
 
 
-def json_text(row: Row, extra: Sequence[str]) -> str:
+def json_text(row: Row, extra: Sequence[str], found: Mapping[str, str] | None = None) -> str:
     """``as_dict`` as JSON text: the kept fields' text with the place in front."""
     record = row.record
     if record.view is None:
-        return json.dumps(as_dict(row, extra), ensure_ascii=False)
+        return json.dumps(as_dict(row, extra, found), ensure_ascii=False)
     place = json.dumps({"path": record.path, "parent": row.parent.path if row.parent else None,
                         "depth": row.depth}, ensure_ascii=False)
-    progress = json.dumps(progress_record(record) if _stopped_cv(record) else None,
+    progress = json.dumps(progress_record(record, found) if _stopped_cv(record) else None,
                           ensure_ascii=False)
     return f'{place[:-1]}, {record.view.packed[1:-1]}, "cv_progress": {progress}}}'
 

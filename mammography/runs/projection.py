@@ -57,7 +57,8 @@ def keys_paths(keys: Iterable[str]) -> tuple[str, ...]:
 #: record's summary as usual): the index rebuilds itself when this list changes.
 LIST_PATHS = tuple(dict.fromkeys((
     *STATUS_PATHS, "run_id", "command", "experiment_type", "git_commit", "git_dirty",
-    "seed", *CV_PARENT_PATHS, *keys_paths(_METRICS))))
+    "seed", *CV_PARENT_PATHS, *keys_paths(_METRICS),
+    "based_on")))  # a run that continued a stopped CV: its line names that run
 #: What `runs clean` decides on (clean.py, lineage.py's ``derived_index``).
 CLEAN_PATHS = tuple(dict.fromkeys((
     *STATUS_PATHS, "run_dir", "integration", "based_on", *KIND_PATHS, *BEST_TRIAL_KEYS,

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mammography.durations import format_duration, now, parse_time, short_time
-from mammography.runs.cv_progress import is_stopped_cv_parent
+from mammography.runs.cv_progress import is_stopped_cv_parent, resumed_run_dir
 from mammography.runs.discover import MISSING, RunRecord
 from mammography.runs.projection import FALLBACK_SECTIONS
 from mammography.runs.query import Condition, record_value
@@ -136,16 +136,20 @@ def _metric_cell(record: RunRecord, name: str) -> str:
 class RowView:
     """What is kept of one run for the listing (``record.view``)."""
 
-    __slots__ = ("cache", "matches", "packed", "sort_value", "stopped_cv")
+    __slots__ = ("cache", "matches", "packed", "resumes", "sort_value", "stopped_cv")
 
     def __init__(self, matches: bool, sort_value: Any = None, packed: str = "",
-                 cache: str | None = None, stopped_cv: bool = False) -> None:
+                 cache: str | None = None, stopped_cv: bool = False,
+                 resumes: str | None = None) -> None:
         self.matches = matches
         self.sort_value = sort_value
         self.packed = packed  # the cells joined by SEPARATOR, or the fields as JSON
         self.cache = cache    # for the run index, until it takes it (Viewer.kept)
         # a stopped CV parent: the listing reads its summaries again for its progress
         self.stopped_cv = stopped_cv
+        # the run this one continues (based_on, relation resume): that one's progress
+        # line names this run instead of a command that would continue it again
+        self.resumes = resumes
 
     def cells(self) -> list[str]:
         return self.packed.split(SEPARATOR)
@@ -189,8 +193,9 @@ class Viewer:
         self.fingerprint = view_fingerprint() if plain else ""
 
     def __call__(self, record: RunRecord) -> None:
+        resumes = resumed_run_dir(record.summary)
         if not all(condition(record) for condition in self.conditions):
-            record.view = NO_MATCH
+            record.view = RowView(False, resumes=resumes) if resumes else NO_MATCH
         else:
             sort_value = record_value(record, self.sort) if self.sort else None
             stopped_cv = is_stopped_cv_parent(record)
@@ -199,14 +204,14 @@ class Viewer:
                     record.summary.get("status") != "running":  # a running one changes
                 cells = _packed_cells(record, self.extra)
                 fields = json.dumps(fields_of(record, self.extra), ensure_ascii=False)
-                cache = json.dumps([record.status, cells, fields, stopped_cv],
+                cache = json.dumps([record.status, cells, fields, stopped_cv, resumes],
                                    ensure_ascii=False)
                 packed = cells if self.table else fields
             elif self.table:
                 packed = _packed_cells(record, self.extra)
             else:
                 packed = json.dumps(fields_of(record, self.extra), ensure_ascii=False)
-            record.view = RowView(True, sort_value, packed, cache, stopped_cv)
+            record.view = RowView(True, sort_value, packed, cache, stopped_cv, resumes)
         if record.summary is not None:
             record.summary = {}  # kept apart from an unreadable one (None): read, not held
 
@@ -219,11 +224,11 @@ class Viewer:
         return cache
 
     def restore(self, record: RunRecord, kept: str) -> None:
-        status, cells, fields, stopped_cv = json.loads(kept)
+        status, cells, fields, stopped_cv, resumes = json.loads(kept)
         record.status = status
         record.summary = {}
         record.view = RowView(True, None, cells if self.table else fields,
-                              stopped_cv=stopped_cv)
+                              stopped_cv=stopped_cv, resumes=resumes)
 
 
 def _packed_cells(record: RunRecord, extra: Sequence[str]) -> str:

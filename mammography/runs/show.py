@@ -1,8 +1,9 @@
 """`mammography runs show RUN`: one run's record at a glance.
 
 Everything comes from summary.json, except the artifact list (read from disk,
-so a file deleted since the run ended shows as missing) and the last lines of
-run.log.
+so a file deleted since the run ended shows as missing), the last lines of
+run.log and, for a stopped cross-validation, whether a run beside it (or under
+``outputs/``) has continued it already.
 """
 
 from __future__ import annotations
@@ -13,13 +14,19 @@ from typing import Any
 from mammography.config.runs import RunsShowConfig
 from mammography.durations import format_duration
 from mammography.record.view import Link
-from mammography.runs.cv_progress import progress_rows
+from mammography.runs.cv_progress import (
+    continuations,
+    is_stopped_cv_parent,
+    progress_rows,
+    resumed_run_dir,
+)
 from mammography.runs.discover import (
     CLEANED_FILE,
     KEEP_MARKER,
     LOG_FILE,
     RunRecord,
     child_dirs,
+    find_runs,
     open_run,
     sort_natural,
     stale_seconds,
@@ -105,7 +112,8 @@ def overview(record: RunRecord) -> list[tuple[str, str]]:
         rows.append(("based on", escape(lineage_text(view.based_on))))
     if record.children:
         rows.append(("child runs", escape(", ".join(sorted(child_dirs(record))))))
-    rows += [(label, escape(text)) for label, text in progress_rows(record)]
+    rows += [(label, escape(text))
+             for label, text in progress_rows(record, _continuations(record))]
     warnings = summary.get("warnings") or {}
     rows.append(("warnings", str(warnings.get("count", 0))))
     error = execution.get("error")
@@ -117,6 +125,17 @@ def overview(record: RunRecord) -> list[tuple[str, str]]:
     if markers:
         rows.append(("markers", ", ".join(markers)))
     return rows
+
+
+def _continuations(record: RunRecord) -> dict[str, str]:
+    """For a stopped CV parent: the runs where lineage looks for derived ones (its
+    folder, outputs/) that continue a run (runs.cv_progress.continuations)."""
+    if not is_stopped_cv_parent(record):
+        return {}
+    from mammography.runs.lineage import default_roots
+
+    return continuations((target, run.path) for run in find_runs(default_roots(record))
+                         if (target := resumed_run_dir(run.summary)))
 
 
 def _pairs_table(items: list[tuple[str, Any]]) -> Any:

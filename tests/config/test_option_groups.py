@@ -113,12 +113,13 @@ def test_a_command_has_exactly_its_groups_with_their_help_and_default(name):
 def test_a_shared_option_reads_the_same_in_every_command():
     """Across the commands that read images, one flag has one help text: only the
     options whose meaning is the command's own differ (what it writes, its model,
-    a training batch against an inference batch)."""
+    a training batch against an inference batch, what --resume continues: a training
+    run or a search)."""
     # --json: each command's own report; --ray-address: train/tune's cluster for
     # --cv-engine/--engine ray (default: a local Ray instance), the data commands' cluster
     # to spread their images over (default: no Ray, this machine only).
     own_meaning = {"--outdir", "--seed", "--arch", "--run", "--batch-size", "--json",
-                   "--ray-address"}
+                   "--ray-address", "--resume"}
     texts: dict[str, set[str]] = {}
     for name in CONFIGS:
         for flag, option in _options(COMMANDS[name]).items():

@@ -95,3 +95,68 @@ def test_a_run_without_a_checkpoint_cannot_be_resumed_but_a_cv_parent_needs_none
     assert "has no last_checkpoint.pt to continue from" in info.value.render()
     cfg = resolve_config(TrainConfig, None, {"resume": cv_parent})
     assert cross_validates(cfg, RunView.read(cfg.resume))
+
+
+def finished(run_dir: Path, cfg: TrainConfig, **results) -> Path:
+    """``recorded_run`` marked completed, with ``results`` as train-density records them."""
+    recorded_run(run_dir, cfg)
+    document = json.loads((run_dir / "summary.json").read_text())
+    document.update(status="completed", results={"epochs_completed": cfg.epochs,
+                                                 "best_epoch": cfg.epochs, **results})
+    (run_dir / "summary.json").write_text(json.dumps(document))
+    return run_dir
+
+
+@pytest.fixture
+def labels(tmp_path):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("AccessionNumber,Classification\n1,2\n")
+    return csv
+
+
+def test_a_finished_run_resumes_only_with_more_epochs(tmp_path, labels):
+    run = finished(tmp_path / "done", TrainConfig(csv=labels, arch="test_efficientnet",
+                                                  epochs=3))
+    for given in ({}, {"epochs": 3}, {"epochs": 2}):
+        with pytest.raises(ConfigError) as info:
+            resolve_config(TrainConfig, None, {"resume": run, **given})
+        text = info.value.render()
+        epochs = given.get("epochs", 3)
+        assert (f"--resume {run}: that run completed 3 epochs, so resuming it with --epochs "
+                f"{epochs} would train nothing. Give a larger --epochs") in text
+        assert f"mammography eval-export --run {run}" in text
+    assert resolve_config(TrainConfig, None, {"resume": run, "epochs": 6}).epochs == 6
+
+
+def test_a_run_that_stopped_early_needs_more_patience_too(tmp_path, labels):
+    cfg = TrainConfig(csv=labels, arch="test_efficientnet", epochs=10, early_stop_patience=2)
+    run = finished(tmp_path / "early", cfg, epochs_completed=4, best_epoch=2,
+                   stopped_early=True)
+    with pytest.raises(ConfigError) as info:
+        resolve_config(TrainConfig, None, {"resume": run, "epochs": 20})
+    assert ("has not improved since epoch 2 of 4, so with --early-stop-patience 2 it would "
+            "stop again at once") in info.value.render()
+    resumed = resolve_config(TrainConfig, None, {"resume": run, "epochs": 20,
+                                                 "early_stop_patience": 0})
+    assert (resumed.epochs, resumed.early_stop_patience) == (20, 0)
+    pruned = finished(tmp_path / "pruned", cfg, epochs_completed=3,
+                      stopped_by="pruned by the median pruner")
+    with pytest.raises(ConfigError) as info:
+        resolve_config(TrainConfig, None, {"resume": pruned, "epochs": 20})
+    assert "stopped after epoch 3 (pruned by the median pruner) and trains no further" in \
+        info.value.render()
+
+
+def test_a_completed_cross_validation_has_nothing_to_continue(cv_parent):
+    document = json.loads((cv_parent / "summary.json").read_text())
+    document["status"] = "completed"
+    (cv_parent / "summary.json").write_text(json.dumps(document))
+    with pytest.raises(ConfigError) as info:
+        resolve_config(TrainConfig, None, {"resume": cv_parent})
+    assert "that cross-validation completed (all 3 folds finished)" in info.value.render()
+
+
+def test_an_interrupted_run_resumes_with_its_own_epochs(tmp_path, labels):
+    run = recorded_run(tmp_path / "stopped", TrainConfig(csv=labels, arch="test_efficientnet",
+                                                         epochs=3))
+    assert resolve_config(TrainConfig, None, {"resume": run}).epochs == 3

@@ -96,7 +96,8 @@ def test_eval_export_compares_runs_and_exports_with_parity(pipeline, tmp_path):
     assert summary["experiment_type"] == "evaluation" and schema_problems(summary) == []
     assert {b["relation"] for b in summary["based_on"]} == {"evaluation"}
     assert len(summary["based_on"]) == 3
-    for label in ("results_1", "results_2", "results_1-2"):
+    # two runs named results_1 (outdirs train/ and fusion/) are told apart by their folder
+    for label in ("train-results_1", "results_2", "fusion-results_1"):
         folder = out / "models" / label
         metrics = json.loads((folder / "metrics.json").read_text())
         ci = metrics["image_ci95"]["kappa"]

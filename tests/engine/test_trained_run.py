@@ -133,8 +133,9 @@ def test_a_fold_whose_summary_is_unreadable(tmp_path):
 def test_open_models_labels_each_model_once_and_refuses_what_is_no_model(tmp_path):
     a = write_model_run(tmp_path / "a" / "results_1")
     b = write_model_run(tmp_path / "b" / "results_1", seed=1)
-    assert [m.label for m in open_models([a, b], CollectingReporter())] == ["results_1",
-                                                                         "results_1-2"]
+    out = CollectingReporter()
+    assert [m.label for m in open_models([a, b], out)] == ["a-results_1", "b-results_1"]
+    assert [m.label for m in open_models([a, a], out)] == ["results_1", "results_1-2"]
     tune = write_summary(tmp_path / "tune", experiment_type="hyperparameter_search",
                          command="tune")
     with pytest.raises(InputError, match="is a tune run"):

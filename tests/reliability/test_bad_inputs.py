@@ -96,7 +96,10 @@ def build_csv_cases(dataset: Path, work: Path) -> dict[str, Case]:
     add("oversized_field", header + "\n" + rows[0][0] + ',"' + "x" * 200_000 + '",P\n',
         Case(2, ["labels.csv line", "is not valid CSV", "field larger than field limit"]))
     add("missing_columns", text.replace("Classification", "Density"),
-        Case(2, ["neither AccessionNumber,Classification", "--path-column"]))
+        Case(2, ["have AccessionNumber but no Classification column",
+                 "Rename its density column to Classification"]))
+    add("no_layout", text.replace("AccessionNumber", "Exam").replace("Classification", "D"),
+        Case(2, ["neither AccessionNumber,Classification", "--path-column NAME"]))
     bad = [list(r) for r in rows]
     for row, label in zip(bad, ["X", "7", "-1", "2.5", "", "0"], strict=False):
         row[1] = label
@@ -124,7 +127,8 @@ def build_csv_cases(dataset: Path, work: Path) -> dict[str, Case]:
         Case(2, ["--dicom-root", "does not exist or is not a folder"]),
         root_arg=work / "no_such_root")
     add("dicom_root_missing_default", text,
-        Case(2, ["DICOM root", "archive does not exist", "Pass --dicom-root DIR"]),
+        Case(2, ["DICOM root", "(the default: archive/ next to labels.csv) does not exist",
+                 "Pass --dicom-root DIR"]),
         root_arg=None)
     add("csv_is_a_folder", None, Case(2, ["--csv", "does not exist or is not a file"]))
     (work / "csv_is_a_folder" / "labels.csv").mkdir()
@@ -142,10 +146,10 @@ def build_csv_cases(dataset: Path, work: Path) -> dict[str, Case]:
 
 
 CSV_CASES = ["empty", "header_only", "utf8_bom", "semicolon", "tab", "latin1", "utf16_bom",
-             "cr_line_endings", "binary", "oversized_field", "missing_columns", "bad_labels",
-             "conflicting_duplicate", "same_label_duplicate", "accession_without_images",
-             "accession_not_a_folder", "accession_too_long", "generic_path_too_long",
-             "all_rows_excluded", "dicom_root_missing_option",
+             "cr_line_endings", "binary", "oversized_field", "missing_columns", "no_layout",
+             "bad_labels", "conflicting_duplicate", "same_label_duplicate",
+             "accession_without_images", "accession_not_a_folder", "accession_too_long",
+             "generic_path_too_long", "all_rows_excluded", "dicom_root_missing_option",
              "dicom_root_missing_default", "csv_is_a_folder", "yaml_syntax",
              "yaml_not_a_mapping", "yaml_unknown_key", "unknown_option"]
 

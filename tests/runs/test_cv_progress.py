@@ -111,3 +111,28 @@ def test_runs_list_shows_the_progress_of_a_parent_it_remembers(tmp_path, fake_ru
     # a --where that keeps only the parent still reads its folds for the note
     run_list(RunsListConfig(roots=[root], where=["integration.cv_fold==null"]))
     assert capsys.readouterr().out.splitlines()[-1] == expected.replace("epoch 2", "epoch 3")
+
+
+def test_a_cv_parent_another_run_continued_names_that_run_not_a_command(
+        killed_cv, fake_run, tmp_path, capsys):
+    """Once `--resume` made a run that continues the stopped parent, listing it again must
+    not offer the command that would continue it a second time -- also from the run
+    index, and when a --where hides the continuing run."""
+    root = killed_cv.parent
+    continuing = fake_run(root / "results_2", status="completed", hyperparameters=CV,
+                          based_on=[{"run_dir": str(killed_cv.resolve()),
+                                     "run_id": "results_1", "relation": "resume"}])
+    expected = (f"{killed_cv}: 1 of 3 folds done (1); fold 2 crashed after epoch 1; "
+                f"not started: 3; continued by {continuing}")
+    for _ in range(2):  # the second listing's rows come from the run index
+        run_list(RunsListConfig(roots=[root]))
+        assert capsys.readouterr().out.splitlines()[-1] == expected
+    run_list(RunsListConfig(roots=[root], where=["status==crashed"]))
+    assert capsys.readouterr().out.splitlines()[-1] == expected
+    run_list(RunsListConfig(roots=[root], json=True))
+    rows = {row["path"]: row for row in json.loads(capsys.readouterr().out)}
+    progress = rows[str(killed_cv)]["cv_progress"]
+    assert (progress["continued_by"], progress["resume_command"]) == (str(continuing), None)
+    run_show(RunsShowConfig(run=killed_cv, lines=0))
+    out = capsys.readouterr().out
+    assert f"continued   {continuing}" in out and "--resume" not in out

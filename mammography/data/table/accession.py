@@ -31,11 +31,20 @@ class AccessionFormat:
         return bool(csv.column(ACCESSION_COLUMN)
                     and (not request.labelled or csv.column(LABEL_COLUMN)))
 
+    def problems(self, csv: CsvTable, request: TableRequest) -> list[str]:
+        """What makes the whole table unusable, known before any row is read: its DICOM
+        root is missing (checked before a run starts, data/table/preflight.py)."""
+        root = _root(csv)
+        if root.is_dir():
+            return []
+        given = "" if csv.dicom_root else f" (the default: archive/ next to {csv.path.name})"
+        return [f"DICOM root {root}{given} does not exist. Pass --dicom-root DIR, the folder "
+                "holding one sub-folder per AccessionNumber."]
+
     def read(self, csv: CsvTable, request: TableRequest, out: Reporter) -> LabelTable:
-        root = Path(csv.dicom_root) if csv.dicom_root else csv.path.parent / "archive"
-        if not root.is_dir():
-            raise DataError(f"DICOM root {root} does not exist. Pass --dicom-root DIR, the "
-                            "folder holding one sub-folder per AccessionNumber.")
+        root = _root(csv)
+        for problem in self.problems(csv, request):
+            raise DataError(problem)
         table = csv.new_table(root, self.name)
         rows_of = _rows_by_accession(csv, table, out)
         label_col = csv.column(LABEL_COLUMN) if request.labelled else None
@@ -69,6 +78,10 @@ class AccessionFormat:
                                          fields=row) for path in files]
         _record_orphans(table, root, rows_of, csv, request, out)
         return table
+
+
+def _root(csv: CsvTable) -> Path:
+    return Path(csv.dicom_root) if csv.dicom_root else csv.path.parent / "archive"
 
 
 def _rows_by_accession(csv: CsvTable, table: LabelTable,

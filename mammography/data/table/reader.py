@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from mammography.data.table.accession import AccessionFormat
+from mammography.data.table.accession import ACCESSION_COLUMN, LABEL_COLUMN, AccessionFormat
 from mammography.data.table.csv_read import read_csv_rows
 from mammography.data.table.exclusions import reason_summary
 from mammography.data.table.formats import CsvTable, LabelRules, TableFormat, TableRequest
@@ -49,11 +49,17 @@ def read_image_table(csv_path: Path | Sequence[Path], dicom_root: Path | None,
                         "with --dataset (a publisher's files); otherwise give one --csv.")
     header, rows = read_csv_rows(paths[0], out)
     csv = CsvTable(paths[0], header, rows, root)
+    table = claiming_format(csv, request).read(csv, request, out)
+    table.csv_paths = [paths[0]]
+    return table
+
+
+def claiming_format(csv: CsvTable, request: TableRequest) -> TableFormat:
+    """The first of ``TABLE_FORMATS`` that claims the CSV's columns (``DataError``
+    saying what its columns lack when none does)."""
     for table_format in TABLE_FORMATS:
         if table_format.claims(csv, request):
-            table = table_format.read(csv, request, out)
-            table.csv_paths = [paths[0]]
-            return table
+            return table_format
     raise DataError(_no_format(csv, request))
 
 
@@ -105,9 +111,21 @@ def _no_format(csv: CsvTable, request: TableRequest) -> str:
                 f"published with --dataset {published[0]} (and --dicom-root at the "
                 "download's root folder).")
     if request.labels is not None:
-        return (f"{csv.path}: columns {csv.header} are neither AccessionNumber,Classification "
-                f"(classificacao.csv) nor {request.path_column},{request.labels.column} "
-                "(generic CSV). Rename the columns or pass --path-column/--label-column.")
+        label = request.labels.column
+        if csv.column(ACCESSION_COLUMN):
+            # --label-column names the label of a path CSV; it cannot help here.
+            return (f"{csv.path}: columns {csv.header} have {ACCESSION_COLUMN} but no "
+                    f"{LABEL_COLUMN} column: a classificacao.csv (one row per exam) needs "
+                    f"both. Rename its density column to {LABEL_COLUMN}.")
+        if csv.column(request.path_column):
+            return (f"{csv.path}: columns {csv.header} have the image paths "
+                    f"({request.path_column!r}) but no label column {label!r}: name the "
+                    "column holding the density labels with --label-column NAME.")
+        return (f"{csv.path}: columns {csv.header} are neither {ACCESSION_COLUMN},"
+                f"{LABEL_COLUMN} (classificacao.csv, one row per exam) nor "
+                f"{request.path_column},{label} (one row per image). Rename the columns, "
+                "or name the image-path and label columns with --path-column NAME "
+                "--label-column NAME.")
     return (f"{csv.path}: columns {csv.header} name no image: predict needs an AccessionNumber "
             "column (classificacao.csv layout, images under --dicom-root/<AccessionNumber>/) "
             f"or a {request.path_column!r} column of image paths (--path-column). Labels are "

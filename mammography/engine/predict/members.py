@@ -34,6 +34,7 @@ from mammography.record.contract import (
     SummaryUnreadable,
     is_run_dir,
 )
+from mammography.record.naming import distinct_labels
 from mammography.record.reporter import Reporter
 from mammography.record.view import RunView
 
@@ -132,11 +133,11 @@ def members_from_onnx(paths: list[Path], device: torch.device, out: Reporter) ->
             normalization=_card_normalization(card, path), arch=card.get("arch"),
             embedding_dim=embedding_dim, model=session, training=training, run_id=run_id,
             training_note=note, payload=payload, providers=providers))
-    seen: dict[str, int] = {}
-    for member in members:  # two exports of one run (or same-named folders) must not collide
-        seen[member.label] = seen.get(member.label, 0) + 1
-        if seen[member.label] > 1:
-            member.label += f"-{seen[member.label]}"
+    # Two exports of one run (from two evaluations, or same-named folders) must not
+    # collide: told apart by the folders above them (record/naming.py).
+    labels = distinct_labels([(m.label, _onnx_place(m.file)) for m in members])
+    for member, label in zip(members, labels, strict=True):
+        member.label = label
     return members
 
 
@@ -212,6 +213,15 @@ def _onnx_label(path: Path) -> str:
     if resolved.parent.name == EXPORT_DIR and resolved.parent.parent.name:
         return resolved.parent.parent.name
     return resolved.parent.name or resolved.stem
+
+
+def _onnx_place(path: Path) -> Path:
+    """The folder above what ``_onnx_label`` names: the evaluation run holding
+    ``models/<label>/export/model.onnx``, else the export folder's parent."""
+    resolved = path.resolve()
+    if resolved.parent.name == EXPORT_DIR and resolved.parent.parent.name:
+        return resolved.parents[3] if len(resolved.parents) > 3 else resolved.parents[2]
+    return resolved.parent.parent
 
 
 def describe(members: list[Member], out: Reporter) -> None:

@@ -117,8 +117,27 @@ def test_without_labels_a_label_column_is_not_needed_and_is_said_to_be_ignored(t
     assert [r.accession for r in table.images] == ["E1"]
     assert any("Column Classification of ids.csv ignored" in line for line in out.lines)
     csv.write_text("AccessionNumber\nE1\n")
-    with pytest.raises(DataError, match="neither AccessionNumber,Classification"):
+    with pytest.raises(DataError, match="have AccessionNumber but no Classification column"):
         load_label_table(csv, tmp_path / "archive", out=CollectingReporter())
+
+
+@pytest.mark.parametrize("header, says, not_said", [
+    # a classificacao.csv without its label column: --label-column cannot help
+    ("AccessionNumber,Density", "Rename its density column to Classification",
+     "--label-column"),
+    ("path,density", "no label column 'label': name the column holding the density labels "
+     "with --label-column NAME", "Classification"),
+    ("file,density", "or name the image-path and label columns with --path-column NAME "
+     "--label-column NAME", None),
+])
+def test_a_table_no_layout_claims_gets_the_fix_that_applies(tmp_path, header, says, not_said):
+    csv = tmp_path / "labels.csv"
+    csv.write_text(f"{header}\nE1,3\n")
+    with pytest.raises(DataError) as info:
+        load_label_table(csv, tmp_path, out=CollectingReporter())
+    assert says in str(info.value)
+    if not_said:
+        assert not_said not in str(info.value).split("columns [")[1].split("]", 1)[1]
 
 
 # --------------------------------------------------------------- the extension point

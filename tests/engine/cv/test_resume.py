@@ -465,8 +465,15 @@ def test_resume_refused_when_the_data_changed(dataset, env, tmp_path, reference)
     accession, label, *rest = lines[1].split(",")
     lines[1] = ",".join([accession, "1" if label != "1" else "2", *rest])
     (changed / "classificacao.csv").write_text("\n".join(lines) + "\n")
+    # A completed cross-validation has nothing to continue (refused up front); the
+    # reference, as if it had been stopped, still has.
+    stopped = tmp_path / "stopped" / "results_1"
+    shutil.copytree(reference, stopped)
+    document = read_summary(stopped)
+    document["status"] = "interrupted"
+    (stopped / "summary.json").write_text(json.dumps(document))
     out = tmp_path / "out"
-    proc = run_cli("train-density", "--resume", reference, "--csv",
+    proc = run_cli("train-density", "--resume", stopped, "--csv",
                    changed / "classificacao.csv", "--dicom-root", changed / "archive",
                    "--outdir", out, env=env)
     assert proc.returncode == 2, proc.stderr[-3000:]
