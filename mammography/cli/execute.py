@@ -63,14 +63,21 @@ def execute(config_cls: type, target: str, command: str, config_file: Path | Non
 
 def refuse_unusable_table(config: Any) -> None:
     """A run's image table, checked as a whole before its run directory is made."""
-    if not isinstance(config, ImageSourceOptions) or config.csv is None:
+    if not isinstance(config, ImageSourceOptions) or not config.csv:
+        return
+    if config.dataset is not None:
+        # A publisher's files (several, each recognised by its columns) are read by the
+        # dataset's own reader, which names a file that is not the dataset's.
         return
     from mammography.data.table.formats import LabelRules
     from mammography.data.table.preflight import table_problems
 
+    if len(config.csv) != 1:
+        raise DataError(f"{len(config.csv)} CSV files given: several files make one table "
+                        "only with --dataset (a publisher's files); otherwise give one --csv.")
     labels = (LabelRules(config.label_column, config.include_class_5)
               if isinstance(config, LabelOptions) else None)
-    problems = table_problems(config.csv, config.dicom_root, labels=labels,
+    problems = table_problems(config.csv_file, config.dicom_root, labels=labels,
                               path_column=config.path_column)
     if problems:
         raise DataError("The image table cannot be used:", problems)

@@ -41,6 +41,8 @@ CASES = [
      "DICOM root elsewhere/archive (the default: archive/ next to labels.csv) does not exist"),
     (["train-density", "--csv", "paths.csv"], "no label column 'label'"),
     (["tune", "--csv", "missing.csv"], "--csv missing.csv does not exist"),
+    (["train-density", "--csv", "columns.csv", "--csv", "paths.csv"],
+     "2 CSV files given: several files make one table only with --dataset"),
     (["embed", "--csv", "columns.csv"], "have AccessionNumber but no Classification column"),
     (["eval-export", "--run", "outputs/density/results_1"],
      "--run outputs/density/results_1 is not a run directory"),
