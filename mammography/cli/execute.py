@@ -72,11 +72,9 @@ def refuse_unusable_table(config: Any) -> None:
     from mammography.data.table.formats import LabelRules
     from mammography.data.table.preflight import table_problems
 
-    if len(config.csv) != 1:
-        raise DataError(f"{len(config.csv)} CSV files given: several files make one table "
-                        "only with --dataset (a publisher's files); otherwise give one --csv.")
     labels = (LabelRules(config.label_column, config.include_class_5)
               if isinstance(config, LabelOptions) else None)
+    # One file here: several without --dataset were refused with the settings.
     problems = table_problems(config.csv_file, config.dicom_root, labels=labels,
                               path_column=config.path_column)
     if problems:

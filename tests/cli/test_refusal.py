@@ -42,7 +42,7 @@ CASES = [
     (["train-density", "--csv", "paths.csv"], "no label column 'label'"),
     (["tune", "--csv", "missing.csv"], "--csv missing.csv does not exist"),
     (["train-density", "--csv", "columns.csv", "--csv", "paths.csv"],
-     "2 CSV files given: several files make one table only with --dataset"),
+     "--csv was given 2 times: several files make one table only with --dataset"),
     (["embed", "--csv", "columns.csv"], "have AccessionNumber but no Classification column"),
     (["eval-export", "--run", "outputs/density/results_1"],
      "--run outputs/density/results_1 is not a run directory"),
