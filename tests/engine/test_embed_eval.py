@@ -1,6 +1,7 @@
 """embed → fusion training → eval-export, end to end on synthetic DICOM with tiny models."""
 
 import csv
+import hashlib
 import json
 import pickle
 
@@ -77,6 +78,13 @@ def test_fusion_with_embeddings_of_other_images_is_refused(pipeline, tmp_path):
     lines = (pipeline["emb"] / "metadata.csv").read_text().splitlines()
     (other / "metadata.csv").write_text("\n".join([lines[0]] + [
         line.replace(".dcm", "_elsewhere.dcm") for line in lines[1:]]) + "\n")
+    # An embedding run of other images, recorded as such (its record vouches for its
+    # metadata.csv), so that what is refused is the coverage, not the file's digest.
+    document = json.loads((other / "summary.json").read_text())
+    for entry in document["artifacts"]:
+        if entry["path"] == "metadata.csv":
+            entry["sha256"] = hashlib.sha256((other / "metadata.csv").read_bytes()).hexdigest()
+    (other / "summary.json").write_text(json.dumps(document))
     proc = run_cli("train-density", *pipeline["data"], *TRAIN, "--embeddings-dir", other,
                    "--outdir", tmp_path / "out", env=pipeline["env"])
     assert proc.returncode == 2
@@ -115,13 +123,13 @@ def test_eval_export_compares_runs_and_exports_with_parity(pipeline, tmp_path):
     assert sorted(int(r["n_runs"]) for r in rows) == [1, 2]
     pair = next(r for r in rows if r["n_runs"] == "2")
     kappas = [json.loads((out / "models" / f / "metrics.json").read_text())["image"]["kappa"]
-              for f in ("results_1", "results_2")]
+              for f in ("train-results_1", "results_2")]
     assert float(pair["kappa_mean"]) == pytest.approx(np.mean(kappas))
     assert float(pair["kappa_std"]) == pytest.approx(np.std(kappas, ddof=1))
     assert "±" in (out / "comparison.md").read_text()
     assert "\\pm" in (out / "comparison.tex").read_text()
     # the TorchScript file alone reproduces the checkpoint
-    card = json.loads((out / "models" / "results_1" / "export" / "preprocessing.json")
+    card = json.loads((out / "models" / "train-results_1" / "export" / "preprocessing.json")
                       .read_text())
     assert card["preprocess"]["img_size"] == 64 and card["output"]["classes"] == list("ABCD")
 

@@ -126,7 +126,8 @@ def test_another_runs_best_model_copied_over_is_refused_by_every_consumer(lab, t
     refused(cli("predict", "--run", a, *lab["data"], "--outdir", tmp_path / "p"), *needles)
     refused(cli("eval-export", "--run", a, "--bootstrap", "0", "--outdir", tmp_path / "e"),
             *needles)
-    resume = refused(cli("train-density", "--resume", a, "--outdir", tmp_path / "r"), *needles)
+    resume = refused(cli("train-density", "--resume", a, "--epochs", "2", "--outdir",
+                         tmp_path / "r"), *needles)
     assert "Loading data from" not in resume  # refused before any image is read
     proc = cli("runs", "validate", tmp_path / "runs")
     assert proc.returncode == 1 and f"best_model.pt: sha256 {actual} is not the {recorded}" \
@@ -136,7 +137,8 @@ def test_another_runs_best_model_copied_over_is_refused_by_every_consumer(lab, t
 def test_another_runs_last_checkpoint_is_refused_by_resume(lab, tmp_path):
     a = copy_run(lab["a"], tmp_path / "results_1")
     shutil.copy2(lab["b"] / "last_checkpoint.pt", a / "last_checkpoint.pt")
-    refused(lab["cli"]("train-density", "--resume", a, "--outdir", tmp_path / "r"),
+    refused(lab["cli"]("train-density", "--resume", a, "--epochs", "2",
+                            "--outdir", tmp_path / "r"),
             str(a / "last_checkpoint.pt"), sha256(lab["a"] / "last_checkpoint.pt"),
             sha256(lab["b"] / "last_checkpoint.pt"))
 
@@ -157,14 +159,19 @@ def test_a_checkpoint_of_another_run_is_refused_even_with_a_doctored_record(lab,
 
 def test_a_resumed_run_owns_the_best_model_it_took_over_and_nobody_else_does(lab, tmp_path):
     """--resume copies the old best_model.pt in (no later epoch may beat it): the copy keeps
-    the old run's id, and the new run records that it adopted it from the run it resumes."""
+    the old run's id, and the new run records that it adopted it from the run it resumes.
+    The run resumed is A as interrupted after its last epoch's checkpoint, before it ended
+    (a completed run resumes only with epochs left, and a new epoch might beat the old
+    best)."""
     cli = lab["cli"]
-    proc = cli("train-density", "--resume", lab["a"], "--outdir", tmp_path / "resumed")
+    a = copy_run(lab["a"], tmp_path / "interrupted" / "results_1")
+    patch_summary(a, lambda document: document.update(status="interrupted"))
+    proc = cli("train-density", "--resume", a, "--outdir", tmp_path / "resumed")
     assert proc.returncode == 0, proc.stderr[-3000:]
     c = tmp_path / "resumed" / "results_1"
-    summary, uid_a = read_summary(c), read_summary(lab["a"])["run_uid"]
+    summary, uid_a = read_summary(c), read_summary(a)["run_uid"]
     entry = next(e for e in summary["artifacts"] if e["path"] == "best_model.pt")
-    assert entry["sha256"] == sha256(c / "best_model.pt") == sha256(lab["a"] / "best_model.pt")
+    assert entry["sha256"] == sha256(c / "best_model.pt") == sha256(a / "best_model.pt")
     assert entry["adopted_from"]["run_uid"] == uid_a == entry["checkpoint_run_uid"]
     assert entry["adopted_from"]["run_dir"] in [link["run_dir"] for link in summary["based_on"]]
     proc = cli("predict", "--run", c, *lab["data"], "--outdir", tmp_path / "p")
@@ -184,7 +191,8 @@ def test_a_run_from_before_digests_is_used_with_a_warning(lab, tmp_path):
     for proc in (cli("predict", "--run", old, *lab["data"], "--outdir", tmp_path / "p"),
                  cli("eval-export", "--run", old, "--bootstrap", "0", "--outdir",
                      tmp_path / "e"),
-                 cli("train-density", "--resume", old, "--outdir", tmp_path / "r")):
+                 cli("train-density", "--resume", old, "--epochs", "2", "--outdir",
+                     tmp_path / "r")):
         text = proc.stdout + proc.stderr
         assert proc.returncode == 0, text[-3000:]
         assert f"WARNING: best model {old / 'best_model.pt'} is unverified (recorded before " \
