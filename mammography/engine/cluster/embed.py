@@ -64,7 +64,12 @@ def embed_on_cluster(backbone: torch.nn.Module, arch: str, paths: Sequence[Path]
     run = run_tasks(EmbedShard(weights, cache, batch_size, threads), items, sizes,
                     cache_root=cache.root, address=address, label="Embedding",
                     batch_size=batch_size, threads=threads, out=out, progress=progress)
-    features = (np.stack(run.results).astype(np.float32, copy=False) if run.results
-                else np.zeros((0, 0), dtype=np.float32))
-    return ClusterFeatures(features, run.record.as_dict() | {
+    return ClusterFeatures(features_of(run.results), run.record.as_dict() | {
         "torch_threads": threads, "batch_size": batch_size, "weights": weights.record()})
+
+
+def features_of(rows: list[np.ndarray]) -> np.ndarray:
+    """The shards' rows, already in image order, as ``extract_features`` returns them."""
+    if not rows:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack(rows).astype(np.float32, copy=False)

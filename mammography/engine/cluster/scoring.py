@@ -84,11 +84,14 @@ def score_on_cluster(models: Sequence[ScoredModel], table: Any,
     run = run_tasks(ScoreShard(shipped, member_caches, batch_size, threads, tta), items,
                     sizes, cache_root=next(iter(roots)), address=address, label="Scoring",
                     batch_size=batch_size, threads=threads, out=out, progress=progress)
-    per_member = [np.stack([result[index] for result in run.results]).astype(np.float32)
-                  if run.results else np.zeros((0, 4), np.float32)
-                  for index in range(len(models))]
-    scored = ensemble_of(per_member, time.perf_counter() - started)
+    scored = ensemble_of(members_of(run.results, len(models)), time.perf_counter() - started)
     return ClusterScores(scored, run.record.as_dict() | {
         "torch_threads": threads, "batch_size": batch_size,
         "weights": {model.label: weights.record()
                     for model, weights in zip(models, shipped, strict=True)}})
+
+
+def members_of(rows: list[tuple[np.ndarray, ...]], members: int) -> list[np.ndarray]:
+    """The shards' rows, already in image order, as each member's N x 4 (float32)."""
+    return [np.stack([row[index] for row in rows]).astype(np.float32, copy=False) if rows
+            else np.zeros((0, 4), np.float32) for index in range(members)]
