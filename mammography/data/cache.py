@@ -29,7 +29,8 @@ the shared cache folder, keyed as this machine keys them (the identity the
 file has where it is decoded, with this machine's device number: a network
 mount has another one on every node); the entries are the bytes a local build
 writes. A shard redone after its worker died skips the entries (and records)
-its first attempt finished.
+its first attempt finished. ``embed`` and ``predict --ray-address`` tasks read
+entries keyed the same way (``read``/``load`` with the driver's ``identity``).
 
 A fault of the cache itself - a shard folder that is a file, a read-only or
 full disk, an I/O error reading an entry - is the cache's, never the image's:
