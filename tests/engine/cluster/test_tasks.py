@@ -144,3 +144,27 @@ def test_predict_refuses_an_onnx_model_on_the_cluster(tmp_path):
     cfg = PredictConfig(model=[tmp_path / "model.onnx"], dicom_root=tmp_path,
                         ray_address="auto")
     assert any("--ray-address with --model" in p for p in cfg.problems())
+
+
+def test_a_fusion_member_gets_each_images_embedding_with_its_item(images):
+    from mammography.engine.checkpoint import model_from_best
+    from mammography.engine.scoring.model import paths_probabilities
+    from tests.engine.model_runs import write_model_run
+
+    table, cache, root = images
+    run = write_model_run(root / "fusion", img_size=64, embedding_dim=8)
+    model, _ = model_from_best(run / "best_model.pt")
+    paths = [r.path for r in table.images]
+    embeddings = np.random.default_rng(0).normal(size=(len(paths), 8)).astype(np.float32)
+    local = paths_probabilities(model, paths, cache, batch_size=BATCH, num_workers=0,
+                                device=CPU, amp=False, embeddings=embeddings)
+    task = ScoreShard([ShippedWeights.of(model, DENSITY, "test_efficientnet", 8)], [cache],
+                      BATCH, torch.get_num_threads(), tta=False)
+    located, _ = items_of(paths)
+    items = [(path, device, (embeddings[row],)) for row, (path, device) in enumerate(located)]
+    (merged,) = members_of([row for shard in _shards(items) for row in task(shard)], 1)
+    assert merged.tobytes() == local.tobytes()
+    shuffled = [(path, device, (embeddings[::-1][row],))
+                for row, (path, device) in enumerate(located)]
+    (other,) = members_of(task(shuffled), 1)
+    assert not np.array_equal(other, merged)  # the embeddings do reach the model
