@@ -11,6 +11,12 @@ Measured in this run, on this machine:
   ``map_shards`` over ``--tasks`` shards of one item whose function does nothing, so
   the wall time per task and task slot is scheduling, shipping the shard and its
   result, and the driver's bookkeeping;
+* **embed / predict per image and per task**: CPU seconds of one image through
+  ``--model-arch`` (default efficientnet_b0, random weights) at ``--img-size`` in
+  batches of ``--model-batch``, one torch thread (what a task runs with
+  ``OMP_NUM_THREADS=1``), and what a task pays once to rebuild the model from the
+  shipped weights (``engine/cluster/weights.py``: sha256 check, weights-only load),
+  as a share of a shard of 64 images;
 * **the same images on the cluster**: ``data cache --ray-address`` against ``data
   cache --workers 2`` on this machine, images/s (both nodes share this machine's
   cores, so this shows the overhead, not a speed-up).
@@ -83,6 +89,38 @@ def per_task_seconds(address: str, tasks: int) -> dict[str, float]:
             "driver_tasks_per_second": tasks / wall}
 
 
+def model_costs(arch: str, img_size: int, batch: int) -> dict[str, float]:
+    """CPU seconds per image of the backbone's forward (one thread), and wall seconds of a
+    task's model rebuild from shipped weights (median of 3)."""
+    import torch
+
+    from mammography.data.cluster.shards import MAX_SHARD_IMAGES, aligned
+    from mammography.engine.cluster.weights import BACKBONE, ShippedWeights
+    from mammography.models.factory import create_backbone
+
+    torch.set_num_threads(1)
+    backbone = create_backbone(arch, pretrained=False).eval()
+    x = torch.rand(batch, 1, img_size, img_size)
+    with torch.no_grad():
+        backbone(x)  # warm-up: first-call allocations
+        start = time.process_time()
+        for _ in range(2):
+            backbone(x)
+        per_image = (time.process_time() - start) / (2 * batch)
+    shipped = ShippedWeights.of(backbone, BACKBONE, arch)
+    rebuilds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        shipped.load()
+        rebuilds.append(time.perf_counter() - start)
+    rebuild = statistics.median(rebuilds)
+    shard = aligned(MAX_SHARD_IMAGES, batch)
+    return {"arch": arch, "img_size": img_size, "batch": batch,
+            "forward_cpu_s_per_image": per_image, "weights_bytes": len(shipped.data),
+            "rebuild_s_per_task": rebuild, "shard": shard,
+            "rebuild_share_of_shard": rebuild / (rebuild + shard * per_image)}
+
+
 def cli(*args: str, env: dict[str, str]) -> float:
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "mammography", *args], env=env,
@@ -113,6 +151,8 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--cores", type=int, default=16, help="cores per projected node")
     parser.add_argument("--embed-images", type=int, default=EMBED_IMAGES)
+    parser.add_argument("--model-arch", default="efficientnet_b0")
+    parser.add_argument("--model-batch", type=int, default=8)
     parser.add_argument("--ray-address", help="a running cluster (default: start two "
                         "loopback nodes with .ci/ray-cluster)")
     args = parser.parse_args()
@@ -132,6 +172,13 @@ def main() -> int:
         print(f"Per image (measured): {image_cpu:.3f} s CPU median of {len(cpu)} full-field "
               f"J2K images {args.size} -> {args.img_size} px (min {min(cpu):.3f}, max "
               f"{max(cpu):.3f})")
+        model = model_costs(args.model_arch, args.img_size, args.model_batch)
+        print(f"embed/predict per image (measured): {model['forward_cpu_s_per_image']:.3f} s "
+              f"CPU through {model['arch']} at {model['img_size']} px, batches of "
+              f"{model['batch']}, one torch thread; per task: {model['rebuild_s_per_task']:.2f}"
+              f" s to rebuild the model from {model['weights_bytes'] / 1e6:.1f} MB of shipped "
+              f"weights, {model['rebuild_share_of_shard']:.1%} of a {model['shard']}-image "
+              "shard")
         address, started = args.ray_address, None
         env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                "OMP_NUM_THREADS": "1"}
@@ -174,7 +221,7 @@ def main() -> int:
               f"(task overhead {row['task_overhead_share']:.2%}; the driver must hand out "
               f"{row['shards'] / (row['hours'] * 3600):.1f} tasks/s, it kept up "
               f"{task['driver_tasks_per_second']:.0f} here)")
-    print(json.dumps({"per_image_cpu_s": image_cpu, "per_task": task,
+    print(json.dumps({"per_image_cpu_s": image_cpu, "per_task": task, "model": model,
                       "projected": rows}, default=float))
     return 0
 

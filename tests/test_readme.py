@@ -47,6 +47,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 INSTALLS = "installs packages into .venv (needs the network); the test runs this checkout's " \
            "code with the test's interpreter instead"
+CLUSTER = ("a Ray cluster of machines sharing storage (/shared); CI runs these commands on a "
+           "two-node cluster on loopback (tests/data/cluster/, tests/engine/cluster/)")
 #: Examples not run here, by ``Example.key``, with the reason.
 SKIPPED = {
     "make install": INSTALLS,
@@ -88,6 +90,20 @@ SKIPPED = {
     "http://mlflow.lab:5000 --experiment density --with-models": "an MLflow server "
                                                                   "(mlflow.lab)",
     "tensorboard --logdir outputs/tb": "a web server that runs until stopped",
+    # The cluster section: machines sharing storage (/shared). CI runs each command on a
+    # two-node Ray cluster on loopback instead (.ci/ray-cluster; tests/data/cluster/,
+    # tests/engine/cluster/).
+    "ray start --head --port 6379 --num-cpus 16": CLUSTER,
+    "ray start --address HEAD:6379 --num-cpus 16": CLUSTER,
+    "mammography data cache --csv /shared/embed/EMBED_OpenData_metadata.csv --dataset embed "
+    "--csv /shared/embed/EMBED_OpenData_clinical.csv --cache-dir /shared/cache --img-size "
+    "1024x512 --ray-address HEAD:6379 --json cache_build.json": CLUSTER,
+    "mammography data check ... --ray-address auto": "a fragment (`...` stands for the "
+                                                      "options of the line above) and " + CLUSTER,
+    "OMP_NUM_THREADS=1 mammography embed --csv /shared/data/classificacao.csv --arch "
+    "efficientnet_b0 --img-size 512 --cache-dir /shared/cache --ray-address HEAD:6379": CLUSTER,
+    "OMP_NUM_THREADS=1 mammography predict --run outputs/density/results_7 --dicom-root "
+    "/shared/pacs --cache-dir /shared/cache --tta --ray-address auto": CLUSTER,
 }
 #: The README line that makes the demo data; run first, as `make demo` does.
 DEMO_DATA = "mammography synth --out data/synthetic --exams 100 --seed 42"

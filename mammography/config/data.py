@@ -16,7 +16,8 @@ PreprocessOptions   --img-size --crop-breast --multiframe           train, tune,
                                                                     the training run's)
 CacheOptions        --cache --cache-dir --workers                   every one that reads
                                                                     images
-ClusterOptions      --ray-address                                   data cache, data check
+ClusterOptions      --ray-address                                   data cache, data check,
+                                                                    embed, predict
 LoaderOptions       --device --amp --num-workers                    train, tune, embed,
                                                                     eval-export, predict
 InferenceOptions    LoaderOptions + --batch-size of inference       embed, eval-export,
@@ -253,6 +254,23 @@ class ClusterOptions(OptionGroup):
         if importlib.util.find_spec("ray") is None:
             found.append("--ray-address needs Ray on this machine and every node: "
                          "pip install 'mammography[ray]'")
+        return found
+
+    def model_on_cluster_problems(self) -> list[str]:
+        """What ``embed``/``predict`` cannot honour with ``--ray-address`` (their tasks read
+        the images from the shared disk cache and run the model on the nodes' CPUs)."""
+        if self.ray_address is None:
+            return []
+        found = []
+        cache = getattr(self, "cache", "disk")
+        if cache != "disk":
+            found.append(f"--ray-address with --cache {cache}: the cluster's tasks read the "
+                         "decoded images from the shared disk cache; use --cache disk with "
+                         "--cache-dir on storage every node mounts")
+        if getattr(self, "device", "auto") == "cuda":
+            found.append("--ray-address with --device cuda: the cluster's tasks run the model "
+                         "on the nodes' CPUs (bit-identical to this machine's CPU run); drop "
+                         "--device cuda, or drop --ray-address to use this machine's GPU")
         return found
 
 

@@ -8,11 +8,11 @@ from typing import ClassVar
 
 from mammography.config.backbone import BackboneWeightsOptions
 from mammography.config.core import setting
-from mammography.config.data import ImageConfig, InferenceOptions
+from mammography.config.data import ClusterOptions, ImageConfig, InferenceOptions
 
 
 @dataclass
-class EmbedConfig(BackboneWeightsOptions, InferenceOptions, ImageConfig):
+class EmbedConfig(ClusterOptions, BackboneWeightsOptions, InferenceOptions, ImageConfig):
     EXPERIMENT_TYPE: ClassVar[str] = "embedding_extraction"
 
     outdir: Path | None = setting(None, "Root of the run directories (default "
@@ -29,7 +29,7 @@ class EmbedConfig(BackboneWeightsOptions, InferenceOptions, ImageConfig):
             self.outdir = Path(f"outputs/embeddings_{self.arch}")
 
     def problems(self) -> list[str]:
-        found = self.group_problems()
+        found = self.group_problems() + self.model_on_cluster_problems()
         if self.probe_folds == 1 or self.probe_folds < 0:
             found.append(f"--probe-folds must be 0 (skip) or at least 2, got {self.probe_folds}")
         return found

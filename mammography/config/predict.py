@@ -7,13 +7,18 @@ from pathlib import Path
 from typing import ClassVar
 
 from mammography.config.core import setting
-from mammography.config.data import CacheOptions, ImageSourceOptions, InferenceOptions
+from mammography.config.data import (
+    CacheOptions,
+    ClusterOptions,
+    ImageSourceOptions,
+    InferenceOptions,
+)
 from mammography.config.evaluate import model_run_problem
 from mammography.record.contract import PREPROCESSING_CARD
 
 
 @dataclass
-class PredictConfig(InferenceOptions, CacheOptions, ImageSourceOptions):
+class PredictConfig(ClusterOptions, InferenceOptions, CacheOptions, ImageSourceOptions):
     """No label options: predict reads only which images to score (data/unlabelled.py)."""
 
     # A prediction run is an evaluation-kind run for the seed schema (its enum
@@ -38,7 +43,11 @@ class PredictConfig(InferenceOptions, CacheOptions, ImageSourceOptions):
                         group="model")
 
     def problems(self) -> list[str]:
-        found = self.group_problems()
+        found = self.group_problems() + self.model_on_cluster_problems()
+        if self.model and self.ray_address is not None:
+            found.append("--ray-address with --model: the cluster scores train-density "
+                         "checkpoints (--run); an ONNX --model is scored on this machine, "
+                         "drop --ray-address")
         if not self.run and not self.model:
             found.append("--run RUN_DIR (a train-density run) or --model MODEL.onnx (a model "
                          "exported by eval-export --export onnx) is required")

@@ -29,7 +29,8 @@ the shared cache folder, keyed as this machine keys them (the identity the
 file has where it is decoded, with this machine's device number: a network
 mount has another one on every node); the entries are the bytes a local build
 writes. A shard redone after its worker died skips the entries (and records)
-its first attempt finished.
+its first attempt finished. ``embed`` and ``predict --ray-address`` tasks read
+entries keyed the same way (``read``/``load`` with the driver's ``identity``).
 
 A fault of the cache itself - a shard folder that is a file, a read-only or
 full disk, an I/O error reading an entry - is the cache's, never the image's:
@@ -207,13 +208,15 @@ class ImageCache:
         return f"{self._dir_text}{os.sep}{digest[:2]}{os.sep}{digest}{ENTRY_SUFFIX}"
 
 
-    def read(self, source: Path) -> np.ndarray | None:
-        """The cached array, None when absent; ``CacheEntryError`` when damaged."""
+    def read(self, source: Path, identity: FileIdentity | None = None) -> np.ndarray | None:
+        """The cached array, None when absent; ``CacheEntryError`` when damaged.
+        ``identity``: the source's as the caller keys it (a cluster node: the driver's
+        device number, see the module docstring)."""
         if self.mode == "memory":
             return self._memory.get(str(source))
         if self.mode == "off":
             return None
-        path = self._entry_file(source)
+        path = self._entry_file(source, identity)
         try:
             with open(path, "rb") as handle:
                 stat = os.fstat(handle.fileno())
@@ -288,10 +291,12 @@ class ImageCache:
             write_atomic(Path(self._info_file(entry)),
                          (json.dumps(info, separators=(",", ":")) + "\n").encode())
 
-    def load(self, source: Path, out: Reporter | None = None) -> np.ndarray:
-        """Cached array, computing (and storing) it when absent or damaged (``out`` warns)."""
+    def load(self, source: Path, out: Reporter | None = None,
+             identity: FileIdentity | None = None) -> np.ndarray:
+        """Cached array, computing (and storing) it when absent or damaged (``out`` warns);
+        ``identity`` as for :meth:`read`."""
         try:
-            cached = self.read(source)
+            cached = self.read(source, identity)
         except CacheEntryError as exc:
             if out is not None:
                 out.warn(f"Disk cache truncation detected for 1 samples - regenerating "
@@ -300,7 +305,7 @@ class ImageCache:
         if cached is not None:
             return cached
         array, info = self.compute_with_info(source)
-        self.store(source, array, info)
+        self.store(source, array, info, identity)
         return array
 
     def _write_settings_note(self) -> None:

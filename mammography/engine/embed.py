@@ -84,7 +84,8 @@ def run_embed(cfg: EmbedConfig, run: RunContext) -> None:
     run.update(data_config=data_config(cfg, data.table, data.manifest)
                | {"preprocessing": data.cache.settings.as_dict(), "cache": data.cache_report})
     seed_everything(cfg.seed)
-    device = select_device(cfg.device)
+    # On a cluster the tasks run the model on the nodes' CPUs; this machine only builds it.
+    device = select_device("cpu" if cfg.ray_address else cfg.device)
     precision = select_precision(device, cfg.amp)
     backbone = create_backbone(cfg.arch, pretrained=cfg.pretrained, weights=cfg.weights,
                                allow_partial=cfg.allow_partial_weights,
@@ -100,7 +101,8 @@ def run_embed(cfg: EmbedConfig, run: RunContext) -> None:
     run.log(f"Initializing {cfg.arch} ({weights_source(backbone)['pretrained']} weights): "
             f"{total / 1e6:.2f}M parameters, {pooled_dim(backbone)}-dimensional features")
     run.log(f"Device: {device} ({precision.describe()}), batch size {cfg.batch_size}, "
-            f"{describe_loader(cfg.num_workers, device)}")
+            + (f"Ray cluster at {cfg.ray_address}" if cfg.ray_address
+               else describe_loader(cfg.num_workers, device)))
     run.update(model_config={"arch": cfg.arch, **weights_source(backbone),
                              "allow_partial_weights": cfg.allow_partial_weights,
                              "embedding_dim": pooled_dim(backbone), "total_params": total,
@@ -108,12 +110,15 @@ def run_embed(cfg: EmbedConfig, run: RunContext) -> None:
                              "precision": precision.describe()})
     run.refresh_environment()
     images = data.table.images
-    dataset = CachedImageDataset([r.path for r in images], [r.class_index for r in images],
-                                 data.cache)
-    loader = make_loader(dataset, batch_size=cfg.batch_size, device=device,
-                         num_workers=cfg.num_workers)
     started = time.perf_counter()
-    features = extract(backbone, loader, device, precision, channels_last)
+    if cfg.ray_address:
+        features = _extract_on_cluster(cfg, backbone, data, run)
+    else:
+        dataset = CachedImageDataset([r.path for r in images],
+                                     [r.class_index for r in images], data.cache)
+        loader = make_loader(dataset, batch_size=cfg.batch_size, device=device,
+                             num_workers=cfg.num_workers)
+        features = extract(backbone, loader, device, precision, channels_last)
     seconds = time.perf_counter() - started
     files = RunFiles(run.dir)
     # Recorded with their sha256 (fusion verifies them before use: record/digests.py).
@@ -144,6 +149,20 @@ def run_embed(cfg: EmbedConfig, run: RunContext) -> None:
                         "linear_probe_exam_acc": exam["accuracy"],
                         "linear_probe_folds": cfg.probe_folds}
     run.set_results(**results)
+
+
+def _extract_on_cluster(cfg: EmbedConfig, backbone: torch.nn.Module, data: PreparedData,
+                        run: RunContext) -> np.ndarray:
+    """``extract`` in shards on the Ray cluster (``engine/cluster/``); its record in
+    summary.json ``cluster``."""
+    from mammography.engine.cluster.embed import embed_on_cluster
+
+    assert cfg.ray_address is not None
+    done = embed_on_cluster(backbone, cfg.arch, [r.path for r in data.table.images],
+                            data.cache, address=cfg.ray_address, batch_size=cfg.batch_size,
+                            out=run)
+    run.update(cluster=done.record)
+    return done.features
 
 
 def _pca_plot(features: np.ndarray, labels: np.ndarray, path: Path, arch: str,

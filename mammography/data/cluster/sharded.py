@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 
 from mammography.data.cluster.nodes import ClusterError, NodeRequirements, check_nodes
 from mammography.data.cluster.record import ClusterRecord, ShardOutput
-from mammography.data.cluster.shards import plan_shards, shard_size_for
+from mammography.data.cluster.shards import aligned, plan_shards, shard_size_for
 from mammography.errors import MammographyError
 from mammography.record.progress import progress_bar
 from mammography.record.reporter import Reporter
@@ -133,19 +133,30 @@ def unreachable(address: str, timeout: float = 5.0) -> str | None:
 def map_shards(fn: ShardFunction, items: Sequence[T], *, address: str, label: str,
                out: Reporter, requirements: NodeRequirements | None = None,
                progress: bool = True, unit: str = "images", shard_size: int | None = None,
-               num_cpus: float = 1.0, num_gpus: float = 0.0,
+               num_cpus: float = 1.0, num_gpus: float = 0.0, shard_multiple: int = 1,
+               cpus_fix: str = "ask for fewer CPUs per task",
                max_retries: int = DEFAULT_MAX_RETRIES) -> ShardedRun[Any]:
     """``fn`` over ``items`` in shards on the Ray cluster at ``address``, results in order.
 
     ``requirements``: what every node must have (``nodes.requirements``), checked on
-    each node before any shard runs. ``num_cpus``/``num_gpus``: what one task takes.
-    ``shard_size``: items per shard (default ``shards.shard_size_for``).
+    each node before any shard runs. ``num_cpus``/``num_gpus``: what one task takes
+    (refused when no node has that many CPUs, Ray would wait for one forever; ``cpus_fix``
+    says how to ask for fewer).
+    ``shard_size``: items per shard (default ``shards.shard_size_for``), rounded up to
+    a multiple of ``shard_multiple`` (a model's batch size: a shard is then whole
+    batches of the one-machine run, see ``shards.aligned``).
     """
     with connect(address) as ray:
         nodes = check_nodes(ray, requirements, out) if requirements is not None else []
+        largest = max((float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes()
+                       if n.get("Alive")), default=0.0)
+        if num_cpus > largest:
+            raise ClusterError(f"{label}: one task takes {num_cpus:g} CPUs, but the largest "
+                               f"node of the Ray cluster at {address} has {largest:g}: "
+                               f"{cpus_fix}")
         cpus = float(ray.cluster_resources().get("CPU", 0.0))
         slots = max(1, int(cpus // num_cpus) if num_cpus else int(cpus))
-        size = shard_size or shard_size_for(len(items), slots)
+        size = aligned(shard_size or shard_size_for(len(items), slots), shard_multiple)
         shards = plan_shards(len(items), size)
         record = ClusterRecord(address=address, label=label, cluster_cpus=cpus,
                                shard_size=size, shards=len(shards), images=len(items),

@@ -44,3 +44,16 @@ def plan_shards(total: int, size: int) -> list[Shard]:
         raise ValueError(f"shard size must be at least 1, got {size}")
     return [Shard(i, start, min(start + size, total))
             for i, start in enumerate(range(0, total, size))]
+
+
+def aligned(size: int, multiple: int) -> int:
+    """``size`` rounded up to a multiple of ``multiple``: shards of whole model batches.
+
+    A model scores a shard in batches from the shard's start; when every shard
+    starts at a multiple of the batch size, its batches are exactly the
+    one-machine run's, which matters because a CPU forward's float result can
+    depend on the batch it is in (another batch shape, another kernel blocking).
+    """
+    if multiple < 1:
+        raise ValueError(f"shard multiple must be at least 1, got {multiple}")
+    return -(-max(1, size) // multiple) * multiple

@@ -39,8 +39,8 @@ from mammography.engine.predict.members import (
     members_from_onnx,
     members_from_runs,
 )
-from mammography.engine.scoring.caches import prepare_images
-from mammography.engine.scoring.probabilities import score_images
+from mammography.engine.scoring.caches import ImagesToScore, prepare_images
+from mammography.engine.scoring.probabilities import Scored, score_images
 from mammography.record.contract import (
     MANIFEST_FILE,
     PREDICTIONS_BREAST,
@@ -64,7 +64,8 @@ def header_frames(members: list[Member]) -> str:
 
 def run_predict(cfg: PredictConfig, run: RunContext) -> None:
     run.log("Starting prediction")
-    device = select_device(cfg.device)
+    # On a cluster the tasks run the members on the nodes' CPUs; this machine loads them.
+    device = select_device("cpu" if cfg.ray_address else cfg.device)
     members = (members_from_runs(cfg.run, run) if cfg.run else
                members_from_onnx(cfg.model, device, run))
     describe(members, run)
@@ -105,14 +106,31 @@ def run_predict(cfg: PredictConfig, run: RunContext) -> None:
     engine = ("onnxruntime " + ", ".join(members[0].providers or []) if kind == "onnx"
               else precision.describe())
     run.log(f"Device: {device} ({engine}), batch size {cfg.batch_size}, TTA "
-            f"{TTA_NAME if cfg.tta else 'off'}")
-    scored = score_images(members, images, cfg, device=device, out=run, tta=cfg.tta)
+            f"{TTA_NAME if cfg.tta else 'off'}"
+            + (f", Ray cluster at {cfg.ray_address}" if cfg.ray_address else ""))
+    if cfg.ray_address:
+        scored = _score_on_cluster(cfg, members, images, run)
+    else:
+        scored = score_images(members, images, cfg, device=device, out=run, tta=cfg.tta)
     counts = _write_tables(run, table, scored.probs, len(members))
     rate = scored.images_per_second
     run.set_results(**counts, num_members=len(members), tta=TTA_NAME if cfg.tta else "none",
                     images_per_second=round(rate, 2),
                     scoring_seconds=round(scored.seconds, 3), data_shift=shift)
     _closing_lines(run, counts, len(members), scored.seconds, rate, shift)
+
+
+def _score_on_cluster(cfg: PredictConfig, members: list[Member], images: ImagesToScore,
+                      run: RunContext) -> Scored:
+    """``score_images`` in shards on the Ray cluster (``engine/cluster/``); its record in
+    summary.json ``cluster``."""
+    from mammography.engine.cluster.scoring import score_on_cluster
+
+    assert cfg.ray_address is not None
+    done = score_on_cluster(members, images.table, images.caches, address=cfg.ray_address,
+                            batch_size=cfg.batch_size, tta=cfg.tta, out=run)
+    run.update(cluster=done.record)
+    return done.scored
 
 
 def _write_tables(run: RunContext, table: LabelTable, probs: Any, members: int

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mammography.config.data import ClusterOptions
 from mammography.data.cache import ImageCache
 from mammography.data.table.exclusions import exclude_bad_images
 from mammography.data.table.records import LabelTable
@@ -47,10 +48,14 @@ def prepare_images(models: Sequence[ScoredModel], table: LabelTable,
                           ImageCache(model.preprocess, settings.cache_dir, settings.cache))
     reports, failed = [], {}
     sources = [r.path for r in table.images]
+    # predict --ray-address: the images to decode go to the cluster too (disk cache only).
+    ray_address = (settings.ray_address if isinstance(settings, ClusterOptions)
+                   and settings.cache == "disk" else None)
     for cache in caches.values():
         height, width = cache.settings.shape
         report = (cache.verify(sources, workers=settings.workers) if settings.cache == "off"
-                  else cache.build(sources, workers=settings.workers, out=out))
+                  else cache.build(sources, workers=settings.workers, out=out,
+                                   ray_address=ray_address))
         out.log(f"Image cache ({settings.cache}, {height}x{width}"
                 f"{', ' + str(cache.dir) if settings.cache == 'disk' else ''}): "
                 f"{report.reused} reused, {report.built} decoded, {report.regenerated} "

@@ -92,6 +92,10 @@ def score_members(models: Sequence[ScoredModel], table: LabelTable,
                 model, table, caches[model.preprocess.key()], batch_size=batch_size,
                 num_workers=num_workers, device=device, amp=amp, tta=tta, out=out,
                 on_batch=advance))
-    seconds = time.perf_counter() - started
+    return ensemble_of(per_member, time.perf_counter() - started)
+
+
+def ensemble_of(per_member: list[np.ndarray], seconds: float) -> Scored:
+    """The mean of the members' probabilities per image (one machine or a cluster's)."""
     ensemble = np.mean(np.stack(per_member), axis=0).astype(np.float32)
     return Scored(ensemble, per_member, seconds)

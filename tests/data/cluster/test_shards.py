@@ -5,6 +5,7 @@ import pytest
 from mammography.data.cluster.shards import (
     MAX_SHARD_IMAGES,
     SHARDS_PER_CPU,
+    aligned,
     plan_shards,
     shard_size_for,
 )
@@ -28,3 +29,12 @@ def test_shard_size_aims_at_a_few_shards_per_cpu_and_caps_them():
     assert shard_size_for(0, 4) == 1
     size = shard_size_for(1000, 10)
     assert len(plan_shards(1000, size)) >= SHARDS_PER_CPU * 10 * 0.9
+
+
+def test_aligned_shards_are_whole_batches_of_the_one_machine_run():
+    assert [aligned(size, 4) for size in (1, 4, 5, 8, 9)] == [4, 4, 8, 8, 12]
+    assert aligned(7, 1) == 7 and aligned(0, 3) == 3
+    # Every shard then starts where a batch of the whole list starts.
+    assert all(s.start % 4 == 0 for s in plan_shards(30, aligned(6, 4)))
+    with pytest.raises(ValueError):
+        aligned(5, 0)
