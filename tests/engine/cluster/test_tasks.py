@@ -110,7 +110,8 @@ def test_embedding_shards_merged_in_order_are_the_one_machine_features(images):
 
 def test_scoring_shards_merged_in_order_are_the_one_machine_ensemble(images):
     table, cache, root = images
-    members = members_from_runs([write_cv_parent(root / "cv", folds=2, img_size=64)])
+    members = members_from_runs([write_cv_parent(root / "cv", folds=2, img_size=64)],
+                                CollectingReporter())
     caches = {members[0].preprocess.key(): cache}
     local = score_members(members, table, caches, batch_size=BATCH, num_workers=0,
                           device=CPU, amp=False, tta=True, out=CollectingReporter(),
