@@ -160,8 +160,8 @@ def test_damaged_memo_rows_are_misses_not_tracebacks_or_merged_groups(data, tmp_
 @pytest.mark.slow
 def test_reproduce_resume_and_folds_see_the_replaced_file(data, tmp_path):
     """A 2-fold cross-validation, then one file replaced by another's bytes (same size,
-    mtime kept): `runs reproduce --dry-run --strict` fails naming the file, `--resume`
-    refuses naming it, and a new cross-validation keeps the two identical files in one
+    mtime kept): `runs reproduce --dry-run --strict` fails naming the file, `--resume` of
+    a fold refuses naming it, and a new cross-validation keeps the two identical files in one
     fold (grouped by content, not by patient)."""
     env = rel_env(tmp_path / "cache")
     out = tmp_path / "out"
@@ -180,8 +180,10 @@ def test_reproduce_resume_and_folds_see_the_replaced_file(data, tmp_path):
     trusted = run("runs", "reproduce", parent, "--dry-run", "--trust-memo", env=env)
     assert f"{shown}: content changed" in trusted.stdout  # ctime: the memo does not vouch
 
-    resumed = run("train-density", "--resume", parent, "--outdir", tmp_path / "resumed",
-                  env=env, timeout=600)
+    # A completed cross-validation has nothing to continue; one of its folds trained longer
+    # reads the same data.
+    resumed = run("train-density", "--resume", parent / "fold_1" / "results", "--epochs", "2",
+                  "--outdir", tmp_path / "resumed", env=env, timeout=600)
     assert resumed.returncode == 2 and no_traceback(resumed), resumed.stderr[-3000:]
     assert "the data changed" in resumed.stderr and shown in resumed.stderr
     summary = read_json(tmp_path / "resumed" / "results_1" / "summary.json")
