@@ -16,6 +16,7 @@ from mammography.data.density_labels import label_problem, parse_label
 from mammography.data.table.exclusions import exclude_row
 from mammography.data.table.formats import CsvTable, TableRequest
 from mammography.data.table.records import ImageRecord, LabelTable
+from mammography.data.table.watch import note
 from mammography.errors import DataError
 from mammography.record.reporter import Reporter
 
@@ -33,6 +34,7 @@ class AccessionFormat:
 
     def read(self, csv: CsvTable, request: TableRequest, out: Reporter) -> LabelTable:
         root = Path(csv.dicom_root) if csv.dicom_root else csv.path.parent / "archive"
+        note(root)  # for the whole-table memo (watch.py): its entries name the exams
         if not root.is_dir():
             raise DataError(f"DICOM root {root} does not exist. Pass --dicom-root DIR, the "
                             "folder holding one sub-folder per AccessionNumber.")
