@@ -32,6 +32,7 @@ classes (``_ALLOWED``): a damaged or foreign file is a miss, never code run.
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import dataclasses
 import functools
 import hashlib
@@ -63,6 +64,14 @@ _ALLOWED = {
     ("pathlib", "WindowsPath"),
     ("pathlib", "Path"),
 }
+
+
+
+def _pooled_classes() -> tuple[type, ...]:
+    from mammography.data.dicom.header import DicomHeader, PixelInfo
+    from mammography.data.table.records import ImageRecord
+
+    return (ImageRecord, DicomHeader, PixelInfo)
 
 
 @functools.cache
@@ -200,11 +209,32 @@ def _settled(seen: watch.Seen) -> bool:
 
 
 class _Pickler(pickle.Pickler):
+    """Writes what loads fast: a path as one string (rebuilt at 3 us, not 5 us from its
+    parts), and equal values of the records and headers (the same modality, syntax,
+    manufacturer, patient, exam, pixel layout ... thousands of times; a record's path and
+    its header's, equal but apart when the header was read in a worker) as one object,
+    written once and shared when read: half the bytes and the time to read them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool: dict[Any, Any] = {}
+        self.pooled = _pooled_classes()
+
     def reducer_override(self, obj: Any) -> Any:
-        # A path as one string: rebuilt at 3 us, not 5 us from its parts (per image).
         if isinstance(obj, PurePath):
             return type(obj), (str(obj),)
+        if type(obj) in self.pooled and hasattr(obj, "__dict__"):
+            return copyreg.__newobj__, (type(obj),), {
+                name: self._shared(value) for name, value in vars(obj).items()}
         return NotImplemented
+
+    def _shared(self, value: Any) -> Any:
+        if isinstance(value, str | tuple | PurePath) or type(value) in self.pooled:
+            try:
+                return self.pool.setdefault(value, value)
+            except TypeError:  # unhashable: written as it is
+                return value
+        return value
 
 
 class _Unpickler(pickle.Unpickler):
