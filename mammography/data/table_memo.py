@@ -106,10 +106,12 @@ class TableMemo:
 
     def __init__(self, cfg: Any, policy: str) -> None:
         self.csvs = _csv_paths(cfg)
-        options = json.dumps([_FORMAT, code_digest(), self.csvs, _options(cfg, policy)],
-                             default=str)
-        self.key = hashlib.sha256(options.encode()).hexdigest()[:32]
-        self.path = cache_root() / FOLDER / f"{self.key}.pickle"
+        source = json.dumps([self.csvs, _options(cfg, policy)], default=str)
+        # One file per source and options: a new version of the code replaces it (the
+        # key inside, with the code's digest, must match) instead of adding one more.
+        name = hashlib.sha256(source.encode()).hexdigest()[:32]
+        self.key = hashlib.sha256(f"{_FORMAT} {code_digest()} {source}".encode()).hexdigest()
+        self.path = cache_root() / FOLDER / f"{name}.pickle"
 
     @classmethod
     def for_config(cls, cfg: Any, policy: str) -> TableMemo | None:

@@ -237,3 +237,17 @@ def test_not_used_for_a_resume_that_proves_its_data(data, tmp_path):
                            remember_table=True)
     assert "table_memo" not in proving.manifest["headers"]
     assert proving.manifest["digest"] == warm.manifest["digest"]
+
+
+def test_new_code_replaces_the_file_instead_of_adding_one(data, monkeypatch):
+    import mammography.data.table_memo as table_memo
+
+    cfg = _cfg(data)
+    _load(cfg)
+    folder = Path(os.environ["MAMMOGRAPHY_CACHE_DIR"]) / FOLDER
+    assert len(list(folder.glob("*.pickle"))) == 1
+    monkeypatch.setattr(table_memo, "code_digest", lambda: "other code")
+    table, _ = _load(cfg)
+    assert not _used(table)  # made by other code: not used
+    assert _used(_load(cfg)[0])
+    assert len(list(folder.glob("*.pickle"))) == 1
