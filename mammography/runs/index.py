@@ -115,12 +115,8 @@ class Parts(dict):
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except DamagedPart:
-            raise
-        except KeyError:
-            return default
+        value = dict.get(self, key, default)
+        return self[key] if isinstance(value, bytes) else value  # one call per row
 
     def decoded(self) -> dict[str, str]:
         return {key: self[key] for key in self}
