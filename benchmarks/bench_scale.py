@@ -159,7 +159,12 @@ def child(args: argparse.Namespace) -> None:
     wall = time.perf_counter()
     cpu0, sys0 = cpu_seconds()
     out = Quiet()
-    data = prepare_data(cfg, run_dir, out, progress=False)
+    # train-density's call: through the whole-table memo where this code has one
+    import inspect
+
+    remember = {"remember_table": True} \
+        if "remember_table" in inspect.signature(prepare_data).parameters else {}
+    data = prepare_data(cfg, run_dir, out, progress=False, **remember)
     prepared_cpu, _ = cpu_seconds()
     images = data.table.images
     data_config(cfg, data.table, data.manifest)

@@ -70,6 +70,13 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            # What was made meanwhile (the table: records, headers, paths) lives as long
+            # as the command, yet sits in the youngest generation: re-enabled, the
+            # collector would walk all of it in the first collections of each younger
+            # generation (~20 us an image right after a warm start). freeze + unfreeze
+            # moves it to the oldest generation without a walk (nothing is exempted).
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 
@@ -93,23 +100,39 @@ def preprocess_settings(cfg: ImageConfig) -> Any:
 
 
 def load_table(cfg: LabelledSource, out: Reporter = CONSOLE,
-               frames: str | None = None) -> LabelTable:
+               frames: str | None = None, remember: bool = False) -> LabelTable:
     """Labels CSV plus DICOM headers, with per-file problems excluded.
 
     What the header alone rules out (no pixel data, colour, short pixel data,
     multi-frame unless ``frames`` - default: ``cfg.multiframe`` for image
     commands, else "exclude" - takes a frame) is excluded here, before any
     decoding, with the reason the decoder would give.
+
+    ``remember``: through the whole-table memo (``table_memo.py``): the table
+    given back, without reading it, while nothing it was read from changed.
     """
+    policy = frames or (cfg.multiframe if isinstance(cfg, PreprocessOptions) else "exclude")
     with collector_paused():
-        return _load_table(cfg, out, frames)
+        memo = None
+        if remember:
+            from mammography.data.table_memo import TableMemo
+
+            memo = TableMemo.for_config(cfg, policy)
+        if memo is None:
+            return _load_table(cfg, out, policy)
+        table = memo.recall(out)
+        if table is not None:
+            return table
+        with memo.recording(out) as recorder:
+            table = _load_table(cfg, recorder, policy)
+        memo.keep(table, recorder)
+        return table
 
 
-def _load_table(cfg: LabelledSource, out: Reporter, frames: str | None) -> LabelTable:
+def _load_table(cfg: LabelledSource, out: Reporter, policy: str) -> LabelTable:
     from mammography.data.dicom.decode import image_problem, read_header
     from mammography.data.fingerprint import processing_mix
 
-    policy = frames or (cfg.multiframe if isinstance(cfg, PreprocessOptions) else "exclude")
     table = load_label_table(cfg.csv, cfg.dicom_root, include_class_5=cfg.include_class_5,
                              path_column=cfg.path_column, label_column=cfg.label_column,
                              dataset=cfg.dataset, out=out)
@@ -299,20 +322,23 @@ def dataset_config(table: LabelTable) -> dict[str, Any]:
 
 
 def prepare_data(cfg: ImageConfig, run_dir: Path | None, out: Reporter = CONSOLE,
-                 progress: bool = True, trust_memo: bool = True) -> PreparedData:
+                 progress: bool = True, trust_memo: bool = True,
+                 remember_table: bool = False) -> PreparedData:
     """Labels, headers, cache and manifest (written to ``run_dir`` unless None).
 
     ``trust_memo`` False hashes every image again for the manifest instead of
     taking remembered checksums (``--resume`` does, unless ``--trust-memo``:
-    proving the data unchanged is its job).
+    proving the data unchanged is its job); it also reads the table afresh.
+    ``remember_table``: through the whole-table memo (``load_table``).
     """
     with collector_paused():
-        return _prepare_data(cfg, run_dir, out, progress, trust_memo)
+        return _prepare_data(cfg, run_dir, out, progress, trust_memo,
+                             remember_table and trust_memo)
 
 
 def _prepare_data(cfg: ImageConfig, run_dir: Path | None, out: Reporter,
-                  progress: bool, trust_memo: bool) -> PreparedData:
-    table = load_table(cfg, out)
+                  progress: bool, trust_memo: bool, remember_table: bool) -> PreparedData:
+    table = load_table(cfg, out, remember=remember_table)
     cache, cache_report = build_cache(cfg, table, out, progress)
     out.log(f"Found {len(table.images)} images of {table.num_exams} exams from "
             f"{table.num_patients} patients")

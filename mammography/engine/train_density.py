@@ -55,7 +55,8 @@ def run_train_density(cfg: TrainConfig, run: RunContext) -> None:
     if resumed is not None:
         check_not_running(resumed.view)
         resumed.verify_resumable(run)  # its checkpoints are its own, before data is read
-    data = prepare_data(cfg, run.dir, run, trust_memo=resumed is None or cfg.trust_memo)
+    data = prepare_data(cfg, run.dir, run, trust_memo=resumed is None or cfg.trust_memo,
+                        remember_table=True)
     run.update(data_config=data_config(cfg, data.table, data.manifest)
                | {"preprocessing": data.cache.settings.as_dict(), "cache": data.cache_report,
                   "val_fraction": cfg.val_fraction, "cv_folds": cfg.cv_folds})

@@ -33,11 +33,11 @@ from mammography.record.contract import cache_root
 from mammography.runs import projection
 
 INDEX_FOLDER = "runs-index"
-LAYOUT = 4
+LAYOUT = 5
 RACY_WINDOW_NS = 2_000_000_000
 BATCH = 500
 NOT_TRUSTED = -1  # the mtime stored for a folder or summary changed within the racy window
-PART_COLUMNS = {name: f"p_{name}" for name in (*projection.PARTS, "view")}
+PART_COLUMNS = {name: f"p_{name}" for name in (*projection.PARTS, "view", "fields")}
 # Two tables: ``runs``, what every call reads (a folder's listing, a summary's stat and
 # its head parts: small rows, read 100,000 at a time), and ``details``, the rest of a
 # summary's parts and validate's memo (read only for what needs them).
@@ -46,11 +46,16 @@ ROW_PARTS = (projection.HEAD, projection.OPS)
 #: next to the head, dropped whenever the summary is read again or the code that
 #: renders it changes (``view_fingerprint`` in meta).
 VIEW = "view"
+#: The values a filtered listing (``--where``/``--sort``/``--column``) asked of a finished
+#: run, by key (rows.Viewer): kept in the small table so that the next such listing
+#: reads neither the summary nor its compressed parts; dropped with the view.
+FIELDS = "fields"
+SMALL = (*ROW_PARTS, VIEW, FIELDS)
 DETAIL_PARTS = tuple(p for p in projection.PARTS if p not in ROW_PARTS)
 _ROWS = ("rel TEXT PRIMARY KEY, dir_mtime INTEGER, listing TEXT, has_summary INTEGER, "
          "s_size INTEGER, s_mtime INTEGER, s_ctime INTEGER, s_ino INTEGER, problem TEXT, "
          "omitted TEXT, " + ", ".join(f"{PART_COLUMNS[p]} BLOB" for p in ROW_PARTS)
-         + ", p_view TEXT")
+         + ", p_view TEXT, p_fields TEXT")
 _DETAILS = ("rel TEXT PRIMARY KEY, checks TEXT, "
             + ", ".join(f"{PART_COLUMNS[p]} BLOB" for p in DETAIL_PARTS))
 _STAT_MATCHES = ("EXISTS (SELECT 1 FROM runs WHERE runs.rel = details.rel AND s_size = ? "
@@ -89,8 +94,37 @@ def trusted_mtime(st: os.stat_result) -> int:
     return NOT_TRUSTED if time.time_ns() - mtime < RACY_WINDOW_NS else mtime
 
 
+class DamagedPart(KeyError):
+    """A part of an index row that cannot be decompressed: read the summary instead."""
+
+
+class Parts(dict):
+    """A row's parts by name, each decompressed when first read (a filtered listing that
+    finds its fields kept reads none of them); ``DamagedPart`` when one cannot be."""
+
+    __slots__ = ("unpack",)
+
+    def __getitem__(self, key: str) -> str:
+        value = dict.__getitem__(self, key)
+        if isinstance(value, bytes):
+            try:
+                value = self.unpack(value) if self.unpack is not None else value.decode()
+            except (zlib.error, ValueError, UnicodeDecodeError) as exc:
+                raise DamagedPart(key) from exc
+            dict.__setitem__(self, key, value)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = dict.get(self, key, default)
+        return self[key] if isinstance(value, bytes) else value  # one call per row
+
+    def decoded(self) -> dict[str, str]:
+        return {key: self[key] for key in self}
+
+
 class Row:
-    """What the index remembers of one folder (its parts as JSON text, decompressed)."""
+    """What the index remembers of one folder (its parts as JSON text, decompressed when
+    read)."""
 
     __slots__ = ("_omitted", "dir_mtime", "has_summary", "leaves", "parts", "problem", "stat",
                  "subdirs")
@@ -106,9 +140,9 @@ class Row:
         self.problem: str | None = found[7]
         self._omitted: str | None = found[8]
         # the part columns that were asked for (and are present)
-        self.parts: dict[str, str] = {
-            p: (unpack(t) if isinstance(t, bytes) else t)
-            for p, t in zip(parts, found[9:], strict=True) if t is not None}
+        self.parts = Parts((p, t) for p, t in zip(parts, found[9:], strict=True)
+                           if t is not None)
+        self.parts.unpack = unpack
 
     @property
     def omitted(self) -> tuple[str, ...] | None:
@@ -129,6 +163,7 @@ class RunIndex:
         self._deletes: list[str] = []
         self._checks: list[tuple[str, str]] = []
         self._views: list[tuple[Any, ...]] = []
+        self._fields: list[tuple[Any, ...]] = []
         self.writable = True
         self.zdict: bytes | None = None  # see _pack
 
@@ -157,8 +192,9 @@ class RunIndex:
         self.zdict = zdict[0] if zdict and found and found[0] == fingerprint() else None
         if found is not None and found[0] == fingerprint():
             columns = {c[1] for c in self.db.execute("PRAGMA table_info(runs)")}
-            if "p_view" not in columns:  # an index of the layout before views
-                self.db.execute("ALTER TABLE runs ADD COLUMN p_view TEXT")
+            for column in ("p_view", "p_fields"):  # an index from before that column
+                if column not in columns:
+                    self.db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
         if found is None or found[0] != fingerprint():
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("DROP TABLE IF EXISTS runs")
@@ -171,16 +207,16 @@ class RunIndex:
             self.db.execute("COMMIT")
 
     # ------------------------------------------------------------------ reading
-    def use_views(self, fingerprint: str) -> None:
-        """Keep views made by code with this fingerprint; forget the others."""
+    def use_views(self, fingerprint: str, part: str = VIEW) -> None:
+        """Keep views (or ``FIELDS``) made by code with this fingerprint; forget the
+        others."""
+        key, column = f"{part}_fingerprint", PART_COLUMNS[part]
         try:
-            found = self.db.execute("SELECT value FROM meta WHERE key = 'view_fingerprint'"
-                                    ).fetchone()
+            found = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
             if found is None or found[0] != fingerprint:
                 self.db.execute("BEGIN IMMEDIATE")
-                self.db.execute("UPDATE runs SET p_view = NULL WHERE p_view IS NOT NULL")
-                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('view_fingerprint', ?)",
-                                (fingerprint,))
+                self.db.execute(f"UPDATE runs SET {column} = NULL WHERE {column} IS NOT NULL")
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, fingerprint))
                 self.db.execute("COMMIT")
         except sqlite3.Error:
             with contextlib.suppress(sqlite3.Error):
@@ -189,10 +225,10 @@ class RunIndex:
 
     @staticmethod
     def _select(parts: tuple[str, ...], where: str) -> str:
-        columns = "".join(f", {'r' if p in (*ROW_PARTS, VIEW) else 'd'}.{PART_COLUMNS[p]}"
+        columns = "".join(f", {'r' if p in SMALL else 'd'}.{PART_COLUMNS[p]}"
                           for p in parts)
         join = " LEFT JOIN details d ON d.rel = r.rel" \
-            if any(p not in (*ROW_PARTS, VIEW) for p in parts) else ""
+            if any(p not in SMALL for p in parts) else ""
         return ("SELECT r.rel, r.dir_mtime, r.listing, r.has_summary, r.s_size, r.s_mtime, "
                 f"r.s_ctime, r.s_ino, r.problem, r.omitted{columns} FROM runs r{join} "
                 f"WHERE {where}")
@@ -220,7 +256,10 @@ class RunIndex:
     def parts(self, rel: str, parts: tuple[str, ...]) -> dict[str, str]:
         """More parts of one folder's summary (empty when unavailable)."""
         found = self.get(rel, parts)
-        return found.parts if found is not None else {}
+        try:
+            return found.parts.decoded() if found is not None else {}
+        except DamagedPart:
+            return {}
 
     def checks(self, rel: str, stat: tuple[int, ...]) -> dict[str, Any] | None:
         """`runs validate`'s memo for the summary with this stat (None if none kept)."""
@@ -249,6 +288,12 @@ class RunIndex:
     def put_view(self, rel: str, stat: tuple[int, ...], view: str) -> None:
         """Remember a command's rendering of the summary with this stat (if unchanged)."""
         self._views.append((view, rel, *stat))
+
+    def put_fields(self, rel: str, stat: tuple[int, ...], fields: str) -> None:
+        """Remember the values a filtered listing read of the summary with this stat."""
+        self._fields.append((fields, rel, *stat))
+        if len(self._fields) >= BATCH * 10:
+            self.flush()
 
     def put_checks(self, rel: str, stat: tuple[int, ...], checks: dict[str, Any]) -> None:
         """Remember `runs validate`'s memo for the summary with this stat (if unchanged)."""
@@ -282,10 +327,11 @@ class RunIndex:
 
     def flush(self) -> None:
         if not self.writable or not (self._pending or self._deletes or self._checks
-                                     or self._views):
+                                     or self._views or self._fields):
             self._pending, self._deletes, self._checks, self._views = [], [], [], []
+            self._fields = []
             return
-        row_sql = f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * (11 + len(ROW_PARTS)))})"
+        row_sql = f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * (12 + len(ROW_PARTS)))})"
         detail_sql = ("INSERT OR REPLACE INTO details VALUES "
                       f"({', '.join('?' * (2 + len(DETAIL_PARTS)))})")
         listing = "UPDATE runs SET dir_mtime = ?, listing = ?, has_summary = ? WHERE rel = ?"
@@ -301,13 +347,16 @@ class RunIndex:
                     if self.db.execute(listing, (*values[1:4], values[0])).rowcount:
                         continue
                     parts = {}
-                self.db.execute(row_sql, (*values, *(parts.get(p) for p in ROW_PARTS), None))
+                self.db.execute(row_sql, (*values, *(parts.get(p) for p in ROW_PARTS), None,
+                                          None))
                 self.db.execute(detail_sql, (values[0], None,
                                              *(self._pack(parts.get(p)) for p in DETAIL_PARTS)))
             self.db.executemany(f"UPDATE details SET checks = ? WHERE rel = ? AND "
                                 f"{_STAT_MATCHES}", self._checks)
             self.db.executemany("UPDATE runs SET p_view = ? WHERE rel = ? AND s_size = ? AND "
                                 "s_mtime = ? AND s_ctime = ? AND s_ino = ?", self._views)
+            self.db.executemany("UPDATE runs SET p_fields = ? WHERE rel = ? AND s_size = ? AND "
+                                "s_mtime = ? AND s_ctime = ? AND s_ino = ?", self._fields)
             self.db.execute("COMMIT")
         except sqlite3.Error:
             # Locked by another `runs` process for too long, a full disk, a read-only
@@ -316,6 +365,7 @@ class RunIndex:
                 self.db.execute("ROLLBACK")
             self.writable = False
         self._pending, self._deletes, self._checks, self._views = [], [], [], []
+        self._fields = []
 
     def close(self) -> None:
         self.flush()

@@ -42,7 +42,7 @@ from mammography.runs.rows import (
     cells_of,
     fields_of,
 )
-from mammography.runs.scan import collector_paused, scan_runs
+from mammography.runs.scan import close_indexes, collector_paused, reread, scan_runs
 
 # Keys the table already shows; --where/--sort/--column on them adds no column.
 SHOWN_KEYS = {"path", "status", "command", "experiment_type", "seed", "git_commit",
@@ -174,10 +174,21 @@ def _list(config: RunsListConfig) -> int:
     extra = extra_columns(config, conditions, sort)
     # Each run's row is worked out as it is found, and its summary let go.
     viewer = Viewer(conditions, sort, extra, table=not (config.json or config.csv))
-    records = scan_runs(config.roots, list_paths(conditions, sort, extra),
-                        use_index=config.index, stale_after=stale_seconds(config.stale_after),
-                        on_record=viewer)
-    rows = select(records, conditions, sort, desc, config.flat, config.limit)
+    paths = list_paths(conditions, sort, extra)
+    records = scan_runs(config.roots, paths, use_index=config.index,
+                        stale_after=stale_seconds(config.stale_after), on_record=viewer,
+                        keep_index=True)
+    try:
+        rows = select(records, conditions, sort, desc, config.flat, config.limit)
+        # A filtered listing renders only the rows it shows, now that they are chosen.
+        unrendered = [row.record for row in rows if not row.record.view.rendered]
+        reread(unrendered, paths)
+        for record in unrendered:
+            viewer.render(record)
+            if record.summary is not None:
+                record.summary = {}  # as the walk leaves it: read, not held
+    finally:
+        close_indexes(records)
     found = continuations((r.view.resumes, r.path) for r in records
                           if r.view is not None and r.view.resumes)
     for row in rows:

@@ -9,10 +9,16 @@ cells (table) or fields (``--json``/``--csv``) packed in one string.
 To show something new in a row, compute it in ``cells_of``/``fields_of`` from
 the record's summary and add the summary paths it reads to
 projection.LIST_PATHS (the run index keeps those).
+
+A filtered listing (``--where``, ``--sort``, ``--column``) renders only the rows it
+shows (``Viewer.render``, after the selection), and keeps in the run index, per
+finished run, the values of the keys it was asked (``Viewer.fields_of_run``): the
+next filtered listing matches and sorts such a run from those alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +27,11 @@ from mammography.durations import format_duration, now, parse_time, short_time
 from mammography.runs.cv_progress import is_stopped_cv_parent, resumed_run_dir
 from mammography.runs.discover import MISSING, RunRecord
 from mammography.runs.projection import FALLBACK_SECTIONS
-from mammography.runs.query import Condition, record_value
+from mammography.runs.query import Condition, compare, record_value
+
+#: Keys a filtered listing never keeps (``Viewer.fields_of_run``): the path is how the
+#: root was named on this call, the effective status is kept on its own.
+LIVE_KEYS = frozenset({"path", "status", "crash_reason"})
 
 BASE_FIELDS = ("path", "parent", "depth", "run_id", "command", "experiment_type", "status",
                "recorded_status", "crash_reason", "start_time", "end_time",
@@ -154,6 +164,10 @@ class RowView:
     def cells(self) -> list[str]:
         return self.packed.split(SEPARATOR)
 
+    @property
+    def rendered(self) -> bool:
+        return self.packed is not None
+
     def fields(self) -> dict[str, Any]:
         return json.loads(self.packed)
 
@@ -177,6 +191,18 @@ def view_fingerprint() -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
+def fields_fingerprint() -> str:
+    """Changes with the code that renders a row or works out a key's value (query.py,
+    discover.py's lookup): the run index then forgets the fields it kept."""
+    import hashlib
+    import inspect
+
+    from mammography.runs import discover, query
+
+    source = view_fingerprint() + "".join(inspect.getsource(m) for m in (query, discover))
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
 class Viewer:
     """Called with each run as it is found: keeps its RowView, drops its summary.
 
@@ -191,27 +217,32 @@ class Viewer:
         plain = not conditions and not sort and not extra
         self.cache_mode = ("table" if table else "fields") if plain else None
         self.fingerprint = view_fingerprint() if plain else ""
+        #: A filtered listing: the keys whose values it keeps per finished run (the run
+        #: index's FIELDS), and its rows rendered once selected (``render``).
+        self.keys: tuple[str, ...] = () if plain else tuple(dict.fromkeys(
+            [*(c.key for c in conditions), *([sort] if sort else []), *extra]))
+        self.fields_fingerprint = fields_fingerprint() if self.keys else ""
 
     def __call__(self, record: RunRecord) -> None:
         resumes = resumed_run_dir(record.summary)
-        if not all(condition(record) for condition in self.conditions):
-            record.view = RowView(False, resumes=resumes) if resumes else NO_MATCH
+        if self.keys:
+            self._filtered(record, resumes)
+            return
+        # A plain listing shows every run: rendered now, kept for the next call.
+        stopped_cv = bool(is_stopped_cv_parent(record))
+        cache = None
+        if self.cache_mode and record.summary is not None and \
+                record.summary.get("status") != "running":  # a running one changes
+            cells = _packed_cells(record, self.extra)
+            fields = json.dumps(fields_of(record, self.extra), ensure_ascii=False)
+            cache = json.dumps([record.status, cells, fields, stopped_cv, resumes],
+                               ensure_ascii=False)
+            packed = cells if self.table else fields
+        elif self.table:
+            packed = _packed_cells(record, self.extra)
         else:
-            sort_value = record_value(record, self.sort) if self.sort else None
-            stopped_cv = is_stopped_cv_parent(record)
-            cache = None
-            if self.cache_mode and record.summary is not None and \
-                    record.summary.get("status") != "running":  # a running one changes
-                cells = _packed_cells(record, self.extra)
-                fields = json.dumps(fields_of(record, self.extra), ensure_ascii=False)
-                cache = json.dumps([record.status, cells, fields, stopped_cv, resumes],
-                                   ensure_ascii=False)
-                packed = cells if self.table else fields
-            elif self.table:
-                packed = _packed_cells(record, self.extra)
-            else:
-                packed = json.dumps(fields_of(record, self.extra), ensure_ascii=False)
-            record.view = RowView(True, sort_value, packed, cache, stopped_cv, resumes)
+            packed = json.dumps(fields_of(record, self.extra), ensure_ascii=False)
+        record.view = RowView(True, None, packed, cache, stopped_cv, resumes)
         if record.summary is not None:
             record.summary = {}  # kept apart from an unreadable one (None): read, not held
 
@@ -223,13 +254,111 @@ class Viewer:
             view.cache = None
         return cache
 
-    def restore(self, record: RunRecord, kept: str) -> None:
-        status, cells, fields, stopped_cv, resumes = json.loads(kept)
+    def _filtered(self, record: RunRecord, resumes: str | None) -> None:
+        """Match and sort value now; the row itself once it is shown (``render``)."""
+        stopped_cv = bool(is_stopped_cv_parent(record))
+        if not all(condition(record) for condition in self.conditions):
+            record.view = RowView(False, stopped_cv=stopped_cv, resumes=resumes)
+        else:
+            sort_value = record_value(record, self.sort) if self.sort else None
+            record.view = RowView(True, sort_value, None, stopped_cv=stopped_cv,
+                                  resumes=resumes)
+        summary = record.summary
+        if summary is not None:
+            if summary.get("status") != "running":  # a running one changes
+                record.view = _with_fields(record.view, record, self.keys)
+            record.summary = {}
+
+    def fields_of_run(self, record: RunRecord, kept: str | None) -> str | None:
+        """What to keep of a finished run for the next filtered listing: its status,
+        whether it is a stopped CV parent and the values of every key asked (now and
+        before: ``kept``, what was kept of the same summary); None when nothing new."""
+        fields = getattr(record.view, "fields_kept", None)
+        if fields is None:
+            return None
+        status, stopped, values, missing, resumes = fields
+        if kept:
+            with contextlib.suppress(ValueError, TypeError):
+                _s, _c, old_values, old_missing, _r = json.loads(kept)
+                values = {**old_values, **values}
+                missing = sorted(set(old_missing) - set(values) | set(missing))
+        return json.dumps([status, stopped, values, missing, resumes], ensure_ascii=False)
+
+    def restore_fields(self, record: RunRecord, kept: str) -> bool:
+        """Match and sort a finished run from what was kept of it (``fields_of_run``);
+        False when that lacks a key asked now or is not what ``fields_of_run`` writes
+        (a damaged row): the run is then read as usual."""
+        try:
+            status, stopped, values, missing, resumes = json.loads(kept)
+        except (ValueError, TypeError):
+            return False
+        if not (isinstance(status, str) and status != "running"
+                and isinstance(values, dict) and isinstance(missing, list)
+                and (resumes is None or isinstance(resumes, str))) or any(
+                key not in values and key not in missing
+                for key in self.keys if key not in LIVE_KEYS):
+            return False
+        record.status = status
+        record.summary = {}
+
+        def get(key: str) -> Any:
+            if key in LIVE_KEYS:  # the path as named now, the status just restored
+                return record_value(record, key)
+            return values.get(key, MISSING)
+
+        if all(compare(get(c.key), c.op, c.value) for c in self.conditions):
+            record.view = RowView(True, get(self.sort) if self.sort else None, None,
+                                  stopped_cv=bool(stopped), resumes=resumes)
+        else:
+            record.view = RowView(False, resumes=resumes) if resumes else NO_MATCH
+        return True
+
+    def render(self, record: RunRecord) -> None:
+        """The row of a shown run (its summary read again: ``scan.reread``)."""
+        view = record.view
+        if self.table:
+            view.packed = _packed_cells(record, self.extra)
+        else:
+            view.packed = json.dumps(fields_of(record, self.extra), ensure_ascii=False)
+
+    def restore(self, record: RunRecord, kept: str) -> bool:
+        """Give a finished run its kept rendering (``kept``); False when that is not what
+        ``kept`` writes (a damaged row): the run is then read as usual."""
+        try:
+            status, cells, fields, stopped_cv, resumes = json.loads(kept)
+        except (ValueError, TypeError):
+            return False
+        if not (isinstance(status, str) and isinstance(cells, str)
+                and isinstance(fields, str) and (resumes is None or isinstance(resumes, str))):
+            return False
         record.status = status
         record.summary = {}
         record.view = RowView(True, None, cells if self.table else fields,
-                              stopped_cv=stopped_cv, resumes=resumes)
+                              stopped_cv=bool(stopped_cv), resumes=resumes)
+        return True
 
 
 def _packed_cells(record: RunRecord, extra: Sequence[str]) -> str:
     return SEPARATOR.join(c.replace(SEPARATOR, "\ufffd") for c in cells_of(record, extra))
+
+
+class _FieldsView(RowView):
+    """A RowView with the values to keep in the run index (``Viewer.fields_of_run``)."""
+
+    __slots__ = ("fields_kept",)
+
+
+def _with_fields(view: RowView, record: RunRecord, keys: Sequence[str]) -> RowView:
+    values, missing = {}, []
+    for key in keys:
+        if key in LIVE_KEYS:
+            continue
+        found = record_value(record, key)
+        if found is MISSING:
+            missing.append(key)
+        else:
+            values[key] = found
+    kept = _FieldsView(view.matches, view.sort_value, view.packed, view.cache, view.stopped_cv,
+                       view.resumes)
+    kept.fields_kept = (record.status, bool(view.stopped_cv), values, missing, view.resumes)
+    return kept

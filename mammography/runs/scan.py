@@ -42,8 +42,10 @@ from mammography.runs.discover import (
     list_folder,
 )
 from mammography.runs.index import (
+    FIELDS,
     NOT_TRUSTED,
     VIEW,
+    DamagedPart,
     RunIndex,
     file_key,
     stored_key,
@@ -89,11 +91,15 @@ def scan_runs(roots: Iterable[Path], paths: Iterable[str], *, use_index: bool = 
         for root in check_roots(roots):
             index = RunIndex.open(root) if use_index else None
             views = getattr(on_record, "cache_mode", None)
+            fields = getattr(on_record, "keys", None)
             if index is not None and views is not None:
                 index.use_views(on_record.fingerprint)
+            if index is not None and fields:
+                index.use_views(on_record.fields_fingerprint, FIELDS)
             try:
                 _Walker(root, index, wanted, records, found,
-                        on_record if views else None).visit("", str(root), None, 0)
+                        on_record if views else None,
+                        on_record if fields else None).visit("", str(root), None, 0)
             finally:
                 if index is not None:
                     index.flush()
@@ -116,6 +122,32 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def reread(records: Iterable[RunRecord], paths: Iterable[str]) -> None:
+    """Each record's pruned summary of ``paths`` again, from the run index where it still
+    holds (open: ``scan_runs(keep_index=True)``), else from the file (``{}`` when
+    unreadable, as the walk leaves it): a listing renders the few rows it shows after
+    choosing them."""
+    wanted = tuple(dict.fromkeys(paths))
+    walkers: dict[int, _Walker] = {}
+    for record in records:
+        ref = record.index_ref
+        summary: Any = None
+        if ref is not None:
+            walker = walkers.get(id(ref.index))
+            if walker is None:
+                walker = walkers[id(ref.index)] = _Walker(record.root, ref.index, wanted, [],
+                                                          lambda _record: None)
+            row = ref.index.get(ref.rel, walker.fetch)
+            if row is not None and row.stat == ref.stat and row.problem is None:
+                summary = walker._summary_from_index(ref.rel, record._dir, row)
+        if summary is None:
+            try:
+                summary = projection.prune(read_summary(record.dir), wanted)
+            except SummaryUnreadable as exc:
+                summary = exc
+        record.summary = None if isinstance(summary, SummaryUnreadable) else summary
+
+
 def close_indexes(records: Iterable[RunRecord]) -> None:
     seen = set()
     for record in records:
@@ -133,6 +165,14 @@ def _list(path: str) -> tuple[bool, list[str]] | None:
     return listed
 
 
+def _kept(row: Any, part: str) -> str | None:
+    """A rendering kept in the row (VIEW, FIELDS), None when none is or it is damaged."""
+    try:
+        return row.parts.get(part)
+    except DamagedPart:
+        return None
+
+
 def _join(path: str, name: str) -> str:
     """``str(Path(path) / name)``, without making a Path (100,000 times)."""
     if path == ".":
@@ -143,16 +183,19 @@ def _join(path: str, name: str) -> str:
 class _Walker:
     def __init__(self, root: Path, index: RunIndex | None, paths: tuple[str, ...],
                  out: list[RunRecord], found: Callable[[RunRecord], None],
-                 views: Any = None) -> None:
+                 views: Any = None, fields: Any = None) -> None:
         self.root, self.index, self.paths, self.out = root, index, paths, out
         self.found = found
         # A command whose rendering of a run depends on its summary alone (rows.Viewer
         # in plain `runs list`) keeps it in the index, and gets it back for a summary
         # that has not changed: no summary part is then parsed at all.
         self.views = views
+        # A filtered listing (rows.Viewer with keys) keeps the values it asked of each
+        # finished run (FIELDS) and matches such a run from them next time.
+        self.fields = fields
         self.plan = projection.Plan(paths)
         self.fetch = tuple(sorted(self.plan.parts(()) or ())) + (
-            (VIEW,) if views is not None else ())
+            (VIEW,) if views is not None else ()) + ((FIELDS,) if fields is not None else ())
 
     def visit(self, rel: str, path: str, parent: RunRecord | None, depth: int,
               row: Any = _GONE) -> Any:
@@ -254,6 +297,7 @@ class _Walker:
         """The run in ``path``, and (stat, problem, omitted, parts) to remember when its
         summary was read (None when the index's record of it still holds)."""
         summary, problem, changed, ref, view = None, None, None, None, None
+        kept_fields, restored = None, False
         try:
             st = os.stat(f"{path}/{SUMMARY_FILE}")
         except OSError:
@@ -263,12 +307,15 @@ class _Walker:
             live = file_key(st)
             if row is not None and row.stat == live and live[1] != NOT_TRUSTED:
                 problem = row.problem
-                view = row.parts.get(VIEW) if self.views is not None else None
-                if problem is None and view is None:
-                    try:
-                        summary = self._from_index(rel, path, row)
-                    except SummaryUnreadable as exc:  # changed since its stat
-                        problem = str(exc)
+                if problem is None and self.views is not None:
+                    view = _kept(row, VIEW)
+                if problem is None and self.fields is not None:
+                    kept_fields = _kept(row, FIELDS)
+                    restored = kept_fields is not None
+                if problem is None and view is None and not restored:
+                    summary = self._summary_from_index(rel, path, row)
+                    if isinstance(summary, SummaryUnreadable):  # changed since its stat
+                        problem, summary = str(summary), None
             else:
                 try:
                     document = read_summary(Path(path))
@@ -285,8 +332,13 @@ class _Walker:
                 ref = IndexRef(self.index, rel, live)
         record = RunRecord(dir=path, root=self.root, summary=summary, problem=problem,
                            parent=parent, index_ref=ref)
-        if view is not None:
-            self.views.restore(record, view)
+        if view is not None and not self.views.restore(record, view):
+            view = None  # damaged: read the run as usual
+            self._read_again(record, rel, path, row)
+        elif restored and not self.fields.restore_fields(record, kept_fields):
+            # What was kept lacks a key asked now (or is damaged): read the run as usual.
+            restored = False
+            self._read_again(record, rel, path, row)
         if parent is not None:
             parent.children.append(record)
         self.out.append(record)
@@ -297,7 +349,33 @@ class _Walker:
             stat = changed[0] if changed is not None else row.stat
             if made is not None and stat[1] != NOT_TRUSTED:
                 self.index.put_view(rel, stat, made)
+        if self.fields is not None and not restored and self.index is not None and \
+                st is not None and record.problem is None:
+            made = self.fields.fields_of_run(record, kept_fields if changed is None else None)
+            stat = changed[0] if changed is not None else row.stat
+            if made is not None and stat[1] != NOT_TRUSTED:
+                self.index.put_fields(rel, stat, made)
         return record, changed
+
+    def _read_again(self, record: RunRecord, rel: str, path: str, row: Any) -> None:
+        """The pruned summary of a run whose kept rendering or fields could not be used."""
+        summary = self._summary_from_index(rel, path, row)
+        if isinstance(summary, SummaryUnreadable):
+            record.problem, record.summary = str(summary), None
+        else:
+            record.summary = summary
+
+    def _summary_from_index(self, rel: str, path: str, row: Any
+                            ) -> dict[str, Any] | SummaryUnreadable:
+        """The pruned summary from the index's parts (the file itself for what it does not
+        keep, or where a part is damaged); the error when the file cannot be read."""
+        try:
+            try:
+                return self._from_index(rel, path, row)
+            except KeyError:  # DamagedPart, or a part the row should hold but lacks
+                return projection.prune(read_summary(Path(path)), self.paths)
+        except SummaryUnreadable as exc:
+            return exc
 
     def _from_index(self, rel: str, path: str, row: Any) -> dict[str, Any]:
         if self.plan.is_list:  # what `runs list` shows: the head part is just that

@@ -16,6 +16,7 @@ from mammography.data.density_labels import label_problem, parse_label
 from mammography.data.table.exclusions import exclude_row
 from mammography.data.table.formats import CsvTable, TableRequest
 from mammography.data.table.records import ImageRecord, LabelTable
+from mammography.data.table.watch import note
 from mammography.errors import DataError
 from mammography.record.reporter import Reporter
 
@@ -43,6 +44,7 @@ class AccessionFormat:
 
     def read(self, csv: CsvTable, request: TableRequest, out: Reporter) -> LabelTable:
         root = _root(csv)
+        note(root)  # for the whole-table memo (watch.py): its entries name the exams
         for problem in self.problems(csv, request):
             raise DataError(problem)
         table = csv.new_table(root, self.name)

@@ -16,6 +16,8 @@ import errno
 import os
 from pathlib import Path
 
+from mammography.data.table.watch import note
+
 DICOM_SUFFIXES = (".dcm", ".dicom")
 _GZIPPED_SUFFIXES = tuple(f"{s}.gz" for s in DICOM_SUFFIXES)
 DICM_MAGIC = b"DICM"
@@ -38,6 +40,7 @@ def find_dicoms(folder: Path) -> list[Path]:
     made (pathlib's rglob cost ~50 us a file, a third of a warm start). As
     rglob, symlinked folders are not followed and unreadable folders skipped.
     """
+    note(folder)  # for the whole-table memo (watch.py): its entries decide
     try:
         with os.scandir(folder) as listing:
             top = list(listing)
@@ -56,6 +59,7 @@ def find_dicoms(folder: Path) -> list[Path]:
             try:
                 if entry.is_dir() and not entry.is_symlink():
                     child = parent / entry.name
+                    note(child)
                     try:
                         with os.scandir(child) as listing:
                             pending.append((child, list(listing)))
@@ -98,6 +102,7 @@ def _name_verdict(name: str) -> bool | None:
 
 
 def _has_dicom_bytes(path: Path) -> bool:
+    note(path)
     try:
         with path.open("rb") as handle:
             head = handle.read(132)
@@ -119,6 +124,7 @@ def find_dicoms_by_content(folder: Path) -> tuple[list[Path], list[Path]]:
     excluded with the reason) plus any other file whose bytes 128-131 are
     ``DICM``, whatever its extension (``IMG0001.IMA``, ``scan.dcm.bak``).
     """
+    note(folder)
     if not folder.is_dir():
         return [], []
     found = set(find_dicoms(folder))
@@ -126,6 +132,7 @@ def find_dicoms_by_content(folder: Path) -> tuple[list[Path], list[Path]]:
     for path in sorted(folder.rglob("*")):
         if path in found or path.name.startswith(".") or path.name.lower() == "dicomdir":
             continue
+        note(path)
         try:
             if not path.is_file():
                 continue

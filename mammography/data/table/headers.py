@@ -18,6 +18,7 @@ from typing import Any
 
 from mammography.data.table.exclusions import exclude_bad_images
 from mammography.data.table.records import ImageRecord, LabelTable
+from mammography.data.table.watch import note_identities
 from mammography.record.reporter import CONSOLE, Reporter
 
 
@@ -39,8 +40,12 @@ def attach_remembered_headers(table: LabelTable, read_header: Callable[[Path], A
         finally:  # unusable at opening or later: said once, even when the data is refused
             if memo.warning:
                 out.warn(memo.warning)
-    headers = table.headers
-    out.log(f"DICOM headers: {headers['files_from_memo']} remembered, {headers['files_read']} "
+    out.log(headers_line(table.headers))
+
+
+def headers_line(headers: dict[str, Any]) -> str:
+    """The run.log line saying how many headers were read and how many remembered."""
+    return (f"DICOM headers: {headers['files_from_memo']} remembered, {headers['files_read']} "
             f"read ({headers['seconds']:.1f}s)")
 
 
@@ -65,6 +70,7 @@ def attach_headers(table: LabelTable, read_header: Callable[[Path], Any], *,
 
     outcomes, identities, stats = read_headers([r.path for r in table.images], read_header,
                                                memo, workers)
+    note_identities([r.path for r in table.images], identities)  # the table memo's
     table.headers = stats.as_dict()
     table.images_found = table.images_found or len(outcomes)
     kept, bad = [], []

@@ -17,6 +17,7 @@ from mammography.data.file_identity import missing_file_reason
 from mammography.data.table.exclusions import exclude_row
 from mammography.data.table.formats import CsvTable, TableRequest
 from mammography.data.table.records import ImageRecord, LabelTable
+from mammography.data.table.watch import note
 from mammography.record.reporter import Reporter
 
 
@@ -49,6 +50,7 @@ class PathFormat:
                     exclude_row(table, out, row=line, path=str(path),
                                 reason=label_problem(row.get(label_col, "")))
                     continue
+            note(path)  # for the whole-table memo (watch.py): there, or still missing
             try:
                 is_file = path.is_file()
             except OSError as exc:  # e.g. a name too long for the file system
@@ -88,6 +90,7 @@ def _resolve(path: Path, base: Path, csv_folder: Path) -> Path:
 
 
 def _is_file(path: Path) -> bool:
+    note(path)
     try:
         return path.is_file()
     except OSError:  # ENAMETOOLONG and friends: not a usable path
