@@ -47,6 +47,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 INSTALLS = "installs packages into .venv (needs the network); the test runs this checkout's " \
            "code with the test's interpreter instead"
+DATASET = ("a public dataset as downloaded from its publisher; tests/data/table/datasets/ run "
+           "data check and train-density on downloads built from each publisher's layout")
 CLUSTER = ("a Ray cluster of machines sharing storage (/shared); CI runs these commands on a "
            "two-node cluster on loopback (tests/data/cluster/, tests/engine/cluster/)")
 #: Examples not run here, by ``Example.key``, with the reason.
@@ -90,6 +92,36 @@ SKIPPED = {
     "http://mlflow.lab:5000 --experiment density --with-models": "an MLflow server "
                                                                   "(mlflow.lab)",
     "tensorboard --logdir outputs/tb": "a web server that runs until stopped",
+    # A public dataset's download (cannot be fetched here, nor committed).
+    'mammography data check --dataset vindr-mammo --csv '
+    'VINDR/breast-level_annotations.csv --dicom-root VINDR --no-decode': DATASET,
+    'mammography train-density --config configs/vindr-mammo-density.yaml --csv '
+    'VINDR/breast-level_annotations.csv --dicom-root VINDR': DATASET,
+    'mammography data check --dataset rsna --csv RSNA/train.csv --dicom-root RSNA '
+    '--no-decode': DATASET,
+    'mammography train-density --config configs/rsna-density.yaml --csv RSNA/train.csv '
+    '--dicom-root RSNA': DATASET,
+    'mammography data check --dataset cbis-ddsm --csv '
+    'CBIS/mass_case_description_train_set.csv --csv '
+    'CBIS/mass_case_description_test_set.csv --csv '
+    'CBIS/calc_case_description_train_set.csv --csv '
+    'CBIS/calc_case_description_test_set.csv --dicom-root CBIS --no-decode': DATASET,
+    'mammography train-density --config configs/cbis-ddsm-density.yaml --csv '
+    'CBIS/mass_case_description_train_set.csv --csv '
+    'CBIS/mass_case_description_test_set.csv --csv '
+    'CBIS/calc_case_description_train_set.csv --csv '
+    'CBIS/calc_case_description_test_set.csv --dicom-root CBIS': DATASET,
+    'mammography data check --dataset inbreast --csv INBREAST/INbreast.csv --dicom-root '
+    'INBREAST --no-decode': DATASET,
+    'mammography train-density --dataset inbreast --csv INBREAST/INbreast.csv '
+    '--dicom-root INBREAST --cv-folds 5': DATASET,
+    'mammography data check --dataset embed --csv '
+    'EMBED/tables/EMBED_OpenData_metadata.csv --csv '
+    'EMBED/tables/EMBED_OpenData_clinical.csv --dicom-root EMBED/images --no-decode': DATASET,
+    'mammography train-density --dataset embed --csv '
+    'EMBED/tables/EMBED_OpenData_metadata.csv --csv '
+    'EMBED/tables/EMBED_OpenData_clinical.csv --dicom-root EMBED/images --val-fraction '
+    '0.2': DATASET,
     # The cluster section: machines sharing storage (/shared). CI runs each command on a
     # two-node Ray cluster on loopback instead (.ci/ray-cluster; tests/data/cluster/,
     # tests/engine/cluster/).
