@@ -24,8 +24,10 @@ demo: install
 	echo ""; echo "Artifacts of this run: $$latest"; ls $$latest; \
 	echo "Try: jq .best_val_kappa $$latest/summary.json; grep 'New best' $$latest/run.log"
 
+# Two workers: the suite's commands are mostly separate processes importing torch, so two
+# cores are kept busy; modules sharing a server or Ray run on one (tests/conftest.py).
 test: install
-	$(PYTHON) -m pytest -m "not gpu"
+	$(PYTHON) -m pytest -m "not gpu" -n 2 --dist loadgroup
 
 test-fast: install
 	$(PYTHON) -m pytest -m "not gpu and not slow"
