@@ -24,10 +24,8 @@ demo: install
 	echo ""; echo "Artifacts of this run: $$latest"; ls $$latest; \
 	echo "Try: jq .best_val_kappa $$latest/summary.json; grep 'New best' $$latest/run.log"
 
-# Two workers: the suite's commands are mostly separate processes importing torch, so two
-# cores are kept busy; modules sharing a server or Ray run on one (tests/conftest.py).
 test: install
-	$(PYTHON) -m pytest -m "not gpu" -n 2 --dist loadgroup
+	$(PYTHON) -m pytest -m "not gpu"
 
 test-fast: install
 	$(PYTHON) -m pytest -m "not gpu and not slow"

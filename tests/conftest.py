@@ -1,41 +1,9 @@
-"""Shared fixtures, and how `make test` splits the suite between two workers."""
+"""Shared fixtures."""
 
 import pytest
 
 from tests.helpers import run_cli
 from tests.ray_cluster import cluster_address
-
-#: Modules that use one shared resource run on one worker, one after another
-#: (``pytest -n 2 --dist loadgroup``, `make test`): the CI's PostgreSQL server, and Ray
-#: (local instances the commands start, and the CI's two-node cluster, whose workers
-#: one test kills).
-SHARED_RESOURCE = {
-    "postgres": ("tests/hpo/test_shared_study.py", "tests/record/test_secrets.py"),
-    "ray": ("tests/hpo/test_tune.py", "tests/engine/cv/test_resume.py",
-            "tests/data/cluster/", "tests/engine/cluster/"),
-}
-#: Scheduled first (the longest units): a worker that starts them last would finish alone.
-FIRST = ("tests/test_readme.py", "ray")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist, every module is one unit of work (its module fixtures built
-    once) unless it shares a resource with others (``SHARED_RESOURCE``); the longest
-    units go first."""
-    if not getattr(config.option, "numprocesses", None):  # not run with pytest -n
-        return
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        group = next((name for name, prefixes in SHARED_RESOURCE.items()
-                      if path.startswith(prefixes)), path)
-        item.add_marker(pytest.mark.xdist_group(group))
-        item.stash[_GROUP] = group
-    items.sort(key=lambda item: next((i for i, g in enumerate(FIRST)
-                                      if item.stash[_GROUP] == g), len(FIRST)))
-
-
-_GROUP = pytest.StashKey[str]()
 
 
 @pytest.fixture
