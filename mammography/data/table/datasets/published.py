@@ -200,6 +200,42 @@ class FolderIndex:
         return name in self.names(folder or os.sep)
 
 
+class ImageLocator:
+    """One image per row, at ``<images>/<folder>/<image><suffix>`` (VinDr-Mammo's study,
+    RSNA's patient): the checks every such row goes through before its label is read."""
+
+    def __init__(self, images: str, suffix: str, folder_column: str, image_column: str,
+                 csv_name: str, skip: RowExclusions, record: DatasetRecord) -> None:
+        self.images, self.suffix, self.csv_name = images, suffix, csv_name
+        self.folder_column, self.image_column = folder_column, image_column
+        self.skip, self.record = skip, record
+        self.index = FolderIndex()
+        self.seen: dict[str, int] = {}
+
+    def path(self, line: int, folder: str, image: str) -> str | None:
+        """The row's file, or None when it is excluded (recorded with its line): a folder
+        or image id that is no plain name, an image listed again, a file not downloaded."""
+        if not folder or not image or "/" in folder + image or folder in (".", ".."):
+            self.skip.add(f"no usable {self.folder_column}/{self.image_column}",
+                          f"{self.folder_column} {folder!r}, {self.image_column} {image!r}",
+                          csv=self.csv_name, row=line)
+            return None
+        if image in self.seen:
+            self.skip.add("image listed again", f"{self.image_column} {image} is already on "
+                          f"line {self.seen[image]}", csv=self.csv_name, row=line,
+                          accession=folder)
+            return None
+        self.seen[image] = line
+        path = os.path.join(self.images, folder, image + self.suffix)
+        self.record.images_listed += 1
+        if not self.index.has(path):
+            self.skip.add("not in the download", f"{path} not found", csv=self.csv_name,
+                          row=line, accession=folder, path=path)
+            return None
+        self.record.images_present += 1
+        return path
+
+
 @dataclass
 class DatasetRecord:
     """What ``table.dataset`` records (data_manifest.json ``dataset``, summary.json)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from mammography.data.table.datasets.published import (
     DatasetFiles,
     DatasetRecord,
-    FolderIndex,
+    ImageLocator,
     PublishedFile,
     RowExclusions,
     density,
@@ -57,27 +57,14 @@ class Rsna:
         side_col, view_col = csv.column("laterality"), csv.column("view")
         density_col, site_col = csv.column("density"), csv.column("site_id")
         images = os.path.join(str(files.root), "train_images")
-        index = FolderIndex()
-        seen: dict[str, int] = {}
+        locate = ImageLocator(images, ".dcm", "patient_id", "image_id", TRAIN_CSV, skip,
+                              record)
         view_source, side_source = f"{TRAIN_CSV} {view_col}", f"{TRAIN_CSV} {side_col}"
         for line, row in csv.rows:
             patient, image = row.get(patient_col, ""), row.get(image_col, "")
-            if not patient or not image or "/" in patient + image or patient in (".", ".."):
-                skip.add("no usable patient_id/image_id", f"patient_id {patient!r}, image_id "
-                         f"{image!r}", csv=TRAIN_CSV, row=line)
+            path = locate.path(line, patient, image)
+            if path is None:
                 continue
-            if image in seen:
-                skip.add("image listed again", f"image_id {image} is already on line "
-                         f"{seen[image]}", csv=TRAIN_CSV, row=line, accession=patient)
-                continue
-            seen[image] = line
-            path = os.path.join(images, patient, image + ".dcm")
-            record.images_listed += 1
-            if not index.has(path):
-                skip.add("not in the download", f"{path} not found", csv=TRAIN_CSV, row=line,
-                         accession=patient, path=path)
-                continue
-            record.images_present += 1
             label = None
             if request.labelled:
                 label, refusal = density(row.get(density_col, ""), allowed="A-D")

@@ -20,7 +20,7 @@ from mammography.data.table.datasets.published import (
     TRAIN,
     DatasetFiles,
     DatasetRecord,
-    FolderIndex,
+    ImageLocator,
     PublishedFile,
     Refusal,
     RowExclusions,
@@ -67,26 +67,13 @@ class VinDrMammo:
         density_col, split_col = csv.column("breast_density"), csv.column("split")
         findings = _finding_densities(files, skip)
         images = os.path.join(str(files.root), "images")
-        index = FolderIndex()
-        seen: dict[str, int] = {}
+        locate = ImageLocator(images, ".dicom", "study_id", "image_id", BREAST_LEVEL, skip,
+                              record)
         for line, row in csv.rows:
             study, image = row.get(study_col, ""), row.get(image_col, "")
-            if not study or not image or "/" in study + image or study in (".", ".."):
-                skip.add("no usable study_id/image_id", f"study_id {study!r}, image_id "
-                         f"{image!r}", csv=BREAST_LEVEL, row=line)
+            path = locate.path(line, study, image)
+            if path is None:
                 continue
-            if image in seen:
-                skip.add("image listed again", f"image_id {image} is already on line "
-                         f"{seen[image]}", csv=BREAST_LEVEL, row=line, accession=study)
-                continue
-            seen[image] = line
-            path = os.path.join(images, study, image + ".dicom")
-            record.images_listed += 1
-            if not index.has(path):
-                skip.add("not in the download", f"{path} not found", csv=BREAST_LEVEL,
-                         row=line, accession=study, path=path)
-                continue
-            record.images_present += 1
             side = SPLITS.get(row.get(split_col, "").strip().lower())
             if side is None:
                 skip.add("split is neither training nor test", f"split "
