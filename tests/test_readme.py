@@ -353,7 +353,7 @@ def test_every_readme_example_runs_as_written_in_a_fresh_clone(tmp_path):
         proc = clone.bash(example.text)
         if proc.returncode != 0 and proc.returncode not in ALSO_FINE.get(program, ()):
             failures.append(f"README.md:{example.line} ({example.section}): {example.key}\n"
-                            f"exit {proc.returncode}\n{proc.stderr[-2500:]}")
+                            f"exit {proc.returncode}\n{proc.stdout[-2500:]}{proc.stderr[-2500:]}")
             continue
         keys_read = _jq_keys(example)
         if keys_read:
