@@ -24,8 +24,11 @@ demo: install
 	echo ""; echo "Artifacts of this run: $$latest"; ls $$latest; \
 	echo "Try: jq .best_val_kappa $$latest/summary.json; grep 'New best' $$latest/run.log"
 
+# Two workers: most tests run the CLI in its own process, so both cores stay busy. A module
+# is one unit; modules sharing PostgreSQL or Ray run on one worker; the longest go first
+# (tests/conftest.py).
 test: install
-	$(PYTHON) -m pytest -m "not gpu"
+	$(PYTHON) -m pytest -m "not gpu" -n 2 --dist loadgroup --no-loadscope-reorder
 
 test-fast: install
 	$(PYTHON) -m pytest -m "not gpu and not slow"

@@ -1,9 +1,40 @@
-"""Shared fixtures."""
+"""Shared fixtures, and how `make test` splits the suite between two workers."""
 
 import pytest
 
 from tests.helpers import run_cli
 from tests.ray_cluster import cluster_address
+
+#: Modules that use one shared resource run on one worker, one after another
+#: (``pytest -n 2 --dist loadgroup``, `make test`): CI's PostgreSQL server, and Ray (the
+#: local instances `tune --engine ray` and `--cv-engine ray` start, and CI's two-node
+#: cluster, whose workers some tests kill).
+SHARED_RESOURCE = {
+    "postgres": ("tests/hpo/test_shared_study.py", "tests/record/test_secrets.py"),
+    "ray": ("tests/hpo/test_tune.py", "tests/engine/cv/test_resume.py",
+            "tests/data/cluster/", "tests/engine/cluster/"),
+}
+#: The longest units, handed out first (`make test` keeps this order with
+#: --no-loadscope-reorder): a worker that started one of them last would finish alone.
+#: The README test is one test of about 6 minutes; the Ray group about 5.
+FIRST = ("tests/test_readme.py", "ray")
+_GROUP = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, every module is one unit of work (its module fixtures built
+    once), unless it shares a resource with others (``SHARED_RESOURCE``); ``FIRST`` first."""
+    if not getattr(config.option, "numprocesses", None):  # not run with pytest -n
+        return
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        group = next((name for name, prefixes in SHARED_RESOURCE.items()
+                      if path.startswith(prefixes)), path)
+        item.add_marker(pytest.mark.xdist_group(group))
+        item.stash[_GROUP] = group
+    rank = {group: i for i, group in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.stash[_GROUP], len(FIRST)))  # stable
 
 
 @pytest.fixture

@@ -97,22 +97,33 @@ def test_predict_on_the_cluster_is_the_local_run_byte_for_byte(ray_cluster, loca
 
 
 def test_a_killed_worker_costs_its_shard_only(ray_cluster, local, tmp_path):
-    args = [*embed_args(local["data"], local["cache"]), "--ray-address", ray_cluster,
-            "--outdir", tmp_path / "embed"]
-    proc = subprocess.Popen([sys.executable, "-m", "mammography", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env(tmp_path))
-    try:
-        kill_a_shard_worker(lambda: True)  # the entries are there: every shard is the model's
-        output, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, output
+    # A shard of two 64 px images takes milliseconds: on a busy machine the SIGKILL may
+    # land once the worker has handed its shard back (a run with no retry, and every image
+    # embedded once). That attempt proves nothing, so it is made again; a kill that lands
+    # inside a shard must cost that shard only.
+    for attempt in range(1, 4):
+        outdir = tmp_path / f"embed_{attempt}"
+        args = [*embed_args(local["data"], local["cache"]), "--ray-address", ray_cluster,
+                "--outdir", outdir]
+        proc = subprocess.Popen([sys.executable, "-m", "mammography", *map(str, args)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env(tmp_path))
+        try:
+            kill_a_shard_worker(lambda: True)  # the entries are there: every shard is the model's
+            output, _ = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, output
+        record = read_summary(outdir / "results_1")["cluster"]
+        if record["retries"] == 0 and "lost its worker" not in output:
+            continue  # the kill missed every shard
+        break
+    else:
+        pytest.fail("three SIGKILLs in a row landed between shards")
     assert "lost its worker (WorkerCrashedError); submitted again (1 of 3)" in output
-    run = tmp_path / "embed" / "results_1"
+    run = outdir / "results_1"
     assert (run / "features.npy").read_bytes() == (local["embed"] / "features.npy").read_bytes()
-    record = read_summary(run)["cluster"]
     assert record["retries"] == 1 and record["retried"][0]["reason"] == "WorkerCrashedError"
     assert sum(n["images"] for n in record["per_node"].values()) == 16
 
