@@ -28,7 +28,7 @@ demo: install
 # is one unit; modules sharing PostgreSQL or Ray run on one worker; the longest go first
 # (tests/conftest.py).
 test: install
-	$(PYTHON) -m pytest -m "not gpu" -n 2 --dist loadgroup --no-loadscope-reorder
+	$(PYTHON) -m pytest -m "not gpu" -n 2 --dist loadscope --no-loadscope-reorder
 
 test-fast: install
 	$(PYTHON) -m pytest -m "not gpu and not slow"

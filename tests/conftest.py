@@ -1,12 +1,14 @@
 """Shared fixtures, and how `make test` splits the suite between two workers."""
 
+import importlib.util
+
 import pytest
 
 from tests.helpers import run_cli
 from tests.ray_cluster import cluster_address
 
 #: Modules that use one shared resource run on one worker, one after another
-#: (``pytest -n 2 --dist loadgroup``, `make test`): CI's PostgreSQL server, and Ray (the
+#: (`make test`: ``pytest -n 2 --dist loadscope``): CI's PostgreSQL server, and Ray (the
 #: local instances `tune --engine ray` and `--cv-engine ray` start, and CI's two-node
 #: cluster, whose workers some tests kill).
 SHARED_RESOURCE = {
@@ -14,27 +16,44 @@ SHARED_RESOURCE = {
     "ray": ("tests/hpo/test_tune.py", "tests/engine/cv/test_resume.py",
             "tests/data/cluster/", "tests/engine/cluster/"),
 }
-#: The longest units, handed out first (`make test` keeps this order with
+#: The longest units, handed out first (`make test` keeps the collection order with
 #: --no-loadscope-reorder): a worker that started one of them last would finish alone.
 #: The README test is one test of about 6 minutes; the Ray group about 5.
 FIRST = ("tests/test_readme.py", "ray")
-_GROUP = pytest.StashKey[str]()
+
+
+def unit_of(nodeid: str) -> str:
+    """The unit of work a test belongs to under pytest-xdist: its shared resource's name,
+    else its module (whose module-scoped fixtures are then built once)."""
+    path = nodeid.split("::")[0]
+    return next((name for name, prefixes in SHARED_RESOURCE.items()
+                 if path.startswith(prefixes)), path)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist, every module is one unit of work (its module fixtures built
-    once), unless it shares a resource with others (``SHARED_RESOURCE``); ``FIRST`` first."""
-    if not getattr(config.option, "numprocesses", None):  # not run with pytest -n
+    """On a pytest-xdist worker, whose collection the scheduler hands out in order:
+    ``FIRST`` first."""
+    if not hasattr(config, "workerinput"):
         return
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        group = next((name for name, prefixes in SHARED_RESOURCE.items()
-                      if path.startswith(prefixes)), path)
-        item.add_marker(pytest.mark.xdist_group(group))
-        item.stash[_GROUP] = group
-    rank = {group: i for i, group in enumerate(FIRST)}
-    items.sort(key=lambda item: rank.get(item.stash[_GROUP], len(FIRST)))  # stable
+    rank = {unit: i for i, unit in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(unit_of(item.nodeid), len(FIRST)))  # stable
+
+
+if importlib.util.find_spec("xdist") is not None:  # a dev dependency; hooks need it
+    def pytest_xdist_make_scheduler(config, log):
+        """xdist's scope scheduling with ``unit_of`` as the scope. (Not --dist loadgroup:
+        with pytest 9.2 the xdist_group marks no longer reach xdist 3.8's scheduler, which
+        rewrites ``item._nodeid``, an attribute pytest stopped reading.)"""
+        if config.getvalue("dist") != "loadscope":
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        class ModuleOrSharedResource(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return unit_of(nodeid)
+
+        return ModuleOrSharedResource(config, log)
 
 
 @pytest.fixture
