@@ -21,7 +21,7 @@ from typing import Any
 from mammography.config.core import run_settings, validate_costly
 from mammography.config.data import ImageSourceOptions, LabelOptions
 from mammography.config.resolve import resolve_config
-from mammography.errors import EXIT_OK, DataError, InputError
+from mammography.errors import EXIT_INTERRUPTED, EXIT_OK, DataError, InputError, RunInterrupted
 from mammography.record.processes import calm_thread_waits
 from mammography.record.secrets import mask_secrets
 
@@ -59,6 +59,14 @@ def execute(config_cls: type, target: str, command: str, config_file: Path | Non
         # Detected before any work started (settings, outdir): message only.
         print(f"Error: {mask_secrets(exc.render())}", file=sys.stderr, flush=True)
         return exc.exit_code
+    except RunInterrupted as exc:
+        # Stopped while the run set up its record (a stop after that is the run's own:
+        # recorded, and the run returns its exit code): it never started, nothing is kept.
+        import signal
+
+        print(f"Interrupted by {signal.Signals(exc.signum).name} before the run started; "
+              "no run directory was kept.", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
 
 
 def refuse_unusable_table(config: Any) -> None:

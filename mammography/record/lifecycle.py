@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from mammography.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, RunInterrupted
-from mammography.record.contract import CONFIG_FILE, SUMMARY_FILE
+from mammography.record.contract import CONFIG_FILE, GIT_PATCH_FILE, LOG_FILE, SUMMARY_FILE
 from mammography.record.document import (
     NO_INTEGRATION,
     PROVENANCE_FIELDS,
@@ -248,32 +248,65 @@ class Run:
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> Run:
         self._t0 = time.monotonic()
-        self.location = self._place()
-        self.dir, self.run_id = self.location.dir, self.location.run_id
-        if self.in_process_child:
-            self.parent._active_children.append(self)
-        if self._use_tee:
-            # A torchrun rank other than 0 writes run.log only: the terminal shows rank 0.
-            self._tee = Tee(self.location.log_path, prefix=self._log_prefix,
-                            terminal=self._follow is None)
-            self._tee.start()
-        else:
-            self.location.log_path.touch()
+        # SIGINT/SIGTERM are this run's from before its directory exists: a stop while
+        # the record is being set up raises here (and the directory goes, below) rather
+        # than killing the process between mkdir and summary.json.
+        if not self.in_process_child:
+            self._stop.install()
         try:
+            self.location = self._place()
+        except BaseException:
+            if not self.in_process_child:
+                self._stop.restore()
+            raise
+        self.dir, self.run_id = self.location.dir, self.location.run_id
+        try:
+            if self._use_tee:
+                # A torchrun rank other than 0 writes run.log only: the terminal shows
+                # rank 0.
+                self._tee = Tee(self.location.log_path, prefix=self._log_prefix,
+                                terminal=self._follow is None)
+                self._tee.start()
+            else:
+                self.location.log_path.touch()
             self._bootstrap()
         except OSError as exc:
             # Disk full, quota, read-only or file-size limit: the run cannot even
             # record that it started. One clear line (exit 2, like an unwritable
             # --outdir), not a traceback from deep inside the JSON writer.
-            self._stop_tee()
+            self._abandon_setup()
             raise InputError(
                 f"Cannot write the run record in {self.dir}: {exc.strerror or exc} "
                 f"({type(exc).__name__}, errno {exc.errno}). Free disk space or choose "
                 "another --outdir.") from None
         except BaseException:
-            self._stop_tee()
+            self._abandon_setup()
             raise
+        if self.in_process_child:
+            self.parent._active_children.append(self)
         return self
+
+    def _abandon_setup(self) -> None:
+        """A run stopped (or failed) before its summary.json existed: it never started,
+        so the directory it had made goes too - a results folder without a record would
+        be a run that `runs` cannot read and `runs validate` calls broken. Only the files
+        setting up writes are removed (run.log, git_diff.patch, config.yaml); anything
+        else keeps the folder."""
+        self._stop_tee()
+        if not self.in_process_child:
+            self._stop.restore()
+        if self.summary is not None or self._follow is not None:
+            return
+        directory = self.dir
+        if (directory / SUMMARY_FILE).exists():
+            return
+        for name in (LOG_FILE, GIT_PATCH_FILE, CONFIG_FILE):
+            with contextlib.suppress(OSError):
+                (directory / name).unlink()
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+            if self.parent is not None:  # the fold_N / trial_N holder, when empty
+                directory.parent.rmdir()
 
     def _place(self) -> Location:
         if self._follow is not None:
@@ -306,7 +339,6 @@ class Run:
         if self._config_record is not None:
             self._write_config_yaml()
         if not self.in_process_child:
-            self._stop.install()
             self._capture.install()
             self._heartbeat = Heartbeat(lambda: [self, *self._active_children], now_iso)
             self._heartbeat.start()
