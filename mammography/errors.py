@@ -37,6 +37,14 @@ class InputError(MammographyError):
         return "\n".join(lines)
 
 
+class ExplainedFailure(MammographyError):
+    """A failure its message explains in full, not a bug (a cluster that kept losing a
+    shard's worker): exit code 1 with ``Error: message`` and no traceback; the run
+    records it as failed with that message."""
+
+    exit_code = EXIT_FAILED
+
+
 class ConfigError(InputError):
     """One or more invalid settings (CLI options or YAML config)."""
 

@@ -271,6 +271,11 @@ class ClusterOptions(OptionGroup):
             found.append("--ray-address with --device cuda: the cluster's tasks run the model "
                          "on the nodes' CPUs (bit-identical to this machine's CPU run); drop "
                          "--device cuda, or drop --ray-address to use this machine's GPU")
+        if getattr(self, "num_workers", -1) > 0:
+            found.append(f"--ray-address with --num-workers {self.num_workers}: each cluster "
+                         "task reads its shard from the shared disk cache in its own process "
+                         "(one task per CPU of every node), with no loader workers to set; "
+                         "drop --num-workers")
         return found
 
 

@@ -44,7 +44,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from mammography.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, RunInterrupted
+from mammography.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ExplainedFailure,
+    InputError,
+    RunInterrupted,
+)
 from mammography.record.contract import CONFIG_FILE, GIT_PATCH_FILE, LOG_FILE, SUMMARY_FILE
 from mammography.record.document import (
     NO_INTEGRATION,
@@ -396,6 +403,11 @@ class Run:
             if not reported:
                 print(f"Error: {message}", file=sys.stderr, flush=True)
             return "failed", exc.exit_code, {"type": "input_error", "message": message}
+        if isinstance(exc, ExplainedFailure):
+            message = mask_secrets(str(exc))
+            if not reported:
+                print(f"Error: {message}", file=sys.stderr, flush=True)
+            return "failed", exc.exit_code, {"type": type(exc).__name__, "message": message}
         if isinstance(exc, RunInterrupted | KeyboardInterrupt):
             name = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
             if not reported:

@@ -78,6 +78,21 @@ def test_bad_input_means_exit_2_message_and_no_traceback(tmp_path):
     assert "row 3" in (tmp_path / "results_1" / "run.log").read_text()
 
 
+def test_an_explained_failure_means_exit_1_its_message_and_no_traceback(tmp_path):
+    # e.g. a cluster that kept losing a shard's worker: not a bug, nothing to trace
+    proc = run_mode("explained", tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "Error: Embedding: shard 3 (images 6-7) was lost 4 times" in proc.stderr
+    summary = read_summary(tmp_path / "results_1")
+    assert summary["status"] == "failed" and summary["execution"]["exit_code"] == 1
+    assert summary["execution"]["error"]["type"] == "ExplainedFailure"
+    assert "giving up after 3 retries" in summary["execution"]["error"]["message"]
+    log = (tmp_path / "results_1" / "run.log").read_text()
+    assert "was lost 4 times" in log and "Traceback" not in log
+    assert schema_problems(summary) == []
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_means_interrupted_and_exit_130(tmp_path, signum):
     proc = start_mode("sleep", tmp_path)

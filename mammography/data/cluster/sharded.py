@@ -35,7 +35,7 @@ from typing import Any, Generic, TypeVar
 from mammography.data.cluster.nodes import ClusterError, NodeRequirements, check_nodes
 from mammography.data.cluster.record import ClusterRecord, ShardOutput
 from mammography.data.cluster.shards import aligned, plan_shards, shard_size_for
-from mammography.errors import MammographyError
+from mammography.errors import ExplainedFailure, MammographyError
 from mammography.record.progress import progress_bar
 from mammography.record.reporter import Reporter
 
@@ -52,6 +52,11 @@ DEFAULT_MAX_RETRIES = 3
 class ShardFailed(MammographyError):
     """A shard could not be done on the cluster (its function raised, or it was lost
     more than ``max_retries`` times)."""
+
+
+class ShardLost(ShardFailed, ExplainedFailure):
+    """A shard whose worker or node was lost more than ``max_retries`` times: the
+    cluster's doing, said in one line (no traceback), unlike a function that raised."""
 
 
 @dataclass
@@ -194,7 +199,7 @@ def map_shards(fn: ShardFunction, items: Sequence[T], *, address: str, label: st
                         attempts[shard.index] += 1
                         reason = type(exc).__name__
                         if attempts[shard.index] > max_retries:
-                            raise ShardFailed(
+                            raise ShardLost(
                                 f"{label}: {shard.describe()} was lost {attempts[shard.index]} "
                                 f"times ({reason}); giving up after {max_retries} retries. "
                                 "What finished is kept: run the command again.") from exc

@@ -12,6 +12,8 @@ import pytest
 
 from mammography.data.cluster import ClusterError, ShardFailed, map_shards
 from mammography.data.cluster.nodes import requirements
+from mammography.data.cluster.sharded import ShardLost
+from mammography.errors import ExplainedFailure
 from mammography.record.reporter import CollectingReporter
 
 pytestmark = pytest.mark.slow
@@ -42,6 +44,10 @@ class DieOnce:
         return [2 * item for item in items]
 
 
+def always_dies(items):
+    os._exit(1)
+
+
 def broken(items):
     raise ZeroDivisionError("a bug in the shard function")
 
@@ -68,6 +74,15 @@ def test_an_exception_in_the_function_stops_the_run_naming_the_shard(ray_cluster
                        r"cluster: ZeroDivisionError: a bug in the shard function"):
         map_shards(broken, [1, 2], address=ray_cluster, label="Broken", shard_size=2,
                    out=CollectingReporter(), progress=False)
+
+
+def test_a_shard_lost_past_its_retries_is_one_explained_failure(ray_cluster):
+    # the cluster's doing, not a bug: the command says it in one line (exit 1, no traceback)
+    with pytest.raises(ShardLost, match=r"Dying: shard 0 \(items 1-2\) was lost 2 times "
+                       r"\(WorkerCrashedError\); giving up after 1 retries") as caught:
+        map_shards(always_dies, [1, 2], address=ray_cluster, label="Dying", shard_size=2,
+                   out=CollectingReporter(), progress=False, max_retries=1)
+    assert isinstance(caught.value, ExplainedFailure)
 
 
 def test_every_node_asked_before_any_shard_runs(ray_cluster, tmp_path):

@@ -135,10 +135,15 @@ def test_scoring_shards_merged_in_order_are_the_one_machine_ensemble(images):
 def test_a_cluster_without_the_shared_disk_cache_is_refused(config, expected, tmp_path):
     (tmp_path / "a.csv").write_text("AccessionNumber,Classification\n")
     cfg = config(csv=[tmp_path / "a.csv"], cache="memory", ray_address="127.0.0.1:1",
-                 device="cuda", **({"run": [tmp_path]} if config is PredictConfig else {}))
+                 device="cuda", num_workers=4,
+                 **({"run": [tmp_path]} if config is PredictConfig else {}))
     found = cfg.problems()
     assert any(expected in p for p in found)
     assert any("--ray-address with --device cuda" in p for p in found)
+    assert any("--ray-address with --num-workers 4: each cluster task" in p for p in found)
+    assert not [p for p in config(csv=[tmp_path / "a.csv"], ray_address="auto", num_workers=0,
+                                  **({"run": [tmp_path]} if config is PredictConfig else {})
+                                  ).problems() if "--ray-address" in p]
 
 
 def test_predict_refuses_an_onnx_model_on_the_cluster(tmp_path):

@@ -1,6 +1,6 @@
 """A tiny command body driven by the lifecycle tests: ``MODE OUTDIR``.
 
-Modes: ok, fail, input, sleep (waits for a signal), graceful (stops at the
+Modes: ok, fail, input, explained, sleep (waits for a signal), graceful (stops at the
 next safe point), child, child_fail, kill (SIGKILLs itself mid-run), spawn
 (writes through a subprocess and os.write), warn, repeats (20 warnings of one kind).
 """
@@ -12,7 +12,7 @@ import sys
 import time
 import warnings
 
-from mammography.errors import DataError
+from mammography.errors import DataError, ExplainedFailure
 from mammography.record import Run
 
 mode, outdir = sys.argv[1], sys.argv[2]
@@ -23,6 +23,9 @@ with Run(command="test", experiment_type="evaluation", outdir=outdir, seed=7,
         raise ValueError("boom in the body")
     if mode == "input":
         raise DataError("CSV labels.csv row 3: label 'Q' is unknown; use 1-4 or A-D.")
+    if mode == "explained":
+        raise ExplainedFailure("Embedding: shard 3 (images 6-7) was lost 4 times "
+                               "(WorkerCrashedError); giving up after 3 retries.")
     if mode == "sleep":
         print("READY", flush=True)
         time.sleep(60)
