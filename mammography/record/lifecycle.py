@@ -284,8 +284,8 @@ class Run:
             self._abandon_setup()
             raise InputError(
                 f"Cannot write the run record in {self.dir}: {exc.strerror or exc} "
-                f"({type(exc).__name__}, errno {exc.errno}). Free disk space or choose "
-                "another --outdir.") from None
+                f"({type(exc).__name__}, errno {exc.errno}); the run did not start and its "
+                "folder was removed. Free disk space or choose another --outdir.") from None
         except BaseException:
             self._abandon_setup()
             raise

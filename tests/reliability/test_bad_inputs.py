@@ -441,10 +441,11 @@ def test_disk_full_before_the_run_record_exists(train_cases):
     assert no_traceback(proc), proc.stderr[-3000:]
     assert "Cannot write the run record in" in proc.stderr
     assert "File too large" in proc.stderr and "--outdir" in proc.stderr
-    run = train_cases["disk_full_at_start"].out / "results_1"
-    # Nothing half-written is left to be trusted later: no summary, no partial
-    # git_diff.patch or config.yaml, no temp files.
-    assert sorted(p.name for p in run.iterdir()) == ["run.log"]
+    assert "the run did not start and its folder was removed" in proc.stderr
+    # Nothing half-written is left to be trusted later: no results_1 without a summary
+    # (which `runs validate` would call broken), no partial git_diff.patch or config.yaml,
+    # no temp files.
+    assert list(train_cases["disk_full_at_start"].out.iterdir()) == []
 
 
 @pytest.mark.slow
