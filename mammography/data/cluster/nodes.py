@@ -7,7 +7,9 @@ So before the first shard, one small task runs on every node (Ray's node
 affinity) and answers:
 
 * the same mammography code as this machine (a digest of its sources): another
-  version would write other bytes under the same cache keys;
+  version would write other bytes under the same cache keys; and code loaded after
+  the last change of those sources (Ray reuses a worker with the modules it imported
+  first; every shard task checks this too, ``loaded_code_problem``);
 * a sample of the images at the same absolute paths, with the same sizes;
 * the shared folder at the same path: this machine writes a check file with a
   random token there, each node must read that token back (and, for a cache
@@ -93,6 +95,28 @@ def code_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+def loaded_code_problem() -> str | None:
+    """Whether this process runs other code than the package's files hold now: a source
+    file changed after the process imported the package (``IMPORTED_AT_NS``). A reused
+    Ray worker keeps the modules it imported first, so after an edit (or an upgrade) the
+    files' digest matches the driver's while the worker still runs the old code."""
+    import mammography
+
+    root = Path(mammography.__file__).resolve().parent
+    imported = mammography.IMPORTED_AT_NS
+    for path in sorted(root.rglob("*.py")):
+        try:
+            changed = path.stat().st_mtime_ns
+        except OSError:
+            continue
+        if changed > imported:
+            return (f"its Ray worker (pid {os.getpid()}) imported mammography before "
+                    f"{path.relative_to(root).as_posix()} changed, and Ray reuses workers "
+                    "with the code they loaded first: restart Ray on every node (ray stop, "
+                    "then ray start as before) so that the workers load the current code")
+    return None
+
+
 def library_versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for name in LIBRARIES:
@@ -119,6 +143,9 @@ def node_problems(req: NodeRequirements) -> list[str]:
     if digest != req.code_digest:
         problems.append(f"runs other mammography code (sources digest {digest}, this "
                         f"machine {req.code_digest}): install the same version on every node")
+    stale = loaded_code_problem()
+    if stale is not None:
+        problems.append(stale)
     for path, size in req.images:
         try:
             seen = os.stat(path).st_size

@@ -32,7 +32,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from mammography.data.cluster.nodes import ClusterError, NodeRequirements, check_nodes
+from mammography.data.cluster.nodes import (
+    ClusterError,
+    NodeRequirements,
+    check_nodes,
+    loaded_code_problem,
+)
 from mammography.data.cluster.record import ClusterRecord, ShardOutput
 from mammography.data.cluster.shards import aligned, plan_shards, shard_size_for
 from mammography.errors import ExplainedFailure, MammographyError
@@ -80,6 +85,9 @@ class ShardedRun(Generic[R]):
 
 def run_shard(fn: ShardFunction, index: int, items: list[Any]) -> ShardOutput:
     """The Ray task: ``fn`` over one shard, with where and how long it ran."""
+    stale = loaded_code_problem()  # this worker may be older than the node's check
+    if stale is not None:
+        raise ClusterError(f"node {socket.gethostname()}: {stale}")
     import ray
 
     context = ray.get_runtime_context()
@@ -193,6 +201,9 @@ def map_shards(fn: ShardFunction, items: Sequence[T], *, address: str, label: st
                     try:
                         output = ray.get(ref)
                     except ray.exceptions.RayTaskError as exc:  # fn raised: a bug, not luck
+                        if isinstance(getattr(exc, "cause", None), ClusterError):
+                            # ...or the node cannot do it as this machine would (exit 2)
+                            raise ClusterError(f"{label}: {exc.cause}") from None
                         raise ShardFailed(f"{label}: {shard.describe()} failed on the "
                                           f"cluster: {_cause(exc)}") from exc
                     except ray.exceptions.RayError as exc:  # the worker or node was lost

@@ -44,6 +44,14 @@ class DieOnce:
         return [2 * item for item in items]
 
 
+def ages_the_import(items):
+    """As if this worker had imported mammography before its sources last changed."""
+    import mammography
+
+    mammography.IMPORTED_AT_NS = 0
+    return items
+
+
 def always_dies(items):
     os._exit(1)
 
@@ -83,6 +91,16 @@ def test_a_shard_lost_past_its_retries_is_one_explained_failure(ray_cluster):
         map_shards(always_dies, [1, 2], address=ray_cluster, label="Dying", shard_size=2,
                    out=CollectingReporter(), progress=False, max_retries=1)
     assert isinstance(caught.value, ExplainedFailure)
+
+
+def test_a_worker_that_outlived_a_code_change_stops_the_run_exit_2(ray_cluster):
+    # Ray reuses a node's worker from shard to shard: after the first shard there, the
+    # worker's code is "older than its files", and its next shard refuses (this job's
+    # workers end with it, so later tests get fresh ones).
+    with pytest.raises(ClusterError, match=r"Ageing: node \S+: its Ray worker \(pid \d+\) "
+                       r"imported mammography before .*restart Ray on every node"):
+        map_shards(ages_the_import, list(range(12)), address=ray_cluster, label="Ageing",
+                   shard_size=1, out=CollectingReporter(), progress=False)
 
 
 def test_every_node_asked_before_any_shard_runs(ray_cluster, tmp_path):
